@@ -1,0 +1,78 @@
+"""Synthetic users: latent preferences, heterogeneous activity, preference drift."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class UserPopulation:
+    """Ground truth of the user population.
+
+    ``preferences`` is mutable: with drift enabled it moves toward what users consume.
+    """
+
+    preferences: np.ndarray  # (n_users, dim) float64
+    topic: np.ndarray  # (n_users,) int32, the mixture component the user was drawn from
+    session_rate: np.ndarray  # (n_users,) float64, expected sessions per simulated day
+    drift_rate: float = 0.0
+
+    @property
+    def n_users(self) -> int:
+        return int(self.preferences.shape[0])
+
+    def sample_sessions(
+        self, t_start: float, t_end: float, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-user Poisson session arrivals in ``[t_start, t_end)`` hours, sorted by time.
+
+        Returns ``(times, user_ids)``. Vectorized over users: one Poisson count per user, then
+        uniform times (the superposition of independent Poisson processes).
+        """
+        hours = t_end - t_start
+        counts = rng.poisson(self.session_rate * (hours / 24.0))
+        user_ids = np.repeat(np.arange(self.n_users, dtype=np.int32), counts)
+        times = t_start + hours * rng.random(user_ids.shape[0])
+        order = np.argsort(times, kind="stable")
+        return times[order], user_ids[order]
+
+    def drift_toward(self, user_ids: np.ndarray, item_factors: np.ndarray) -> None:
+        """Move each user a step ``drift_rate`` toward each item they consumed (vectorized).
+
+        Several clicks by one user in a batch add their steps; the user's norm is kept.
+        """
+        if self.drift_rate <= 0.0 or user_ids.size == 0:
+            return
+        norms = np.linalg.norm(self.preferences[np.unique(user_ids)], axis=1, keepdims=True)
+        step = self.drift_rate * (item_factors - self.preferences[user_ids])
+        np.add.at(self.preferences, user_ids, step)
+        touched = np.unique(user_ids)
+        new = self.preferences[touched]
+        self.preferences[touched] = new * (
+            norms / np.maximum(np.linalg.norm(new, axis=1, keepdims=True), 1e-12)
+        )
+
+
+def generate_users(
+    n_users: int,
+    centers: np.ndarray,
+    *,
+    topic_spread: float,
+    sessions_per_day: float,
+    activity_sigma: float,
+    drift_rate: float,
+    rng: np.random.Generator,
+) -> UserPopulation:
+    """Users from the same topic mixture as items, with log-normal session rates.
+
+    The log-normal is parameterized so that the *mean* rate is ``sessions_per_day``.
+    """
+    n_topics, dim = centers.shape
+    weights = rng.dirichlet(np.full(n_topics, 2.0))
+    topic = rng.choice(n_topics, size=n_users, p=weights).astype(np.int32)
+    prefs = centers[topic] + topic_spread * rng.standard_normal((n_users, dim)) / np.sqrt(dim)
+    mu = np.log(sessions_per_day) - activity_sigma**2 / 2.0
+    rate = rng.lognormal(mean=mu, sigma=activity_sigma, size=n_users)
+    return UserPopulation(preferences=prefs, topic=topic, session_rate=rate, drift_rate=drift_rate)

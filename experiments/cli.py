@@ -1,0 +1,148 @@
+"""``recloop``: the hydra app. ``@hydra.main`` is a thin wrapper around :func:`experiments.run.run`.
+
+Before hydra creates any output directory, :func:`precheck` composes the config of every job the
+command line asks for (one for a run, the cartesian product for ``-m``) and validates it, so a bad
+value stops the command with one line naming the key and value, exit code 2, and nothing written.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import traceback
+from importlib.resources import files
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from hydra.types import RunMode
+from omegaconf import DictConfig
+from rich.console import Console
+
+from experiments.config import ConfigError, parse_config
+from experiments.console import day_progress, summary_table
+from experiments.run import RunDirectoryError, run
+
+log = logging.getLogger("recloop")
+GROUPS = ("world", "policy", "sim")
+EXIT_BAD_INPUT = 2
+
+
+def group_options(group: str) -> list[str]:
+    """Selectable options of a config group (files starting with ``_`` are internal bases)."""
+    folder = files("configs") / group
+    return sorted(
+        p.name.removesuffix(".yaml")
+        for p in folder.iterdir()
+        if p.name.endswith(".yaml") and not p.name.startswith("_")
+    )
+
+
+def _job_overrides(argv: list[str]) -> list[list[str]] | None:
+    """The override lists of every job ``argv`` describes; ``None`` when hydra should handle the
+    command itself (``--help``, ``--cfg``, shell completion …)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
+        return None
+    raw = [a for a in argv if not a.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(raw)
+    except HydraException as exc:
+        raise ConfigError(f"malformed override: {_first_line(exc)}") from None
+    # hydra's own settings (launcher, run dir …) are hydra's business, not the study's.
+    ours = [o for o in parsed if not o.get_key_element().lstrip("+~").startswith("hydra")]
+    if not multirun:
+        sweeps = [o for o in ours if o.is_sweep_override()]
+        if sweeps:
+            raise ConfigError(
+                f"{sweeps[0].input_line}: a sweep needs -m/--multirun (recloop -m {sweeps[0].input_line})"
+            )
+        return [[o.input_line for o in ours]]
+    batches = BasicSweeper.split_arguments(ours, max_batch_size=None)
+    return [job for batch in batches for job in batch]
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def precheck(argv: list[str]) -> None:
+    """Compose and validate every job of ``argv``; raise :class:`ConfigError` on the first bad one."""
+    from hydra import compose, initialize_config_module
+
+    jobs = _job_overrides(argv)
+    if jobs is None:
+        return
+    options = {g: group_options(g) for g in GROUPS}
+    for overrides in jobs:
+        for line in overrides:
+            key, _, value = line.partition("=")
+            key = key.lstrip("+~")
+            if key in GROUPS and value not in options[key]:
+                raise ConfigError(
+                    f"{key}={value}: unknown {key}; choose one of {', '.join(options[key])}"
+                )
+        with initialize_config_module(config_module="configs", version_base="1.3"):
+            try:
+                cfg = compose(config_name="config", overrides=overrides)
+            except HydraException as exc:
+                raise ConfigError(_first_line(exc)) from None
+        parse_config(cfg)
+
+
+def _discard_unstarted(out_dir: Path) -> None:
+    """Remove a directory hydra created for a job that never started (only .hydra + its log)."""
+    if out_dir.is_dir() and all(
+        p.name == ".hydra" or p.suffix == ".log" for p in out_dir.iterdir()
+    ):
+        shutil.rmtree(out_dir)
+
+
+@hydra.main(config_path="pkg://configs", config_name="config", version_base="1.3")
+def _app(cfg: DictConfig) -> None:
+    hc = HydraConfig.get()
+    out_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
+    console = Console(stderr=False)
+    try:
+        with day_progress(cfg.get("progress", True) and not multirun, console) as progress:
+            summary = run(
+                cfg, out_dir, progress=progress, config_name=hc.job.config_name or "config"
+            )
+    except (ConfigError, RunDirectoryError) as exc:
+        _discard_unstarted(out_dir)
+        print(f"recloop: error: {exc}", file=sys.stderr)
+        if multirun:  # keep the sweep going; hydra would skip its end-of-sweep callbacks
+            return
+        sys.exit(EXIT_BAD_INPUT)
+    except Exception:
+        if not multirun:
+            raise
+        # A failed job must not take the sweep down (hydra then skips on_multirun_end).
+        (out_dir / "FAILED").write_text(traceback.format_exc())
+        log.exception("job %s failed; traceback in %s", hc.job.num, out_dir / "FAILED")
+        return
+    console.print(summary_table(summary))
+    console.print(f"run directory: {out_dir}")
+    if (out_dir / "report.html").exists():
+        console.print(f"report: {out_dir / 'report.html'}")
+
+
+def main() -> None:
+    """Console entry point ``recloop``."""
+    try:
+        precheck(sys.argv[1:])
+    except ConfigError as exc:
+        print(f"recloop: error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    _app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Turn a composed hydra config into validated dataclasses — or one clear error line."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from agents.world import WorldConfig
+from policies.policy import PolicyConfig
+from sim.engine import SimConfig
+
+
+class ConfigError(ValueError):
+    """A bad config value. The message is one line that names the key and the value."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    seed: int
+    world: WorldConfig
+    policy: PolicyConfig
+    sim: SimConfig
+    homogenization_pairs: int
+    report: bool
+    progress: bool
+
+
+def _section(cfg: dict[str, Any], name: str, cls: type) -> Any:
+    raw = cfg.get(name)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{name}={raw!r}: missing or not a mapping")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(
+            f"{name}.{unknown[0]}={raw[unknown[0]]!r}: unknown key; known keys: {', '.join(sorted(known))}"
+        )
+    try:
+        return cls(**raw)
+    except ValueError as exc:  # the dataclasses' own messages already start with "key=value"
+        raise ConfigError(str(exc)) from None
+
+
+def _int(value: Any, key: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{key}={value!r}: must be an integer >= {minimum}")
+    return value
+
+
+def _bool(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}={value!r}: must be true or false")
+    return value
+
+
+def parse_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
+    """Validate everything before anything is simulated or written.
+
+    Raises
+    ------
+    ConfigError
+        with a one-line message naming the offending key and value.
+    """
+    if isinstance(cfg, DictConfig):
+        try:
+            data = OmegaConf.to_container(cfg, resolve=True)
+        except Exception as exc:  # interpolation errors etc.
+            raise ConfigError(str(exc).splitlines()[0]) from None
+    else:
+        data = dict(cfg)
+    assert isinstance(data, dict)
+    world = _section(data, "world", WorldConfig)
+    policy = _section(data, "policy", PolicyConfig)
+    sim = _section(data, "sim", SimConfig)
+    try:
+        policy.check_catalog(world.n_items)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    metrics = data.get("metrics") or {}
+    report = data.get("report") or {}
+    return RunConfig(
+        seed=_int(data.get("seed"), "seed", 0),
+        world=world,
+        policy=policy,
+        sim=sim,
+        homogenization_pairs=_int(
+            metrics.get("homogenization_pairs", 2000), "metrics.homogenization_pairs", 1
+        ),
+        report=_bool(report.get("enabled", True), "report.enabled"),
+        progress=_bool(data.get("progress", True), "progress"),
+    )

@@ -1,0 +1,114 @@
+"""``run(cfg, out_dir)``: one closed-loop simulation, from config to files. Pure: no hydra state."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from agents.streams import Streams
+from agents.world import build_world
+from experiments.config import RunConfig, parse_config
+from policies.policy import build_policy
+from sim.engine import Simulation
+from sim.event_log import write_parquet_atomic
+from sim.metrics import METRIC_COLUMNS, compute_metrics
+
+SUMMARY_METRICS = tuple(c for c in METRIC_COLUMNS if c not in {"window", "t_start", "t_end"})
+RUN_FILES = ("logs", "metrics.parquet", "summary.json", "report.html", "config.yaml")
+
+
+class RunDirectoryError(RuntimeError):
+    """The output directory already holds (part of) another run."""
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN/inf become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _write_json_atomic(data: dict[str, Any], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def run(
+    cfg: DictConfig | dict[str, Any],
+    out_dir: Path,
+    progress: Callable[[float, float], None] | None = None,
+    config_name: str = "config",
+) -> dict[str, Any]:
+    """Simulate, write the event log, ``metrics.parquet``, ``summary.json`` and ``report.html``.
+
+    The config is validated before anything is written. ``summary.json`` is written last but
+    for the report, so a directory without it is not a finished run.
+    """
+    rc: RunConfig = parse_config(cfg)
+    out_dir = Path(out_dir)
+    clash = [name for name in RUN_FILES if (out_dir / name).exists()]
+    if clash:
+        raise RunDirectoryError(
+            f"{out_dir} already holds a run ({clash[0]} exists); choose a new directory"
+        )
+    started = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    resolved = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
+    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved, resolve=True))
+
+    streams = Streams(rc.seed)
+    world = build_world(rc.world, streams)
+    policy = build_policy(
+        rc.policy,
+        n_items=world.catalog.n_items,
+        n_users=world.users.n_users,
+        seed=streams.int_seed("policy.model"),
+        relevance=world.relevance_matrix if rc.policy.scorer == "oracle" else None,
+    )
+    log_root = out_dir / "logs"
+    simulation = Simulation(world, policy, rc.sim, streams, log_root, progress=progress)
+    stats = simulation.run()
+
+    clock = time.perf_counter()
+    metrics = compute_metrics(
+        log_root,
+        n_items=world.catalog.n_items,
+        item_factors=world.catalog.factors,
+        snapshot_every_hours=rc.sim.snapshot_every_hours,
+        rng=streams.generator("metrics.homogenization"),
+        homogenization_pairs=rc.homogenization_pairs,
+    )
+    write_parquet_atomic(metrics, out_dir / "metrics.parquet")
+    stats.seconds["metrics"] = time.perf_counter() - clock
+    stats.seconds["total"] = time.perf_counter() - started
+
+    summary = {
+        "status": "complete",
+        "config_name": config_name,
+        "policy": rc.policy.name,
+        "seed": rc.seed,
+        "catalog_size": world.catalog.n_items,
+        "n_users": world.users.n_users,
+        "days": rc.sim.days,
+        "n_windows": metrics.height,
+        "n_requests": stats.n_requests,
+        "n_impressions": stats.n_impressions,
+        "n_clicks": stats.n_clicks,
+        "final": {k: _clean(metrics[k][-1]) for k in SUMMARY_METRICS},
+        "mean": {k: _clean(metrics[k].fill_nan(None).mean()) for k in SUMMARY_METRICS},
+        "timing_seconds": {k: round(v, 3) for k, v in stats.seconds.items()},
+    }
+    _write_json_atomic(summary, out_dir / "summary.json")
+    if rc.report:
+        from reports.run_report import build_run_report  # reports read files only
+
+        build_run_report(out_dir)
+    return summary

@@ -1,0 +1,57 @@
+"""Which items a request may not be shown: the user's already-clicked items.
+
+The filter is part of the deployed model's knowledge (clicks in its training data), so it changes
+only at deployment — serving results do not depend on how requests are batched.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+PAD = np.int64(2**40)  # sorts after every item id and never counts as "<= j"
+
+
+def batch_filter(seen: sp.csr_matrix, user_ids: np.ndarray, min_allowed: int) -> sp.csr_matrix:
+    """Rows of ``seen`` for ``user_ids``; a user left with fewer than ``min_allowed`` eligible
+    items gets an empty row (the filter is relaxed rather than producing a short slate)."""
+    rows = seen[user_ids]
+    n_items = seen.shape[1]
+    too_many = (n_items - np.diff(rows.indptr)) < min_allowed
+    if too_many.any():
+        keep = np.repeat(~too_many, np.diff(rows.indptr))
+        counts = np.where(too_many, 0, np.diff(rows.indptr))
+        indptr = np.concatenate([[0], np.cumsum(counts)])
+        rows = sp.csr_matrix((rows.data[keep], rows.indices[keep], indptr), shape=rows.shape)
+    rows.sort_indices()
+    return rows
+
+
+def padded_rows(rows: sp.csr_matrix, extra: np.ndarray | None = None) -> np.ndarray:
+    """Each CSR row's column indices (plus ``extra`` columns) as a sorted ``(n, width)`` int64
+    array padded with ``PAD``. Vectorized: no Python loop over rows."""
+    counts = np.diff(rows.indptr)
+    width = int(counts.max(initial=0))
+    out = np.full((rows.shape[0], width), PAD, dtype=np.int64)
+    if rows.nnz:
+        row_of = np.repeat(np.arange(rows.shape[0]), counts)
+        col_of = np.arange(rows.nnz) - np.repeat(rows.indptr[:-1], counts)
+        out[row_of, col_of] = rows.indices
+    if extra is not None and extra.size:
+        out = np.concatenate([out, extra.astype(np.int64)], axis=1)
+    out.sort(axis=1)
+    return out
+
+
+def nth_allowed(excluded: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """The ``j``-th (0-based) item id not in each row of ``excluded`` (sorted, PAD-padded).
+
+    With the excluded ids ``x_0 < x_1 < …`` the answer is ``j + s`` where
+    ``s = #{t : x_t - t <= j}`` — the number of excluded ids at or below the answer.
+    """
+    shifted = excluded - np.arange(excluded.shape[1])
+    return j + (shifted <= j[:, None]).sum(axis=1)
+
+
+def n_excluded(excluded: np.ndarray) -> np.ndarray:
+    return (excluded < PAD).sum(axis=1)

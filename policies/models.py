@@ -1,0 +1,150 @@
+"""Fitted models: what a deployment serves from. Each one retrieves a ranked candidate list."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import scipy.sparse as sp
+from implicit.cpu.topk import topk
+
+# Codes of the ``source`` column (which retriever/fallback produced a slot).
+SOURCES: tuple[str, ...] = (
+    "bootstrap",
+    "als",
+    "popularity",
+    "popularity_fallback",
+    "oracle",
+    "random",
+    "explore",
+)
+SOURCE_CODE = {name: code for code, name in enumerate(SOURCES)}
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    items: np.ndarray  # (n, C) int64, ranked best first
+    scores: np.ndarray  # (n, C) float32
+    source: np.ndarray  # (n,) int8 code into SOURCES, per request
+
+
+class Model(Protocol):
+    version: int
+    seen: sp.csr_matrix  # (n_users, n_items) clicks known to this model: the serving filter
+
+    def retrieve(self, user_ids: np.ndarray, n: int, filter_rows: sp.csr_matrix) -> Retrieval: ...
+
+    def score(self, user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
+        """Model scores, ``user_ids`` (n,) and ``item_ids`` (n, K) -> (n, K) float32."""
+        ...
+
+
+def _topk_by_vector(
+    item_vectors: np.ndarray, query: np.ndarray, n: int, filter_rows: sp.csr_matrix
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fused matmul + top-K from implicit (much faster than GEMM + argpartition)."""
+    ids, scores = topk(
+        np.ascontiguousarray(item_vectors, dtype=np.float32),
+        np.ascontiguousarray(query, dtype=np.float32),
+        n,
+        filter_query_items=filter_rows if filter_rows.nnz else None,
+    )
+    return ids.astype(np.int64), scores.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class PopularityModel:
+    """Ranks by click count in the training log; ties broken by a seeded random order."""
+
+    version: int
+    seen: sp.csr_matrix
+    popularity: np.ndarray  # (n_items,) float64 click counts
+    tiebreak: np.ndarray  # (n_items,) float64 in [0, 1)
+    source_name: str = "popularity"
+
+    @property
+    def ranking_score(self) -> np.ndarray:
+        # Counts are integers, so a tiebreak < 1 only reorders equal counts.
+        return self.popularity + self.tiebreak
+
+    def retrieve(self, user_ids: np.ndarray, n: int, filter_rows: sp.csr_matrix) -> Retrieval:
+        vec = self.ranking_score[:, None]
+        ids, _ = _topk_by_vector(vec, np.ones((user_ids.shape[0], 1)), n, filter_rows)
+        scores = self.popularity[ids].astype(np.float32)
+        code = SOURCE_CODE[self.source_name]
+        return Retrieval(ids, scores, np.full(user_ids.shape[0], code, dtype=np.int8))
+
+    def score(self, user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
+        return self.popularity[item_ids].astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ALSModel:
+    """Latent factors from implicit ALS. Users with no clicks in the training log have no
+    signal (their factors are zero): they are served by the popularity ranking instead."""
+
+    version: int
+    seen: sp.csr_matrix
+    user_factors: np.ndarray  # (n_users, f) float32, recomputed against the final item factors
+    item_factors: np.ndarray  # (n_items, f) float32
+    fallback: PopularityModel
+    cold: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=bool))
+
+    def retrieve(self, user_ids: np.ndarray, n: int, filter_rows: sp.csr_matrix) -> Retrieval:
+        ids, scores = _topk_by_vector(
+            self.item_factors, self.user_factors[user_ids], n, filter_rows
+        )
+        source = np.full(user_ids.shape[0], SOURCE_CODE["als"], dtype=np.int8)
+        cold = self.cold[user_ids]
+        if cold.any():
+            fb = self.fallback.retrieve(user_ids[cold], n, filter_rows[np.flatnonzero(cold)])
+            ids[cold], scores[cold] = fb.items, fb.scores
+            source[cold] = SOURCE_CODE["popularity_fallback"]
+        return Retrieval(ids, scores, source)
+
+    def score(self, user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
+        u = self.user_factors[user_ids]
+        v = self.item_factors[item_ids]
+        return np.einsum("nf,nkf->nk", u, v).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class OracleModel:
+    """Ranks by true relevance through a callback that ``sim`` provides. Reference only."""
+
+    version: int
+    seen: sp.csr_matrix
+    relevance: Callable[[np.ndarray], np.ndarray]  # user_ids -> (n, n_items) true relevance
+
+    def retrieve(self, user_ids: np.ndarray, n: int, filter_rows: sp.csr_matrix) -> Retrieval:
+        rel = self.relevance(user_ids).astype(np.float32)
+        if filter_rows.nnz:
+            counts = np.diff(filter_rows.indptr)
+            rel[np.repeat(np.arange(user_ids.shape[0]), counts), filter_rows.indices] = -np.inf
+        part = np.argpartition(-rel, n - 1, axis=1)[:, :n]
+        top = np.take_along_axis(rel, part, axis=1)
+        order = np.argsort(-top, axis=1, kind="stable")
+        ids = np.take_along_axis(part, order, axis=1).astype(np.int64)
+        scores = np.take_along_axis(top, order, axis=1)
+        return Retrieval(ids, scores, np.full(user_ids.shape[0], SOURCE_CODE["oracle"], np.int8))
+
+    def score(self, user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
+        return np.take_along_axis(self.relevance(user_ids), item_ids, axis=1).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class NoModel:
+    """No retrieval at all (uniform random policy): only the seen-item filter."""
+
+    version: int
+    seen: sp.csr_matrix
+
+    def retrieve(self, user_ids: np.ndarray, n: int, filter_rows: sp.csr_matrix) -> Retrieval:
+        empty = np.empty((user_ids.shape[0], 0))
+        code = np.full(user_ids.shape[0], SOURCE_CODE["random"], dtype=np.int8)
+        return Retrieval(empty.astype(np.int64), empty.astype(np.float32), code)
+
+    def score(self, user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
+        return np.full(np.shape(item_ids), np.nan, dtype=np.float32)

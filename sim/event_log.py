@@ -1,0 +1,152 @@
+"""The event log: Parquet tables partitioned by retrain round, written atomically.
+
+Tables under ``<run>/logs/``:
+
+* ``impressions`` — one row per slot shown (the contract in DESIGN.md);
+* ``candidates`` — items retrieved but not shown ("the road not taken");
+* ``truth`` — true relevance of each shown slot. Written by the simulator for metrics only:
+  policies train from ``impressions``/``candidates`` and never read it.
+
+A round is buffered as numpy arrays and written once (temp name, then rename), so a reader never
+sees a half-written partition.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from policies.models import SOURCES
+from policies.policy import SlateBatch
+
+SOURCE_DTYPE = pl.Enum(list(SOURCES))
+
+IMPRESSIONS_SCHEMA: dict[str, pl.DataType] = {
+    "request_id": pl.Int64(),
+    "t": pl.Float64(),
+    "user_id": pl.Int32(),
+    "item_id": pl.Int32(),
+    "position": pl.Int16(),
+    "model_version": pl.Int32(),
+    "policy": pl.Categorical(),
+    "score": pl.Float32(),
+    "propensity": pl.Float64(),
+    "clicked": pl.Boolean(),
+    "source": SOURCE_DTYPE,
+}
+CANDIDATES_SCHEMA: dict[str, pl.DataType] = {
+    "request_id": pl.Int64(),
+    "item_id": pl.Int32(),
+    "score": pl.Float32(),
+    "rank": pl.Int16(),
+}
+TRUTH_SCHEMA: dict[str, pl.DataType] = {
+    "request_id": pl.Int64(),
+    "position": pl.Int16(),
+    "relevance": pl.Float64(),
+}
+TABLES = ("impressions", "candidates", "truth")
+
+
+def partition_path(root: Path, table: str, round_idx: int) -> Path:
+    return root / table / f"round={round_idx:04d}" / "part.parquet"
+
+
+def write_parquet_atomic(df: pl.DataFrame, path: Path) -> None:
+    """Write to a temp name in the same folder, then rename (atomic on POSIX)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    df.write_parquet(tmp, statistics=True)
+    os.replace(tmp, path)
+
+
+@dataclass
+class EventLog:
+    """Buffers served batches for the current round; :meth:`write_round` flushes them."""
+
+    root: Path
+    _buffers: dict[str, list[pl.DataFrame]] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self._buffers = {t: [] for t in TABLES}
+
+    def append(
+        self,
+        request_ids: np.ndarray,
+        times: np.ndarray,
+        user_ids: np.ndarray,
+        batch: SlateBatch,
+        clicked: np.ndarray,
+        relevance: np.ndarray,
+    ) -> None:
+        """Add one served batch (``n`` requests × ``K`` slots) to the round buffer."""
+        n, k = batch.items.shape
+        rid = np.repeat(request_ids.astype(np.int64), k)
+        position = np.tile(np.arange(k, dtype=np.int16), n)
+        impressions = pl.DataFrame(
+            {
+                "request_id": rid,
+                "t": np.repeat(times, k),
+                "user_id": np.repeat(user_ids.astype(np.int32), k),
+                "item_id": batch.items.ravel().astype(np.int32),
+                "position": position,
+                "model_version": np.full(n * k, batch.model_version, dtype=np.int32),
+                "score": batch.score.ravel(),
+                "propensity": batch.propensity.ravel().astype(np.float64),
+                "clicked": clicked.ravel(),
+                "source": batch.source.ravel().astype(np.uint32),
+            }
+        ).with_columns(
+            pl.lit(batch.policy_name, dtype=pl.Categorical()).alias("policy"),
+            pl.col("source").replace_strict(
+                list(range(len(SOURCES))), list(SOURCES), return_dtype=SOURCE_DTYPE
+            ),
+        )
+        self._buffers["impressions"].append(impressions.select(list(IMPRESSIONS_SCHEMA)))
+        self._buffers["truth"].append(
+            pl.DataFrame(
+                {"request_id": rid, "position": position, "relevance": relevance.ravel()},
+                schema=TRUTH_SCHEMA,
+            )
+        )
+        c = batch.candidates.shape[1]
+        not_shown = ~batch.candidate_shown
+        rows, ranks = np.nonzero(not_shown)
+        self._buffers["candidates"].append(
+            pl.DataFrame(
+                {
+                    "request_id": request_ids.astype(np.int64)[rows],
+                    "item_id": batch.candidates[rows, ranks].astype(np.int32),
+                    "score": batch.candidate_scores[rows, ranks].astype(np.float32),
+                    "rank": ranks.astype(np.int16),
+                },
+                schema=CANDIDATES_SCHEMA,
+            )
+            if c
+            else pl.DataFrame(schema=CANDIDATES_SCHEMA)
+        )
+
+    def write_round(self, round_idx: int) -> dict[str, Path]:
+        """Write the buffered round as one partition per table (also when empty) and clear."""
+        schemas = {
+            "impressions": IMPRESSIONS_SCHEMA,
+            "candidates": CANDIDATES_SCHEMA,
+            "truth": TRUTH_SCHEMA,
+        }
+        paths = {}
+        for table, frames in self._buffers.items():
+            df = pl.concat(frames) if frames else pl.DataFrame(schema=schemas[table])
+            path = partition_path(self.root, table, round_idx)
+            write_parquet_atomic(df.cast(schemas[table]), path)
+            paths[table] = path
+            frames.clear()
+        return paths
+
+
+def scan_table(root: Path, table: str) -> pl.LazyFrame:
+    """Lazy scan of all round partitions of one table (with the ``round`` partition column)."""
+    return pl.scan_parquet(root / table / "**" / "*.parquet", hive_partitioning=True)
