@@ -92,8 +92,20 @@ def precheck(argv: list[str]) -> None:
             try:
                 cfg = compose(config_name="config", overrides=overrides)
             except HydraException as exc:
-                raise ConfigError(_first_line(exc)) from None
+                raise ConfigError(_composition_error(exc, overrides)) from None
         parse_config(cfg)
+
+
+def _composition_error(exc: HydraException, overrides: list[str]) -> str:
+    """One line for hydra's multi-line composition errors, naming the override at fault."""
+    text = f"{exc} {exc.__cause__}"
+    if "not in struct" in text:
+        for line in overrides:
+            key = line.partition("=")[0].lstrip("+~")
+            if f"'{key}'" in text:
+                section = key.rpartition(".")[0] or "the config"
+                return f"{line}: unknown key in {section} (see configs/{section}/ for the keys)"
+    return _first_line(exc)
 
 
 def _discard_unstarted(out_dir: Path) -> None:

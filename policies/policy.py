@@ -70,10 +70,6 @@ class PolicyConfig:
         for key in ("slate_size", "n_candidates", "factors", "iterations"):
             if not _positive_int(getattr(self, key)):
                 raise ValueError(f"policy.{key}={getattr(self, key)!r}: must be a positive integer")
-        if self.n_candidates < self.slate_size:
-            raise ValueError(
-                f"policy.n_candidates={self.n_candidates}: must be >= policy.slate_size={self.slate_size}"
-            )
         if not _number(self.epsilon) or not 0.0 <= self.epsilon <= 1.0:
             raise ValueError(f"policy.epsilon={self.epsilon!r}: must be in [0, 1]")
         for key in ("regularization", "alpha"):
@@ -138,7 +134,8 @@ class ServingPolicy:
     def n_candidates(self) -> int:
         if self.config.scorer == "random":
             return 0
-        return min(self.config.n_candidates, self.n_items)
+        # Retrieval feeds the slate, so it is never smaller than the slate.
+        return min(max(self.config.n_candidates, self.config.slate_size), self.n_items)
 
     @property
     def uniforms_per_request(self) -> int:

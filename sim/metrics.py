@@ -111,7 +111,9 @@ def slate_diversity(request_index: np.ndarray, unit_vectors: np.ndarray) -> np.n
 
     Uses ``Σ_{a≠b} cos(a, b) = ||Σ v||² − k`` for unit vectors: no loop over pairs.
     """
-    starts = np.flatnonzero(np.r_[True, request_index[1:] != request_index[:-1]])
+    if request_index.size == 0:
+        return np.empty(0)
+    starts = _group_starts(request_index)
     sums = np.add.reduceat(unit_vectors, starts, axis=0)
     k = np.diff(np.r_[starts, request_index.size]).astype(np.float64)
     pair_sim = (np.einsum("ij,ij->i", sums, sums) - k) / np.maximum(k * (k - 1), 1)
@@ -162,7 +164,7 @@ def compute_metrics(
             w[mask], weights=None if weights is None else weights[mask], minlength=n_windows
         )
 
-    starts = np.flatnonzero(np.r_[True, request[1:] != request[:-1]])
+    starts = _group_starts(request)
     unit = item_factors / np.linalg.norm(item_factors, axis=1, keepdims=True)
     diversity = slate_diversity(request, unit[item])  # one value per request
     req_window = w[starts]
@@ -232,6 +234,13 @@ def compute_metrics(
             "n_clicks": pl.Int64,
         }
     )
+
+
+def _group_starts(sorted_keys: np.ndarray) -> np.ndarray:
+    """Index of the first row of each run of equal keys (empty input → no runs)."""
+    if sorted_keys.size == 0:
+        return np.empty(0, dtype=np.int64)
+    return np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:

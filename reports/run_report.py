@@ -1,0 +1,600 @@
+"""Build ``report.html`` for one finished run from its files alone.
+
+Reads ``summary.json``, ``metrics.parquet``, ``config.yaml`` and ``logs/`` (never the simulator
+code), so a report can be rebuilt at any time with ``recloop-report RUN_DIR``. The page is
+self-contained: plotly.js is inlined once in the head, so it works offline.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+import polars as pl
+from plotly.offline import get_plotlyjs
+from plotly.subplots import make_subplots
+
+REPORT_NAME = "report.html"
+FIG_HEIGHT = 350
+MAX_DEPLOY_MARKERS = 60  # beyond this the dotted lines drown the series
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
+
+# (column, label, format kind, what it measures); kinds: pct, num, num1, signed
+KEY_METRICS: tuple[tuple[str, str, str, str], ...] = (
+    ("coverage_exposure", "Exposure coverage", "pct", "share of catalog items shown at least once"),
+    ("coverage_clicks", "Click coverage", "pct", "share of catalog items clicked at least once"),
+    ("gini_exposure", "Exposure Gini", "num", "inequality of impressions over items (0 = equal)"),
+    ("gini_clicks", "Click Gini", "num", "inequality of clicks over items"),
+    (
+        "popularity_drift",
+        "Popularity drift",
+        "signed",
+        "change since window 1 in the popularity percentile of shown items",
+    ),
+    ("homogenization", "Homogenization", "num", "mean Jaccard similarity of users' clicked sets"),
+    ("utility", "Utility", "num", "mean true relevance of shown items"),
+    ("ctr", "CTR", "pct", "clicks / impressions"),
+    ("long_tail_share", "Long-tail share", "pct", "impressions outside the top 20% by past clicks"),
+    (
+        "top1pct_exposure_share",
+        "Top-1% exposure share",
+        "pct",
+        "impressions taken by the 1% most-shown items",
+    ),
+    (
+        "intra_list_diversity",
+        "Intra-list diversity",
+        "num",
+        "mean pairwise cosine distance within a slate",
+    ),
+    (
+        "cumulative_utility",
+        "Cumulative utility",
+        "num1",
+        "running sum of relevance of clicked items",
+    ),
+)
+
+
+class ReportError(Exception):
+    """The directory is not a finished run (a required file is missing)."""
+
+
+@dataclass(frozen=True)
+class _Panel:
+    div_id: str
+    title: str
+    caption: str
+    left: tuple[tuple[str, str], ...]  # (column, legend label)
+    left_title: str
+    left_pct: bool
+    right: tuple[tuple[str, str], ...] = ()
+    right_title: str = ""
+    right_pct: bool = False
+
+
+PANELS: tuple[_Panel, ...] = (
+    _Panel(
+        "fig-coverage",
+        "Catalog coverage",
+        "Share of catalog items shown (or clicked) at least once in each window; the cumulative "
+        "curve counts every item shown since the start of the run.",
+        (
+            ("coverage_exposure", "exposure coverage"),
+            ("coverage_clicks", "click coverage"),
+            ("cum_coverage_exposure", "cumulative exposure coverage"),
+        ),
+        "share of catalog",
+        True,
+    ),
+    _Panel(
+        "fig-concentration",
+        "Concentration",
+        "Gini coefficients of impressions and clicks over all catalog items (0 = equal, "
+        "1 = one item takes everything), and the share of impressions taken by the top 1% of items.",
+        (
+            ("gini_exposure", "exposure Gini"),
+            ("gini_clicks", "click Gini"),
+            ("top1pct_exposure_share", "top-1% exposure share"),
+        ),
+        "Gini / share",
+        False,
+    ),
+    _Panel(
+        "fig-popularity",
+        "Popularity drift and the long tail",
+        "Change since the first window in the mean popularity percentile of shown items (left), "
+        "and the share of impressions on items outside the top 20% by past clicks (right).",
+        (("popularity_drift", "popularity drift"),),
+        "Δ popularity percentile",
+        False,
+        (("long_tail_share", "long-tail share"),),
+        "long-tail share of impressions",
+        True,
+    ),
+    _Panel(
+        "fig-utility",
+        "Utility",
+        "Mean true relevance of all shown items and of clicked items.",
+        (("utility", "utility (shown)"), ("utility_clicked", "utility (clicked)")),
+        "mean true relevance",
+        False,
+    ),
+    _Panel(
+        "fig-ctr",
+        "Click-through rate",
+        "Clicks / impressions per window.",
+        (("ctr", "CTR"),),
+        "CTR",
+        True,
+    ),
+    _Panel(
+        "fig-diversity",
+        "Homogenization and diversity",
+        "Mean Jaccard similarity of the clicked-item sets of user pairs (left) and mean pairwise "
+        "cosine distance of items within a slate (right).",
+        (("homogenization", "homogenization"),),
+        "Jaccard similarity",
+        False,
+        (("intra_list_diversity", "intra-list diversity"),),
+        "cosine distance",
+        False,
+    ),
+)
+
+CSS = """
+body { margin: 0; background: #fafafa; color: #222;
+  font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
+  line-height: 1.45; }
+.container { max-width: 1000px; margin: 0 auto; padding: 1.5rem 1.25rem 3rem; background: #fff; }
+h1 { font-size: 1.6rem; margin-bottom: 0.3rem; }
+h2 { font-size: 1.25rem; margin-top: 2.2rem; border-bottom: 1px solid #ddd; padding-bottom: .2rem; }
+h3 { font-size: 1.05rem; margin: 1.6rem 0 0.2rem; }
+.headline { font-size: 1.1rem; }
+.meta, .caption, footer { color: #555; font-size: 0.9rem; }
+table { border-collapse: collapse; margin: 0.6rem 0; font-size: 0.92rem; }
+th, td { padding: 0.3rem 0.7rem; border-bottom: 1px solid #e5e5e5; text-align: left; }
+th { background: #f3f3f3; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+pre { background: #f6f6f6; padding: 0.8rem; overflow-x: auto; font-size: 0.85rem; }
+footer { margin-top: 3rem; border-top: 1px solid #ddd; padding-top: 0.6rem; }
+"""
+
+
+# ---------------------------------------------------------------- exposure and Lorenz curves
+
+
+def exposure_per_item(
+    impressions: pl.DataFrame | pl.LazyFrame,
+    n_items: int,
+    t_start: float,
+    t_end: float,
+    *,
+    include_end: bool = False,
+) -> np.ndarray:
+    """Impressions per catalog item with ``t`` in ``[t_start, t_end)``.
+
+    Parameters
+    ----------
+    impressions : frame with columns ``t`` and ``item_id`` (lazy frames are filtered before
+        collecting, so only the window is read).
+    n_items : catalog size; items never shown get 0.
+    include_end : also count ``t == t_end`` (the last window is closed on the right).
+
+    Returns
+    -------
+    int64 array of length ``n_items``.
+    """
+    upper = pl.col("t") <= t_end if include_end else pl.col("t") < t_end
+    items = impressions.lazy().filter((pl.col("t") >= t_start) & upper).select("item_id").collect()
+    ids = items["item_id"].to_numpy().astype(np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= n_items):
+        raise ReportError(f"impression item_id outside the catalog of {n_items} items")
+    return np.bincount(ids, minlength=n_items)
+
+
+def lorenz(x: np.ndarray, *, vertices_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Lorenz curve of ``x``: cumulative share of items (ascending) vs cumulative share of total.
+
+    Starts at ``(0, 0)`` and ends at ``(1, 1)``; ``n + 1`` points for ``n`` items. The y values
+    are NaN when ``x`` sums to 0 (the curve is undefined).
+
+    Parameters
+    ----------
+    vertices_only : keep only the points where the slope changes (the ends of runs of equal
+        values). The curve is linear in between, so plotting these is exact and far smaller
+        for large catalogs.
+    """
+    s = np.sort(np.asarray(x, dtype=np.float64))
+    n = s.size
+    total = s.sum()
+    share_items = np.arange(n + 1) / max(n, 1)
+    cum = np.concatenate([[0.0], np.cumsum(s)])
+    share_total = cum / total if total > 0 else np.full(n + 1, np.nan)
+    if vertices_only and n > 1:
+        # point k follows item k-1; the slope changes at k when s[k-1] != s[k]
+        keep = np.concatenate([[0], np.flatnonzero(np.diff(s)) + 1, [n]])
+        return share_items[keep], share_total[keep]
+    return share_items, share_total
+
+
+def gini(x: np.ndarray) -> float:
+    """Gini coefficient with zeros included; NaN when ``x`` sums to 0.
+
+    ``G = Σ_k (2k − n − 1) x_(k) / (n Σ x)``, the same contract as the run's metrics.
+    """
+    s = np.sort(np.asarray(x, dtype=np.float64))
+    n = s.size
+    total = s.sum()
+    if n == 0 or total <= 0:
+        return float("nan")
+    k = np.arange(1, n + 1)
+    return float(np.sum((2 * k - n - 1) * s) / (n * total))
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _require(path: Path) -> Path:
+    if not path.is_file():
+        raise ReportError(f"not a finished run: {path} missing")
+    return path
+
+
+def window_bounds(run_dir: Path, metrics: pl.DataFrame) -> pl.DataFrame:
+    """``window, t_start, t_end`` sorted by window, from ``logs/snapshots.parquet`` when present
+    (the simulator's own schedule), else from ``metrics.parquet``."""
+    snapshots = run_dir / "logs" / "snapshots.parquet"
+    source = pl.read_parquet(snapshots) if snapshots.is_file() else metrics
+    return source.select("window", "t_start", "t_end").sort("window")
+
+
+def _scan_impressions(run_dir: Path) -> pl.LazyFrame | None:
+    root = run_dir / "logs" / "impressions"
+    if not any(root.glob("**/*.parquet")):
+        return None
+    return pl.scan_parquet(root / "**" / "*.parquet", hive_partitioning=True)
+
+
+def _deployment_days(impressions: pl.LazyFrame) -> np.ndarray:
+    """Simulated day of the first impression served by each model version."""
+    first = (
+        impressions.filter(pl.col("model_version") >= 0)
+        .group_by("model_version")
+        .agg(pl.col("t").min())
+        .sort("t")
+        .collect()
+    )
+    return first["t"].to_numpy() / 24.0
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _fmt(value: Any, kind: str) -> str:
+    """Format one metric value; NaN/null becomes an en dash."""
+    if _missing(value):
+        return "–"
+    v = float(value)
+    if kind == "pct":
+        return f"{v:.1%}"
+    if kind == "pct_short":  # headline: whole percents unless that would round small values away
+        return f"{v:.0%}" if abs(v) >= 0.1 else f"{v:.1%}"
+    if kind == "signed":
+        return f"{v:+.3f}"
+    if kind == "num2":
+        return f"{v:.2f}"
+    if kind == "num1":
+        return f"{v:,.1f}"
+    if kind == "int":
+        return f"{int(v):,}"
+    return f"{v:.3f}"
+
+
+def _nanmean(values: np.ndarray) -> float:
+    finite = values[~np.isnan(values)]
+    return float(finite.mean()) if finite.size else float("nan")
+
+
+def headline(metrics: pl.DataFrame) -> str:
+    """One or two sentences on what happened to the catalog, first window vs last window."""
+    m = metrics.sort("window")
+    first, last = m.row(0, named=True), m.row(-1, named=True)
+    days = float(last["t_end"]) / 24.0
+    if m.height == 1:
+        return (
+            f"A single window of {days:.1f} simulated days: exposure coverage "
+            f"{_fmt(first['coverage_exposure'], 'pct_short')}, exposure Gini "
+            f"{_fmt(first['gini_exposure'], 'num2')}, CTR {_fmt(first['ctr'], 'pct')}."
+        )
+    c0, c1 = first["coverage_exposure"], last["coverage_exposure"]
+    if _missing(c0) or _missing(c1):
+        verdict = ""
+    elif c1 < c0 - 0.05:
+        verdict = "The catalog narrowed. "
+    elif c1 > c0 + 0.05:
+        verdict = "The catalog broadened. "
+    else:
+        verdict = "Catalog exposure stayed roughly stable. "
+    return (
+        f"{verdict}Over {days:.1f} simulated days ({m.height} windows), exposure coverage went "
+        f"from {_fmt(c0, 'pct_short')} in the first window to {_fmt(c1, 'pct_short')} in the "
+        f"last; exposure Gini from {_fmt(first['gini_exposure'], 'num2')} to "
+        f"{_fmt(last['gini_exposure'], 'num2')}. CTR went from {_fmt(first['ctr'], 'pct')} to "
+        f"{_fmt(last['ctr'], 'pct')}, and the mean utility of shown items from "
+        f"{_fmt(first['utility'], 'num')} to {_fmt(last['utility'], 'num')}."
+    )
+
+
+def _summary_table(metrics: pl.DataFrame) -> str:
+    m = metrics.sort("window")
+    rows = []
+    for col, label, kind, what in KEY_METRICS:  # a dozen fixed metrics, not data
+        values = m[col].cast(pl.Float64).fill_null(float("nan")).to_numpy()
+        cells = "".join(
+            f'<td class="num">{_fmt(v, kind)}</td>'
+            for v in (values[0], values[-1], _nanmean(values))
+        )
+        rows.append(f"<tr><td>{html.escape(label)}</td><td>{html.escape(what)}</td>{cells}</tr>")
+    return (
+        '<table class="metrics"><thead><tr><th>Metric</th><th>Measures</th>'
+        "<th>First window</th><th>Final window</th><th>Mean over windows</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _totals_table(summary: dict[str, Any], metrics: pl.DataFrame) -> str:
+    def total(key: str) -> Any:
+        value = summary.get(key)
+        return metrics[key].sum() if value is None and key in metrics.columns else value
+
+    n_imp, n_clk = total("n_impressions"), total("n_clicks")
+    ctr = n_clk / n_imp if not _missing(n_imp) and not _missing(n_clk) and n_imp else None
+    rows = (
+        ("Requests", _fmt(total("n_requests"), "int")),
+        ("Impressions", _fmt(n_imp, "int")),
+        ("Clicks", _fmt(n_clk, "int")),
+        ("Overall CTR", _fmt(ctr, "pct")),
+        ("Catalog size", _fmt(summary.get("catalog_size"), "int")),
+        ("Windows", _fmt(metrics.height, "int")),
+        ("Simulated days", _fmt(float(metrics["t_end"].max()) / 24.0, "num1")),
+    )
+    body = "".join(f'<tr><th>{k}</th><td class="num">{v}</td></tr>' for k, v in rows)
+    return f'<table class="totals"><tbody>{body}</tbody></table>'
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _fig_html(fig: go.Figure, div_id: str) -> str:
+    return fig.to_html(
+        full_html=False,
+        include_plotlyjs=False,
+        div_id=div_id,
+        config={"displaylogo": False, "responsive": True},
+    )
+
+
+def _time_figure(panel: _Panel, metrics: pl.DataFrame, deploy_days: np.ndarray) -> go.Figure:
+    m = metrics.sort("window")
+    day = m["t_end"].to_numpy() / 24.0
+    mode = "lines+markers" if m.height <= 60 else "lines"
+    fig = make_subplots(specs=[[{"secondary_y": bool(panel.right)}]])
+    series = [(c, lab, False, panel.left_pct) for c, lab in panel.left]
+    series += [(c, lab, True, panel.right_pct) for c, lab in panel.right]
+    for i, (col, label, secondary, pct) in enumerate(series):
+        fmt = ".1%" if pct else ".3f"
+        fig.add_trace(
+            go.Scatter(
+                x=day,
+                y=m[col].cast(pl.Float64).fill_null(float("nan")).to_numpy(),
+                name=label,
+                mode=mode,
+                line={"color": COLORS[i % len(COLORS)], "dash": "dash" if secondary else None},
+                hovertemplate=f"day %{{x:.2f}}: %{{y:{fmt}}}<extra>{label}</extra>",
+            ),
+            secondary_y=secondary,
+        )
+    if 0 < deploy_days.size <= MAX_DEPLOY_MARKERS:
+        fig.update_layout(
+            shapes=[
+                {
+                    "type": "line",
+                    "xref": "x",
+                    "yref": "paper",
+                    "x0": d,
+                    "x1": d,
+                    "y0": 0,
+                    "y1": 1,
+                    "layer": "below",
+                    "line": {"width": 1, "dash": "dot", "color": "rgba(0,0,0,0.2)"},
+                }
+                for d in deploy_days  # at most MAX_DEPLOY_MARKERS shapes
+            ]
+        )
+    fig.update_xaxes(title_text="simulated day (end of window)", rangemode="tozero")
+    fig.update_yaxes(
+        title_text=panel.left_title, tickformat=".0%" if panel.left_pct else None, secondary_y=False
+    )
+    if panel.right:
+        fig.update_yaxes(
+            title_text=panel.right_title,
+            tickformat=".0%" if panel.right_pct else None,
+            secondary_y=True,
+            showgrid=False,
+        )
+    fig.update_layout(
+        template="plotly_white",
+        height=FIG_HEIGHT,
+        margin={"l": 60, "r": 60, "t": 20, "b": 50},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+        hovermode="x unified",
+    )
+    return fig
+
+
+def _lorenz_figure(curves: list[tuple[str, np.ndarray]]) -> go.Figure:
+    fig = go.Figure(
+        go.Scatter(
+            x=[0, 1],
+            y=[0, 1],
+            name="equality",
+            mode="lines",
+            line={"color": "#999", "dash": "dash", "width": 1},
+            hoverinfo="skip",
+        )
+    )
+    for i, (label, exposure) in enumerate(curves):
+        xs, ys = lorenz(exposure, vertices_only=True)
+        name = f"{label}: Gini {_fmt(gini(exposure), 'num')}"
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                name=name,
+                mode="lines",
+                line={"color": COLORS[i % len(COLORS)], "width": 2},
+                hovertemplate="%{x:.1%} of items get %{y:.1%} of impressions"
+                f"<extra>{html.escape(label)}</extra>",
+            )
+        )
+    fig.update_xaxes(
+        title_text="cumulative share of items (fewest impressions first)",
+        tickformat=".0%",
+        range=[-0.01, 1.01],  # keep the curves on the edges fully visible
+    )
+    fig.update_yaxes(
+        title_text="cumulative share of impressions", tickformat=".0%", range=[-0.01, 1.01]
+    )
+    fig.update_layout(
+        template="plotly_white",
+        height=FIG_HEIGHT + 70,  # a near-square plot area reads better for a Lorenz curve
+        margin={"l": 60, "r": 30, "t": 20, "b": 50},
+        legend={"x": 0.02, "y": 0.98, "bgcolor": "rgba(255,255,255,0.8)"},
+    )
+    return fig
+
+
+def _lorenz_section(impressions: pl.LazyFrame | None, bounds: pl.DataFrame, n_items: Any) -> str:
+    if impressions is None:
+        return '<p class="caption">No impression logs found under logs/impressions/.</p>'
+    if _missing(n_items) or int(n_items) <= 0:
+        return '<p class="caption">summary.json has no catalog_size; Lorenz curves skipped.</p>'
+    # the last window is closed on the right so an impression at the horizon is not dropped
+    windows = [(0, "first window", bounds.height == 1)]
+    if bounds.height > 1:
+        windows.append((bounds.height - 1, "last window", True))
+    curves, empty = [], []
+    for idx, name, closed in windows:  # at most two windows
+        row = bounds.row(idx, named=True)
+        exposure = exposure_per_item(
+            impressions, int(n_items), row["t_start"], row["t_end"], include_end=closed
+        )
+        label = f"{name} (day {row['t_start'] / 24:.4g}–{row['t_end'] / 24:.4g})"
+        (curves if exposure.sum() > 0 else empty).append((label, exposure))
+    notes = "".join(
+        f'<p class="caption">{html.escape(label)}: no impressions.</p>' for label, _ in empty
+    )
+    if not curves:
+        return notes
+    caption = (
+        '<p class="caption">Per-item impression counts within the window, including items never '
+        f"shown (catalog of {int(n_items):,} items). The further a curve sags below the diagonal, "
+        "the more exposure is concentrated on few items.</p>"
+    )
+    return caption + notes + _fig_html(_lorenz_figure(curves), "fig-lorenz")
+
+
+# ---------------------------------------------------------------- page
+
+
+def build_run_report(run_dir: Path) -> Path:
+    """Write ``run_dir/report.html`` from the run's files and return its path.
+
+    Raises
+    ------
+    ReportError
+        If ``summary.json`` or ``metrics.parquet`` is missing (not a finished run).
+    """
+    run_dir = Path(run_dir)
+    summary = json.loads(_require(run_dir / "summary.json").read_text(encoding="utf-8"))
+    metrics = pl.read_parquet(_require(run_dir / "metrics.parquet")).sort("window")
+    if metrics.height == 0:
+        raise ReportError(f"metrics.parquet in {run_dir} has no windows")
+    config_path = run_dir / "config.yaml"
+    config_text = (
+        config_path.read_text(encoding="utf-8")
+        if config_path.is_file()
+        else "(config.yaml missing)"
+    )
+    bounds = window_bounds(run_dir, metrics)
+    impressions = _scan_impressions(run_dir)
+    deploy_days = _deployment_days(impressions) if impressions is not None else np.empty(0)
+
+    policy = str(summary.get("policy", "?"))
+    seed = summary.get("seed", "?")
+    title = f"recloop run report — {policy} (seed {seed})"
+    meta = (
+        f"config <code>{html.escape(str(summary.get('config_name', '?')))}</code> · "
+        f"status {html.escape(str(summary.get('status', '?')))} · run directory "
+        f"<code>{html.escape(str(run_dir))}</code>"
+    )
+    figures = []
+    for panel in PANELS:
+        deploy_note = (
+            " Dotted lines: first impression served by each new model version."
+            if 0 < deploy_days.size <= MAX_DEPLOY_MARKERS
+            else ""
+        )
+        figures.append(
+            f"<section><h3>{html.escape(panel.title)}</h3>"
+            f'<p class="caption">{html.escape(panel.caption)}{deploy_note}</p>'
+            f"{_fig_html(_time_figure(panel, metrics, deploy_days), panel.div_id)}</section>"
+        )
+
+    page = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title>
+<style>{CSS}</style>
+<script type="text/javascript">{get_plotlyjs()}</script>
+</head>
+<body>
+<main class="container">
+<h1>{html.escape(title)}</h1>
+<p class="meta">{meta}</p>
+<p class="headline">{html.escape(headline(metrics))}</p>
+<h2>Summary</h2>
+{_summary_table(metrics)}
+{_totals_table(summary, metrics)}
+<h2>Over time</h2>
+{"".join(figures)}
+<h2>Exposure concentration: Lorenz curves</h2>
+{_lorenz_section(impressions, bounds, summary.get("catalog_size"))}
+<h2>Resolved config</h2>
+<pre>{html.escape(config_text)}</pre>
+<footer>Produced by recloop-report: <code>recloop-report {html.escape(str(run_dir))}</code>
+rebuilds this page from the run's files (summary.json, metrics.parquet, config.yaml, logs/).
+</footer>
+</main>
+</body>
+</html>
+"""
+    out = run_dir / REPORT_NAME
+    tmp = run_dir / f".{REPORT_NAME}.tmp"
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, out)  # readers never see a half-written page
+    return out

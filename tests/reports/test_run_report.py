@@ -1,0 +1,291 @@
+"""The run report is rebuilt from a run's files alone: a hand-made finished run in tmp_path."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from plotly.offline import get_plotlyjs
+
+from reports.cli import main
+from reports.run_report import (
+    ReportError,
+    build_run_report,
+    exposure_per_item,
+    gini,
+    headline,
+    lorenz,
+)
+
+N_ITEMS = 20
+# per-item impressions by window; items 0-4 are never shown in the first window
+FIRST = np.array([0, 0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 5, 6, 8, 10, 12, 15, 20, 30])
+MIDDLE = np.full(N_ITEMS, 5)
+LAST = np.zeros(N_ITEMS, dtype=np.int64)
+LAST[[3, 7]] = [90, 10]
+FIG_IDS = (
+    "fig-coverage",
+    "fig-concentration",
+    "fig-popularity",
+    "fig-utility",
+    "fig-ctr",
+    "fig-diversity",
+    "fig-lorenz",
+)
+IMPRESSION_SCHEMA = {
+    "request_id": pl.Int64,
+    "t": pl.Float64,
+    "user_id": pl.Int32,
+    "item_id": pl.Int32,
+    "position": pl.Int16,
+    "model_version": pl.Int32,
+    "policy": pl.Categorical(),
+    "score": pl.Float32,
+    "propensity": pl.Float64,
+    "clicked": pl.Boolean,
+    "source": pl.Enum(["model", "explore"]),
+}
+
+
+def _impressions(counts: np.ndarray, window: int, version: int, rng: np.random.Generator):
+    items = np.repeat(np.arange(N_ITEMS), counts)
+    rng.shuffle(items)
+    n = items.size
+    return {
+        "t": 24.0 * window + np.sort(rng.uniform(0, 24, n)) * 0.999,  # strictly inside
+        "item_id": items,
+        "model_version": np.full(n, version),
+    }
+
+
+def _gini_mean_abs_difference(x: np.ndarray) -> float:
+    """Textbook definition, independent of the sorted-rank formula under test."""
+    x = x.astype(np.float64)
+    return float(np.abs(x[:, None] - x[None, :]).sum() / (2 * x.size**2 * x.mean()))
+
+
+def _write_run(run: Path) -> None:
+    rng = np.random.default_rng(7)
+    parts = [
+        _impressions(FIRST, 0, -1, rng),
+        _impressions(MIDDLE, 1, 0, rng),
+        _impressions(LAST, 2, 1, rng),
+        # boundaries: t == 24 starts window 1; t == 72 (the horizon) belongs to the last window
+        {"t": np.array([24.0, 72.0]), "item_id": np.array([0, 3]), "model_version": [0, 1]},
+    ]
+    imp = pl.DataFrame(
+        {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
+    ).sort("t")
+    n = imp.height
+    imp = imp.with_columns(
+        request_id=pl.int_range(n) // 4,
+        user_id=pl.int_range(n) % 13,
+        position=pl.int_range(n) % 4,
+        policy=pl.lit("greedy"),
+        score=pl.lit(0.5),
+        propensity=pl.lit(1.0),
+        clicked=pl.int_range(n) % 9 == 0,
+        source=pl.lit("model"),
+    ).select([pl.col(c).cast(d) for c, d in IMPRESSION_SCHEMA.items()])
+    rounds = {0: imp.filter(pl.col("t") < 24), 1: imp.filter(pl.col("t") >= 24)}
+    for r, df in rounds.items():
+        path = run / "logs" / "impressions" / f"round={r:04d}" / "part.parquet"
+        path.parent.mkdir(parents=True)
+        df.write_parquet(path)
+
+    bounds = {"window": [0, 1, 2], "t_start": [0.0, 24.0, 48.0], "t_end": [24.0, 48.0, 72.0]}
+    pl.DataFrame(bounds | {"model_version": [-1, 0, 1]}).cast(
+        {"window": pl.Int32, "model_version": pl.Int32}
+    ).write_parquet(run / "logs" / "snapshots.parquet")
+    nan = float("nan")
+    floats = {
+        "coverage_exposure": [0.75, 1.0, 0.10],
+        "coverage_clicks": [0.4, 0.6, 0.05],
+        "gini_exposure": [0.41, 0.05, 0.92],
+        "gini_clicks": [0.5, 0.3, 0.95],
+        "popularity_percentile": [0.5, 0.6, 0.9],
+        "popularity_drift": [0.0, 0.1, 0.4],
+        "homogenization": [nan, 0.2, 0.7],
+        "utility": [0.31, 0.35, 0.33],
+        "utility_clicked": [0.5, nan, 0.6],
+        "cumulative_utility": [10.0, 25.0, 40.0],
+        "ctr": [0.11, 0.12, 0.10],
+        "long_tail_share": [0.6, 0.5, 0.0],
+        "top1pct_exposure_share": [0.25, 0.05, 0.9],
+        "intra_list_diversity": [0.8, 0.7, 0.3],
+        "cum_coverage_exposure": [0.75, 1.0, 1.0],
+        "cum_gini_exposure": [0.41, 0.3, 0.5],
+    }
+    counts = {
+        "n_requests": [31, 25, 25],
+        "n_impressions": [124, 101, 101],
+        "n_clicks": [14, 11, 11],
+    }
+    pl.DataFrame(bounds | floats | counts | {"model_version": [-1, 0, 1]}).cast(
+        {"window": pl.Int32, "model_version": pl.Int32}
+    ).write_parquet(run / "metrics.parquet")
+    summary = {
+        "status": "complete",
+        "policy": "greedy",
+        "seed": 3,
+        "config_name": "config",
+        "catalog_size": N_ITEMS,
+        "n_windows": 3,
+        "n_requests": 81,
+        "n_impressions": 326,
+        "n_clicks": 36,
+        "final": {"ctr": 0.10, "homogenization": None},
+        "mean": {"ctr": 0.11},
+        "timing_seconds": {"total": 1.0},
+    }
+    (run / "summary.json").write_text(json.dumps(summary))
+    (run / "config.yaml").write_text("seed: 3\npolicy:\n  name: greedy  # <b>not html</b>\n")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("run")
+    _write_run(run)
+    return run
+
+
+@pytest.fixture(scope="module")
+def page(run_dir: Path) -> str:
+    return build_run_report(run_dir).read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------ Lorenz and exposure
+
+
+def test_lorenz_textbook_cases() -> None:
+    x, y = lorenz(np.full(4, 5))
+    np.testing.assert_allclose(x, [0, 0.25, 0.5, 0.75, 1])
+    np.testing.assert_allclose(y, x)  # all equal: the diagonal
+    assert gini(np.full(4, 5)) == 0.0
+
+    x, y = lorenz(np.array([0, 0, 7, 0]))
+    np.testing.assert_allclose(y, [0, 0, 0, 0, 1])  # one item takes all: flat, then a jump
+    assert gini(np.array([0, 0, 7, 0])) == pytest.approx(0.75)  # (n - 1) / n
+
+
+def test_lorenz_counts_zero_items() -> None:
+    x, y = lorenz(np.array([6, 0, 2, 0]))
+    np.testing.assert_allclose(x, [0, 0.25, 0.5, 0.75, 1])
+    np.testing.assert_allclose(y, [0, 0, 0, 0.25, 1])
+    # Gini = 1 − 2 · area under the Lorenz curve = 1 − 2 · 0.1875
+    assert gini(np.array([6, 0, 2, 0])) == pytest.approx(0.625)
+    assert np.isnan(gini(np.zeros(3)))
+    assert np.isnan(lorenz(np.zeros(3))[1]).all()
+
+
+def test_lorenz_vertices_are_exact() -> None:
+    counts = np.random.default_rng(1).poisson(0.7, 500)
+    x, y = lorenz(counts)
+    vx, vy = lorenz(counts, vertices_only=True)
+    assert vx.size < x.size / 10
+    np.testing.assert_allclose(np.interp(x, vx, vy), y)  # linear between the vertices
+    assert gini(counts) == pytest.approx(1 - np.sum(np.diff(x) * (y[1:] + y[:-1])))
+
+
+def test_exposure_per_item_window_bounds() -> None:
+    imp = pl.DataFrame({"t": [0.0, 0.5, 1.0, 1.0, 2.0, 2.5], "item_id": [2, 2, 0, 2, 1, 1]})
+    np.testing.assert_array_equal(exposure_per_item(imp, 4, 0.0, 1.0), [0, 0, 2, 0])
+    np.testing.assert_array_equal(exposure_per_item(imp.lazy(), 4, 1.0, 2.0), [1, 0, 1, 0])
+    np.testing.assert_array_equal(
+        exposure_per_item(imp, 4, 1.0, 2.0, include_end=True), [1, 1, 1, 0]
+    )
+    with pytest.raises(ReportError, match="outside the catalog"):
+        exposure_per_item(imp, 2, 0.0, 1.0)
+
+
+def test_exposure_from_run_logs_matches_construction(run_dir: Path) -> None:
+    imp = pl.scan_parquet(run_dir / "logs" / "impressions" / "**" / "*.parquet")
+    np.testing.assert_array_equal(exposure_per_item(imp, N_ITEMS, 0.0, 24.0), FIRST)
+    last = exposure_per_item(imp, N_ITEMS, 48.0, 72.0, include_end=True)
+    np.testing.assert_array_equal(last, LAST + np.eye(N_ITEMS, dtype=np.int64)[3])
+
+
+# ------------------------------------------------------------------ the page
+
+
+def test_page_is_self_contained(page: str) -> None:
+    bundle = get_plotlyjs()
+    assert page.count(bundle) == 1
+    assert page.count(bundle.splitlines()[1]) == 1  # the "plotly.js vX.Y.Z" banner
+    assert page.index(bundle) < page.index("</head>")
+    assert not re.search(r"<script[^>]*\bsrc\s*=", page)
+    assert "<link" not in page
+    rest = page.replace(bundle, "")
+    assert "cdn.plot.ly" not in rest
+    assert "https://" not in rest
+
+
+def test_page_content(page: str) -> None:
+    assert "<title>recloop run report — greedy (seed 3)</title>" in page
+    for fig_id in FIG_IDS:
+        assert f'id="{fig_id}"' in page
+    positions = [page.index(f'id="{fig_id}"') for fig_id in FIG_IDS]
+    assert positions == sorted(positions)
+    assert "from 75% in the first window to 10% in the last" in page
+    assert "exposure Gini from 0.41 to 0.92" in page
+    assert "&lt;b&gt;not html&lt;/b&gt;" in page  # config is escaped
+    assert "recloop-report" in page.split("<footer>")[1]
+    homogenization_row = re.search(r"<tr><td>Homogenization</td>.*?</tr>", page)
+    assert homogenization_row and '<td class="num">–</td>' in homogenization_row.group(0)
+    assert "326" in page and "81" in page  # totals from summary.json
+
+
+def test_lorenz_labels_carry_window_gini(page: str) -> None:
+    last = LAST.copy()
+    last[3] += 1  # the impression at the horizon t == 72
+    for counts in (FIRST, last):
+        g = _gini_mean_abs_difference(counts)
+        assert gini(counts) == pytest.approx(g)
+        assert f"Gini {g:.3f}" in page
+
+
+def test_headline_single_window_and_nan(run_dir: Path) -> None:
+    metrics = pl.read_parquet(run_dir / "metrics.parquet")
+    assert "A single window" in headline(metrics.head(1))
+    text = headline(metrics.with_columns(coverage_exposure=pl.lit(float("nan"))))
+    assert "went from – in the first window to – in the last" in text
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def test_cli_rebuilds_from_files(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = run_dir / "report.html"
+    report.unlink(missing_ok=True)
+    assert main([str(run_dir)]) == 0
+    assert capsys.readouterr().out.strip() == str(report)
+    assert report.is_file() and report.stat().st_size > len(get_plotlyjs())
+    assert not (run_dir / ".report.html.tmp").exists()
+
+
+@pytest.mark.parametrize("missing", ["summary.json", "metrics.parquet"])
+def test_cli_missing_file_exit_2(
+    run_dir: Path, tmp_path: Path, missing: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(run_dir, broken)
+    (broken / missing).unlink()
+    (broken / "report.html").unlink(missing_ok=True)
+    with pytest.raises(ReportError, match=missing):
+        build_run_report(broken)
+    assert main([str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("recloop-report: error: not a finished run:")
+    assert missing in err and err.count("\n") == 1
+    assert not (broken / "report.html").exists()
+
+
+def test_cli_nonexistent_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("recloop-report: error:") and "nope" in err
