@@ -67,6 +67,11 @@ class PolicyConfig:
                 raise ValueError(
                     f"policy.{key}={getattr(self, key)!r}: unknown; choose one of {', '.join(allowed)}"
                 )
+        if self.scorer == "random" and self.selector != "uniform":
+            raise ValueError(
+                f"policy.selector={self.selector!r}: scorer 'random' has no ranking to select "
+                "from; use policy.selector=uniform"
+            )
         for key in ("slate_size", "n_candidates", "factors", "iterations"):
             if not _positive_int(getattr(self, key)):
                 raise ValueError(f"policy.{key}={getattr(self, key)!r}: must be a positive integer")
