@@ -123,7 +123,8 @@ def _app(cfg: DictConfig) -> None:
     multirun = hc.mode == RunMode.MULTIRUN
     console = Console(stderr=False)
     try:
-        with day_progress(cfg.get("progress", True) and not multirun, console) as progress:
+        show = bool(cfg.get("progress", True)) and not multirun
+        with day_progress(show, console, days=float(cfg.sim.days)) as progress:
             summary = run(
                 cfg, out_dir, progress=progress, config_name=hc.job.config_name or "config"
             )

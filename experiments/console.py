@@ -25,8 +25,10 @@ SUMMARY_ROWS = (
 
 
 @contextmanager
-def day_progress(enabled: bool, console: Console) -> Iterator[Callable[[float, float], None]]:
-    """Yields a ``progress(now_hours, horizon_hours)`` callback drawing a bar over days."""
+def day_progress(
+    enabled: bool, console: Console, days: float
+) -> Iterator[Callable[[float, float], None]]:
+    """Yields a ``progress(now_hours, horizon_hours)`` callback drawing a bar over ``days``."""
     if not enabled or not console.is_terminal:
         yield lambda now, horizon: None
         return
@@ -38,7 +40,7 @@ def day_progress(enabled: bool, console: Console) -> Iterator[Callable[[float, f
         console=console,
         transient=False,
     ) as bar:
-        task = bar.add_task("days", total=None)
+        task = bar.add_task("days", total=days)
 
         def update(now: float, horizon: float) -> None:
             bar.update(task, completed=now / 24.0, total=horizon / 24.0)

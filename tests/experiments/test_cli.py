@@ -121,3 +121,24 @@ def test_multirun_sweeps_policies(tmp_path):
         json.loads((sweep / str(i) / "summary.json").read_text())["policy"] for i in range(2)
     )
     assert policies == ["greedy", "random"]
+
+
+def test_progress_bar_and_summary_table_render_on_a_terminal(tmp_path):
+    """The bar is drawn only on a terminal, so force one: a crash here is every user's first run."""
+    import io
+
+    from rich.console import Console
+
+    from experiments.console import day_progress, summary_table
+    from experiments.run import run
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=100)
+    from conftest import tiny_config
+
+    with day_progress(True, console, days=4) as progress:
+        summary = run(tiny_config(), tmp_path / "run", progress=progress)
+    console.print(summary_table(summary))
+    text = buffer.getvalue()
+    assert "day 4/4" in text
+    assert "exposure coverage" in text and "greedy" in text
