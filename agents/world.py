@@ -10,6 +10,7 @@ from agents.catalog import Catalog, generate_catalog, topic_centers
 from agents.click_model import PositionBasedClickModel
 from agents.streams import Streams
 from agents.users import UserPopulation, generate_users
+from agents.validation import is_number, is_positive_int
 
 
 @dataclass(frozen=True)
@@ -36,31 +37,23 @@ class WorldConfig:
     def __post_init__(self) -> None:
         for key in ("n_users", "n_items", "dim", "n_topics", "content_dim", "items_per_creator"):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+            if not is_positive_int(value):
                 raise ValueError(f"world.{key}={value!r}: must be a positive integer")
         for key in ("topic_spread", "appeal_scale", "content_noise", "activity_sigma"):
             value = getattr(self, key)
-            if not _is_real(value) or value < 0:
+            if not is_number(value) or value < 0:
                 raise ValueError(f"world.{key}={value!r}: must be a number >= 0")
         for key in ("sessions_per_day", "appeal_tail_df"):
             value = getattr(self, key)
-            if not _is_real(value) or value <= 0:
+            if not is_number(value) or value <= 0:
                 raise ValueError(f"world.{key}={value!r}: must be a number > 0")
         for key in ("affinity_scale", "affinity_offset"):
-            if not _is_real(getattr(self, key)):
+            if not is_number(getattr(self, key)):
                 raise ValueError(f"world.{key}={getattr(self, key)!r}: must be a finite number")
-        if not _is_real(self.position_bias_eta) or self.position_bias_eta < 0:
+        if not is_number(self.position_bias_eta) or self.position_bias_eta < 0:
             raise ValueError(f"world.position_bias_eta={self.position_bias_eta!r}: must be >= 0")
-        if not _is_real(self.drift_rate) or not 0 <= self.drift_rate <= 1:
+        if not is_number(self.drift_rate) or not 0 <= self.drift_rate <= 1:
             raise ValueError(f"world.drift_rate={self.drift_rate!r}: must be in [0, 1]")
-
-
-def _is_real(value: object) -> bool:
-    return (
-        not isinstance(value, bool)
-        and isinstance(value, (int, float, np.integer, np.floating))
-        and bool(np.isfinite(value))
-    )
 
 
 @dataclass

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from agents.validation import is_number, is_positive_int
 from policies.als import ALSScorer
 from policies.baselines import OracleScorer, PopularityScorer, RandomScorer
 from policies.exclusion import batch_filter, padded_rows
@@ -23,18 +24,6 @@ from policies.selection import EpsilonGreedy, Greedy, SlateSelector, UniformRand
 SCORERS = ("als", "popularity", "random", "oracle")
 SELECTORS = ("greedy", "epsilon_greedy", "uniform")
 BOOTSTRAPS = ("random", "popularity")
-
-
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0
-
-
-def _number(value: Any) -> bool:
-    return (
-        isinstance(value, (int, float, np.integer, np.floating))
-        and not isinstance(value, bool)
-        and bool(np.isfinite(value))
-    )
 
 
 @dataclass(frozen=True)
@@ -73,17 +62,17 @@ class PolicyConfig:
                 "from; use policy.selector=uniform"
             )
         for key in ("slate_size", "n_candidates", "factors", "iterations"):
-            if not _positive_int(getattr(self, key)):
+            if not is_positive_int(getattr(self, key)):
                 raise ValueError(f"policy.{key}={getattr(self, key)!r}: must be a positive integer")
-        if not _number(self.epsilon) or not 0.0 <= self.epsilon <= 1.0:
+        if not is_number(self.epsilon) or not 0.0 <= self.epsilon <= 1.0:
             raise ValueError(f"policy.epsilon={self.epsilon!r}: must be in [0, 1]")
         for key in ("regularization", "alpha"):
-            if not _number(getattr(self, key)) or getattr(self, key) <= 0:
+            if not is_number(getattr(self, key)) or getattr(self, key) <= 0:
                 raise ValueError(f"policy.{key}={getattr(self, key)!r}: must be a number > 0")
         if not isinstance(self.warm_start, bool):
             raise ValueError(f"policy.warm_start={self.warm_start!r}: must be true or false")
         w = self.training_window_rounds
-        if w is not None and not _positive_int(w):
+        if w is not None and not is_positive_int(w):
             raise ValueError(
                 f"policy.training_window_rounds={w!r}: must be null or a positive integer"
             )

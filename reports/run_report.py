@@ -21,6 +21,8 @@ import polars as pl
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
+from sim.inequality import gini, lorenz  # the metric contract; numpy-only module
+
 REPORT_NAME = "report.html"
 FIG_HEIGHT = 350
 MAX_DEPLOY_MARKERS = 60  # beyond this the dotted lines drown the series
@@ -198,45 +200,6 @@ def exposure_per_item(
     if ids.size and (ids.min() < 0 or ids.max() >= n_items):
         raise ReportError(f"impression item_id outside the catalog of {n_items} items")
     return np.bincount(ids, minlength=n_items)
-
-
-def lorenz(x: np.ndarray, *, vertices_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Lorenz curve of ``x``: cumulative share of items (ascending) vs cumulative share of total.
-
-    Starts at ``(0, 0)`` and ends at ``(1, 1)``; ``n + 1`` points for ``n`` items. The y values
-    are NaN when ``x`` sums to 0 (the curve is undefined).
-
-    Parameters
-    ----------
-    vertices_only : keep only the points where the slope changes (the ends of runs of equal
-        values). The curve is linear in between, so plotting these is exact and far smaller
-        for large catalogs.
-    """
-    s = np.sort(np.asarray(x, dtype=np.float64))
-    n = s.size
-    total = s.sum()
-    share_items = np.arange(n + 1) / max(n, 1)
-    cum = np.concatenate([[0.0], np.cumsum(s)])
-    share_total = cum / total if total > 0 else np.full(n + 1, np.nan)
-    if vertices_only and n > 1:
-        # point k follows item k-1; the slope changes at k when s[k-1] != s[k]
-        keep = np.concatenate([[0], np.flatnonzero(np.diff(s)) + 1, [n]])
-        return share_items[keep], share_total[keep]
-    return share_items, share_total
-
-
-def gini(x: np.ndarray) -> float:
-    """Gini coefficient with zeros included; NaN when ``x`` sums to 0.
-
-    ``G = Σ_k (2k − n − 1) x_(k) / (n Σ x)``, the same contract as the run's metrics.
-    """
-    s = np.sort(np.asarray(x, dtype=np.float64))
-    n = s.size
-    total = s.sum()
-    if n == 0 or total <= 0:
-        return float("nan")
-    k = np.arange(1, n + 1)
-    return float(np.sum((2 * k - n - 1) * s) / (n * total))
 
 
 # ---------------------------------------------------------------- loading

@@ -25,6 +25,7 @@ import polars as pl
 import simpy
 
 from agents.streams import Streams
+from agents.validation import is_number, is_positive_int
 from agents.world import World
 from policies.policy import ServingPolicy
 from sim.event_log import EventLog, partition_path, write_parquet_atomic
@@ -46,13 +47,13 @@ class SimConfig:
     def __post_init__(self) -> None:
         for key in ("days", "max_batch_requests"):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+            if not is_positive_int(value):
                 raise ValueError(f"sim.{key}={value!r}: must be a positive integer")
         for key in ("retrain_every_hours", "snapshot_every_hours"):
             value = getattr(self, key)
-            if not _finite(value) or value <= 0:
+            if not is_number(value) or value <= 0:
                 raise ValueError(f"sim.{key}={value!r}: must be a number of hours > 0")
-        if not _finite(self.train_hours) or not 0 <= self.train_hours <= self.retrain_every_hours:
+        if not is_number(self.train_hours) or not 0 <= self.train_hours <= self.retrain_every_hours:
             raise ValueError(
                 f"sim.train_hours={self.train_hours!r}: must be in [0, sim.retrain_every_hours"
                 f"={self.retrain_every_hours}]"
@@ -61,14 +62,6 @@ class SimConfig:
     @property
     def horizon(self) -> float:
         return self.days * HOURS_PER_DAY
-
-
-def _finite(value: object) -> bool:
-    return (
-        isinstance(value, (int, float, np.integer, np.floating))
-        and not isinstance(value, bool)
-        and bool(np.isfinite(value))
-    )
 
 
 @dataclass

@@ -31,6 +31,7 @@ import scipy.sparse as sp
 from scipy.stats import rankdata
 
 from sim.event_log import scan_table
+from sim.inequality import gini
 
 HEAD_PERCENTILE = 0.8  # items above this popularity percentile are the "head"
 
@@ -59,26 +60,6 @@ METRIC_COLUMNS = (
     "n_clicks",
     "model_version",
 )
-
-
-def gini(x: np.ndarray) -> float:
-    """Gini coefficient with zeros included; NaN when ``Σx = 0`` (undefined)."""
-    x = np.sort(np.asarray(x, dtype=np.float64))
-    n = x.size
-    total = x.sum()
-    if n == 0 or total <= 0:
-        return float("nan")
-    k = np.arange(1, n + 1)
-    return float(np.sum((2 * k - n - 1) * x) / (n * total))
-
-
-def lorenz_curve(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Cumulative share of items (x axis) vs cumulative share of the total (y axis), from 0."""
-    x = np.sort(np.asarray(x, dtype=np.float64))
-    share_items = np.arange(x.size + 1) / max(x.size, 1)
-    total = x.sum()
-    cum = np.concatenate([[0.0], np.cumsum(x)]) / (total if total > 0 else 1.0)
-    return share_items, cum
 
 
 def popularity_percentile(prior_clicks: np.ndarray) -> np.ndarray:

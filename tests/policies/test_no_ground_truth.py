@@ -1,8 +1,8 @@
 """Policies see logs and item metadata only, never ground truth.
 
 Static check over the source of ``policies/*.py`` (ast): no module imports the simulator or the
-world's ground truth; the only ``agents`` module a policy may import is ``agents.catalog`` (for
-``ItemMetadata``). The oracle is the one flagged exception, and it gets truth only through the
+world's ground truth; the only ``agents`` modules a policy may import are ``agents.catalog``
+(for ``ItemMetadata``) and ``agents.validation`` (config predicates). The oracle is the one flagged exception, and it gets truth only through the
 callback ``sim`` hands it.
 """
 
@@ -24,7 +24,7 @@ from policies.baselines import OracleScorer, PopularityScorer, RandomScorer
 POLICY_DIR = Path(policies.__file__).resolve().parent
 SOURCES = sorted(POLICY_DIR.glob("*.py"))
 FORBIDDEN = ("agents.world", "agents.users", "agents.click_model", "agents.streams", "sim")
-ALLOWED_AGENTS = ("agents.catalog",)
+ALLOWED_AGENTS = ("agents.catalog", "agents.validation")  # metadata; config predicates
 
 
 def imported_modules(path: Path) -> list[tuple[int, str]]:
