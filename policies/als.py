@@ -56,8 +56,10 @@ class ALSScorer:
         return ALSModel(
             version=version,
             seen=clicks,
-            user_factors=np.asarray(user_factors, dtype=np.float32),
-            item_factors=np.asarray(self._model.item_factors, dtype=np.float32),
+            user_factors=np.array(user_factors, dtype=np.float32, copy=True),
+            # A copy: a warm-started fit updates implicit's arrays in place while this model is
+            # still deployed (training takes simulated time).
+            item_factors=np.array(self._model.item_factors, dtype=np.float32, copy=True),
             fallback=self.fallback.fit(interactions, version, source_name="popularity_fallback"),
             cold=interactions.user_activity == 0,
         )

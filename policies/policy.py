@@ -8,6 +8,7 @@ epsilon-greedy exploration is ``policy=popularity policy.selector=epsilon_greedy
 from __future__ import annotations
 
 from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,7 +150,7 @@ class ServingPolicy:
                 raise RuntimeError(f"policy {self.name!r} has no deployed model and no bootstrap")
             batch = self.bootstrap.serve(user_ids, uniforms)
             bootstrap = np.full_like(batch.source, SOURCE_CODE["bootstrap"])
-            return SlateBatch(**{**batch.__dict__, "source": bootstrap, "model_version": -1})
+            return dataclasses.replace(batch, source=bootstrap, model_version=-1)
         k = self.config.slate_size
         c = self.n_candidates
         filter_rows = batch_filter(self.model.seen, user_ids, min_allowed=max(c, 2 * k))

@@ -126,3 +126,19 @@ def test_same_seed_same_served_slates():
         runs.append(batch)
     for key in ("items", "propensity", "candidates", "candidate_scores", "score"):
         np.testing.assert_array_equal(getattr(runs[0], key), getattr(runs[1], key), err_msg=key)
+
+
+def test_warm_started_fit_does_not_change_the_deployed_model():
+    """Training the next model (warm start) must not mutate the one still serving."""
+    from policies.als import ALSScorer
+    from policies.interactions import Interactions
+
+    rng = np.random.default_rng(0)
+    first = Interactions.from_pairs(rng.integers(0, 50, 300), rng.integers(0, 40, 300), 50, 40)
+    more = Interactions.from_pairs(rng.integers(0, 50, 600), rng.integers(0, 40, 600), 50, 40)
+    scorer = ALSScorer(factors=4, iterations=3, warm_start=True, random_state=1)
+    deployed = scorer.fit(first, version=0)
+    items, users = deployed.item_factors.copy(), deployed.user_factors.copy()
+    scorer.fit(more, version=1)
+    np.testing.assert_array_equal(deployed.item_factors, items)
+    np.testing.assert_array_equal(deployed.user_factors, users)

@@ -186,3 +186,25 @@ def test_run_refuses_a_directory_that_holds_a_run(run_tiny):
     with pytest.raises(RunDirectoryError, match="already holds a run"):
         run(tiny_config(), out)
     assert (out / "metrics.parquet").read_bytes() == before
+
+
+def test_sliding_window_trains_on_the_last_rounds_only(run_tiny):
+    out = run_tiny(policy__training_window_rounds=1)
+    imp = impressions(out)
+    dep = pl.read_parquet(out / "logs" / "deployments.parquet").sort("model_version")
+    for row in dep.iter_rows(named=True):
+        last_round = imp.filter(
+            (pl.col("t") >= row["t_train_start"] - 24.0)
+            & (pl.col("t") < row["t_train_start"])
+            & pl.col("clicked")
+        )
+        assert row["n_train_clicks"] == last_round.height
+
+
+def test_warm_start_continues_from_the_previous_factors(run_tiny):
+    fresh = impressions(run_tiny("fresh"))
+    warm = impressions(run_tiny("warm", policy__warm_start=True))
+    first_model = pl.col("model_version") <= 0  # bootstrap and the first fit are identical
+    assert fresh.filter(first_model).equals(warm.filter(first_model))
+    later = pl.col("model_version") >= 1
+    assert not fresh.filter(later).select("item_id").equals(warm.filter(later).select("item_id"))
