@@ -13,6 +13,7 @@ import sys
 import traceback
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -27,7 +28,7 @@ from experiments.console import day_progress, summary_table
 from experiments.run import RunDirectoryError, run
 
 log = logging.getLogger("recloop")
-GROUPS = ("world", "policy", "sim")
+GROUPS = ("world", "policy", "sim", "study")
 EXIT_BAD_INPUT = 2
 
 
@@ -41,30 +42,64 @@ def group_options(group: str) -> list[str]:
     )
 
 
-def _job_overrides(argv: list[str]) -> list[list[str]] | None:
-    """The override lists of every job ``argv`` describes; ``None`` when hydra should handle the
-    command itself (``--help``, ``--cfg``, shell completion …)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-
-    multirun = any(a in ("-m", "--multirun") for a in argv)
-    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
-        return None
-    raw = [a for a in argv if not a.startswith("-")]
+def _parse(lines: list[str]) -> list[Any]:
     try:
-        parsed = OverridesParser.create().parse_overrides(raw)
+        return OverridesParser.create().parse_overrides(lines)
     except HydraException as exc:
         raise ConfigError(f"malformed override: {_first_line(exc)}") from None
+
+
+def _job_overrides(argv: list[str]) -> list[list[str]] | None:
+    """The override lists of every job ``argv`` describes; ``None`` when hydra should handle the
+    command itself (``--help``, ``--cfg``, shell completion …).
+
+    A config may make itself a sweep (``hydra.mode: MULTIRUN`` with ``hydra.sweeper.params``, as
+    the study configs do); its params are expanded like hydra's basic sweeper does, with the
+    command line winning over the config for the same key.
+    """
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
+        return None
+    parsed = _parse([a for a in argv if not a.startswith("-")])
     # hydra's own settings (launcher, run dir …) are hydra's business, not the study's.
     ours = [o for o in parsed if not o.get_key_element().lstrip("+~").startswith("hydra")]
+    fixed = [o.input_line for o in ours if not o.is_sweep_override()]
+    hydra_settings = [o.input_line for o in parsed if o not in ours and not o.is_sweep_override()]
+    hydra_cfg = _compose([*fixed, *hydra_settings], with_hydra=True).hydra
+    multirun = any(a in ("-m", "--multirun") for a in argv) or hydra_cfg.mode == RunMode.MULTIRUN
     if not multirun:
         sweeps = [o for o in ours if o.is_sweep_override()]
         if sweeps:
             raise ConfigError(
                 f"{sweeps[0].input_line}: a sweep needs -m/--multirun (recloop -m {sweeps[0].input_line})"
             )
-        return [[o.input_line for o in ours]]
-    batches = BasicSweeper.split_arguments(ours, max_batch_size=None)
+        return [fixed]
+    given = {o.get_key_element().lstrip("+~") for o in ours}
+    params = hydra_cfg.sweeper.get("params") or {}
+    from_config = _parse([f"{k}={v}" for k, v in params.items() if k not in given])
+    batches = BasicSweeper.split_arguments([*from_config, *ours], max_batch_size=None)
     return [job for batch in batches for job in batch]
+
+
+def _compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
+    from hydra import compose, initialize_config_module
+
+    options = {g: group_options(g) for g in GROUPS}
+    for line in overrides:
+        key, _, value = line.partition("=")
+        key = key.lstrip("+~")
+        if key in GROUPS and value not in options[key]:
+            raise ConfigError(
+                f"{key}={value}: unknown {key}; choose one of {', '.join(options[key])}"
+            )
+    with initialize_config_module(config_module="configs", version_base="1.3"):
+        try:
+            return compose(
+                config_name="config", overrides=overrides, return_hydra_config=with_hydra
+            )
+        except HydraException as exc:
+            raise ConfigError(_composition_error(exc, overrides)) from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -74,26 +109,9 @@ def _first_line(exc: BaseException) -> str:
 
 def precheck(argv: list[str]) -> None:
     """Compose and validate every job of ``argv``; raise :class:`ConfigError` on the first bad one."""
-    from hydra import compose, initialize_config_module
-
     jobs = _job_overrides(argv)
-    if jobs is None:
-        return
-    options = {g: group_options(g) for g in GROUPS}
-    for overrides in jobs:
-        for line in overrides:
-            key, _, value = line.partition("=")
-            key = key.lstrip("+~")
-            if key in GROUPS and value not in options[key]:
-                raise ConfigError(
-                    f"{key}={value}: unknown {key}; choose one of {', '.join(options[key])}"
-                )
-        with initialize_config_module(config_module="configs", version_base="1.3"):
-            try:
-                cfg = compose(config_name="config", overrides=overrides)
-            except HydraException as exc:
-                raise ConfigError(_composition_error(exc, overrides)) from None
-        parse_config(cfg)
+    for overrides in jobs or []:
+        parse_config(_compose(overrides))
 
 
 def _composition_error(exc: HydraException, overrides: list[str]) -> str:

@@ -72,6 +72,7 @@ def run(
         n_users=world.users.n_users,
         seed=streams.int_seed("policy.model"),
         relevance=world.relevance_matrix if rc.policy.scorer == "oracle" else None,
+        item_content=world.catalog.metadata.content,  # metadata a platform has, not truth
     )
     log_root = out_dir / "logs"
     simulation = Simulation(world, policy, rc.sim, streams, log_root, progress=progress)

@@ -62,4 +62,6 @@ class ALSScorer:
             item_factors=np.array(self._model.item_factors, dtype=np.float32, copy=True),
             fallback=self.fallback.fit(interactions, version, source_name="popularity_fallback"),
             cold=interactions.user_activity == 0,
+            regularization=float(self.regularization),
+            alpha=float(self.alpha),
         )

@@ -1,18 +1,44 @@
-"""The training view of the log: click counts per (user, item)."""
+"""The training view of the log: click counts, exposure counts and the newest round's impressions."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 
 
 @dataclass(frozen=True)
+class RoundImpressions:
+    """Every slot shown in the newest log round (what an online bandit updates on)."""
+
+    user_ids: np.ndarray  # (m,) int
+    item_ids: np.ndarray  # (m,) int
+    clicked: np.ndarray  # (m,) bool
+    model_version: np.ndarray  # (m,) int: the deployed model that served the row (-1: none)
+
+    @classmethod
+    def empty(cls) -> RoundImpressions:
+        e = np.empty(0, np.int64)
+        return cls(e, e, np.empty(0, bool), e)
+
+
+@dataclass(frozen=True)
 class Interactions:
-    """Click counts from the event log, ``(n_users, n_items)`` CSR with float32 counts."""
+    """What a model trains on, all derived from the event log.
+
+    ``clicks`` is ``(n_users, n_items)`` CSR with float32 click counts (the training window);
+    ``item_impressions`` counts every impression of each item in the whole log so far;
+    ``latest_round`` holds the impressions of the round that was just closed.
+    """
 
     clicks: sp.csr_matrix
+    item_impressions: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    latest_round: RoundImpressions = field(default_factory=RoundImpressions.empty)
+
+    def __post_init__(self) -> None:
+        if self.item_impressions.size == 0:
+            object.__setattr__(self, "item_impressions", np.zeros(self.clicks.shape[1]))
 
     @classmethod
     def empty(cls, n_users: int, n_items: int) -> Interactions:
@@ -20,14 +46,24 @@ class Interactions:
 
     @classmethod
     def from_pairs(
-        cls, user_ids: np.ndarray, item_ids: np.ndarray, n_users: int, n_items: int
+        cls,
+        user_ids: np.ndarray,
+        item_ids: np.ndarray,
+        n_users: int,
+        n_items: int,
+        item_impressions: np.ndarray | None = None,
+        latest_round: RoundImpressions | None = None,
     ) -> Interactions:
         """Sum one click per ``(user, item)`` pair into a canonical CSR matrix."""
         data = np.ones(user_ids.shape[0], dtype=np.float32)
         m = sp.coo_matrix((data, (user_ids, item_ids)), shape=(n_users, n_items)).tocsr()
         m.sum_duplicates()
         m.sort_indices()
-        return cls(m)
+        return cls(
+            m,
+            np.zeros(n_items) if item_impressions is None else item_impressions,
+            latest_round or RoundImpressions.empty(),
+        )
 
     @property
     def n_users(self) -> int:

@@ -10,6 +10,10 @@ import numpy as np
 import scipy.sparse as sp
 from implicit.cpu.topk import topk
 
+from policies.exclusion import PAD, padded_rows
+
+POSTERIOR_CHUNK = 512  # requests per posterior block: bounds the (n, E, f) gather
+
 # Codes of the ``source`` column (which retriever/fallback produced a slot).
 SOURCES: tuple[str, ...] = (
     "bootstrap",
@@ -19,6 +23,7 @@ SOURCES: tuple[str, ...] = (
     "oracle",
     "random",
     "explore",
+    "linear",
 )
 SOURCE_CODE = {name: code for code, name in enumerate(SOURCES)}
 
@@ -46,7 +51,7 @@ class Model(Protocol):
 RESCORE_MARGIN = 8
 
 
-def _topk_by_vector(
+def topk_by_vector(
     item_vectors: np.ndarray, query: np.ndarray, n: int, filter_rows: sp.csr_matrix
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``n`` items per query by inner product, skipping each row's filtered items.
@@ -97,7 +102,7 @@ class PopularityModel:
 
     def retrieve(self, user_ids: np.ndarray, n: int, filter_rows: sp.csr_matrix) -> Retrieval:
         vec = self.ranking_score[:, None]
-        ids, _ = _topk_by_vector(vec, np.ones((user_ids.shape[0], 1)), n, filter_rows)
+        ids, _ = topk_by_vector(vec, np.ones((user_ids.shape[0], 1)), n, filter_rows)
         scores = self.popularity[ids].astype(np.float32)
         code = SOURCE_CODE[self.source_name]
         return Retrieval(ids, scores, np.full(user_ids.shape[0], code, dtype=np.int8))
@@ -117,9 +122,11 @@ class ALSModel:
     item_factors: np.ndarray  # (n_items, f) float32
     fallback: PopularityModel
     cold: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=bool))
+    regularization: float = 0.0
+    alpha: float = 1.0
 
     def retrieve(self, user_ids: np.ndarray, n: int, filter_rows: sp.csr_matrix) -> Retrieval:
-        ids, scores = _topk_by_vector(
+        ids, scores = topk_by_vector(
             self.item_factors, self.user_factors[user_ids], n, filter_rows
         )
         source = np.full(user_ids.shape[0], SOURCE_CODE["als"], dtype=np.int8)
@@ -134,6 +141,38 @@ class ALSModel:
         u = self.user_factors[user_ids]
         v = self.item_factors[item_ids]
         return np.einsum("nf,nkf->nk", u, v).astype(np.float32)
+
+    def score_distribution(
+        self, user_ids: np.ndarray, candidates: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior of the candidates' scores under ALS's weighted least squares.
+
+        With implicit's confidence ``c = alpha·r``: ``A_u = YᵀY + λI + Σ_{i∈obs(u)} (c_ui − 1)
+        y_i y_iᵀ`` (its normal equations), ``x̂_u = A_u⁻¹ b_u`` (the recomputed user factors).
+        Scores ``Y_C x`` with ``x ~ N(x̂_u, A_u⁻¹)`` are ``mean + Gᵀz`` with ``G = L⁻¹ Y_Cᵀ``,
+        ``A_u = L Lᵀ``. Vectorized over the batch (chunked to bound memory).
+        """
+        y = self.item_factors.astype(np.float64)
+        base = y.T @ y + self.regularization * np.eye(y.shape[1])
+        means, gs = [], []
+        for lo in range(0, user_ids.shape[0], POSTERIOR_CHUNK):
+            users = user_ids[lo : lo + POSTERIOR_CHUNK]
+            rows = self.seen[users]
+            rows.sort_indices()
+            idx = padded_rows(rows)  # clicked items per row, sorted, PAD at the end
+            valid = idx < PAD
+            safe = np.where(valid, idx, 0)
+            weights = np.zeros(idx.shape)
+            weights[valid] = self.alpha * rows.data - 1.0  # row-major order = CSR order
+            yo = y[safe]  # (n, E, f)
+            a = base + np.einsum("ne,nef,neg->nfg", weights, yo, yo)
+            chol = np.linalg.cholesky(a)
+            yc = y[candidates[lo : lo + POSTERIOR_CHUNK]]  # (n, C, f)
+            gs.append(np.linalg.solve(chol, np.swapaxes(yc, 1, 2)))
+            means.append(np.einsum("nf,ncf->nc", self.user_factors[users].astype(np.float64), yc))
+        if not gs:
+            return np.empty(candidates.shape), np.empty((0, y.shape[1], candidates.shape[1]))
+        return np.concatenate(means), np.concatenate(gs)
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ epsilon-greedy exploration is ``policy=popularity policy.selector=epsilon_greedy
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,12 +18,24 @@ from agents.validation import is_number, is_positive_int
 from policies.als import ALSScorer
 from policies.baselines import OracleScorer, PopularityScorer, RandomScorer
 from policies.exclusion import batch_filter, padded_rows
+from policies.exposure_boost import ExposureBoost
 from policies.interactions import Interactions
+from policies.linear_bandit import LinearScorer
 from policies.models import SOURCE_CODE, Model
-from policies.selection import EpsilonGreedy, Greedy, SlateSelector, UniformRandom
+from policies.plackett_luce import Softmax
+from policies.posterior_sampling import UCB, Thompson
+from policies.randomness import Randomness
+from policies.selection import (
+    EpsilonGreedy,
+    Greedy,
+    SelectionContext,
+    SlateSelector,
+    UniformRandom,
+)
 
-SCORERS = ("als", "popularity", "random", "oracle")
-SELECTORS = ("greedy", "epsilon_greedy", "uniform")
+SCORERS = ("als", "linear", "popularity", "random", "oracle")
+SELECTORS = ("greedy", "epsilon_greedy", "uniform", "softmax", "ucb", "thompson", "boost")
+POSTERIOR_SCORERS = ("als", "linear")  # the ones UCB and Thompson can use
 BOOTSTRAPS = ("random", "popularity")
 
 
@@ -37,6 +49,13 @@ class PolicyConfig:
     slate_size: int = 10
     n_candidates: int = 30
     epsilon: float = 0.1
+    epsilon_decay: float = 1.0
+    epsilon_min: float = 0.0
+    temperature: float = 0.05
+    beta: float = 1.0
+    mc_samples: int = 200
+    boost_slots: int = 2
+    boost_quantile: float = 0.2
     bootstrap: str = "random"
     factors: int = 32
     regularization: float = 0.05
@@ -44,6 +63,7 @@ class PolicyConfig:
     alpha: float = 10.0
     warm_start: bool = False
     training_window_rounds: int | None = None
+    bandit_regularization: float = 1.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -62,21 +82,35 @@ class PolicyConfig:
                 f"policy.selector={self.selector!r}: scorer 'random' has no ranking to select "
                 "from; use policy.selector=uniform"
             )
-        for key in ("slate_size", "n_candidates", "factors", "iterations"):
+        if self.selector in ("ucb", "thompson") and self.scorer not in POSTERIOR_SCORERS:
+            raise ValueError(
+                f"policy.scorer={self.scorer!r}: selector {self.selector!r} needs a posterior; "
+                f"use scorer {' or '.join(POSTERIOR_SCORERS)}"
+            )
+        for key in ("slate_size", "n_candidates", "factors", "iterations", "mc_samples"):
             if not is_positive_int(getattr(self, key)):
                 raise ValueError(f"policy.{key}={getattr(self, key)!r}: must be a positive integer")
-        if not is_number(self.epsilon) or not 0.0 <= self.epsilon <= 1.0:
-            raise ValueError(f"policy.epsilon={self.epsilon!r}: must be in [0, 1]")
-        for key in ("regularization", "alpha"):
+        for key in ("epsilon", "epsilon_min", "boost_quantile"):
+            value = getattr(self, key)
+            if not is_number(value) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"policy.{key}={value!r}: must be in [0, 1]")
+        if not is_number(self.epsilon_decay) or not 0.0 < self.epsilon_decay <= 1.0:
+            raise ValueError(f"policy.epsilon_decay={self.epsilon_decay!r}: must be in (0, 1]")
+        for key in ("regularization", "alpha", "temperature", "bandit_regularization"):
             if not is_number(getattr(self, key)) or getattr(self, key) <= 0:
                 raise ValueError(f"policy.{key}={getattr(self, key)!r}: must be a number > 0")
+        if not is_number(self.beta) or self.beta < 0:
+            raise ValueError(f"policy.beta={self.beta!r}: must be a number >= 0")
+        if not is_positive_int(self.boost_slots) or self.boost_slots > self.slate_size:
+            raise ValueError(
+                f"policy.boost_slots={self.boost_slots!r}: must be an integer in "
+                f"[1, policy.slate_size={self.slate_size}]"
+            )
         if not isinstance(self.warm_start, bool):
             raise ValueError(f"policy.warm_start={self.warm_start!r}: must be true or false")
         w = self.training_window_rounds
         if w is not None and not is_positive_int(w):
-            raise ValueError(
-                f"policy.training_window_rounds={w!r}: must be null or a positive integer"
-            )
+            raise ValueError(f"policy.training_window_rounds={w!r}: must be null or a positive integer")
 
     def check_catalog(self, n_items: int) -> None:
         """Cross-check against the catalog size (``world.n_items``)."""
@@ -96,7 +130,9 @@ class SlateBatch:
     """What one serving call decided for a batch of requests (all arrays row-aligned)."""
 
     items: np.ndarray  # (n, K) int64
-    propensity: np.ndarray  # (n, K) float64
+    propensity: np.ndarray  # (n, K) float64 marginal P(item in slot | context)
+    prefix_propensity: np.ndarray  # (n, K) float64 P(slots 0..k as shown | context)
+    propensity_method: str  # policies.propensity.METHODS
     score: np.ndarray  # (n, K) float32 (NaN where no model scored the item)
     source: np.ndarray  # (n, K) int8 codes into policies.models.SOURCES
     model_version: int
@@ -104,6 +140,23 @@ class SlateBatch:
     candidates: np.ndarray  # (n, C) int64: the retrieved ranking
     candidate_scores: np.ndarray  # (n, C) float32
     candidate_shown: np.ndarray  # (n, C) bool
+    candidate_show_probability: np.ndarray  # (n, C) float64
+
+    @property
+    def slate_propensity(self) -> np.ndarray:
+        return self.prefix_propensity[:, -1]
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A trained model plus the log facts the selectors need while it serves."""
+
+    model: Model
+    item_impressions: np.ndarray
+
+    @property
+    def version(self) -> int:
+        return int(self.model.version)
 
 
 @dataclass
@@ -115,15 +168,19 @@ class ServingPolicy:
     selector: SlateSelector
     n_items: int
     bootstrap: ServingPolicy | None = None
-    model: Model | None = field(default=None, init=False)
+    deployment: Deployment | None = field(default=None, init=False)
 
     @property
     def name(self) -> str:
         return self.config.name
 
     @property
+    def model(self) -> Model | None:
+        return None if self.deployment is None else self.deployment.model
+
+    @property
     def model_version(self) -> int:
-        return -1 if self.model is None else int(self.model.version)
+        return -1 if self.deployment is None else self.deployment.version
 
     @property
     def n_candidates(self) -> int:
@@ -132,83 +189,108 @@ class ServingPolicy:
         # Retrieval feeds the slate, so it is never smaller than the slate.
         return min(max(self.config.n_candidates, self.config.slate_size), self.n_items)
 
-    @property
-    def uniforms_per_request(self) -> int:
-        return 2 * self.config.slate_size
+    def fit(self, interactions: Interactions, version: int) -> Deployment:
+        """Train on the log; the result serves only after :meth:`deploy`."""
+        model = self.scorer.fit(interactions, version)
+        return Deployment(model, interactions.item_impressions.copy())
 
-    def fit(self, interactions: Interactions, version: int) -> Model:
-        """Train on the log; the returned model serves only after :meth:`deploy`."""
-        return self.scorer.fit(interactions, version)
+    def deploy(self, deployment: Deployment) -> None:
+        self.deployment = deployment
 
-    def deploy(self, model: Model) -> None:
-        self.model = model
-
-    def serve(self, user_ids: np.ndarray, uniforms: np.ndarray) -> SlateBatch:
-        """Slates for a batch of requests. ``uniforms`` is ``(n, 2K)`` from the policy stream."""
-        if self.model is None:
+    def serve(self, user_ids: np.ndarray, rand: Randomness) -> SlateBatch:
+        """Slates for a batch of requests, with their propensities."""
+        if self.deployment is None:
             if self.bootstrap is None:
                 raise RuntimeError(f"policy {self.name!r} has no deployed model and no bootstrap")
-            batch = self.bootstrap.serve(user_ids, uniforms)
+            batch = self.bootstrap.serve(user_ids, rand)
             bootstrap = np.full_like(batch.source, SOURCE_CODE["bootstrap"])
             return dataclasses.replace(batch, source=bootstrap, model_version=-1)
+        model = self.deployment.model
         k = self.config.slate_size
         c = self.n_candidates
-        filter_rows = batch_filter(self.model.seen, user_ids, min_allowed=max(c, 2 * k))
-        retrieval = self.model.retrieve(user_ids, c, filter_rows)
-        selection = self.selector.select(
-            retrieval.items, padded_rows(filter_rows), self.n_items, uniforms
+        filter_rows = batch_filter(model.seen, user_ids, min_allowed=max(c, 2 * k))
+        retrieval = model.retrieve(user_ids, c, filter_rows)
+        ctx = SelectionContext(
+            user_ids=user_ids,
+            candidates=retrieval.items,
+            scores=retrieval.scores,
+            excluded=padded_rows(filter_rows),
+            n_items=self.n_items,
+            model=model,
+            model_version=self.deployment.version,
+            item_impressions=self.deployment.item_impressions,
         )
-        score = np.empty(selection.items.shape, dtype=np.float32)
-        exploit = ~selection.explored
-        if exploit.any():  # an exploited slot k holds candidate k
-            score[exploit] = retrieval.scores[:, :k][exploit]
-        if selection.explored.any():
-            score[selection.explored] = self.model.score(user_ids, selection.items)[
-                selection.explored
-            ]
+        selection = self.selector.select(ctx, rand)
+        # Log the score the policy saw: the retrieval score for a retrieved item, else the model's.
+        match = retrieval.items[:, :, None] == selection.items[:, None, :]  # (n, C, K)
+        retrieved = match.any(axis=1)
+        score = model.score(user_ids, selection.items)
+        if retrieved.any():
+            at = np.take_along_axis(retrieval.scores, match.argmax(axis=1), axis=1)
+            score = np.where(retrieved, at, score)
         explore_code = SOURCE_CODE["random" if self.config.selector == "uniform" else "explore"]
-        source = np.where(selection.explored, explore_code, retrieval.source[:, None]).astype(
-            np.int8
-        )
-        shown = (retrieval.items[:, :, None] == selection.items[:, None, :]).any(axis=2)
+        source = np.where(selection.explored, explore_code, retrieval.source[:, None])
         return SlateBatch(
             items=selection.items,
             propensity=selection.propensity,
-            score=score,
-            source=source,
-            model_version=int(self.model.version),
+            prefix_propensity=selection.prefix_propensity,
+            propensity_method=selection.method,
+            score=score.astype(np.float32),
+            source=source.astype(np.int8),
+            model_version=self.deployment.version,
             policy_name=self.name,
             candidates=retrieval.items,
             candidate_scores=retrieval.scores,
-            candidate_shown=shown,
+            candidate_shown=match.any(axis=2),
+            candidate_show_probability=selection.candidate_show_probability,
         )
 
 
 def _selector(config: PolicyConfig) -> SlateSelector:
-    if config.selector == "greedy":
-        return Greedy(config.slate_size)
-    if config.selector == "epsilon_greedy":
-        return EpsilonGreedy(config.slate_size, config.epsilon)
-    return UniformRandom(config.slate_size)
+    k = config.slate_size
+    match config.selector:
+        case "greedy":
+            return Greedy(k)
+        case "epsilon_greedy":
+            return EpsilonGreedy(k, config.epsilon, config.epsilon_decay, config.epsilon_min)
+        case "uniform":
+            return UniformRandom(k)
+        case "softmax":
+            return Softmax(k, config.temperature, config.mc_samples)
+        case "ucb":
+            return UCB(k, config.beta)
+        case "thompson":
+            return Thompson(k, config.beta, config.mc_samples)
+        case "boost":
+            return ExposureBoost(k, config.boost_slots, config.boost_quantile)
+    raise AssertionError(config.selector)  # unreachable: validated in PolicyConfig
 
 
 def _scorer(
-    config: PolicyConfig, seed: int, relevance: Callable[[np.ndarray], np.ndarray] | None
+    config: PolicyConfig,
+    seed: int,
+    relevance: Callable[[np.ndarray], np.ndarray] | None,
+    item_content: np.ndarray | None,
 ) -> Any:
-    if config.scorer == "als":
-        return ALSScorer(
-            factors=config.factors,
-            regularization=config.regularization,
-            iterations=config.iterations,
-            alpha=config.alpha,
-            warm_start=config.warm_start,
-            random_state=seed,
-            fallback=PopularityScorer(random_state=seed + 1),
-        )
-    if config.scorer == "popularity":
-        return PopularityScorer(random_state=seed)
-    if config.scorer == "random":
-        return RandomScorer()
+    match config.scorer:
+        case "als":
+            return ALSScorer(
+                factors=config.factors,
+                regularization=config.regularization,
+                iterations=config.iterations,
+                alpha=config.alpha,
+                warm_start=config.warm_start,
+                random_state=seed,
+                fallback=PopularityScorer(random_state=seed + 1),
+            )
+        case "linear":
+            if item_content is None:
+                raise ValueError("policy.scorer='linear' needs the items' content features")
+            return LinearScorer(item_content, regularization=config.bandit_regularization)
+        case "popularity":
+            return PopularityScorer(random_state=seed)
+        case "random":
+            return RandomScorer()
     if relevance is None:
         raise ValueError("policy.scorer='oracle' needs the simulator's truth callback")
     return OracleScorer(relevance=relevance)
@@ -220,12 +302,14 @@ def build_policy(
     n_users: int,
     seed: int,
     relevance: Callable[[np.ndarray], np.ndarray] | None = None,
+    item_content: np.ndarray | None = None,
 ) -> ServingPolicy:
     """Compose a serving policy (and its bootstrap) from a validated config.
 
     ``seed`` is a plain int for the model's own randomness (ALS init, popularity tie-break);
-    slate draws use uniforms the caller passes to :meth:`ServingPolicy.serve`.
-    ``relevance`` is the truth callback, used by the oracle scorer only.
+    slate draws come from the :class:`Randomness` passed to :meth:`ServingPolicy.serve`.
+    ``relevance`` is the truth callback (oracle only); ``item_content`` is item metadata
+    (``ItemMetadata.content``, linear bandit only).
     """
     config.check_catalog(n_items)
     boot_cfg = PolicyConfig(
@@ -235,8 +319,14 @@ def build_policy(
         slate_size=config.slate_size,
         n_candidates=config.n_candidates,
     )
-    bootstrap = ServingPolicy(boot_cfg, _scorer(boot_cfg, seed, None), _selector(boot_cfg), n_items)
+    bootstrap = ServingPolicy(
+        boot_cfg, _scorer(boot_cfg, seed, None, None), _selector(boot_cfg), n_items
+    )
     bootstrap.deploy(bootstrap.fit(Interactions.empty(n_users, n_items), version=-1))
     return ServingPolicy(
-        config, _scorer(config, seed, relevance), _selector(config), n_items, bootstrap=bootstrap
+        config,
+        _scorer(config, seed, relevance, item_content),
+        _selector(config),
+        n_items,
+        bootstrap=bootstrap,
     )

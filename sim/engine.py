@@ -8,9 +8,9 @@ Processes (plain generators):
 * ``snapshots`` — every ``snapshot_every_hours``: mark a metric window and the deployed version.
 
 Serving is vectorized: pending requests are served as numpy batches whenever an event changes what
-the policy knows (a retrain cut-off, a deployment, the end of the run). Per-request randomness is a
-fixed block of uniforms per request drawn in request order, so how requests are chunked into
-batches does not change any outcome.
+the policy knows (a retrain cut-off, a deployment, the end of the run). The policy's random draws
+come from generators consumed in request order (see :mod:`policies.randomness`), so how requests
+are chunked into batches does not change any outcome.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from agents.streams import Streams
 from agents.validation import is_number, is_positive_int
 from agents.world import World
 from policies.policy import ServingPolicy
+from policies.randomness import Randomness
 from sim.event_log import EventLog, partition_path, write_parquet_atomic
 from sim.training_data import TrainingLog
 
@@ -99,7 +100,11 @@ class Simulation:
             world.users.n_users, world.catalog.n_items, policy.config.training_window_rounds
         )
         self.rng_arrivals = streams.generator("sim.arrivals")
-        self.rng_policy = streams.generator("policy.slates")
+        self.randomness = Randomness(
+            uniform=streams.generator("policy.uniform"),
+            normal=streams.generator("policy.normal"),
+            monte_carlo=streams.generator("policy.monte_carlo"),
+        )
         self.rng_responses = streams.generator("sim.responses")
         self.stats = RunStats()
         self._pending_t = np.empty(0)
@@ -137,11 +142,11 @@ class Simulation:
             self._close_round()
             interactions = self.training.interactions()
             start = time.perf_counter()
-            model = self.policy.fit(interactions, version)
+            deployment = self.policy.fit(interactions, version)
             self.stats.seconds["fit"] += time.perf_counter() - start
             yield self.env.timeout(self.config.train_hours)
             self._serve_until(self.env.now)  # the old model serves everything before deployment
-            self.policy.deploy(model)
+            self.policy.deploy(deployment)
             self.deployments.append(
                 {
                     "model_version": version,
@@ -192,8 +197,7 @@ class Simulation:
     def _serve_batch(self, times: np.ndarray, users: np.ndarray, ids: np.ndarray) -> None:
         k = self.policy.config.slate_size
         clock = time.perf_counter()
-        uniforms = self.rng_policy.random((users.size, self.policy.uniforms_per_request))
-        batch = self.policy.serve(users, uniforms)
+        batch = self.policy.serve(users, self.randomness)
         clock = self._tick("serve", clock)
         relevance = self.world.relevance(users[:, None], batch.items)
         clicked = self.world.click_model.sample(

@@ -2,8 +2,13 @@
 
 Tables under ``<run>/logs/``:
 
-* ``impressions`` — one row per slot shown (the contract in DESIGN.md);
-* ``candidates`` — items retrieved but not shown ("the road not taken");
+* ``impressions`` — one row per slot shown: the DESIGN.md contract plus
+  ``prefix_propensity`` (P(slots 0..position exactly as shown | context)),
+  ``slate_propensity`` (P(the whole slate | context), the same on every row of a request) and
+  ``propensity_method`` (``exact``; ``exact_sequential_mc_marginal``: slate/prefix exact, marginal
+  ``propensity`` Monte-Carlo past slot 0; ``monte_carlo``: all three estimated);
+* ``candidates`` — every retrieved item, shown or not ("the road not taken"), with its rank,
+  score, ``shown`` and ``show_probability`` (P(anywhere in the slate | context));
 * ``truth`` — true relevance of each shown slot. Written by the simulator for metrics only:
   policies train from ``impressions``/``candidates`` and never read it.
 
@@ -22,8 +27,10 @@ import polars as pl
 
 from policies.models import SOURCES
 from policies.policy import SlateBatch
+from policies.propensity import METHODS
 
 SOURCE_DTYPE = pl.Enum(list(SOURCES))
+METHOD_DTYPE = pl.Enum(list(METHODS))
 
 IMPRESSIONS_SCHEMA: dict[str, pl.DataType] = {
     "request_id": pl.Int64(),
@@ -37,12 +44,17 @@ IMPRESSIONS_SCHEMA: dict[str, pl.DataType] = {
     "propensity": pl.Float64(),
     "clicked": pl.Boolean(),
     "source": SOURCE_DTYPE,
+    "prefix_propensity": pl.Float64(),
+    "slate_propensity": pl.Float64(),
+    "propensity_method": METHOD_DTYPE,
 }
 CANDIDATES_SCHEMA: dict[str, pl.DataType] = {
     "request_id": pl.Int64(),
     "item_id": pl.Int32(),
     "score": pl.Float32(),
     "rank": pl.Int16(),
+    "shown": pl.Boolean(),
+    "show_probability": pl.Float64(),
 }
 TRUTH_SCHEMA: dict[str, pl.DataType] = {
     "request_id": pl.Int64(),
@@ -99,9 +111,12 @@ class EventLog:
                 "propensity": batch.propensity.ravel().astype(np.float64),
                 "clicked": clicked.ravel(),
                 "source": batch.source.ravel().astype(np.uint32),
+                "prefix_propensity": batch.prefix_propensity.ravel().astype(np.float64),
+                "slate_propensity": np.repeat(batch.slate_propensity.astype(np.float64), k),
             }
         ).with_columns(
             pl.lit(batch.policy_name, dtype=pl.Categorical()).alias("policy"),
+            pl.lit(batch.propensity_method, dtype=METHOD_DTYPE).alias("propensity_method"),
             pl.col("source").replace_strict(
                 list(range(len(SOURCES))), list(SOURCES), return_dtype=SOURCE_DTYPE
             ),
@@ -114,20 +129,18 @@ class EventLog:
             )
         )
         c = batch.candidates.shape[1]
-        not_shown = ~batch.candidate_shown
-        rows, ranks = np.nonzero(not_shown)
         self._buffers["candidates"].append(
             pl.DataFrame(
                 {
-                    "request_id": request_ids.astype(np.int64)[rows],
-                    "item_id": batch.candidates[rows, ranks].astype(np.int32),
-                    "score": batch.candidate_scores[rows, ranks].astype(np.float32),
-                    "rank": ranks.astype(np.int16),
+                    "request_id": np.repeat(request_ids.astype(np.int64), c),
+                    "item_id": batch.candidates.ravel().astype(np.int32),
+                    "score": batch.candidate_scores.ravel().astype(np.float32),
+                    "rank": np.tile(np.arange(c, dtype=np.int16), n),
+                    "shown": batch.candidate_shown.ravel(),
+                    "show_probability": batch.candidate_show_probability.ravel(),
                 },
                 schema=CANDIDATES_SCHEMA,
             )
-            if c
-            else pl.DataFrame(schema=CANDIDATES_SCHEMA)
         )
 
     def write_round(self, round_idx: int) -> dict[str, Path]:

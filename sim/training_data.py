@@ -8,33 +8,45 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from policies.interactions import Interactions
+from policies.interactions import Interactions, RoundImpressions
 
 
 class TrainingLog:
-    """Accumulates the clicks of each written ``impressions`` partition.
+    """Accumulates each written ``impressions`` partition.
 
-    Only the new partition is read at each retrain (not the whole history); with
-    ``window_rounds`` set, only the most recent rounds are kept (a sliding window).
+    Only the new partition is read at each retrain (not the whole history). Clicks of the most
+    recent ``window_rounds`` rounds are kept (all rounds when ``None``); impressions per item are
+    counted over the whole log; the newest round's rows are handed on for online updates.
     """
 
     def __init__(self, n_users: int, n_items: int, window_rounds: int | None = None) -> None:
         self.n_users = n_users
         self.n_items = n_items
         self._rounds: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=window_rounds)
+        self._item_impressions = np.zeros(n_items)
+        self._latest = RoundImpressions.empty()
 
     def add_partition(self, impressions_path: Path) -> None:
-        clicks = (
-            pl.scan_parquet(impressions_path)
-            .filter(pl.col("clicked"))
-            .select("user_id", "item_id")
-            .collect()
+        shown = pl.read_parquet(
+            impressions_path, columns=["user_id", "item_id", "clicked", "model_version"]
         )
-        self._rounds.append((clicks["user_id"].to_numpy(), clicks["item_id"].to_numpy()))
+        users = shown["user_id"].to_numpy().astype(np.int64)
+        items = shown["item_id"].to_numpy().astype(np.int64)
+        clicked = shown["clicked"].to_numpy()
+        self._rounds.append((users[clicked], items[clicked]))
+        self._item_impressions += np.bincount(items, minlength=self.n_items)
+        self._latest = RoundImpressions(
+            users, items, clicked, shown["model_version"].to_numpy().astype(np.int64)
+        )
 
     def interactions(self) -> Interactions:
-        if not self._rounds:
-            return Interactions.empty(self.n_users, self.n_items)
-        users = np.concatenate([u for u, _ in self._rounds])
-        items = np.concatenate([i for _, i in self._rounds])
-        return Interactions.from_pairs(users, items, self.n_users, self.n_items)
+        users = np.concatenate([u for u, _ in self._rounds] or [np.empty(0, np.int64)])
+        items = np.concatenate([i for _, i in self._rounds] or [np.empty(0, np.int64)])
+        return Interactions.from_pairs(
+            users,
+            items,
+            self.n_users,
+            self.n_items,
+            item_impressions=self._item_impressions.copy(),
+            latest_round=self._latest,
+        )

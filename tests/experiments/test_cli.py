@@ -142,3 +142,24 @@ def test_progress_bar_and_summary_table_render_on_a_terminal(tmp_path):
     text = buffer.getvalue()
     assert "day 4/4" in text
     assert "exposure coverage" in text and "greedy" in text
+
+
+def test_study_configs_expand_their_own_sweep():
+    from experiments.cli import _job_overrides
+
+    jobs = _job_overrides(["+study=exploration"])
+    policies = {line.split("=")[1] for job in jobs for line in job if line.startswith("policy=")}
+    assert {
+        "greedy",
+        "epsilon_greedy",
+        "softmax",
+        "ucb",
+        "thompson",
+        "linucb",
+        "random",
+    } <= policies
+    assert len(jobs) == len(policies) * 3  # three seeds
+    # the command line wins over the study's own params
+    assert len(_job_overrides(["+study=exploration", "seed=0"])) == len(policies)
+    with pytest.raises(ConfigError, match=r"policy\.epsilon=3"):
+        precheck(["+study=exploration", "policy.epsilon=3"])

@@ -124,14 +124,19 @@ def test_clicked_items_are_not_recommended_again(run_tiny):
         assert again.height == 0, f"model {row['model_version']} re-recommended clicked items"
 
 
-def test_candidates_are_the_road_not_taken(run_tiny):
+def test_candidates_keep_every_retrieved_item_and_mark_the_shown(run_tiny):
     out = run_tiny()
     imp, cand = impressions(out), candidates(out)
-    shown = imp.select("request_id", "item_id")
-    assert cand.join(shown, on=["request_id", "item_id"], how="inner").height == 0
-    assert cand["rank"].min() >= 5 and cand["rank"].max() <= 11  # greedy: ranks K..C-1
-    served_by_model = imp.filter(pl.col("model_version") >= 0)["request_id"].n_unique()
-    assert cand.height == served_by_model * (12 - 5)
+    served = imp.filter(pl.col("model_version") >= 0)
+    n_requests = served["request_id"].n_unique()
+    assert cand.height == n_requests * 12  # every retrieved item of every model-served request
+    shown = served.select("request_id", "item_id").with_columns(pl.lit(True).alias("in_log"))
+    joined = cand.join(shown, on=["request_id", "item_id"], how="left")
+    assert (joined["shown"] == joined["in_log"].fill_null(False)).all()
+    # Greedy: the top-K ranks are shown with probability 1, the rest never.
+    assert (cand.filter(pl.col("rank") < 5)["show_probability"] == 1.0).all()
+    assert (cand.filter(pl.col("rank") >= 5)["show_probability"] == 0.0).all()
+    assert (cand["shown"] == (cand["rank"] < 5)).all()
 
 
 def test_greedy_propensity_is_one_and_epsilon_greedy_is_exact(run_tiny):

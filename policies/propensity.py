@@ -1,0 +1,61 @@
+"""Monte-Carlo propensities for stochastic slate policies.
+
+Where no closed form exists for the marginal ``P(item i in slot k | context)`` (Plackett–Luce past
+the first slot, Thompson sampling), it is estimated from ``M`` extra slates drawn from the same
+distribution as the one shown. The shown slate is itself a draw from that distribution, so it is
+counted as one of ``M + 1`` samples: every logged estimate is then at least ``1 / (M + 1)`` (never
+0 for an item that was shown). ``propensity_method`` records which columns are estimates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+EXACT = "exact"
+EXACT_SEQUENTIAL_MC_MARGINAL = "exact_sequential_mc_marginal"
+MONTE_CARLO = "monte_carlo"
+METHODS = (EXACT, EXACT_SEQUENTIAL_MC_MARGINAL, MONTE_CARLO)
+
+
+def mc_estimates(
+    samples: np.ndarray, shown: np.ndarray, n_candidates: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Estimates from sampled slates, all as candidate indices.
+
+    Parameters
+    ----------
+    samples : (n, M, K) slates drawn from the policy for each request.
+    shown : (n, K) the slate actually shown (counted as one more sample).
+
+    Returns
+    -------
+    marginal : (n, K) share of slates with the shown item in that slot;
+    prefix : (n, K) share of slates whose slots ``0..k`` equal the shown ones;
+    show_probability : (n, C) share of slates containing each candidate.
+    """
+    slates = np.concatenate([samples, shown[:, None, :]], axis=1)  # (n, M + 1, K)
+    n, m1, _ = slates.shape
+    same = slates == shown[:, None, :]
+    marginal = same.mean(axis=1)
+    prefix = np.cumprod(same, axis=2).mean(axis=1)
+    rows = np.arange(n)[:, None, None] * n_candidates
+    counts = np.bincount((rows + slates).ravel(), minlength=n * n_candidates)
+    return marginal, prefix, counts.reshape(n, n_candidates) / m1
+
+
+def top_k_indices(keys: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest keys along the last axis, best first (ties: lower index)."""
+    part = np.argpartition(-keys, k - 1, axis=-1)[..., :k]
+    top = np.take_along_axis(keys, part, axis=-1)
+    order = np.lexsort((part, -top), axis=-1)
+    return np.take_along_axis(part, order, axis=-1)
+
+
+def concat_estimates(
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], k: int, n_candidates: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Join per-chunk :func:`mc_estimates` results (an empty batch gives empty arrays)."""
+    if not parts:
+        return np.empty((0, k)), np.empty((0, k)), np.empty((0, n_candidates))
+    marginal, prefix, show = (np.concatenate(p) for p in zip(*parts, strict=True))
+    return marginal, prefix, show
