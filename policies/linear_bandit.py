@@ -96,8 +96,8 @@ class LinearScorer:
         rnd = interactions.latest_round
         if rnd.user_ids.size:
             live = np.zeros((rnd.user_ids.size, self._x.shape[1]))  # no model: no profile
-            for version, profiles in self._profiles.items():  # a loop over model versions
-                rows = rnd.model_version == version
+            for served_by, profiles in self._profiles.items():  # a loop over model versions
+                rows = rnd.model_version == served_by
                 live[rows] = profiles[rnd.user_ids[rows]]
             phi = features(self._x[rnd.item_ids], live)
             self._a += phi.T @ phi

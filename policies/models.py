@@ -126,9 +126,7 @@ class ALSModel:
     alpha: float = 1.0
 
     def retrieve(self, user_ids: np.ndarray, n: int, filter_rows: sp.csr_matrix) -> Retrieval:
-        ids, scores = topk_by_vector(
-            self.item_factors, self.user_factors[user_ids], n, filter_rows
-        )
+        ids, scores = topk_by_vector(self.item_factors, self.user_factors[user_ids], n, filter_rows)
         source = np.full(user_ids.shape[0], SOURCE_CODE["als"], dtype=np.int8)
         cold = self.cold[user_ids]
         if cold.any():
@@ -165,7 +163,7 @@ class ALSModel:
             weights = np.zeros(idx.shape)
             weights[valid] = self.alpha * rows.data - 1.0  # row-major order = CSR order
             yo = y[safe]  # (n, E, f)
-            a = base + np.einsum("ne,nef,neg->nfg", weights, yo, yo)
+            a = base + np.swapaxes(yo * weights[:, :, None], 1, 2) @ yo  # batched BLAS
             chol = np.linalg.cholesky(a)
             yc = y[candidates[lo : lo + POSTERIOR_CHUNK]]  # (n, C, f)
             gs.append(np.linalg.solve(chol, np.swapaxes(yc, 1, 2)))

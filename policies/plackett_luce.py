@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from scipy.special import logsumexp
 
 from policies.propensity import (
     EXACT_SEQUENTIAL_MC_MARGINAL,
@@ -41,19 +42,30 @@ class Softmax:
 
     def select(self, ctx: SelectionContext, rand: Randomness) -> Selection:
         k = self.slate_size
-        logits = (ctx.scores - ctx.scores.max(axis=1, keepdims=True)) / self.temperature
-        order = top_k_indices(logits + gumbel(rand.uniform.random(logits.shape)), k)
-        weights = np.exp(logits)
-        chosen = np.take_along_axis(weights, order, axis=1)
-        remaining = weights.sum(axis=1, keepdims=True) - (np.cumsum(chosen, axis=1) - chosen)
-        sequential = chosen / np.maximum(remaining, chosen)  # guard round-off: never above 1
+        scores = ctx.scores.astype(
+            np.float64
+        )  # retrieval scores are float32: keep exact math exact
+        logits = (scores - scores.max(axis=1, keepdims=True)) / self.temperature
+        order = top_k_indices(
+            logits + gumbel(rand.uniform.random(logits.shape)), k, continuous=True
+        )
+        # Sequential conditionals in log space (weights far below the top underflow exp()).
+        remaining = np.ones(logits.shape, dtype=bool)
+        log_sequential = np.empty(order.shape)
+        rows = np.arange(ctx.n)
+        for slot in range(k):  # a loop over slots, vectorized over requests
+            pick = order[:, slot]
+            lse = logsumexp(np.where(remaining, logits, -np.inf), axis=1)
+            log_sequential[:, slot] = logits[rows, pick] - lse
+            remaining[rows, pick] = False
+        sequential = np.exp(log_sequential)
         marginal, _, show = self._monte_carlo(logits, order, rand)
         marginal[:, 0] = sequential[:, 0]  # the first slot's marginal is exact
         items = np.take_along_axis(ctx.candidates, order, axis=1)
         return Selection(
             items=items,
             propensity=marginal,
-            prefix_propensity=np.cumprod(sequential, axis=1),
+            prefix_propensity=np.exp(np.cumsum(log_sequential, axis=1)),
             explored=order != np.arange(k),
             candidate_show_probability=show,
             method=EXACT_SEQUENTIAL_MC_MARGINAL,
@@ -67,6 +79,6 @@ class Softmax:
         for lo in range(0, n, MC_CHUNK):  # chunks of requests, in request order
             block = logits[lo : lo + MC_CHUNK, None, :]
             noise = gumbel(rand.monte_carlo.random((block.shape[0], self.mc_samples, c)))
-            samples = top_k_indices(block + noise, self.slate_size)
+            samples = top_k_indices(block + noise, self.slate_size, continuous=True)
             parts.append(mc_estimates(samples, shown[lo : lo + MC_CHUNK], c))
         return concat_estimates(parts, self.slate_size, c)

@@ -110,7 +110,9 @@ class PolicyConfig:
             raise ValueError(f"policy.warm_start={self.warm_start!r}: must be true or false")
         w = self.training_window_rounds
         if w is not None and not is_positive_int(w):
-            raise ValueError(f"policy.training_window_rounds={w!r}: must be null or a positive integer")
+            raise ValueError(
+                f"policy.training_window_rounds={w!r}: must be null or a positive integer"
+            )
 
     def check_catalog(self, n_items: int) -> None:
         """Cross-check against the catalog size (``world.n_items``)."""

@@ -57,13 +57,21 @@ class Thompson:
         k = self.slate_size
         mean, g = ctx.model.score_distribution(ctx.user_ids, ctx.candidates)  # type: ignore[attr-defined]
         z = rand.normal.standard_normal((ctx.n, g.shape[1]))
-        order = top_k_indices(mean + self.beta * np.einsum("nfc,nf->nc", g, z), k)
+        order = top_k_indices(
+            mean + self.beta * (z[:, None, :] @ g)[:, 0, :], k, continuous=self.beta > 0
+        )
         parts = []
         for lo in range(0, ctx.n, MC_CHUNK):
             gb, mb = g[lo : lo + MC_CHUNK], mean[lo : lo + MC_CHUNK]
             zs = rand.monte_carlo.standard_normal((gb.shape[0], self.mc_samples, gb.shape[1]))
-            draws = mb[:, None, :] + self.beta * np.einsum("nfc,nmf->nmc", gb, zs)
-            parts.append(mc_estimates(top_k_indices(draws, k), order[lo : lo + MC_CHUNK], mean.shape[1]))
+            draws = mb[:, None, :] + self.beta * (zs @ gb)  # (n, M, f) @ (n, f, C), batched BLAS
+            parts.append(
+                mc_estimates(
+                    top_k_indices(draws, k, continuous=True),
+                    order[lo : lo + MC_CHUNK],
+                    mean.shape[1],
+                )
+            )
         marginal, prefix, show = concat_estimates(parts, k, mean.shape[1])
         return Selection(
             items=np.take_along_axis(ctx.candidates, order, axis=1),

@@ -43,11 +43,16 @@ def mc_estimates(
     return marginal, prefix, counts.reshape(n, n_candidates) / m1
 
 
-def top_k_indices(keys: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` largest keys along the last axis, best first (ties: lower index)."""
+def top_k_indices(keys: np.ndarray, k: int, *, continuous: bool = False) -> np.ndarray:
+    """Indices of the ``k`` largest keys along the last axis, best first.
+
+    Ties go to the lower index; with ``continuous=True`` (keys with random noise, where ties
+    have probability zero) a plain sort is used, which is several times faster.
+    """
+    if not continuous:  # argpartition would pick an arbitrary subset of keys tied at rank k
+        return np.argsort(-keys, axis=-1, kind="stable")[..., :k]
     part = np.argpartition(-keys, k - 1, axis=-1)[..., :k]
-    top = np.take_along_axis(keys, part, axis=-1)
-    order = np.lexsort((part, -top), axis=-1)
+    order = np.argsort(-np.take_along_axis(keys, part, axis=-1), axis=-1)
     return np.take_along_axis(part, order, axis=-1)
 
 

@@ -50,7 +50,7 @@ class Selection:
     items: np.ndarray  # (n, K) int64
     propensity: np.ndarray  # (n, K) float64 marginal, in (0, 1]
     prefix_propensity: np.ndarray  # (n, K) float64, non-increasing along the slate
-    explored: np.ndarray  # (n, K) bool: True where the slot did not show the greedy choice
+    explored: np.ndarray  # (n, K) bool: True where exploration (a draw or a rerank) filled the slot
     candidate_show_probability: np.ndarray  # (n, C) float64
     method: str
 

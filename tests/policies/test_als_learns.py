@@ -14,6 +14,8 @@ from agents.streams import Streams
 from agents.world import WorldConfig, build_world
 from policies import Interactions, PolicyConfig, build_policy
 from policies.als import ALSScorer
+from policies.policy import Deployment
+from policies.randomness import Randomness
 
 N_USERS, N_ITEMS, K = 400, 200, 10
 N_REQUESTS = 16_000
@@ -37,10 +39,12 @@ def simulate_random_policy_log(seed: int):
 
 def recommend(config: PolicyConfig, interactions: Interactions, users: np.ndarray, seed: int):
     policy = build_policy(config, N_ITEMS, N_USERS, seed=seed)
-    model = policy.fit(interactions, version=1)
-    policy.deploy(model)
-    batch = policy.serve(users, np.random.default_rng(0).random((users.shape[0], 2 * K)))
-    return model, batch.items
+    deployment = policy.fit(interactions, version=1)
+    assert deployment.version == deployment.model.version == 1
+    policy.deploy(deployment)
+    batch = policy.serve(users, Randomness.from_seed(0))
+    assert batch.model_version == 1
+    return deployment.model, batch.items
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -122,17 +126,24 @@ def test_same_seed_same_served_slates():
     for _ in range(2):
         policy = build_policy(config, N_ITEMS, N_USERS, seed=11)
         policy.deploy(policy.fit(interactions, version=0))
-        batch = policy.serve(users, np.random.default_rng(5).random((N_USERS, 2 * K)))
+        batch = policy.serve(users, Randomness.from_seed(5))
         runs.append(batch)
-    for key in ("items", "propensity", "candidates", "candidate_scores", "score"):
+    for key in (
+        "items",
+        "propensity",
+        "prefix_propensity",
+        "candidates",
+        "candidate_scores",
+        "candidate_show_probability",
+        "score",
+        "source",
+    ):
         np.testing.assert_array_equal(getattr(runs[0], key), getattr(runs[1], key), err_msg=key)
+    assert (runs[0].propensity < 1).any(), "epsilon-greedy explored nowhere"
 
 
 def test_warm_started_fit_does_not_change_the_deployed_model():
     """Training the next model (warm start) must not mutate the one still serving."""
-    from policies.als import ALSScorer
-    from policies.interactions import Interactions
-
     rng = np.random.default_rng(0)
     first = Interactions.from_pairs(rng.integers(0, 50, 300), rng.integers(0, 40, 300), 50, 40)
     more = Interactions.from_pairs(rng.integers(0, 50, 600), rng.integers(0, 40, 600), 50, 40)
@@ -142,3 +153,28 @@ def test_warm_started_fit_does_not_change_the_deployed_model():
     scorer.fit(more, version=1)
     np.testing.assert_array_equal(deployed.item_factors, items)
     np.testing.assert_array_equal(deployed.user_factors, users)
+
+
+def test_policy_fit_returns_a_deployment_that_serves_only_once_deployed():
+    """``ServingPolicy.fit`` trains without deploying; the :class:`Deployment` carries the model
+    and a copy of the log's item impressions (what exposure boost reads while it serves)."""
+    rng = np.random.default_rng(1)
+    impressions = rng.integers(0, 20, 40).astype(np.float64)
+    inter = Interactions.from_pairs(
+        rng.integers(0, 50, 300), rng.integers(0, 40, 300), 50, 40, item_impressions=impressions
+    )
+    config = PolicyConfig(name="g", slate_size=5, n_candidates=8, factors=4, iterations=3)
+    policy = build_policy(config, 40, 50, seed=0)
+    deployment = policy.fit(inter, version=4)
+    assert isinstance(deployment, Deployment)
+    assert deployment.version == deployment.model.version == 4
+    assert policy.model is None and policy.model_version == -1
+    impressions[:] = -1.0  # the log keeps growing; the deployment keeps its snapshot
+    assert (deployment.item_impressions >= 0).all()
+    policy.deploy(deployment)
+    assert policy.model is deployment.model and policy.model_version == 4
+    batch = policy.serve(np.arange(50), Randomness.from_seed(0))
+    assert batch.model_version == 4
+    # greedy ALS serves the top of its own ranking, never a clicked item (all users have room)
+    seen = inter.clicks.toarray() > 0
+    assert not np.take_along_axis(seen, batch.items, axis=1).any()

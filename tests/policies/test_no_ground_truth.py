@@ -20,6 +20,7 @@ import policies
 from policies import Interactions, PolicyConfig, build_policy
 from policies.als import ALSScorer
 from policies.baselines import OracleScorer, PopularityScorer, RandomScorer
+from policies.randomness import Randomness
 
 POLICY_DIR = Path(policies.__file__).resolve().parent
 SOURCES = sorted(POLICY_DIR.glob("*.py"))
@@ -146,13 +147,13 @@ def test_truth_callback_reaches_only_the_oracle(scorer, selector):
     assert getattr(policy.bootstrap.scorer, "uses_ground_truth", False) is False
     rng = np.random.default_rng(0)
     users = np.arange(n_users)
-    policy.serve(users, rng.random((n_users, 2 * k)))  # bootstrap: never truth
+    policy.serve(users, Randomness.from_seed(0))  # bootstrap: never truth
     assert calls == []
     inter = Interactions.from_pairs(
         rng.integers(0, n_users, 40), rng.integers(0, n_items, 40), n_users, n_items
     )
     policy.deploy(policy.fit(inter, version=0))
-    batch = policy.serve(users, rng.random((n_users, 2 * k)))
+    batch = policy.serve(users, Randomness.from_seed(1))
     if scorer == "oracle":
         assert calls, "the oracle must rank by the truth callback"
         # truth increases with item id: the oracle shows the best unclicked items, best first
