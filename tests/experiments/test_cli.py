@@ -163,3 +163,22 @@ def test_study_configs_expand_their_own_sweep():
     assert len(_job_overrides(["+study=exploration", "seed=0"])) == len(policies)
     with pytest.raises(ConfigError, match=r"policy\.epsilon=3"):
         precheck(["+study=exploration", "policy.epsilon=3"])
+
+
+@pytest.mark.slow
+def test_study_command_writes_the_comparison(tmp_path):
+    sweep = tmp_path / "study"
+    proc = recloop(
+        "+study=exploration",
+        "seed=0",
+        "policy=greedy,epsilon_greedy,random",
+        *TINY_ARGS,
+        "report.enabled=false",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    table = (sweep / "comparison.md").read_text()
+    for policy in ("greedy", "epsilon_greedy", "random"):
+        assert f"| {policy} | 1 |" in table
+    assert len(pl.read_csv(sweep / "comparison.csv")) == 3
