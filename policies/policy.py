@@ -226,10 +226,11 @@ class ServingPolicy:
         # Log the score the policy saw: the retrieval score for a retrieved item, else the model's.
         match = retrieval.items[:, :, None] == selection.items[:, None, :]  # (n, C, K)
         retrieved = match.any(axis=1)
-        score = model.score(user_ids, selection.items)
+        score = np.zeros(selection.items.shape, dtype=np.float32)
         if retrieved.any():
-            at = np.take_along_axis(retrieval.scores, match.argmax(axis=1), axis=1)
-            score = np.where(retrieved, at, score)
+            score = np.take_along_axis(retrieval.scores, match.argmax(axis=1), axis=1)
+        if not retrieved.all():  # explored beyond the candidates: ask the model
+            score = np.where(retrieved, score, model.score(user_ids, selection.items))
         explore_code = SOURCE_CODE["random" if self.config.selector == "uniform" else "explore"]
         source = np.where(selection.explored, explore_code, retrieval.source[:, None])
         return SlateBatch(
