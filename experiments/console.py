@@ -21,6 +21,7 @@ SUMMARY_ROWS = (
     ("ctr", "CTR", "{:.2%}"),
     ("long_tail_share", "long-tail share", "{:.1%}"),
     ("top1pct_exposure_share", "top-1% exposure share", "{:.1%}"),
+    ("exploration_share", "exploration share", "{:.1%}"),
 )
 
 

@@ -149,6 +149,19 @@ PANELS: tuple[_Panel, ...] = (
         "cosine distance",
         False,
     ),
+    _Panel(
+        "fig-exploration",
+        "Exploration",
+        "Share of impressions filled by exploration (left) and the smallest logged marginal "
+        "propensity in the window (right): 1 / min propensity bounds the inverse-propensity "
+        "weights an off-policy estimate on this log would use.",
+        (("exploration_share", "exploration share"),),
+        "share of impressions",
+        True,
+        (("min_propensity", "min propensity"),),
+        "min propensity",
+        False,
+    ),
 )
 
 CSS = """
@@ -354,8 +367,9 @@ def _time_figure(panel: _Panel, metrics: pl.DataFrame, deploy_days: np.ndarray) 
     day = m["t_end"].to_numpy() / 24.0
     mode = "lines+markers" if m.height <= 60 else "lines"
     fig = make_subplots(specs=[[{"secondary_y": bool(panel.right)}]])
-    series = [(c, lab, False, panel.left_pct) for c, lab in panel.left]
-    series += [(c, lab, True, panel.right_pct) for c, lab in panel.right]
+    # Runs written by older versions may lack newer metric columns: plot what is there.
+    series = [(c, lab, False, panel.left_pct) for c, lab in panel.left if c in m.columns]
+    series += [(c, lab, True, panel.right_pct) for c, lab in panel.right if c in m.columns]
     for i, (col, label, secondary, pct) in enumerate(series):
         fmt = ".1%" if pct else ".3f"
         fig.add_trace(

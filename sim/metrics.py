@@ -15,7 +15,10 @@ impressions and ``c_i`` clicks in a window:
 * ``ctr`` — clicks / impressions; ``long_tail_share`` — share of impressions on items outside the
   top 20% by prior clicks; ``top1pct_exposure_share`` — share of impressions taken by the
   ``ceil(n/100)`` most-shown items; ``intra_list_diversity`` — mean over slates of the mean
-  pairwise cosine distance of the shown items' true latent factors.
+  pairwise cosine distance of the shown items' true latent factors;
+* ``exploration_share`` — share of impressions whose ``source`` is ``explore`` (filled by an
+  exploration draw or rerank); ``min_propensity`` — the smallest logged marginal propensity (how
+  large inverse-propensity weights on this window's log can get).
 
 ``cum_*`` columns use all impressions from the start of the run to the window's end.
 """
@@ -55,6 +58,8 @@ METRIC_COLUMNS = (
     "intra_list_diversity",
     "cum_coverage_exposure",
     "cum_gini_exposure",
+    "exploration_share",
+    "min_propensity",
     "n_requests",
     "n_impressions",
     "n_clicks",
@@ -118,7 +123,7 @@ def compute_metrics(
     ).alias("window")
     imp = (
         scan_table(log_root, "impressions")
-        .select("request_id", "t", "user_id", "item_id", "position", "clicked")
+        .select("request_id", "t", "user_id", "item_id", "position", "clicked", "source", "propensity")
         .join(
             scan_table(log_root, "truth").select("request_id", "position", "relevance"),
             on=["request_id", "position"],
@@ -133,6 +138,8 @@ def compute_metrics(
     clicked = imp["clicked"].to_numpy()
     relevance = imp["relevance"].to_numpy()
     request = imp["request_id"].to_numpy()
+    explored = (imp["source"] == "explore").to_numpy()
+    propensity = imp["propensity"].to_numpy()
 
     flat = w.astype(np.int64) * n_items + item
     exposure = np.bincount(flat, minlength=n_windows * n_items).reshape(n_windows, n_items)
@@ -162,6 +169,8 @@ def compute_metrics(
             "utility_clicked": _ratio(click_relevance, n_clicks),
             "cumulative_utility": np.cumsum(click_relevance),
             "ctr": _ratio(n_clicks, n_impressions),
+            "exploration_share": _ratio(per_window(explored), n_impressions),
+            "min_propensity": _window_min(w, propensity, n_windows),
             "intra_list_diversity": _ratio(
                 np.bincount(req_window[has_div], diversity[has_div], minlength=n_windows),
                 np.bincount(req_window[has_div], minlength=n_windows),
@@ -215,6 +224,13 @@ def compute_metrics(
             "n_clicks": pl.Int64,
         }
     )
+
+
+def _window_min(window: np.ndarray, values: np.ndarray, n_windows: int) -> np.ndarray:
+    """Minimum of ``values`` per window (NaN for an empty window)."""
+    out = np.full(n_windows, np.inf)
+    np.minimum.at(out, window, values)
+    return np.where(np.isinf(out), np.nan, out)
 
 
 def _group_starts(sorted_keys: np.ndarray) -> np.ndarray:

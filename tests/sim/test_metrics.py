@@ -346,6 +346,9 @@ def _write(df: pl.DataFrame, path: Path) -> None:
 
 
 def _impressions(rows) -> pl.DataFrame:
+    """Rows (request, t, user, item, position, clicked[, source, propensity]); the last two
+    default to a greedy slot ("als", 1.0)."""
+    rows = [(*r, "als", 1.0) if len(r) == 6 else r for r in rows]
     return pl.DataFrame(
         rows,
         schema={
@@ -355,6 +358,8 @@ def _impressions(rows) -> pl.DataFrame:
             "item_id": pl.Int32,
             "position": pl.Int16,
             "clicked": pl.Boolean,
+            "source": pl.String,
+            "propensity": pl.Float64,
         },
         orient="row",
     )
@@ -376,7 +381,7 @@ def handmade_log(tmp_path: Path) -> Path:
     # (request, t, user, item, position, clicked)
     r0 = [(0, 1.0, 0, 0, 0, True), (0, 1.0, 0, 1, 1, False)]
     r1 = [(1, 5.0, 1, 0, 0, True), (1, 5.0, 1, 2, 1, True)]
-    r3 = [(3, 25.0, 2, 1, 0, False), (3, 25.0, 2, 3, 1, False)]
+    r3 = [(3, 25.0, 2, 1, 0, False, "explore", 0.05), (3, 25.0, 2, 3, 1, False, "als", 0.9)]
     r2 = [(2, 30.0, 0, 3, 0, False), (2, 30.0, 0, 0, 1, True)]
     _write(_impressions(r0 + r1), root / "impressions/round=0000/part.parquet")
     _write(_impressions(r3 + r2), root / "impressions/round=0001/part.parquet")  # unsorted
@@ -443,6 +448,8 @@ def test_compute_metrics_handmade(handmade_log):
         "homogenization": [0.5, nan, nan],
         # slates {0,1}: 1 − 0 = 1; {0,2}: 1 − 1/√2; {3,0}: 2; {1,3}: 1
         "intra_list_diversity": [(1 + 1 - 1 / math.sqrt(2)) / 2, nan, 1.5],
+        "exploration_share": [0.0, nan, 0.25],
+        "min_propensity": [1.0, nan, 0.05],
         "cum_coverage_exposure": [0.75, 0.75, 1.0],
         "cum_gini_exposure": [
             ref_gini([2, 1, 1, 0]),
@@ -534,7 +541,9 @@ def _independent_metrics(cfg: dict, log_root: Path) -> dict[str, np.ndarray]:
     assert snaps.height == n_windows
 
     imp = _read_partitions(
-        log_root, "impressions", ["request_id", "t", "user_id", "item_id", "position", "clicked"]
+        log_root,
+        "impressions",
+        ["request_id", "t", "user_id", "item_id", "position", "clicked", "source", "propensity"],
     )
     truth = _read_partitions(log_root, "truth", ["request_id", "position", "relevance"])
     assert imp.height == truth.height
@@ -550,6 +559,8 @@ def _independent_metrics(cfg: dict, log_root: Path) -> dict[str, np.ndarray]:
     clicked = df["clicked"].to_numpy().astype(bool)
     rel = df["relevance"].to_numpy()
     req = df["request_id"].to_numpy()
+    explore = (df["source"].cast(pl.String) == "explore").to_numpy()
+    prop = df["propensity"].to_numpy()
 
     factors = build_world(WorldConfig(**cfg["world"]), Streams(cfg["seed"])).catalog.factors
     h_rng = homogenization_rng(cfg["seed"])
@@ -600,6 +611,8 @@ def _independent_metrics(cfg: dict, log_root: Path) -> dict[str, np.ndarray]:
         out["intra_list_diversity"].append(float(np.mean(divs)) if divs else math.nan)
         out["cum_coverage_exposure"].append(float(np.mean(cum_e > 0)))
         out["cum_gini_exposure"].append(ref_gini(cum_e))
+        out["exploration_share"].append(float(explore[sel].mean()) if n_imp else math.nan)
+        out["min_propensity"].append(float(prop[sel].min()) if n_imp else math.nan)
         prior += c  # clicks before the next window
     first = out["popularity_percentile"][0]
     out["popularity_drift"] = [p - first for p in out["popularity_percentile"]]
