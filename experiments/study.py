@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("recloop")
 
@@ -31,12 +31,33 @@ COMPARED: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
+def variant(job_dir: Path, policy: str) -> str:
+    """The job's label: its policy, plus the overrides that are not the seed or the study
+    (e.g. ``epsilon_greedy [policy.epsilon=0.05]``), read from hydra's ``overrides.yaml``."""
+    path = job_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return policy
+    overrides = [str(o) for o in (OmegaConf.load(path) or [])]
+    extra = [
+        o
+        for o in overrides
+        if o.partition("=")[0].lstrip("+~") not in ("seed", "policy", "study")
+        and not o.startswith("hydra")
+    ]
+    return f"{policy} [{', '.join(extra)}]" if extra else policy
+
+
 def collect_summaries(sweep_dir: Path) -> pl.DataFrame:
-    """One row per finished job under ``sweep_dir`` (jobs without ``summary.json`` are skipped)."""
+    """One row per finished job under ``sweep_dir`` (jobs without ``summary.json`` are skipped).
+
+    ``policy`` is the job's variant label (see :func:`variant`), so jobs that differ in more than
+    the seed are compared separately.
+    """
     rows: list[dict[str, Any]] = []
     for path in sorted(sweep_dir.glob("*/summary.json")):
         summary = json.loads(path.read_text())
-        row = {"job": path.parent.name, "policy": summary["policy"], "seed": summary["seed"]}
+        label = variant(path.parent, summary["policy"])
+        row = {"job": path.parent.name, "policy": label, "seed": summary["seed"]}
         for section, metric, _, _ in COMPARED:
             value = summary[section].get(metric)
             row[f"{section}_{metric}"] = np.nan if value is None else float(value)

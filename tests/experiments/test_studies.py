@@ -110,3 +110,16 @@ def test_the_exploration_study_runs_on_a_tiny_world(tmp_path):
         "random",
     ):
         assert f"| {policy} | 1 |" in table
+
+
+def test_jobs_that_differ_beyond_the_seed_are_compared_separately(tmp_path):
+    _fake_sweep(tmp_path, [("softmax", 0, 0.5, 10.0), ("softmax", 0, 0.7, 20.0)])
+    for job, temperature in zip(
+        sorted(p for p in tmp_path.iterdir() if p.name[0].isdigit()), ("0.02", "0.1"), strict=True
+    ):
+        (job / ".hydra").mkdir()
+        (job / ".hydra" / "overrides.yaml").write_text(
+            f"- policy=softmax\n- policy.temperature={temperature}\n- seed=0\n- hydra.verbose=false\n"
+        )
+    labels = collect_summaries(tmp_path)["policy"].to_list()
+    assert labels == ["softmax [policy.temperature=0.02]", "softmax [policy.temperature=0.1]"]
