@@ -31,33 +31,38 @@ COMPARED: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-def variant(job_dir: Path, policy: str) -> str:
-    """The job's label: its policy, plus the overrides that are not the seed or the study
-    (e.g. ``epsilon_greedy [policy.epsilon=0.05]``), read from hydra's ``overrides.yaml``."""
+def job_overrides(job_dir: Path) -> list[str]:
+    """The job's overrides other than its seed, policy, study and hydra settings, from hydra's
+    ``.hydra/overrides.yaml`` (empty when the file is missing)."""
     path = job_dir / ".hydra" / "overrides.yaml"
     if not path.is_file():
-        return policy
-    overrides = [str(o) for o in (OmegaConf.load(path) or [])]
-    extra = [
-        o
-        for o in overrides
-        if o.partition("=")[0].lstrip("+~") not in ("seed", "policy", "study")
-        and not o.startswith("hydra")
+        return []
+    return [
+        str(o)
+        for o in (OmegaConf.load(path) or [])
+        if str(o).partition("=")[0].lstrip("+~") not in ("seed", "policy", "study")
+        and not str(o).startswith("hydra")
     ]
-    return f"{policy} [{', '.join(extra)}]" if extra else policy
 
 
 def collect_summaries(sweep_dir: Path) -> pl.DataFrame:
     """One row per finished job under ``sweep_dir`` (jobs without ``summary.json`` are skipped).
 
-    ``policy`` is the job's variant label (see :func:`variant`), so jobs that differ in more than
-    the seed are compared separately.
+    ``policy`` is the job's variant label: its policy plus the overrides that set it apart from
+    the other jobs (e.g. ``epsilon_greedy [policy.epsilon=0.05]``; overrides shared by every job,
+    and the seed, are left out), so variants are compared separately.
     """
+    found = [
+        (path.parent, json.loads(path.read_text()))
+        for path in sorted(sweep_dir.glob("*/summary.json"))
+    ]
+    overrides = {job: job_overrides(job) for job, _ in found}
+    shared = set.intersection(*(set(o) for o in overrides.values())) if overrides else set()
     rows: list[dict[str, Any]] = []
-    for path in sorted(sweep_dir.glob("*/summary.json")):
-        summary = json.loads(path.read_text())
-        label = variant(path.parent, summary["policy"])
-        row = {"job": path.parent.name, "policy": label, "seed": summary["seed"]}
+    for job, summary in found:
+        extra = [o for o in overrides[job] if o not in shared]
+        label = f"{summary['policy']} [{', '.join(extra)}]" if extra else summary["policy"]
+        row = {"job": job.name, "policy": label, "seed": summary["seed"]}
         for section, metric, _, _ in COMPARED:
             value = summary[section].get(metric)
             row[f"{section}_{metric}"] = np.nan if value is None else float(value)
@@ -67,33 +72,59 @@ def collect_summaries(sweep_dir: Path) -> pl.DataFrame:
     return pl.DataFrame(rows).sort("policy", "seed")
 
 
+BASELINE = "greedy"  # paired comparisons are against this policy on the same seed
+
+
 def comparison_table(jobs: pl.DataFrame, order: list[str] | None = None) -> pl.DataFrame:
-    """Per policy: number of seeds and mean/std of every compared metric."""
+    """Per policy variant: number of seeds and mean/std of every compared metric.
+
+    When the sweep has the ``greedy`` baseline, ``utility_gain`` is each job's cumulative true
+    utility minus greedy's on the same seed (policies with one seed face the same users: a
+    paired difference is far less noisy than comparing the two means).
+    """
     columns = [f"{s}_{m}" for s, m, _, _ in COMPARED]
+    baseline = jobs.filter(pl.col("policy") == BASELINE).select(
+        "seed", pl.col("final_cumulative_utility").alias("_base")
+    )
+    jobs = jobs.join(baseline, on="seed", how="left").with_columns(
+        (pl.col("final_cumulative_utility") - pl.col("_base")).alias("utility_gain")
+    )
     table = jobs.group_by("policy").agg(
         pl.len().alias("n_seeds"),
-        *[pl.col(c).mean().alias(f"{c}__mean") for c in columns],
-        *[pl.col(c).std().alias(f"{c}__std") for c in columns],
+        *[pl.col(c).mean().alias(f"{c}__mean") for c in [*columns, "utility_gain"]],
+        *[pl.col(c).std().alias(f"{c}__std") for c in [*columns, "utility_gain"]],
     )
     rank = {name: i for i, name in enumerate(order or [])}
+    base = pl.col("policy").str.split(" [").list.first()  # a variant sorts with its policy
     return (
-        table.with_columns(pl.col("policy").replace_strict(rank, default=len(rank)).alias("_order"))
+        table.with_columns(base.replace_strict(rank, default=len(rank)).alias("_order"))
         .sort("_order", "policy")
         .drop("_order")
     )
 
 
+def _cell(mean: float | None, std: float | None, fmt: str) -> str:
+    if mean is None or np.isnan(mean):
+        return "–"
+    text = fmt.format(mean)
+    if std is not None and not np.isnan(std):
+        text += " ± " + fmt.format(std).lstrip("+")
+    return text
+
+
 def to_markdown(table: pl.DataFrame, title: str) -> str:
+    paired = table["utility_gain__mean"].is_not_null().any()
     header = ["policy", "seeds", *[label for _, _, label, _ in COMPARED]]
+    if paired:
+        header.append(f"utility gain vs {BASELINE} (paired by seed)")
     lines = [f"# {title}", "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for row in table.iter_rows(named=True):
         cells = [row["policy"], str(row["n_seeds"])]
         for section, metric, _, fmt in COMPARED:
-            mean, std = row[f"{section}_{metric}__mean"], row[f"{section}_{metric}__std"]
-            text = "–" if mean is None or np.isnan(mean) else fmt.format(mean)
-            if std is not None and not np.isnan(std):
-                text += " ± " + fmt.format(std).lstrip("+")
-            cells.append(text)
+            key = f"{section}_{metric}"
+            cells.append(_cell(row[f"{key}__mean"], row[f"{key}__std"], fmt))
+        if paired:
+            cells.append(_cell(row["utility_gain__mean"], row["utility_gain__std"], "{:+,.0f}"))
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Mean ± standard deviation across seeds; final = the last snapshot window."]
     return "\n".join(lines) + "\n"

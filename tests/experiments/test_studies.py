@@ -85,6 +85,11 @@ def test_comparison_table_is_mean_and_std_across_seeds(tmp_path):
     assert greedy["final_cumulative_utility__std"] == pytest.approx(math.sqrt(800.0))  # sample sd
     text = to_markdown(table, "exploration")
     assert "| greedy | 2 | 45.0% ± 7.1% |" in text
+    # paired by seed: random seed 0 (50) minus greedy seed 0 (100)
+    random = table.filter(pl.col("policy") == "random").row(0, named=True)
+    assert random["utility_gain__mean"] == pytest.approx(-50.0)
+    assert greedy["utility_gain__mean"] == 0.0
+    assert text.splitlines()[4].endswith("| -50 |")
 
 
 @pytest.mark.slow
@@ -119,7 +124,9 @@ def test_jobs_that_differ_beyond_the_seed_are_compared_separately(tmp_path):
     ):
         (job / ".hydra").mkdir()
         (job / ".hydra" / "overrides.yaml").write_text(
-            f"- policy=softmax\n- policy.temperature={temperature}\n- seed=0\n- hydra.verbose=false\n"
+            f"- policy=softmax\n- policy.temperature={temperature}\n- seed=0\n- sim.days=9\n"
+            "- hydra.verbose=false\n"
         )
     labels = collect_summaries(tmp_path)["policy"].to_list()
+    # sim.days is shared by every job, so it does not label a variant
     assert labels == ["softmax [policy.temperature=0.02]", "softmax [policy.temperature=0.1]"]
