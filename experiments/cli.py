@@ -7,6 +7,7 @@ value stops the command with one line naming the key and value, exit code 2, and
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import sys
@@ -126,6 +127,17 @@ def _composition_error(exc: HydraException, overrides: list[str]) -> str:
     return _first_line(exc)
 
 
+def record_failure(out_dir: Path, exc: BaseException) -> None:
+    """Write ``status.json`` (``status: failed``, the error line and the traceback)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    status = {
+        "status": "failed",
+        "error": f"{type(exc).__name__}: {_first_line(exc)}",
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
+    (out_dir / "status.json").write_text(json.dumps(status, indent=2) + "\n")
+
+
 def _discard_unstarted(out_dir: Path) -> None:
     """Remove a directory hydra created for a job that never started (only .hydra + its log)."""
     if out_dir.is_dir() and all(
@@ -152,12 +164,13 @@ def _app(cfg: DictConfig) -> None:
         if multirun:  # keep the sweep going; hydra would skip its end-of-sweep callbacks
             return
         sys.exit(EXIT_BAD_INPUT)
-    except Exception:
+    except Exception as exc:
         if not multirun:
             raise
-        # A failed job must not take the sweep down (hydra then skips on_multirun_end).
-        (out_dir / "FAILED").write_text(traceback.format_exc())
-        log.exception("job %s failed; traceback in %s", hc.job.num, out_dir / "FAILED")
+        # A failed job must not take the sweep down (hydra then skips on_multirun_end): record
+        # the failure in the job's own folder and let the sweep go on.
+        record_failure(out_dir, exc)
+        log.exception("job %s failed; details in %s", hc.job.num, out_dir / "status.json")
         return
     console.print(summary_table(summary))
     console.print(f"run directory: {out_dir}")

@@ -26,6 +26,7 @@ class RunConfig:
     homogenization_pairs: int
     report: bool
     progress: bool
+    fail_at_hour: float | None = None
 
 
 def _section(cfg: dict[str, Any], name: str, cls: type) -> Any:
@@ -91,4 +92,13 @@ def parse_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
         ),
         report=_bool(report.get("enabled", True), "report.enabled"),
         progress=_bool(data.get("progress", True), "progress"),
+        fail_at_hour=_optional_hour((data.get("debug") or {}).get("fail_at_hour")),
     )
+
+
+def _optional_hour(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(f"debug.fail_at_hour={value!r}: must be null or a number of hours >= 0")
+    return float(value)

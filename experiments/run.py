@@ -75,7 +75,9 @@ def run(
         item_content=world.catalog.metadata.content,  # metadata a platform has, not truth
     )
     log_root = out_dir / "logs"
-    simulation = Simulation(world, policy, rc.sim, streams, log_root, progress=progress)
+    simulation = Simulation(
+        world, policy, rc.sim, streams, log_root, progress=progress, fail_at_hour=rc.fail_at_hour
+    )
     stats = simulation.run()
 
     clock = time.perf_counter()

@@ -88,6 +88,7 @@ class Simulation:
         streams: Streams,
         log_root: Path,
         progress: Callable[[float, float], None] | None = None,
+        fail_at_hour: float | None = None,
     ) -> None:
         self.world = world
         self.policy = policy
@@ -113,6 +114,7 @@ class Simulation:
         self._next_request_id = 0
         self._round = 0
         self._clicks_since_drift: list[tuple[np.ndarray, np.ndarray]] = []
+        self.fail_at_hour = fail_at_hour
         self.snapshots: list[dict[str, float | int]] = []
         self.deployments: list[dict[str, float | int]] = []
 
@@ -157,6 +159,11 @@ class Simulation:
                 }
             )
             version += 1
+
+    def _injected_fault(self) -> Generator[simpy.Event, None, None]:
+        """Fault injection (``debug.fail_at_hour``): fail mid-run, as a crash would."""
+        yield self.env.timeout(self.fail_at_hour)
+        raise RuntimeError(f"injected fault at simulated hour {self.env.now:g} (debug.fail_at_hour)")
 
     def _snapshots(self) -> Generator[simpy.Event, None, None]:
         every = self.config.snapshot_every_hours
@@ -239,6 +246,8 @@ class Simulation:
         self.env.process(self._arrivals())
         self.env.process(self._retrain())
         self.env.process(self._snapshots())
+        if self.fail_at_hour is not None:
+            self.env.process(self._injected_fault())
         # Every process is finite, so run() returns after the last snapshot at the horizon
         # (run(until=horizon) would drop the events scheduled exactly at the horizon).
         self.env.run()

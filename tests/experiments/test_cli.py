@@ -182,3 +182,25 @@ def test_study_command_writes_the_comparison(tmp_path):
     for policy in ("greedy", "epsilon_greedy", "random"):
         assert f"| {policy} | 1 |" in table
     assert len(pl.read_csv(sweep / "comparison.csv")) == 3
+
+
+@pytest.mark.slow
+def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = recloop(
+        "-m",
+        "seed=0,1",
+        "debug.fail_at_hour=30,null",
+        *TINY_ARGS,
+        "report.enabled=false",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    failed = [j for j in jobs if (j / "status.json").exists()]
+    finished = [j for j in jobs if (j / "summary.json").exists()]
+    assert len(failed) == 2 and len(finished) == 2  # seed × {fail at hour 30, no fault}
+    status = json.loads((failed[0] / "status.json").read_text())
+    assert status["status"] == "failed" and "injected fault at simulated hour 30" in status["error"]
+    assert not (failed[0] / "summary.json").exists()  # a failed job never looks finished
