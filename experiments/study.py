@@ -1,14 +1,13 @@
 """Named studies: the end-of-sweep comparison of the jobs' summaries.
 
-:class:`StudyComparison` is a hydra callback: when a multirun ends it reads every job's
-``summary.json`` under the sweep directory (files only, like the reports) and writes
-``comparison.csv`` (one row per job) and ``comparison.md`` (per policy: mean ± standard deviation
-across seeds), and prints the table.
+:class:`StudyComparison` is a hydra callback: when a multirun ends it reads every job under the
+sweep directory (files only, like the reports) and writes ``comparison.csv`` (one row per
+finished job), ``comparison.md`` (per arm: mean ± standard deviation across seeds, and the
+utility gain over greedy paired by seed) and the sweep's ``report.html``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
+
+from reports.sweep_report import FINISHED, SweepReportError, build_sweep_report, load_sweep
 
 log = logging.getLogger("recloop")
 
@@ -31,40 +32,23 @@ COMPARED: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-def job_overrides(job_dir: Path) -> list[str]:
-    """The job's overrides other than its seed, policy, study and hydra settings, from hydra's
-    ``.hydra/overrides.yaml`` (empty when the file is missing)."""
-    path = job_dir / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        return []
-    return [
-        str(o)
-        for o in (OmegaConf.load(path) or [])
-        if str(o).partition("=")[0].lstrip("+~") not in ("seed", "policy", "study")
-        and not str(o).startswith("hydra")
-    ]
-
-
 def collect_summaries(sweep_dir: Path) -> pl.DataFrame:
-    """One row per finished job under ``sweep_dir`` (jobs without ``summary.json`` are skipped).
+    """One row per finished job under ``sweep_dir``, labelled by arm.
 
-    ``policy`` is the job's variant label: its policy plus the overrides that set it apart from
-    the other jobs (e.g. ``epsilon_greedy [policy.epsilon=0.05]``; overrides shared by every job,
-    and the seed, are left out), so variants are compared separately.
+    An arm is the policy plus the overrides that set a job apart from the others
+    (:func:`reports.sweep_report.label_arms`); the seed is the replicate.
     """
-    found = [
-        (path.parent, json.loads(path.read_text()))
-        for path in sorted(sweep_dir.glob("*/summary.json"))
-    ]
-    overrides = {job: job_overrides(job) for job, _ in found}
-    shared = set.intersection(*(set(o) for o in overrides.values())) if overrides else set()
+    try:
+        sweep = load_sweep(sweep_dir)
+    except SweepReportError:
+        return pl.DataFrame()
     rows: list[dict[str, Any]] = []
-    for job, summary in found:
-        extra = [o for o in overrides[job] if o not in shared]
-        label = f"{summary['policy']} [{', '.join(extra)}]" if extra else summary["policy"]
-        row = {"job": job.name, "policy": label, "seed": summary["seed"]}
+    for job in sweep.jobs:
+        if job.status != FINISHED or job.summary is None:
+            continue
+        row = {"job": job.path.name, "policy": job.arm, "seed": job.seed}
         for section, metric, _, _ in COMPARED:
-            value = summary[section].get(metric)
+            value = job.summary[section].get(metric)
             row[f"{section}_{metric}"] = np.nan if value is None else float(value)
         rows.append(row)
     if not rows:
@@ -142,7 +126,7 @@ def write_comparison(sweep_dir: Path, title: str, order: list[str] | None = None
 
 
 class StudyComparison(Callback):
-    """Hydra callback: write the study's comparison when the sweep ends."""
+    """Hydra callback: when the sweep ends, write its comparison table and its report."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -152,3 +136,7 @@ class StudyComparison(Callback):
         if path is not None:
             print(path.read_text())
             print(f"comparison: {path}")
+        try:
+            print(f"sweep report: {build_sweep_report(sweep_dir)}")
+        except SweepReportError as exc:
+            log.warning("no sweep report: %s", exc)

@@ -1,4 +1,4 @@
-"""``recloop-report RUN_DIR``: (re)build a finished run's ``report.html`` from its files."""
+"""``recloop-report DIR``: (re)build ``report.html`` of a finished run or of a sweep folder."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from reports.run_report import ReportError, build_run_report
+from reports.sweep_report import build_sweep_report, is_sweep_dir
 
 PROG = "recloop-report"
 
@@ -15,16 +16,30 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description=(
-            "Build RUN_DIR/report.html, a self-contained offline HTML page, from a finished "
-            "run's files (summary.json, metrics.parquet, config.yaml, logs/). Safe to re-run."
+            "Build DIR/report.html, a self-contained offline HTML page, from the files of a "
+            "finished run (summary.json, metrics.parquet, config.yaml, logs/) or of a sweep "
+            "folder (one sub-folder per job: arms compared across seeds, failed and incomplete "
+            "jobs listed). Safe to re-run."
         ),
     )
-    parser.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="a finished run directory")
+    parser.add_argument(
+        "run_dir", metavar="DIR", type=Path, help="a finished run directory or a sweep folder"
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="ARM",
+        default=None,
+        help=(
+            "sweeps only: the arm the others are compared with, paired by seed (an arm label "
+            "such as 'softmax [policy.temperature=0.1]', or a policy with a single arm); "
+            "default greedy if present, else the first arm"
+        ),
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; return 0 on success, 2 when RUN_DIR is not a finished run.
+    """Run the CLI; return 0 on success, 2 when DIR is neither a finished run nor a sweep.
 
     The console-script wrapper calls ``sys.exit(main())``, so the return value is the exit code.
     """
@@ -33,7 +48,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not run_dir.is_dir():
             raise ReportError(f"no such run directory: {run_dir}")
-        path = build_run_report(run_dir)
+        if (run_dir / "summary.json").is_file():
+            if args.baseline is not None:
+                raise ReportError(f"--baseline applies to sweep folders; {run_dir} is a run")
+            path = build_run_report(run_dir)
+        elif is_sweep_dir(run_dir):
+            path = build_sweep_report(run_dir, baseline=args.baseline)
+        else:
+            try:
+                path = build_run_report(run_dir)  # raises: summary.json is missing
+            except ReportError as exc:
+                raise ReportError(
+                    f"{exc} (nor a sweep folder: no multirun.yaml and no job sub-folders)"
+                ) from None
     except ReportError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

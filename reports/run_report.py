@@ -317,6 +317,8 @@ def _summary_table(metrics: pl.DataFrame) -> str:
     m = metrics.sort("window")
     rows = []
     for col, label, kind, what in KEY_METRICS:  # a dozen fixed metrics, not data
+        if col not in m.columns:  # a run from an older version
+            continue
         values = m[col].cast(pl.Float64).fill_null(float("nan")).to_numpy()
         cells = "".join(
             f'<td class="num">{_fmt(v, kind)}</td>'

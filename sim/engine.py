@@ -163,7 +163,9 @@ class Simulation:
     def _injected_fault(self) -> Generator[simpy.Event, None, None]:
         """Fault injection (``debug.fail_at_hour``): fail mid-run, as a crash would."""
         yield self.env.timeout(self.fail_at_hour)
-        raise RuntimeError(f"injected fault at simulated hour {self.env.now:g} (debug.fail_at_hour)")
+        raise RuntimeError(
+            f"injected fault at simulated hour {self.env.now:g} (debug.fail_at_hour)"
+        )
 
     def _snapshots(self) -> Generator[simpy.Event, None, None]:
         every = self.config.snapshot_every_hours

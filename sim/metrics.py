@@ -123,7 +123,9 @@ def compute_metrics(
     ).alias("window")
     imp = (
         scan_table(log_root, "impressions")
-        .select("request_id", "t", "user_id", "item_id", "position", "clicked", "source", "propensity")
+        .select(
+            "request_id", "t", "user_id", "item_id", "position", "clicked", "source", "propensity"
+        )
         .join(
             scan_table(log_root, "truth").select("request_id", "position", "relevance"),
             on=["request_id", "position"],
