@@ -204,3 +204,5 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
     status = json.loads((failed[0] / "status.json").read_text())
     assert status["status"] == "failed" and "injected fault at simulated hour 30" in status["error"]
     assert not (failed[0] / "summary.json").exists()  # a failed job never looks finished
+    report = (sweep / "report.html").read_text()  # the end-of-sweep callback still ran
+    assert report.count("injected fault at simulated hour 30") >= 2
