@@ -11,6 +11,7 @@ Not a test: numbers depend on the machine (state threadpoolctl's BLAS limits whe
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 from pathlib import Path
@@ -52,6 +53,7 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=4096)
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--mc-samples", type=int, default=None, help="override policy.mc_samples")
     args = ap.parse_args()
 
     world = build_world(WorldConfig(n_users=args.users, n_items=args.items), Streams(0))
@@ -70,8 +72,11 @@ def main() -> None:
     names.remove("greedy")
     results = {}
     for name in ["greedy", *names]:
+        cfg = policy_config(name)
+        if args.mc_samples is not None:
+            cfg = dataclasses.replace(cfg, mc_samples=args.mc_samples)
         policy = build_policy(
-            policy_config(name),
+            cfg,
             args.items,
             args.users,
             seed=0,
