@@ -498,6 +498,30 @@ def _lorenz_section(impressions: pl.LazyFrame | None, bounds: pl.DataFrame, n_it
 # ---------------------------------------------------------------- page
 
 
+def write_page(path: Path, title: str, css: str, body: str) -> Path:
+    """Write a self-contained page atomically: plotly.js inlined once in the head, then
+    ``body`` (already-escaped HTML) in the container. Returns ``path``."""
+    page = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title>
+<style>{css}</style>
+<script type="text/javascript">{get_plotlyjs()}</script>
+</head>
+<body>
+<main class="container">
+{body}</main>
+</body>
+</html>
+"""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, path)  # readers never see a half-written page
+    return path
+
+
 def build_run_report(run_dir: Path) -> Path:
     """Write ``run_dir/report.html`` from the run's files and return its path.
 
@@ -542,18 +566,7 @@ def build_run_report(run_dir: Path) -> Path:
             f"{_fig_html(_time_figure(panel, metrics, deploy_days), panel.div_id)}</section>"
         )
 
-    page = f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{html.escape(title)}</title>
-<style>{CSS}</style>
-<script type="text/javascript">{get_plotlyjs()}</script>
-</head>
-<body>
-<main class="container">
-<h1>{html.escape(title)}</h1>
+    body = f"""<h1>{html.escape(title)}</h1>
 <p class="meta">{meta}</p>
 <p class="headline">{html.escape(headline(metrics))}</p>
 <h2>Summary</h2>
@@ -568,12 +581,5 @@ def build_run_report(run_dir: Path) -> Path:
 <footer>Produced by recloop-report: <code>recloop-report {html.escape(str(run_dir))}</code>
 rebuilds this page from the run's files (summary.json, metrics.parquet, config.yaml, logs/).
 </footer>
-</main>
-</body>
-</html>
 """
-    out = run_dir / REPORT_NAME
-    tmp = run_dir / f".{REPORT_NAME}.tmp"
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)  # readers never see a half-written page
-    return out
+    return write_page(run_dir / REPORT_NAME, title, CSS, body)

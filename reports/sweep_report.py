@@ -19,7 +19,6 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
 import re
 import shlex
 import warnings
@@ -34,7 +33,6 @@ import plotly.graph_objects as go
 import polars as pl
 import yaml
 from plotly.colors import qualitative
-from plotly.offline import get_plotlyjs
 from scipy import stats
 
 from reports.run_report import (
@@ -47,6 +45,7 @@ from reports.run_report import (
     _scan_impressions,
     exposure_per_item,
     window_bounds,
+    write_page,
 )
 from sim.inequality import gini, lorenz  # the metric contract; numpy-only module
 
@@ -1026,18 +1025,7 @@ def build_sweep_report(sweep_dir: Path, baseline: str | None = None) -> Path:
     nav_html = "".join(
         f'<li><a href="#{k}">{titles[k]}</a></li>' for k in [*nav, "problems", "arms"]
     )
-    page = f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{_esc(title)}</title>
-<style>{CSS}{SWEEP_CSS}</style>
-<script type="text/javascript">{get_plotlyjs()}</script>
-</head>
-<body>
-<main class="container">
-<h1>{_esc(title)}</h1>
+    page_body = f"""<h1>{_esc(title)}</h1>
 <p class="meta">{meta}</p>
 <nav><ul>{nav_html}</ul></nav>
 {body}
@@ -1047,12 +1035,5 @@ def build_sweep_report(sweep_dir: Path, baseline: str | None = None) -> Path:
 {_arms_section(sweep)}
 <footer>Produced by recloop-report: <code>recloop-report {_esc(sweep_dir)}</code> rebuilds this
 page from the jobs' files (summary.json, metrics.parquet, status.json, .hydra/, logs/).</footer>
-</main>
-</body>
-</html>
 """
-    out = sweep_dir / REPORT_NAME
-    tmp = sweep_dir / f".{REPORT_NAME}.tmp"
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)  # readers never see a half-written page
-    return out
+    return write_page(sweep_dir / REPORT_NAME, title, CSS + SWEEP_CSS, page_body)
