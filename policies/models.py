@@ -51,30 +51,65 @@ class Model(Protocol):
 RESCORE_MARGIN = 8
 
 
+HEAVY_FILTER = 64  # requests filtering more items than this take the dense path
+
+
 def topk_by_vector(
     item_vectors: np.ndarray, query: np.ndarray, n: int, filter_rows: sp.csr_matrix
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``n`` items per query by inner product, skipping each row's filtered items.
 
-    implicit's fused matmul + top-K proposes ``n + max filtered + margin`` items per query
-    (without implicit's own filter, which slices the sparse filter one row at a time in Python).
-    Filtered items are dropped with one vectorized membership test, and the rest are rescored in
-    float64 per row and sorted (ties by item id), so a request's slate and scores do not depend on
-    which other requests share its batch.
+    Candidates are *proposed* fast and then *decided* exactly: every proposal is rescored in
+    float64 per row, filtered items are dropped with one vectorized membership test, and the rest
+    sorted (ties by item id), so a request's result does not depend on which other requests share
+    its batch (the fast kernels' float32 scores differ by an ulp with the batch layout).
+
+    Proposals: for most requests, implicit's fused matmul + top-K asks for ``n + filtered +
+    margin`` items (implicit's own filter slices the sparse filter one row at a time in Python, so
+    it is not used). Requests filtering more than ``HEAVY_FILTER`` items (heavy users) would make
+    that ``k`` — and the rescoring — large for the whole batch, so they go through a dense GEMM
+    with the filtered items masked instead. Two groups, not a loop over requests.
     """
     n_items = item_vectors.shape[0]
     counts = np.diff(filter_rows.indptr)
-    k = min(n + int(counts.max(initial=0)) + RESCORE_MARGIN, n_items)
-    ids, _ = topk(
-        np.ascontiguousarray(item_vectors, dtype=np.float32),
-        np.ascontiguousarray(query, dtype=np.float32),
-        k,
-    )
-    ids = ids.astype(np.int64)
+    heavy = counts > HEAVY_FILTER
+    if not heavy.any():
+        return _top_by_vector(item_vectors, query, n, filter_rows, dense=False)
+    ids = np.empty((query.shape[0], min(n, n_items)), dtype=np.int64)
+    scores = np.empty(ids.shape, dtype=np.float32)
+    for rows, dense in ((np.flatnonzero(~heavy), False), (np.flatnonzero(heavy), True)):
+        if rows.size:
+            ids[rows], scores[rows] = _top_by_vector(
+                item_vectors, query[rows], n, filter_rows[rows], dense=dense
+            )
+    return ids, scores
+
+
+def _top_by_vector(
+    item_vectors: np.ndarray, query: np.ndarray, n: int, filter_rows: sp.csr_matrix, dense: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    n_items = item_vectors.shape[0]
+    counts = np.diff(filter_rows.indptr)
+    rows = np.repeat(np.arange(filter_rows.shape[0], dtype=np.int64), counts)
+    if dense:
+        approx = (
+            np.ascontiguousarray(query, dtype=np.float32)
+            @ np.ascontiguousarray(item_vectors, dtype=np.float32).T
+        )
+        approx[rows, filter_rows.indices] = -np.inf
+        k = min(n + RESCORE_MARGIN, n_items)
+        ids = np.argpartition(-approx, k - 1, axis=1)[:, :k].astype(np.int64)
+    else:
+        k = min(n + int(counts.max(initial=0)) + RESCORE_MARGIN, n_items)
+        ids, _ = topk(
+            np.ascontiguousarray(item_vectors, dtype=np.float32),
+            np.ascontiguousarray(query, dtype=np.float32),
+            k,
+        )
+        ids = ids.astype(np.int64)
     exact = np.einsum("nf,nkf->nk", query.astype(np.float64), item_vectors[ids].astype(np.float64))
     if filter_rows.nnz:
         # Row-wise membership via one global searchsorted on keys row * n_items + item.
-        rows = np.repeat(np.arange(filter_rows.shape[0], dtype=np.int64), counts)
         blocked = np.sort(rows * n_items + filter_rows.indices)
         keys = np.arange(ids.shape[0], dtype=np.int64)[:, None] * n_items + ids
         pos = np.minimum(np.searchsorted(blocked, keys), blocked.size - 1)
