@@ -258,7 +258,7 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _fmt(value: Any, kind: str) -> str:
+def format_metric(value: Any, kind: str) -> str:
     """Format one metric value; NaN/null becomes an en dash."""
     if _missing(value):
         return "–"
@@ -291,8 +291,8 @@ def headline(metrics: pl.DataFrame) -> str:
     if m.height == 1:
         return (
             f"A single window of {days:.1f} simulated days: exposure coverage "
-            f"{_fmt(first['coverage_exposure'], 'pct_short')}, exposure Gini "
-            f"{_fmt(first['gini_exposure'], 'num2')}, CTR {_fmt(first['ctr'], 'pct')}."
+            f"{format_metric(first['coverage_exposure'], 'pct_short')}, exposure Gini "
+            f"{format_metric(first['gini_exposure'], 'num2')}, CTR {format_metric(first['ctr'], 'pct')}."
         )
     c0, c1 = first["coverage_exposure"], last["coverage_exposure"]
     if _missing(c0) or _missing(c1):
@@ -305,11 +305,11 @@ def headline(metrics: pl.DataFrame) -> str:
         verdict = "Catalog exposure stayed roughly stable. "
     return (
         f"{verdict}Over {days:.1f} simulated days ({m.height} windows), exposure coverage went "
-        f"from {_fmt(c0, 'pct_short')} in the first window to {_fmt(c1, 'pct_short')} in the "
-        f"last; exposure Gini from {_fmt(first['gini_exposure'], 'num2')} to "
-        f"{_fmt(last['gini_exposure'], 'num2')}. CTR went from {_fmt(first['ctr'], 'pct')} to "
-        f"{_fmt(last['ctr'], 'pct')}, and the mean utility of shown items from "
-        f"{_fmt(first['utility'], 'num')} to {_fmt(last['utility'], 'num')}."
+        f"from {format_metric(c0, 'pct_short')} in the first window to {format_metric(c1, 'pct_short')} in the "
+        f"last; exposure Gini from {format_metric(first['gini_exposure'], 'num2')} to "
+        f"{format_metric(last['gini_exposure'], 'num2')}. CTR went from {format_metric(first['ctr'], 'pct')} to "
+        f"{format_metric(last['ctr'], 'pct')}, and the mean utility of shown items from "
+        f"{format_metric(first['utility'], 'num')} to {format_metric(last['utility'], 'num')}."
     )
 
 
@@ -321,7 +321,7 @@ def _summary_table(metrics: pl.DataFrame) -> str:
             continue
         values = m[col].cast(pl.Float64).fill_null(float("nan")).to_numpy()
         cells = "".join(
-            f'<td class="num">{_fmt(v, kind)}</td>'
+            f'<td class="num">{format_metric(v, kind)}</td>'
             for v in (values[0], values[-1], _nanmean(values))
         )
         rows.append(f"<tr><td>{html.escape(label)}</td><td>{html.escape(what)}</td>{cells}</tr>")
@@ -340,13 +340,13 @@ def _totals_table(summary: dict[str, Any], metrics: pl.DataFrame) -> str:
     n_imp, n_clk = total("n_impressions"), total("n_clicks")
     ctr = n_clk / n_imp if not _missing(n_imp) and not _missing(n_clk) and n_imp else None
     rows = (
-        ("Requests", _fmt(total("n_requests"), "int")),
-        ("Impressions", _fmt(n_imp, "int")),
-        ("Clicks", _fmt(n_clk, "int")),
-        ("Overall CTR", _fmt(ctr, "pct")),
-        ("Catalog size", _fmt(summary.get("catalog_size"), "int")),
-        ("Windows", _fmt(metrics.height, "int")),
-        ("Simulated days", _fmt(float(metrics["t_end"].max()) / 24.0, "num1")),
+        ("Requests", format_metric(total("n_requests"), "int")),
+        ("Impressions", format_metric(n_imp, "int")),
+        ("Clicks", format_metric(n_clk, "int")),
+        ("Overall CTR", format_metric(ctr, "pct")),
+        ("Catalog size", format_metric(summary.get("catalog_size"), "int")),
+        ("Windows", format_metric(metrics.height, "int")),
+        ("Simulated days", format_metric(float(metrics["t_end"].max()) / 24.0, "num1")),
     )
     body = "".join(f'<tr><th>{k}</th><td class="num">{v}</td></tr>' for k, v in rows)
     return f'<table class="totals"><tbody>{body}</tbody></table>'
@@ -423,8 +423,9 @@ def _time_figure(panel: _Panel, metrics: pl.DataFrame, deploy_days: np.ndarray) 
     return fig
 
 
-def _lorenz_figure(curves: list[tuple[str, np.ndarray]]) -> go.Figure:
-    fig = go.Figure(
+def equality_figure() -> go.Figure:
+    """A figure holding only the Lorenz line of perfect equality (curves are added to it)."""
+    return go.Figure(
         go.Scatter(
             x=[0, 1],
             y=[0, 1],
@@ -434,9 +435,13 @@ def _lorenz_figure(curves: list[tuple[str, np.ndarray]]) -> go.Figure:
             hoverinfo="skip",
         )
     )
+
+
+def _lorenz_figure(curves: list[tuple[str, np.ndarray]]) -> go.Figure:
+    fig = equality_figure()
     for i, (label, exposure) in enumerate(curves):
         xs, ys = lorenz(exposure, vertices_only=True)
-        name = f"{label}: Gini {_fmt(gini(exposure), 'num')}"
+        name = f"{label}: Gini {format_metric(gini(exposure), 'num')}"
         fig.add_trace(
             go.Scatter(
                 x=xs,

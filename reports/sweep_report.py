@@ -43,7 +43,9 @@ from reports.run_report import (
     ReportError,
     _fig_html,
     _scan_impressions,
+    equality_figure,
     exposure_per_item,
+    format_metric,
     window_bounds,
     write_page,
 )
@@ -598,15 +600,7 @@ def _nan(value: float | None) -> bool:
 
 def fmt_value(v: float | None, kind: str) -> str:
     """A metric value; NaN/None becomes an en dash."""
-    if _nan(v):
-        return "–"
-    if kind == "pct":
-        return f"{v:.1%}"
-    if kind == "signed":
-        return f"{v:+.3f}"
-    if kind == "num1":
-        return f"{v:,.1f}"
-    return f"{v:.3f}"
+    return "–" if _nan(v) else format_metric(v, kind)
 
 
 def fmt_spread(v: float, kind: str) -> str:
@@ -840,16 +834,7 @@ def _tradeoff_section(sweep: Sweep) -> str:
 
 
 def _lorenz_section(sweep: Sweep) -> str:
-    fig = go.Figure(
-        go.Scatter(
-            x=[0, 1],
-            y=[0, 1],
-            name="equality",
-            mode="lines",
-            line={"color": "#999", "dash": "dash", "width": 1},
-            hoverinfo="skip",
-        )
-    )
+    fig = equality_figure()
     notes: list[str] = []
     for i, arm in enumerate(sweep.arms):
         jobs = sweep.jobs_of(arm, FINISHED)
