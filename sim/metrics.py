@@ -33,9 +33,18 @@ import polars as pl
 import scipy.sparse as sp
 from scipy.stats import rankdata
 
-from sim.event_log import scan_table
 from sim.inequality import gini
 
+IMPRESSION_COLUMNS = (
+    "request_id",
+    "t",
+    "user_id",
+    "item_id",
+    "position",
+    "clicked",
+    "source",
+    "propensity",
+)
 HEAD_PERCENTILE = 0.8  # items above this popularity percentile are the "head"
 
 METRIC_COLUMNS = (
@@ -106,6 +115,159 @@ def slate_diversity(request_index: np.ndarray, unit_vectors: np.ndarray) -> np.n
     return np.where(k > 1, 1.0 - pair_sim, np.nan)
 
 
+class MetricsAccumulator:
+    """Window aggregates built one round partition at a time.
+
+    Memory is bounded by one round's rows plus per-window item counts (``n_windows × n_items``)
+    and the clicked (user, item) pairs (the interaction data): it does not grow with the number
+    of impressions logged. Requests never straddle rounds, so per-slate quantities (diversity)
+    are complete within a partition.
+    """
+
+    def __init__(
+        self,
+        n_items: int,
+        n_windows: int,
+        item_factors: np.ndarray,
+        snapshot_every_hours: float,
+    ) -> None:
+        self.n_items = n_items
+        self.n_windows = n_windows
+        self.snapshot_every_hours = snapshot_every_hours
+        self.unit = item_factors / np.linalg.norm(item_factors, axis=1, keepdims=True)
+        shape = (n_windows, n_items)
+        self.exposure = np.zeros(shape, dtype=np.int64)
+        self.clicks = np.zeros(shape, dtype=np.int64)
+        zeros = lambda: np.zeros(n_windows)  # noqa: E731
+        self.n_requests, self.n_impressions, self.n_clicks = zeros(), zeros(), zeros()
+        self.relevance_sum, self.click_relevance, self.explored = zeros(), zeros(), zeros()
+        self.diversity_sum, self.diversity_n = zeros(), zeros()
+        self.min_propensity = np.full(n_windows, np.inf)
+        self._clicked: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (window, user, item)
+
+    def add(self, impressions: pl.DataFrame, truth: pl.DataFrame) -> None:
+        """Fold in one round: its ``impressions`` and ``truth`` partitions."""
+        if impressions.height == 0:
+            return
+        n_windows = self.n_windows
+        imp = (
+            impressions.select(IMPRESSION_COLUMNS)
+            .join(
+                truth.select("request_id", "position", "relevance"),
+                on=["request_id", "position"],
+                how="left",
+            )
+            .sort("request_id", "position")
+        )
+        t = imp["t"].to_numpy()
+        w = np.clip(np.floor(t / self.snapshot_every_hours), 0, n_windows - 1).astype(np.int64)
+        item = imp["item_id"].to_numpy().astype(np.int64)
+        clicked = imp["clicked"].to_numpy()
+        relevance = imp["relevance"].to_numpy()
+        request = imp["request_id"].to_numpy()
+        flat = w * self.n_items + item
+        size = n_windows * self.n_items
+        self.exposure += np.bincount(flat, minlength=size).reshape(n_windows, self.n_items)
+        self.clicks += np.bincount(flat[clicked], minlength=size).reshape(n_windows, self.n_items)
+
+        def per_window(mask=slice(None), weights=None) -> np.ndarray:
+            return np.bincount(
+                w[mask], weights=None if weights is None else weights[mask], minlength=n_windows
+            )
+
+        self.n_impressions += per_window()
+        self.n_clicks += per_window(clicked)
+        self.relevance_sum += per_window(weights=relevance)
+        self.click_relevance += per_window(clicked, relevance)
+        self.explored += per_window((imp["source"] == "explore").to_numpy())
+        np.minimum.at(self.min_propensity, w, imp["propensity"].to_numpy())
+        starts = _group_starts(request)
+        req_window = w[starts]
+        self.n_requests += np.bincount(req_window, minlength=n_windows)
+        diversity = slate_diversity(request, self.unit[item])  # one value per request
+        has_div = ~np.isnan(diversity)
+        self.diversity_sum += np.bincount(
+            req_window[has_div], diversity[has_div], minlength=n_windows
+        )
+        self.diversity_n += np.bincount(req_window[has_div], minlength=n_windows)
+        users = imp["user_id"].to_numpy()
+        self._clicked.append((w[clicked], users[clicked], item[clicked]))
+
+    def finalize(
+        self, snapshots: pl.DataFrame, rng: np.random.Generator, homogenization_pairs: int
+    ) -> pl.DataFrame:
+        """One row per window (``snapshots`` sorted by window), in ``METRIC_COLUMNS`` order."""
+        n_windows, n_items = self.n_windows, self.n_items
+        exposure, clicks = self.exposure, self.clicks
+        cum_exposure = np.cumsum(exposure, axis=0)
+        prior_clicks = np.vstack([np.zeros((1, n_items)), np.cumsum(clicks, axis=0)[:-1]])
+        cw, cu, ci = (
+            np.concatenate([part[j] for part in self._clicked] or [np.empty(0, np.int64)])
+            for j in range(3)
+        )
+        order = np.argsort(cw, kind="stable")
+        cw, cu, ci = cw[order], cu[order], ci[order]
+        bounds = np.searchsorted(cw, np.arange(n_windows + 1))
+        aggregates = pl.DataFrame(
+            {
+                "n_requests": self.n_requests.astype(np.int64),
+                "n_impressions": self.n_impressions,
+                "n_clicks": self.n_clicks,
+                "utility": _ratio(self.relevance_sum, self.n_impressions),
+                "utility_clicked": _ratio(self.click_relevance, self.n_clicks),
+                "cumulative_utility": np.cumsum(self.click_relevance),
+                "ctr": _ratio(self.n_clicks, self.n_impressions),
+                "exploration_share": _ratio(self.explored, self.n_impressions),
+                "min_propensity": np.where(
+                    np.isinf(self.min_propensity), np.nan, self.min_propensity
+                ),
+                "intra_list_diversity": _ratio(self.diversity_sum, self.diversity_n),
+            }
+        )
+        rows = []
+        top_m = max(1, ceil(n_items / 100))
+        for win in range(n_windows):  # a loop over windows (tens), not over requests or items
+            e, c = exposure[win], clicks[win]
+            total_e = e.sum()
+            pct = popularity_percentile(prior_clicks[win])
+            lo, hi = bounds[win], bounds[win + 1]
+            rows.append(
+                {
+                    "coverage_exposure": float((e > 0).mean()),
+                    "coverage_clicks": float((c > 0).mean()),
+                    "gini_exposure": gini(e),
+                    "gini_clicks": gini(c),
+                    "popularity_percentile": float(e @ pct / total_e) if total_e else float("nan"),
+                    "long_tail_share": float(e[pct <= HEAD_PERCENTILE].sum() / total_e)
+                    if total_e
+                    else float("nan"),
+                    "top1pct_exposure_share": float(np.sort(e)[-top_m:].sum() / total_e)
+                    if total_e
+                    else float("nan"),
+                    "homogenization": mean_jaccard(
+                        cu[lo:hi], ci[lo:hi], n_items, homogenization_pairs, rng
+                    ),
+                    "cum_coverage_exposure": float((cum_exposure[win] > 0).mean()),
+                    "cum_gini_exposure": gini(cum_exposure[win]),
+                }
+            )
+        out = pl.concat([snapshots, aggregates, pl.DataFrame(rows)], how="horizontal")
+        out = out.with_columns(
+            (pl.col("popularity_percentile") - pl.col("popularity_percentile").first()).alias(
+                "popularity_drift"
+            )
+        )
+        return out.select(METRIC_COLUMNS).cast(
+            {
+                "window": pl.Int32,
+                "model_version": pl.Int32,
+                "n_requests": pl.Int64,
+                "n_impressions": pl.Int64,
+                "n_clicks": pl.Int64,
+            }
+        )
+
+
 def compute_metrics(
     log_root: Path,
     n_items: int,
@@ -115,124 +277,17 @@ def compute_metrics(
     homogenization_pairs: int = 2000,
 ) -> pl.DataFrame:
     """One row per snapshot window (``logs/snapshots.parquet``), from the log files alone
-    (plus the true item factors, which only metrics may use)."""
+    (plus the true item factors, which only metrics may use). Reads one round partition at a
+    time, so memory does not grow with the length of the log."""
     snapshots = pl.read_parquet(log_root / "snapshots.parquet").sort("window")
-    n_windows = snapshots.height
-    window_of = (
-        (pl.col("t") / snapshot_every_hours).floor().cast(pl.Int32).clip(0, n_windows - 1)
-    ).alias("window")
-    imp = (
-        scan_table(log_root, "impressions")
-        .select(
-            "request_id", "t", "user_id", "item_id", "position", "clicked", "source", "propensity"
+    acc = MetricsAccumulator(n_items, snapshots.height, item_factors, snapshot_every_hours)
+    for path in sorted((log_root / "impressions").glob("round=*/part.parquet")):
+        truth = log_root / "truth" / path.parent.name / path.name
+        acc.add(
+            pl.read_parquet(path, columns=list(IMPRESSION_COLUMNS)),
+            pl.read_parquet(truth, columns=["request_id", "position", "relevance"]),
         )
-        .join(
-            scan_table(log_root, "truth").select("request_id", "position", "relevance"),
-            on=["request_id", "position"],
-            how="left",
-        )
-        .with_columns(window_of)
-        .sort("request_id", "position")
-        .collect()
-    )
-    w = imp["window"].to_numpy()
-    item = imp["item_id"].to_numpy().astype(np.int64)
-    clicked = imp["clicked"].to_numpy()
-    relevance = imp["relevance"].to_numpy()
-    request = imp["request_id"].to_numpy()
-    explored = (imp["source"] == "explore").to_numpy()
-    propensity = imp["propensity"].to_numpy()
-
-    flat = w.astype(np.int64) * n_items + item
-    exposure = np.bincount(flat, minlength=n_windows * n_items).reshape(n_windows, n_items)
-    clicks = np.bincount(flat[clicked], minlength=n_windows * n_items).reshape(n_windows, n_items)
-    cum_exposure = np.cumsum(exposure, axis=0)
-    prior_clicks = np.vstack([np.zeros((1, n_items)), np.cumsum(clicks, axis=0)[:-1]])
-
-    def per_window(mask: np.ndarray | slice = slice(None), weights=None) -> np.ndarray:
-        return np.bincount(
-            w[mask], weights=None if weights is None else weights[mask], minlength=n_windows
-        )
-
-    starts = _group_starts(request)
-    unit = item_factors / np.linalg.norm(item_factors, axis=1, keepdims=True)
-    diversity = slate_diversity(request, unit[item])  # one value per request
-    req_window = w[starts]
-    has_div = ~np.isnan(diversity)
-    n_impressions = per_window()
-    n_clicks = per_window(clicked)
-    click_relevance = per_window(clicked, relevance)
-    aggregates = pl.DataFrame(
-        {
-            "n_requests": np.bincount(req_window, minlength=n_windows),
-            "n_impressions": n_impressions,
-            "n_clicks": n_clicks,
-            "utility": _ratio(per_window(weights=relevance), n_impressions),
-            "utility_clicked": _ratio(click_relevance, n_clicks),
-            "cumulative_utility": np.cumsum(click_relevance),
-            "ctr": _ratio(n_clicks, n_impressions),
-            "exploration_share": _ratio(per_window(explored), n_impressions),
-            "min_propensity": _window_min(w, propensity, n_windows),
-            "intra_list_diversity": _ratio(
-                np.bincount(req_window[has_div], diversity[has_div], minlength=n_windows),
-                np.bincount(req_window[has_div], minlength=n_windows),
-            ),
-        }
-    )
-
-    rows = []
-    top_m = max(1, ceil(n_items / 100))
-    for win in range(n_windows):  # a loop over windows (tens), not over requests or items
-        e, c = exposure[win], clicks[win]
-        total_e = e.sum()
-        pct = popularity_percentile(prior_clicks[win])
-        in_window = w == win
-        rows.append(
-            {
-                "coverage_exposure": float((e > 0).mean()),
-                "coverage_clicks": float((c > 0).mean()),
-                "gini_exposure": gini(e),
-                "gini_clicks": gini(c),
-                "popularity_percentile": float(e @ pct / total_e) if total_e else float("nan"),
-                "long_tail_share": float(e[pct <= HEAD_PERCENTILE].sum() / total_e)
-                if total_e
-                else float("nan"),
-                "top1pct_exposure_share": float(np.sort(e)[-top_m:].sum() / total_e)
-                if total_e
-                else float("nan"),
-                "homogenization": mean_jaccard(
-                    imp["user_id"].to_numpy()[in_window & clicked],
-                    item[in_window & clicked],
-                    n_items,
-                    homogenization_pairs,
-                    rng,
-                ),
-                "cum_coverage_exposure": float((cum_exposure[win] > 0).mean()),
-                "cum_gini_exposure": gini(cum_exposure[win]),
-            }
-        )
-    out = pl.concat([snapshots, aggregates, pl.DataFrame(rows)], how="horizontal")
-    out = out.with_columns(
-        (pl.col("popularity_percentile") - pl.col("popularity_percentile").first()).alias(
-            "popularity_drift"
-        )
-    )
-    return out.select(METRIC_COLUMNS).cast(
-        {
-            "window": pl.Int32,
-            "model_version": pl.Int32,
-            "n_requests": pl.Int64,
-            "n_impressions": pl.Int64,
-            "n_clicks": pl.Int64,
-        }
-    )
-
-
-def _window_min(window: np.ndarray, values: np.ndarray, n_windows: int) -> np.ndarray:
-    """Minimum of ``values`` per window (NaN for an empty window)."""
-    out = np.full(n_windows, np.inf)
-    np.minimum.at(out, window, values)
-    return np.where(np.isinf(out), np.nan, out)
+    return acc.finalize(snapshots, rng, homogenization_pairs)
 
 
 def _group_starts(sorted_keys: np.ndarray) -> np.ndarray:
