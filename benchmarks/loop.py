@@ -125,6 +125,7 @@ def main() -> None:
     start = time.perf_counter()
     summary = run(cfg, run_dir)
     wall = time.perf_counter() - start
+    run_peak_rss = peak_rss_mb()  # before the floor replay, which holds its own copies
     t = summary["timing_seconds"]
     accounted = sum(t[k] for k in ("fit", "serve", "respond", "log", "metrics"))
     result = {
@@ -134,7 +135,8 @@ def main() -> None:
         "requests": summary["n_requests"],
         "impressions": summary["n_impressions"],
         "requests_per_s": round(summary["n_requests"] / wall),
-        "peak_rss_mb": round(peak_rss_mb()),
+        "peak_rss_mb": round(run_peak_rss),
+        "peak_rss_bytes_per_impression": round(run_peak_rss * 2**20 / summary["n_impressions"]),
         "split_s": {
             **{k: round(t[k], 1) for k in ("fit", "serve", "respond", "log", "metrics")},
             "engine_and_rest": round(wall - accounted, 1),

@@ -1,11 +1,12 @@
-"""Retrieval top-K against brute force, for light and heavy (>HEAVY_FILTER filtered) requests."""
+"""Retrieval top-K against brute force, for every filter tier and the dense (heavy user) path."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
-from policies.models import HEAVY_FILTER, topk_by_vector
+from policies.models import filter_tiers, topk_by_vector
 
 
 def _brute(items, query, n, filt):
@@ -20,12 +21,17 @@ def _brute(items, query, n, filt):
     return np.array(out)
 
 
-def test_light_and_heavy_requests_match_brute_force_and_do_not_depend_on_the_batch():
+@pytest.mark.parametrize("n_items", [400, 5000])  # one tier + dense; three tiers + dense
+def test_light_and_heavy_requests_match_brute_force_and_do_not_depend_on_the_batch(n_items):
     rng = np.random.default_rng(3)
-    n_items, f, n = 400, 8, 12
+    f, n = 8, 12
     items = rng.standard_normal((n_items, f)).astype(np.float32)
     query = rng.standard_normal((30, f)).astype(np.float32)
-    sizes = rng.choice([0, 5, HEAVY_FILTER + 1, 3 * HEAVY_FILTER], size=30)
+    tiers = filter_tiers(n_items)
+    assert len(tiers) >= 1
+    # every group: empty, inside each tier, exactly on a bound, and past the last (dense)
+    sizes = rng.choice([0, 5, *tiers, *(t + 1 for t in tiers), 3 * tiers[-1]], size=30)
+    sizes[:3] = [tiers[-1] + 1, 0, tiers[0]]
     rows = [np.sort(rng.choice(n_items, s, replace=False)) for s in sizes]
     filt = sp.csr_matrix(
         (np.ones(sum(sizes)), np.concatenate(rows), np.r_[0, np.cumsum(sizes)]),
