@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
@@ -127,6 +128,19 @@ def _top_by_vector(
     return out_ids, out_scores
 
 
+def _blocked(ids: np.ndarray, filter_rows: sp.csr_matrix, n_items: int) -> np.ndarray:
+    """``ids[r, j]`` is in row ``r`` of the filter; one global searchsorted on keys
+    ``row * n_items + item`` (no loop over rows)."""
+    if not filter_rows.nnz:
+        return np.zeros(ids.shape, dtype=bool)
+    counts = np.diff(filter_rows.indptr)
+    rows = np.repeat(np.arange(filter_rows.shape[0], dtype=np.int64), counts)
+    keys_blocked = np.sort(rows * n_items + filter_rows.indices)
+    keys = np.arange(ids.shape[0], dtype=np.int64)[:, None] * n_items + ids
+    pos = np.minimum(np.searchsorted(keys_blocked, keys), keys_blocked.size - 1)
+    return keys_blocked[pos] == keys
+
+
 RESCORE_CHUNK = 512  # rows per exact-rescoring block: keeps the (rows, k, f) gather in cache
 
 
@@ -136,15 +150,8 @@ def _rescore(
     """Drop filtered proposals, keep the ``n + margin`` best-proposed survivors per row, rescore
     them exactly in float64 and return the top ``n`` (ties by item id)."""
     n_items = item_vectors.shape[0]
-    blocked = np.zeros(ids.shape, dtype=bool)
+    blocked = _blocked(ids, filter_rows, n_items)
     if filter_rows.nnz:
-        # Row-wise membership via one global searchsorted on keys row * n_items + item.
-        counts = np.diff(filter_rows.indptr)
-        rows = np.repeat(np.arange(filter_rows.shape[0], dtype=np.int64), counts)
-        keys_blocked = np.sort(rows * n_items + filter_rows.indices)
-        keys = np.arange(ids.shape[0], dtype=np.int64)[:, None] * n_items + ids
-        pos = np.minimum(np.searchsorted(keys_blocked, keys), keys_blocked.size - 1)
-        blocked = keys_blocked[pos] == keys
         keep = min(n + RESCORE_MARGIN, ids.shape[1])
         if keep < ids.shape[1]:  # survivors first, in proposal order
             first = np.argsort(blocked, axis=1, kind="stable")[:, :keep]
@@ -173,9 +180,22 @@ class PopularityModel:
         # Counts are integers, so a tiebreak < 1 only reorders equal counts.
         return self.popularity + self.tiebreak
 
+    @cached_property
+    def order(self) -> np.ndarray:
+        """The one global ranking (best first, ties by item id): the same for every user."""
+        score = self.ranking_score
+        return np.lexsort((np.arange(score.size), -score))
+
     def retrieve(self, user_ids: np.ndarray, n: int, filter_rows: sp.csr_matrix) -> Retrieval:
-        vec = self.ranking_score[:, None]
-        ids, _ = topk_by_vector(vec, np.ones((user_ids.shape[0], 1)), n, filter_rows)
+        # Every user gets the global ranking minus their filtered items: the first
+        # ``n + filtered`` ranks always hold the answer, so no per-user scoring is needed.
+        counts = np.diff(filter_rows.indptr)
+        n_items = self.popularity.size
+        k = min(n + int(counts.max(initial=0)), n_items)
+        proposals = np.broadcast_to(self.order[:k], (user_ids.shape[0], k))
+        blocked = _blocked(proposals, filter_rows, n_items)
+        first = np.argsort(blocked, axis=1, kind="stable")[:, : min(n, n_items)]
+        ids = np.take_along_axis(proposals, first, axis=1).astype(np.int64)
         scores = self.popularity[ids].astype(np.float32)
         code = SOURCE_CODE[self.source_name]
         return Retrieval(ids, scores, np.full(user_ids.shape[0], code, dtype=np.int8))
