@@ -1,4 +1,10 @@
-"""The world: catalog + users + click model, and the ground-truth relevance they imply."""
+"""The world: catalog + users + click model, and the ground-truth relevance they imply.
+
+Conformity: users are drawn to what others click. The attraction that drives clicks is
+``sigmoid(affinity + conformity · z_i)``, where ``z_i`` is the item's recent-popularity signal
+(:class:`ItemPopularity`); the true relevance ``sigmoid(affinity)`` that metrics score stays the
+intrinsic one, so popularity causes clicks without making items better.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agents.catalog import Catalog, generate_catalog, topic_centers
-from agents.click_model import PositionBasedClickModel
+from agents.click_model import CLICK_MODELS, ClickModel, make_click_model
 from agents.streams import Streams
 from agents.users import UserPopulation, generate_users
 from agents.validation import is_number, is_positive_int
@@ -33,6 +39,11 @@ class WorldConfig:
     activity_sigma: float = 0.8
     position_bias_eta: float = 1.0
     drift_rate: float = 0.0
+    click_model: str = "pbm"
+    dcm_continue: float = 0.5
+    trust_bias: float = 0.0
+    conformity: float = 0.0
+    conformity_halflife_days: float = 7.0
 
     def __post_init__(self) -> None:
         for key in ("n_users", "n_items", "dim", "n_topics", "content_dim", "items_per_creator"):
@@ -54,6 +65,64 @@ class WorldConfig:
             raise ValueError(f"world.position_bias_eta={self.position_bias_eta!r}: must be >= 0")
         if not is_number(self.drift_rate) or not 0 <= self.drift_rate <= 1:
             raise ValueError(f"world.drift_rate={self.drift_rate!r}: must be in [0, 1]")
+        if self.click_model not in CLICK_MODELS:
+            raise ValueError(
+                f"world.click_model={self.click_model!r}: must be one of {', '.join(CLICK_MODELS)}"
+            )
+        for key in ("dcm_continue", "trust_bias"):
+            value = getattr(self, key)
+            if not is_number(value) or not 0 <= value <= 1:
+                raise ValueError(f"world.{key}={value!r}: must be in [0, 1]")
+        if self.trust_bias > 0 and self.click_model != "pbm":
+            raise ValueError(
+                f"world.trust_bias={self.trust_bias!r}: must be 0 unless world.click_model=pbm"
+                f" (got {self.click_model})"
+            )
+        if not is_number(self.conformity):
+            raise ValueError(f"world.conformity={self.conformity!r}: must be a finite number")
+        if not is_number(self.conformity_halflife_days) or self.conformity_halflife_days <= 0:
+            raise ValueError(
+                f"world.conformity_halflife_days={self.conformity_halflife_days!r}: must be a"
+                " number of days > 0"
+            )
+
+
+@dataclass
+class ItemPopularity:
+    """Each item's recent clicks as users perceive them: the signal conformity responds to.
+
+    ``decayed_clicks[i] = Σ_clicks 2^(−(t_updated − t_click) / halflife_hours)``, and the
+    signal is ``z = standardize(log1p(decayed_clicks))`` over the catalog (mean 0, sd 1; all 0
+    while every item looks alike). log1p tames the heavy tail of click counts so one blockbuster
+    does not flatten everyone else's z. Updated only at event boundaries (:meth:`record`), so it
+    does not depend on how requests are chunked into batches.
+    """
+
+    halflife_hours: float
+    decayed_clicks: np.ndarray  # (n_items,) float64, as of t_updated
+    signal: np.ndarray  # (n_items,) float64, z
+    t_updated: float = 0.0
+
+    @classmethod
+    def empty(cls, n_items: int, halflife_hours: float) -> ItemPopularity:
+        return cls(halflife_hours, np.zeros(n_items), np.zeros(n_items))
+
+    def record(self, item_ids: np.ndarray, times: np.ndarray, now: float) -> None:
+        """Decay to ``now``, add the clicks at ``times`` (hours, <= now) and refresh ``signal``."""
+        if now < self.t_updated:
+            raise ValueError(f"popularity updated at {self.t_updated}, cannot go back to {now}")
+        if times.size and times.max() > now:
+            raise ValueError(f"a click at {times.max()} is after the update time {now}")
+        h = self.halflife_hours
+        fresh = np.bincount(
+            item_ids, weights=0.5 ** ((now - times) / h), minlength=self.decayed_clicks.size
+        )
+        self.decayed_clicks = self.decayed_clicks * 0.5 ** ((now - self.t_updated) / h) + fresh
+        self.t_updated = now
+        level = np.log1p(self.decayed_clicks)
+        sd = level.std()
+        # Below 1e-12 the spread is rounding noise: treat the catalog as uniformly popular.
+        self.signal = (level - level.mean()) / sd if sd > 1e-12 else np.zeros_like(level)
 
 
 @dataclass
@@ -63,7 +132,8 @@ class World:
     config: WorldConfig
     catalog: Catalog
     users: UserPopulation
-    click_model: PositionBasedClickModel
+    click_model: ClickModel
+    popularity: ItemPopularity
 
     def affinity(self, user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
         """True affinity logit for aligned arrays of users and items (any matching shapes)."""
@@ -83,6 +153,25 @@ class World:
         logits = c.affinity_scale * (self.users.preferences[user_ids] @ self.catalog.factors.T)
         logits += self.catalog.appeal + c.affinity_offset
         return _sigmoid(logits)
+
+    def relevance_and_attraction(
+        self, user_ids: np.ndarray, item_ids: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """True relevance and the attraction that drives clicks (conformity shifts its logit).
+
+        Without conformity both are the same array.
+        """
+        affinity = self.affinity(user_ids, item_ids)
+        relevance = _sigmoid(affinity)
+        if self.config.conformity == 0:
+            return relevance, relevance
+        shift = self.config.conformity * self.popularity.signal[item_ids]
+        return relevance, _sigmoid(affinity + shift)
+
+    def record_clicks(self, item_ids: np.ndarray, times: np.ndarray, now: float) -> None:
+        """Feed clicks into the popularity users conform to (a no-op without conformity)."""
+        if self.config.conformity != 0:
+            self.popularity.record(item_ids, times, now)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -116,5 +205,11 @@ def build_world(config: WorldConfig, streams: Streams) -> World:
         config=config,
         catalog=catalog,
         users=users,
-        click_model=PositionBasedClickModel(config.position_bias_eta),
+        click_model=make_click_model(
+            config.click_model,
+            eta=config.position_bias_eta,
+            continue_after_click=config.dcm_continue,
+            trust_bias=config.trust_bias,
+        ),
+        popularity=ItemPopularity.empty(config.n_items, config.conformity_halflife_days * 24.0),
     )
