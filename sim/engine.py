@@ -27,6 +27,7 @@ import simpy
 from agents.streams import Streams
 from agents.validation import is_number, is_positive_int
 from agents.world import World
+from policies.models import Model
 from policies.policy import ServingPolicy
 from policies.randomness import Randomness
 from sim.event_log import EventLog, partition_path, write_parquet_atomic
@@ -73,7 +74,13 @@ class RunStats:
     n_impressions: int = 0
     n_clicks: int = 0
     seconds: dict[str, float] = field(
-        default_factory=lambda: {"fit": 0.0, "serve": 0.0, "respond": 0.0, "log": 0.0}
+        default_factory=lambda: {
+            "fit": 0.0,
+            "serve": 0.0,
+            "respond": 0.0,
+            "log": 0.0,
+            "quality": 0.0,
+        }
     )
 
 
@@ -89,6 +96,7 @@ class Simulation:
         log_root: Path,
         progress: Callable[[float, float], None] | None = None,
         fail_at_hour: float | None = None,
+        quality_probe: Callable[[Model], float] | None = None,
     ) -> None:
         self.world = world
         self.policy = policy
@@ -98,23 +106,31 @@ class Simulation:
         self.env = simpy.Environment()
         self.log = EventLog(log_root)
         self.training = TrainingLog(
-            world.users.n_users, world.catalog.n_items, policy.config.training_window_rounds
+            world.users.n_users,
+            world.catalog.n_items,
+            policy.config.training_window_rounds,
+            keep_exposures=policy.config.debias == "exposure",
         )
         self.rng_arrivals = streams.generator("sim.arrivals")
         self.randomness = Randomness(
             uniform=streams.generator("policy.uniform"),
             normal=streams.generator("policy.normal"),
             monte_carlo=streams.generator("policy.monte_carlo"),
+            intervention=streams.generator("policy.intervention"),
         )
         self.rng_responses = streams.generator("sim.responses")
+        # Its own stream, drawn only by click models that need it, so the others keep their draws.
+        self.rng_continue = streams.generator("sim.responses.continue")
         self.stats = RunStats()
         self._pending_t = np.empty(0)
         self._pending_user = np.empty(0, dtype=np.int32)
         self._pending_id = np.empty(0, dtype=np.int64)
         self._next_request_id = 0
         self._round = 0
-        self._clicks_since_drift: list[tuple[np.ndarray, np.ndarray]] = []
+        # (users, items, times) of the clicks since the last event boundary.
+        self._clicks_since_drift: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.fail_at_hour = fail_at_hour
+        self.quality_probe = quality_probe  # truth-side score of each fitted model (model_ndcg)
         self.snapshots: list[dict[str, float | int]] = []
         self.deployments: list[dict[str, float | int]] = []
 
@@ -146,6 +162,11 @@ class Simulation:
             start = time.perf_counter()
             deployment = self.policy.fit(interactions, version)
             self.stats.seconds["fit"] += time.perf_counter() - start
+            model_ndcg = float("nan")
+            if self.quality_probe is not None:
+                start = time.perf_counter()
+                model_ndcg = self.quality_probe(deployment.model)
+                self.stats.seconds["quality"] += time.perf_counter() - start
             yield self.env.timeout(self.config.train_hours)
             self._serve_until(self.env.now)  # the old model serves everything before deployment
             self.policy.deploy(deployment)
@@ -156,6 +177,7 @@ class Simulation:
                     "t_deployed": self.env.now,
                     "n_train_clicks": int(interactions.clicks.sum()),
                     "n_train_users": int((interactions.user_activity > 0).sum()),
+                    "model_ndcg": model_ndcg,
                 }
             )
             version += 1
@@ -208,13 +230,16 @@ class Simulation:
         clock = time.perf_counter()
         batch = self.policy.serve(users, self.randomness)
         clock = self._tick("serve", clock)
-        relevance = self.world.relevance(users[:, None], batch.items)
-        clicked = self.world.click_model.sample(
-            relevance, self.rng_responses.random((users.size, k))
+        relevance, attraction = self.world.relevance_and_attraction(users[:, None], batch.items)
+        click_model = self.world.click_model
+        uniforms = self.rng_responses.random((users.size, k))
+        extra = (
+            self.rng_continue.random((users.size, k)) if click_model.needs_extra_uniforms else None
         )
-        if self.world.users.drift_rate > 0:
+        clicked = click_model.sample(attraction, uniforms, extra)
+        if self.world.users.drift_rate > 0 or self.world.config.conformity != 0:
             rows, slots = np.nonzero(clicked)
-            self._clicks_since_drift.append((users[rows], batch.items[rows, slots]))
+            self._clicks_since_drift.append((users[rows], batch.items[rows, slots], times[rows]))
         clock = self._tick("respond", clock)
         self.log.append(ids, times, users, batch, clicked, relevance)
         self._tick("log", clock)
@@ -223,13 +248,21 @@ class Simulation:
         self.stats.n_clicks += int(clicked.sum())
 
     def _apply_drift(self) -> None:
-        """Preferences drift at event boundaries, not per chunk, so chunking stays invisible."""
-        if not self._clicks_since_drift:
+        """Preferences drift and item popularity (conformity) update at event boundaries, not per
+        chunk, so chunking stays invisible. The boundary is the simulation clock now."""
+        if self.world.config.conformity == 0 and not self._clicks_since_drift:
             return
-        users = np.concatenate([u for u, _ in self._clicks_since_drift])
-        items = np.concatenate([i for _, i in self._clicks_since_drift])
-        self._clicks_since_drift.clear()
-        self.world.users.drift_toward(users, self.world.catalog.factors[items])
+        clock = time.perf_counter()
+        clicks = self._clicks_since_drift
+        users = np.concatenate([u for u, _, _ in clicks]) if clicks else np.empty(0, np.int32)
+        items = np.concatenate([i for _, i, _ in clicks]) if clicks else np.empty(0, np.int64)
+        times = np.concatenate([t for _, _, t in clicks]) if clicks else np.empty(0)
+        clicks.clear()
+        if self.world.users.drift_rate > 0:
+            self.world.users.drift_toward(users, self.world.catalog.factors[items])
+        # Popularity decays with time even without clicks, so it is refreshed at every boundary.
+        self.world.record_clicks(items, times, self.env.now)
+        self._tick("respond", clock)
 
     def _tick(self, key: str, since: float) -> float:
         now = time.perf_counter()
@@ -267,6 +300,7 @@ class Simulation:
                 "t_deployed": pl.Float64,
                 "n_train_clicks": pl.Int64,
                 "n_train_users": pl.Int64,
+                "model_ndcg": pl.Float64,
             },
         )
         write_parquet_atomic(deployments, self.log_root / "deployments.parquet")

@@ -57,6 +57,55 @@ def test_batch_size_does_not_change_results(run_tiny):
     assert candidates(whole).equals(candidates(chunked))
 
 
+def truth(run_dir: Path) -> pl.DataFrame:
+    return scan_table(run_dir / "logs", "truth").collect().sort("request_id", "position")
+
+
+@pytest.mark.parametrize(
+    "behaviour",
+    [
+        {"world__click_model": "cascade"},
+        {"world__click_model": "dcm", "world__dcm_continue": 0.3},
+        {"world__trust_bias": 0.3},
+        {"world__conformity": 2.0, "world__conformity_halflife_days": 0.5},
+        {
+            "world__click_model": "dcm",
+            "world__conformity": -1.0,
+            "world__drift_rate": 0.05,
+        },
+    ],
+    ids=["cascade", "dcm", "trust_bias", "conformity", "dcm_anticonformity_drift"],
+)
+def test_batch_size_does_not_change_results_under_user_behaviour(run_tiny, behaviour):
+    """Click models and conformity keep the chunking invisible: the continue draws come in request
+    order and popularity changes only at event boundaries."""
+    whole = run_tiny("whole", **behaviour)
+    chunked = run_tiny("chunked", sim__max_batch_requests=7, **behaviour)
+    assert impressions(whole).equals(impressions(chunked))
+    assert truth(whole).equals(truth(chunked))
+
+
+def test_click_models_change_clicks_but_not_what_is_shown_first(run_tiny):
+    pbm, dcm = impressions(run_tiny("pbm")), impressions(run_tiny("dcm", world__click_model="dcm"))
+    day0 = pl.col("t") < 24.0  # served by the bootstrap: the same draws whatever users click
+    assert pbm.filter(day0).drop("clicked").equals(dcm.filter(day0).drop("clicked"))
+    assert not pbm.filter(day0)["clicked"].equals(dcm.filter(day0)["clicked"])
+
+
+def test_conformity_acts_only_after_the_first_event_and_keeps_the_truth(run_tiny):
+    off, on = run_tiny("off"), run_tiny("on", world__conformity=2.0)
+    imp_off, imp_on = impressions(off), impressions(on)
+    day0 = pl.col("t") < 24.0  # before the first boundary every item's popularity signal is 0
+    assert imp_off.filter(day0).equals(imp_on.filter(day0))
+    # Until the first deployment both are served by the same bootstrap draws: same items, same
+    # true relevance, but clicks that now follow popularity.
+    boot = pl.col("model_version") == -1
+    assert imp_off.filter(boot).drop("clicked").equals(imp_on.filter(boot).drop("clicked"))
+    assert not imp_off.filter(boot)["clicked"].equals(imp_on.filter(boot)["clicked"])
+    ids = imp_off.filter(boot).select("request_id").unique()
+    assert truth(off).join(ids, on="request_id").equals(truth(on).join(ids, on="request_id"))
+
+
 def test_log_schema_matches_the_contract(run_tiny):
     out = run_tiny()
     imp = impressions(out)
