@@ -18,9 +18,12 @@ class Randomness:
     uniform: np.random.Generator  # slate draws: explore coins, uniform picks, Gumbel keys
     normal: np.random.Generator  # posterior samples (Thompson)
     monte_carlo: np.random.Generator  # extra draws that only estimate propensities
+    # Randomized re-ordering (policies.intervention); its own stream, so turning it on shifts
+    # no other draw. None only where no policy intervenes.
+    intervention: np.random.Generator | None = None
 
     @classmethod
     def from_seed(cls, seed: int) -> Randomness:
         """Independent generators from one int (for tests and notebooks)."""
-        children = np.random.SeedSequence(seed).spawn(3)
+        children = np.random.SeedSequence(seed).spawn(4)  # the first three as before
         return cls(*(np.random.Generator(np.random.PCG64(c)) for c in children))

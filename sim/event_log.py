@@ -6,7 +6,10 @@ Tables under ``<run>/logs/``:
   ``prefix_propensity`` (P(slots 0..position exactly as shown | context)),
   ``slate_propensity`` (P(the whole slate | context), the same on every row of a request) and
   ``propensity_method`` (``exact``; ``exact_sequential_mc_marginal``: slate/prefix exact, marginal
-  ``propensity`` Monte-Carlo past slot 0; ``monte_carlo``: all three estimated);
+  ``propensity`` Monte-Carlo past slot 0; ``monte_carlo``: all three estimated),
+  ``intervention`` (``none``/``shuffle``/``swap``: whether this request's order was randomized,
+  :mod:`policies.intervention`) and ``original_position`` (the slot the ranking gave the item
+  before any intervention; equal to ``position`` otherwise);
 * ``candidates`` — every retrieved item, shown or not ("the road not taken"), with its rank,
   score, ``shown`` and ``show_probability`` (P(anywhere in the slate | context));
 * ``truth`` — true relevance of each shown slot. Written by the simulator for metrics only:
@@ -25,12 +28,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from policies.intervention import INTERVENTIONS
 from policies.models import SOURCES
 from policies.policy import SlateBatch
 from policies.propensity import METHODS
 
 SOURCE_DTYPE = pl.Enum(list(SOURCES))
 METHOD_DTYPE = pl.Enum(list(METHODS))
+INTERVENTION_DTYPE = pl.Enum(list(INTERVENTIONS))
 
 IMPRESSIONS_SCHEMA: dict[str, pl.DataType] = {
     "request_id": pl.Int64(),
@@ -47,6 +52,8 @@ IMPRESSIONS_SCHEMA: dict[str, pl.DataType] = {
     "prefix_propensity": pl.Float64(),
     "slate_propensity": pl.Float64(),
     "propensity_method": METHOD_DTYPE,
+    "intervention": INTERVENTION_DTYPE,
+    "original_position": pl.Int16(),
 }
 CANDIDATES_SCHEMA: dict[str, pl.DataType] = {
     "request_id": pl.Int64(),
@@ -113,12 +120,23 @@ class EventLog:
                 "source": batch.source.ravel().astype(np.uint32),
                 "prefix_propensity": batch.prefix_propensity.ravel().astype(np.float64),
                 "slate_propensity": np.repeat(batch.slate_propensity.astype(np.float64), k),
+                "intervention": np.zeros(n * k, dtype=np.uint32)
+                if batch.intervention is None
+                else np.repeat(batch.intervention.astype(np.uint32), k),
+                "original_position": position
+                if batch.original_position is None
+                else batch.original_position.ravel().astype(np.int16),
             }
         ).with_columns(
             pl.lit(batch.policy_name, dtype=pl.Categorical()).alias("policy"),
             pl.lit(batch.propensity_method, dtype=METHOD_DTYPE).alias("propensity_method"),
             pl.col("source").replace_strict(
                 list(range(len(SOURCES))), list(SOURCES), return_dtype=SOURCE_DTYPE
+            ),
+            pl.col("intervention").replace_strict(
+                list(range(len(INTERVENTIONS))),
+                list(INTERVENTIONS),
+                return_dtype=INTERVENTION_DTYPE,
             ),
         )
         self._buffers["impressions"].append(impressions.select(list(IMPRESSIONS_SCHEMA)))
