@@ -27,6 +27,12 @@ class RunConfig:
     report: bool
     progress: bool
     fail_at_hour: float | None = None
+    ndcg_users: int = 200
+    ndcg_k: int = 10
+    examination: bool = False
+
+
+METRICS_KEYS = ("homogenization_pairs", "ndcg_users", "ndcg_k", "examination")
 
 
 def _section(cfg: dict[str, Any], name: str, cls: type) -> Any:
@@ -80,7 +86,27 @@ def parse_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
         policy.check_catalog(world.n_items)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if (
+        policy.debias == "position_ipw"
+        and policy.ipw_propensity == "oracle"
+        and world.click_model != "pbm"
+    ):
+        raise ConfigError(
+            f"policy.ipw_propensity='oracle': the true θ_k exists for world.click_model=pbm only "
+            f"(got world.click_model={world.click_model!r}); use em or randomized"
+        )
     metrics = data.get("metrics") or {}
+    unknown = sorted(set(metrics) - set(METRICS_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"metrics.{unknown[0]}={metrics[unknown[0]]!r}: unknown key; known keys: "
+            f"{', '.join(METRICS_KEYS)}"
+        )
+    ndcg_k = _int(metrics.get("ndcg_k", 10), "metrics.ndcg_k", 1)
+    if ndcg_k > world.n_items:
+        raise ConfigError(
+            f"metrics.ndcg_k={ndcg_k}: larger than the catalog (world.n_items={world.n_items})"
+        )
     report = data.get("report") or {}
     return RunConfig(
         seed=_int(data.get("seed"), "seed", 0),
@@ -93,6 +119,9 @@ def parse_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
         report=_bool(report.get("enabled", True), "report.enabled"),
         progress=_bool(data.get("progress", True), "progress"),
         fail_at_hour=_optional_hour((data.get("debug") or {}).get("fail_at_hour")),
+        ndcg_users=_int(metrics.get("ndcg_users", 200), "metrics.ndcg_users", 0),
+        ndcg_k=ndcg_k,
+        examination=_bool(metrics.get("examination", False), "metrics.examination"),
     )
 
 

@@ -18,10 +18,19 @@ from experiments.config import RunConfig, parse_config
 from policies.policy import build_policy
 from sim.engine import Simulation
 from sim.event_log import write_parquet_atomic
+from sim.examination import estimate_examination
 from sim.metrics import METRIC_COLUMNS, compute_metrics
+from sim.model_quality import NDCGProbe, sample_probe_users
 
 SUMMARY_METRICS = tuple(c for c in METRIC_COLUMNS if c not in {"window", "t_start", "t_end"})
-RUN_FILES = ("logs", "metrics.parquet", "summary.json", "report.html", "config.yaml")
+RUN_FILES = (
+    "logs",
+    "metrics.parquet",
+    "examination.parquet",
+    "summary.json",
+    "report.html",
+    "config.yaml",
+)
 
 
 class RunDirectoryError(RuntimeError):
@@ -73,10 +82,30 @@ def run(
         seed=streams.int_seed("policy.model"),
         relevance=world.relevance_matrix if rc.policy.scorer == "oracle" else None,
         item_content=world.catalog.metadata.content,  # metadata a platform has, not truth
+        # truth, passed only to the reference arm that reweights by the true θ_k
+        examination=world.click_model.examination(rc.policy.slate_size)
+        if rc.policy.debias == "position_ipw" and rc.policy.ipw_propensity == "oracle"
+        else None,
     )
     log_root = out_dir / "logs"
+    probe = None
+    if rc.ndcg_users > 0:
+        probe = NDCGProbe(
+            sample_probe_users(
+                world.users.n_users, rc.ndcg_users, streams.generator("metrics.ndcg_users")
+            ),
+            rc.ndcg_k,
+            world.relevance_matrix,
+        )
     simulation = Simulation(
-        world, policy, rc.sim, streams, log_root, progress=progress, fail_at_hour=rc.fail_at_hour
+        world,
+        policy,
+        rc.sim,
+        streams,
+        log_root,
+        progress=progress,
+        fail_at_hour=rc.fail_at_hour,
+        quality_probe=probe,
     )
     stats = simulation.run()
 
@@ -90,6 +119,14 @@ def run(
         homogenization_pairs=rc.homogenization_pairs,
     )
     write_parquet_atomic(metrics, out_dir / "metrics.parquet")
+    if rc.examination or rc.policy.intervention != "none":
+        true_theta = None
+        if rc.world.click_model == "pbm":
+            true_theta = world.click_model.examination(rc.policy.slate_size)
+        write_parquet_atomic(
+            estimate_examination(log_root, rc.policy.slate_size, true_theta),
+            out_dir / "examination.parquet",
+        )
     stats.seconds["metrics"] = time.perf_counter() - clock
     stats.seconds["total"] = time.perf_counter() - started
 

@@ -29,6 +29,8 @@ COMPARED: tuple[tuple[str, str, str, str], ...] = (
     ("mean", "homogenization", "homogenization (mean)", "{:.4f}"),
     ("mean", "ctr", "CTR (mean)", "{:.2%}"),
     ("final", "cumulative_utility", "cumulative true utility", "{:,.0f}"),
+    ("mean", "model_ndcg", "model true NDCG (mean)", "{:.3f}"),
+    ("final", "model_ndcg", "model true NDCG (final)", "{:.3f}"),
 )
 
 

@@ -9,6 +9,7 @@ from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
 from policies.baselines import PopularityScorer
+from policies.debiasing import ClickWeighting
 from policies.interactions import Interactions
 from policies.models import ALSModel
 
@@ -30,6 +31,9 @@ class ALSScorer:
     random_state: int = 0
     num_threads: int = 0
     fallback: PopularityScorer = field(default_factory=PopularityScorer)
+    weighting: ClickWeighting | None = None  # debiased training (policies.debiasing)
+    # Exact (Cholesky) final user solve; posterior selectors need x̂_u = A_u⁻¹ b_u exactly.
+    exact_user_solve: bool = False
     _model: AlternatingLeastSquares | None = field(default=None, init=False, repr=False)
 
     def fit(self, interactions: Interactions, version: int) -> ALSModel:
@@ -49,10 +53,23 @@ class ALSScorer:
                 calculate_training_loss=False,
             )
         clicks = interactions.clicks
-        self._model.fit(clicks, show_progress=False)
-        # implicit's stored user factors lag the final item factors by half a sweep:
-        # recompute the user side exactly against the final item factors.
-        user_factors = self._model.recalculate_user(np.arange(interactions.n_users), clicks)
+        train = clicks if self.weighting is None else self.weighting.matrix(interactions)
+        self._model.fit(train, show_progress=False)
+        # implicit's stored user factors lag the final item factors by half a sweep: one more
+        # user half-sweep against the final item factors — exact (Cholesky, ~30% of a fit at M)
+        # when a posterior is needed, else implicit's own warm-started CG step (~5%).
+        if self.exact_user_solve:
+            user_factors = self._model.recalculate_user(np.arange(interactions.n_users), train)
+        else:
+            user_factors = np.array(self._model.user_factors, dtype=np.float32, copy=True)
+            cui = (self.alpha * train).astype(np.float32)
+            self._model.solver(
+                cui,
+                user_factors,
+                self._model.item_factors,
+                self.regularization,
+                num_threads=self.num_threads,
+            )
         return ALSModel(
             version=version,
             seen=clicks,
@@ -61,7 +78,8 @@ class ALSScorer:
             # still deployed (training takes simulated time).
             item_factors=np.array(self._model.item_factors, dtype=np.float32, copy=True),
             fallback=self.fallback.fit(interactions, version, source_name="popularity_fallback"),
-            cold=interactions.user_activity == 0,
+            # no clicks, or no signal left after reweighting (all-zero factors tie every item)
+            cold=(interactions.user_activity == 0) | ~np.any(user_factors != 0, axis=1),
             regularization=float(self.regularization),
             alpha=float(self.alpha),
         )

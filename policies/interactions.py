@@ -16,11 +16,35 @@ class RoundImpressions:
     item_ids: np.ndarray  # (m,) int
     clicked: np.ndarray  # (m,) bool
     model_version: np.ndarray  # (m,) int: the deployed model that served the row (-1: none)
+    position: np.ndarray | None = None  # (m,) int: 0-based slot
+    score: np.ndarray | None = None  # (m,) float: the score the serving policy logged (NaN: none)
 
     @classmethod
     def empty(cls) -> RoundImpressions:
         e = np.empty(0, np.int64)
-        return cls(e, e, np.empty(0, bool), e)
+        return cls(e, e, np.empty(0, bool), e, e, np.empty(0))
+
+
+@dataclass(frozen=True)
+class ClickEvents:
+    """Every click in the training window with the slot it was shown in (for position IPW)."""
+
+    user_ids: np.ndarray  # (c,) int64
+    item_ids: np.ndarray  # (c,) int64
+    positions: np.ndarray  # (c,) int64
+
+    @classmethod
+    def empty(cls) -> ClickEvents:
+        e = np.empty(0, np.int64)
+        return cls(e, e, e)
+
+
+@dataclass(frozen=True)
+class SlotCounts:
+    """Impressions and clicks per slot on randomized (shuffled top-K) traffic, whole log."""
+
+    impressions: np.ndarray  # (K,) float64
+    clicks: np.ndarray  # (K,) float64
 
 
 @dataclass(frozen=True)
@@ -29,12 +53,20 @@ class Interactions:
 
     ``clicks`` is ``(n_users, n_items)`` CSR with float32 click counts (the training window);
     ``item_impressions`` counts every impression of each item in the whole log so far;
-    ``latest_round`` holds the impressions of the round that was just closed.
+    ``latest_round`` holds the impressions of the round that was just closed;
+    ``click_events`` every click of the window with its slot; ``exposures`` the window's
+    shown-but-not-clicked pairs (when kept); ``randomized_slots`` per-slot counts on shuffled
+    traffic (when any).
     """
 
     clicks: sp.csr_matrix
     item_impressions: np.ndarray = field(default_factory=lambda: np.zeros(0))
     latest_round: RoundImpressions = field(default_factory=RoundImpressions.empty)
+    click_events: ClickEvents = field(default_factory=ClickEvents.empty)
+    # Shown-but-not-clicked (user, item) pairs of the window, kept only for exposure-aware
+    # training (they are ~10x the clicks).
+    exposures: tuple[np.ndarray, np.ndarray] | None = None
+    randomized_slots: SlotCounts | None = None
 
     def __post_init__(self) -> None:
         if self.item_impressions.size == 0:
@@ -53,16 +85,29 @@ class Interactions:
         n_items: int,
         item_impressions: np.ndarray | None = None,
         latest_round: RoundImpressions | None = None,
+        click_positions: np.ndarray | None = None,
+        exposures: tuple[np.ndarray, np.ndarray] | None = None,
+        randomized_slots: SlotCounts | None = None,
     ) -> Interactions:
         """Sum one click per ``(user, item)`` pair into a canonical CSR matrix."""
         data = np.ones(user_ids.shape[0], dtype=np.float32)
         m = sp.coo_matrix((data, (user_ids, item_ids)), shape=(n_users, n_items)).tocsr()
         m.sum_duplicates()
         m.sort_indices()
+        events = ClickEvents.empty()
+        if click_positions is not None:
+            events = ClickEvents(
+                user_ids.astype(np.int64),
+                item_ids.astype(np.int64),
+                click_positions.astype(np.int64),
+            )
         return cls(
             m,
             np.zeros(n_items) if item_impressions is None else item_impressions,
             latest_round or RoundImpressions.empty(),
+            events,
+            exposures,
+            randomized_slots,
         )
 
     @property

@@ -17,9 +17,11 @@ import numpy as np
 from agents.validation import is_number, is_positive_int
 from policies.als import ALSScorer
 from policies.baselines import OracleScorer, PopularityScorer, RandomScorer
+from policies.debiasing import DEBIAS_MODES, IPW_PROPENSITIES, ClickWeighting
 from policies.exclusion import batch_filter, padded_rows
 from policies.exposure_boost import ExposureBoost
 from policies.interactions import Interactions
+from policies.intervention import INTERVENTIONS, Intervention
 from policies.linear_bandit import LinearScorer
 from policies.models import SOURCE_CODE, Model
 from policies.plackett_luce import Softmax
@@ -64,6 +66,13 @@ class PolicyConfig:
     warm_start: bool = False
     training_window_rounds: int | None = None
     bandit_regularization: float = 1.0
+    intervention: str = "none"
+    intervention_share: float = 0.0
+    debias: str = "none"
+    ipw_propensity: str = "oracle"
+    ipw_clip: float = 10.0
+    popularity_power: float = 0.5
+    exposure_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -72,6 +81,9 @@ class PolicyConfig:
             ("scorer", SCORERS),
             ("selector", SELECTORS),
             ("bootstrap", BOOTSTRAPS),
+            ("intervention", INTERVENTIONS),
+            ("debias", DEBIAS_MODES),
+            ("ipw_propensity", IPW_PROPENSITIES),
         ):
             if getattr(self, key) not in allowed:
                 raise ValueError(
@@ -90,7 +102,31 @@ class PolicyConfig:
         for key in ("slate_size", "n_candidates", "factors", "iterations", "mc_samples"):
             if not is_positive_int(getattr(self, key)):
                 raise ValueError(f"policy.{key}={getattr(self, key)!r}: must be a positive integer")
-        for key in ("epsilon", "epsilon_min", "boost_quantile"):
+        if self.debias != "none" and self.scorer != "als":
+            raise ValueError(
+                f"policy.debias={self.debias!r}: reweights ALS training; needs policy.scorer=als "
+                f"(got {self.scorer!r})"
+            )
+        if (
+            self.debias == "position_ipw"
+            and self.ipw_propensity == "randomized"
+            and self.intervention != "shuffle"
+        ):
+            raise ValueError(
+                "policy.ipw_propensity='randomized': estimates θ from shuffled traffic; needs "
+                f"policy.intervention=shuffle (got {self.intervention!r})"
+            )
+        if not is_number(self.ipw_clip) or self.ipw_clip < 1:
+            raise ValueError(f"policy.ipw_clip={self.ipw_clip!r}: must be a number >= 1")
+        for key in ("popularity_power", "exposure_weight"):
+            if not is_number(getattr(self, key)) or getattr(self, key) < 0:
+                raise ValueError(f"policy.{key}={getattr(self, key)!r}: must be a number >= 0")
+        if self.intervention != "none" and self.selector != "greedy":
+            raise ValueError(
+                f"policy.intervention={self.intervention!r}: randomizes a deterministic ranking; "
+                f"needs policy.selector=greedy (got {self.selector!r})"
+            )
+        for key in ("epsilon", "epsilon_min", "boost_quantile", "intervention_share"):
             value = getattr(self, key)
             if not is_number(value) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"policy.{key}={value!r}: must be in [0, 1]")
@@ -143,6 +179,8 @@ class SlateBatch:
     candidate_scores: np.ndarray  # (n, C) float32
     candidate_shown: np.ndarray  # (n, C) bool
     candidate_show_probability: np.ndarray  # (n, C) float64
+    original_position: np.ndarray | None = None  # (n, K) int16 slot before an intervention
+    intervention: np.ndarray | None = None  # (n,) int8 code into INTERVENTIONS
 
     @property
     def slate_propensity(self) -> np.ndarray:
@@ -170,6 +208,7 @@ class ServingPolicy:
     selector: SlateSelector
     n_items: int
     bootstrap: ServingPolicy | None = None
+    intervention: Intervention | None = None
     deployment: Deployment | None = field(default=None, init=False)
 
     @property
@@ -223,6 +262,11 @@ class ServingPolicy:
             item_impressions=self.deployment.item_impressions,
         )
         selection = self.selector.select(ctx, rand)
+        original_position = kind = None
+        if self.intervention is not None:
+            intervened = self.intervention.apply(selection, rand.intervention)
+            selection = intervened.selection
+            original_position, kind = intervened.original_position, intervened.kind
         # Log the score the policy saw: the retrieval score for a retrieved item, else the model's.
         match = retrieval.items[:, :, None] == selection.items[:, None, :]  # (n, C, K)
         retrieved = match.any(axis=1)
@@ -246,6 +290,8 @@ class ServingPolicy:
             candidate_scores=retrieval.scores,
             candidate_shown=match.any(axis=2),
             candidate_show_probability=selection.candidate_show_probability,
+            original_position=original_position,
+            intervention=kind,
         )
 
 
@@ -274,9 +320,24 @@ def _scorer(
     seed: int,
     relevance: Callable[[np.ndarray], np.ndarray] | None,
     item_content: np.ndarray | None,
+    examination: np.ndarray | None = None,
 ) -> Any:
     match config.scorer:
         case "als":
+            weighting = None
+            if config.debias != "none":
+                weighting = ClickWeighting(
+                    config.debias,
+                    clip=config.ipw_clip,
+                    propensity=config.ipw_propensity,
+                    true_theta=examination,
+                    popularity_power=config.popularity_power,
+                    n_slots=config.slate_size,
+                    alpha=config.alpha,
+                    exposure_weight=config.exposure_weight,
+                )
+                if config.debias == "position_ipw" and config.ipw_propensity == "oracle":
+                    weighting.theta(Interactions.empty(1, 1))  # fail now if there is no θ
             return ALSScorer(
                 factors=config.factors,
                 regularization=config.regularization,
@@ -285,6 +346,8 @@ def _scorer(
                 warm_start=config.warm_start,
                 random_state=seed,
                 fallback=PopularityScorer(random_state=seed + 1),
+                weighting=weighting,
+                exact_user_solve=config.selector in ("ucb", "thompson"),
             )
         case "linear":
             if item_content is None:
@@ -306,13 +369,15 @@ def build_policy(
     seed: int,
     relevance: Callable[[np.ndarray], np.ndarray] | None = None,
     item_content: np.ndarray | None = None,
+    examination: np.ndarray | None = None,
 ) -> ServingPolicy:
     """Compose a serving policy (and its bootstrap) from a validated config.
 
     ``seed`` is a plain int for the model's own randomness (ALS init, popularity tie-break);
     slate draws come from the :class:`Randomness` passed to :meth:`ServingPolicy.serve`.
     ``relevance`` is the truth callback (oracle only); ``item_content`` is item metadata
-    (``ItemMetadata.content``, linear bandit only).
+    (``ItemMetadata.content``, linear bandit only); ``examination`` the world's true
+    examination curve θ_k (``policy.ipw_propensity=oracle`` only: a simulator-only reference).
     """
     config.check_catalog(n_items)
     boot_cfg = PolicyConfig(
@@ -328,8 +393,11 @@ def build_policy(
     bootstrap.deploy(bootstrap.fit(Interactions.empty(n_users, n_items), version=-1))
     return ServingPolicy(
         config,
-        _scorer(config, seed, relevance, item_content),
+        _scorer(config, seed, relevance, item_content, examination),
         _selector(config),
         n_items,
         bootstrap=bootstrap,
+        intervention=None
+        if config.intervention == "none"
+        else Intervention(config.intervention, config.intervention_share, config.slate_size),
     )

@@ -18,7 +18,10 @@ impressions and ``c_i`` clicks in a window:
   pairwise cosine distance of the shown items' true latent factors;
 * ``exploration_share`` — share of impressions whose ``source`` is ``explore`` (filled by an
   exploration draw or rerank); ``min_propensity`` — the smallest logged marginal propensity (how
-  large inverse-propensity weights on this window's log can get).
+  large inverse-propensity weights on this window's log can get);
+* ``model_ndcg`` — true-relevance NDCG@K of the model deployed at the window's end, measured by
+  the simulator when it was fitted (:mod:`sim.model_quality`, ``logs/deployments.parquet``); NaN
+  before the first deployment or when the probe is off.
 
 ``cum_*`` columns use all impressions from the start of the run to the window's end.
 """
@@ -73,6 +76,7 @@ METRIC_COLUMNS = (
     "n_impressions",
     "n_clicks",
     "model_version",
+    "model_ndcg",
 )
 
 
@@ -280,6 +284,17 @@ def compute_metrics(
     (plus the true item factors, which only metrics may use). Reads one round partition at a
     time, so memory does not grow with the length of the log."""
     snapshots = pl.read_parquet(log_root / "snapshots.parquet").sort("window")
+    deployments = log_root / "deployments.parquet"
+    ndcg = pl.DataFrame(schema={"model_version": pl.Int32, "model_ndcg": pl.Float64})
+    if deployments.exists():
+        found = pl.read_parquet(deployments)
+        if "model_ndcg" in found.columns:
+            ndcg = found.select(pl.col("model_version").cast(pl.Int32), "model_ndcg")
+    snapshots = (
+        snapshots.join(ndcg, on="model_version", how="left")
+        .with_columns(pl.col("model_ndcg").fill_null(float("nan")))
+        .sort("window")
+    )
     acc = MetricsAccumulator(n_items, snapshots.height, item_factors, snapshot_every_hours)
     for path in sorted((log_root / "impressions").glob("round=*/part.parquet")):
         truth = log_root / "truth" / path.parent.name / path.name

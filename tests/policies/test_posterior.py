@@ -40,7 +40,14 @@ def als():
     inter = Interactions.from_pairs(users, items, N_USERS, N_ITEMS)
     assert inter.clicks.max() > 1, "want repeated clicks (counts > 1)"
     assert inter.user_activity[COLD] == 0
-    scorer = ALSScorer(factors=F, regularization=LAMBDA, alpha=ALPHA, iterations=5, random_state=1)
+    scorer = ALSScorer(
+        factors=F,
+        regularization=LAMBDA,
+        alpha=ALPHA,
+        iterations=5,
+        random_state=1,
+        exact_user_solve=True,
+    )
     return inter, scorer.fit(inter, version=0)
 
 
@@ -264,3 +271,11 @@ def test_linear_two_updates_use_each_serving_versions_profiles(content):
     profiles = {v: profiles_of(logs[v], x) for v in (0, 1)}
     rows = round_rows(logs[1], x, {0: profiles[0]}) + round_rows(logs[2], x, profiles)
     check_linear_model(model, logs[2], x, *ridge(rows))
+
+
+@pytest.mark.parametrize("selector", ["ucb", "thompson", "greedy", "softmax"])
+def test_posterior_selectors_get_the_exact_user_solve(selector):
+    from policies import PolicyConfig, build_policy
+
+    policy = build_policy(PolicyConfig(selector=selector), n_items=50, n_users=20, seed=0)
+    assert policy.scorer.exact_user_solve == (selector in ("ucb", "thompson"))

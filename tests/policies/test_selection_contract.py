@@ -31,6 +31,7 @@ a normal-approximation test (with the reference's own sampling error) when it is
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections import Counter
@@ -554,7 +555,10 @@ def clicks() -> tuple[Interactions, list[set[int]]]:
         item_ids=rng.integers(0, N_ITEMS, m),
         clicked=rng.random(m) < 0.3,
         model_version=np.full(m, -1),
+        position=np.tile(np.arange(K), m // K + 1)[:m],
+        score=rng.normal(size=m),
     )
+    n_shown = 200  # shown-but-not-clicked pairs, for exposure-aware training
     inter = Interactions.from_pairs(
         np.array(users),
         np.array(items),
@@ -562,6 +566,8 @@ def clicks() -> tuple[Interactions, list[set[int]]]:
         N_ITEMS,
         item_impressions=impressions,
         latest_round=rnd,
+        click_positions=rng.integers(0, K, len(users)),
+        exposures=(rng.integers(0, N_USERS, n_shown), rng.integers(0, N_ITEMS, n_shown)),
     )
     return inter, per_user
 
@@ -579,6 +585,7 @@ def _build(config: PolicyConfig, world, seed: int = 5):
         seed=seed,
         relevance=world.relevance_matrix,
         item_content=world.catalog.metadata.content,
+        examination=world.click_model.examination(config.slate_size),
     )
 
 
@@ -614,7 +621,7 @@ def policy_server(path: Path, world, clicks) -> Server:
         closed=[config.selector in ("greedy", "ucb", "softmax", "thompson")] * 3,
         method=method,
         mc=config.mc_samples if method != EXACT else 0,
-        stochastic=config.selector not in ("greedy", "ucb"),
+        stochastic=config.selector not in ("greedy", "ucb") or config.intervention != "none",
         serve=serve,
     )
 
@@ -1251,7 +1258,7 @@ def test_refit_on_the_next_round_serves_the_new_version(path, world, clicks):
         clicked=(np.arange(N_USERS * K) % 4) == 0,
         model_version=np.full(N_USERS * K, served.model_version),
     )
-    nxt = Interactions(inter.clicks, inter.item_impressions + 1, rnd)
+    nxt = dataclasses.replace(inter, item_impressions=inter.item_impressions + 1, latest_round=rnd)
     deployment = policy.fit(nxt, version=13)
     assert deployment.version == 13
     policy.deploy(deployment)

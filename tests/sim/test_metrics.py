@@ -616,6 +616,12 @@ def _independent_metrics(cfg: dict, log_root: Path) -> dict[str, np.ndarray]:
         prior += c  # clicks before the next window
     first = out["popularity_percentile"][0]
     out["popularity_drift"] = [p - first for p in out["popularity_percentile"]]
+    # model_ndcg: the simulator's score of the model deployed at each window's end
+    deployed = pl.read_parquet(log_root / "deployments.parquet")
+    ndcg_of = dict(
+        zip(deployed["model_version"].to_list(), deployed["model_ndcg"].to_list(), strict=True)
+    )
+    out["model_ndcg"] = [ndcg_of.get(v, math.nan) for v in snaps["model_version"].to_list()]
     return {k: np.array(v, dtype=float) for k, v in out.items()}
 
 
