@@ -62,6 +62,12 @@ KEY_METRICS: tuple[tuple[str, str, str, str], ...] = (
         "num1",
         "running sum of relevance of clicked items",
     ),
+    (
+        "model_ndcg",
+        "Model true NDCG",
+        "num",
+        "true-relevance NDCG@K of the deployed model's ranking (fixed users)",
+    ),
 )
 
 
@@ -160,6 +166,16 @@ PANELS: tuple[_Panel, ...] = (
         True,
         (("min_propensity", "min propensity"),),
         "min propensity",
+        False,
+    ),
+    _Panel(
+        "fig-model-quality",
+        "The learned model against the truth",
+        "True-relevance NDCG@K of the ranking of the model deployed at each window's end, for a "
+        "fixed sample of users (metrics.ndcg_users), excluding items they already clicked. "
+        "Only a simulator can draw this line: it shows the model drifting from what users want.",
+        (("model_ndcg", "model NDCG"),),
+        "NDCG",
         False,
     ),
 )
@@ -503,6 +519,64 @@ def _lorenz_section(impressions: pl.LazyFrame | None, bounds: pl.DataFrame, n_it
 # ---------------------------------------------------------------- page
 
 
+def _examination_section(run_dir: Path) -> str:
+    """Estimated vs true position-bias curve, when the run wrote ``examination.parquet``."""
+    path = run_dir / "examination.parquet"
+    if not path.is_file():
+        return ""
+    exam = pl.read_parquet(path)
+    if exam.height == 0:
+        return (
+            "<h2>Position bias: estimated vs true θ</h2><p class='caption'>The log supports "
+            "no estimator (no randomized traffic and no scored ordinary traffic).</p>"
+        )
+    fig = go.Figure()
+    truth = exam.filter(pl.col("method") == exam["method"][0]).sort("slot")
+    if truth["truth"].is_not_nan().any():
+        fig.add_trace(
+            go.Scatter(
+                x=truth["slot"].to_numpy() + 1,
+                y=truth["truth"].to_numpy(),
+                name="true θ (simulator)",
+                mode="lines",
+                line={"color": "#222", "dash": "dash"},
+            )
+        )
+    rows = []
+    for method in exam["method"].unique(maintain_order=True).to_list():
+        part = exam.filter(pl.col("method") == method).sort("slot")
+        se = part["std_error"].to_numpy()
+        fig.add_trace(
+            go.Scatter(
+                x=part["slot"].to_numpy() + 1,
+                y=part["estimate"].to_numpy(),
+                name=method,
+                mode="markers+lines",
+                error_y={"array": 1.96 * np.nan_to_num(se), "visible": bool(np.isfinite(se).any())},
+            )
+        )
+        err = np.abs(part["estimate"].to_numpy() - part["truth"].to_numpy())
+        max_err = float(np.nanmax(err)) if np.isfinite(err).any() else float("nan")
+        rows.append(
+            f"<tr><td>{html.escape(method)}</td><td class='num'>"
+            f"{int(part['n_impressions'].sum()):,}</td><td class='num'>"
+            f"{format_metric(max_err, 'num')}</td></tr>"
+        )
+    fig.update_layout(
+        xaxis_title="slot (1 = top)", yaxis_title="θ_k / θ_1", height=380, margin={"t": 30}
+    )
+    return (
+        "<h2>Position bias: estimated vs true θ</h2>"
+        "<p class='caption'>Examination probability of each slot relative to the top slot, as "
+        "estimated from this run's log (randomized: shuffled top-K traffic; swap: slot-1 swaps; "
+        "regression_em: ordinary traffic of the newest rounds), against the curve the simulated "
+        "users followed. Error bars: 95% (delta method).</p>"
+        f"{_fig_html(fig, 'fig-examination')}"
+        "<table><tr><th>method</th><th>impressions used</th><th>max |estimate − truth|</th></tr>"
+        f"{''.join(rows)}</table>"
+    )
+
+
 def write_page(path: Path, title: str, css: str, body: str) -> Path:
     """Write a self-contained page atomically: plotly.js inlined once in the head, then
     ``body`` (already-escaped HTML) in the container. Returns ``path``."""
@@ -581,6 +655,7 @@ def build_run_report(run_dir: Path) -> Path:
 {"".join(figures)}
 <h2>Exposure concentration: Lorenz curves</h2>
 {_lorenz_section(impressions, bounds, summary.get("catalog_size"))}
+{_examination_section(run_dir)}
 <h2>Resolved config</h2>
 <pre>{html.escape(config_text)}</pre>
 <footer>Produced by recloop-report: <code>recloop-report {html.escape(str(run_dir))}</code>

@@ -289,3 +289,28 @@ def test_cli_nonexistent_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert main([str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("recloop-report: error:") and "nope" in err
+
+
+def test_examination_section_only_when_estimated(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    _write_run(run)
+    assert "fig-examination" not in build_run_report(run).read_text(encoding="utf-8")
+    truth = [1.0, 0.5, 0.25]
+    est = {"randomized": [1.0, 0.47, 0.31], "regression_em": [1.0, 0.52, 0.24]}
+    pl.DataFrame(
+        {
+            "method": [m for m in est for _ in range(3)],
+            "slot": [0, 1, 2] * 2,
+            "estimate": est["randomized"] + est["regression_em"],
+            "std_error": [0.0, 0.02, 0.03] + [float("nan")] * 3,
+            "truth": truth * 2,
+            "n_impressions": [100, 100, 100, 50, 50, 50],
+        }
+    ).write_parquet(run / "examination.parquet")
+    page = build_run_report(run).read_text(encoding="utf-8")
+    assert 'id="fig-examination"' in page
+    for method, values in est.items():
+        worst = max(abs(a - b) for a, b in zip(values, truth, strict=True))
+        row = re.search(rf"<tr><td>{method}</td>.*?</tr>", page)
+        assert row and f"{worst:.2f}" in row.group(0), (method, worst)
