@@ -23,7 +23,7 @@ from policies.baselines import OracleScorer, PopularityScorer, RandomScorer
 from policies.randomness import Randomness
 
 POLICY_DIR = Path(policies.__file__).resolve().parent
-SOURCES = sorted(POLICY_DIR.glob("*.py"))
+SOURCES = sorted(POLICY_DIR.rglob("*.py"))
 FORBIDDEN = ("agents.world", "agents.users", "agents.click_model", "agents.streams", "sim")
 ALLOWED_AGENTS = ("agents.catalog", "agents.validation")  # metadata; config predicates
 
