@@ -1,0 +1,141 @@
+"""Debiased training data: IPW weights computed independently, clipping, θ sources, config errors."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from policies.debiasing import ClickWeighting
+from policies.interactions import Interactions, RoundImpressions, SlotCounts
+from policies.policy import PolicyConfig
+
+
+def _interactions(users, items, positions, n_users=6, n_items=8, **kw) -> Interactions:
+    return Interactions.from_pairs(
+        np.asarray(users),
+        np.asarray(items),
+        n_users,
+        n_items,
+        click_positions=np.asarray(positions),
+        **kw,
+    )
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    eta=st.floats(0.0, 3.0),
+    clip=st.floats(1.0, 20.0),
+    positions=st.lists(st.integers(0, 9), min_size=1, max_size=40),
+)
+def test_position_ipw_weights_are_inverse_theta_clipped(eta, clip, positions):
+    theta = (1.0 / (np.arange(10) + 1.0)) ** eta
+    n = len(positions)
+    inter = _interactions(np.arange(n) % 6, np.arange(n) % 8, positions)
+    w = ClickWeighting("position_ipw", clip=clip, true_theta=theta, n_slots=10).weights(inter)
+    expected = [min((k + 1.0) ** eta, clip) for k in positions]  # 1/θ_k, computed directly
+    np.testing.assert_allclose(w, expected, rtol=1e-12)
+    assert w.max() <= clip + 1e-12 and w.min() >= 1.0 - 1e-12
+
+
+def test_weighted_matrix_sums_each_pairs_click_weights():
+    theta = np.array([1.0, 0.5, 0.25])
+    inter = _interactions([0, 0, 1, 0], [2, 2, 3, 5], [0, 2, 1, 1], n_items=6)
+    m = ClickWeighting("position_ipw", clip=3.0, true_theta=theta, n_slots=3).matrix(inter)
+    # user 0 item 2: clicks at slots 0 and 2 -> 1 + min(4, 3) = 4; user 1 item 3: 2; user 0 item 5: 2
+    assert m[0, 2] == pytest.approx(4.0) and m[1, 3] == pytest.approx(2.0)
+    assert m[0, 5] == pytest.approx(2.0) and m.nnz == 3
+    # no debiasing: the click counts themselves
+    plain = ClickWeighting("none").matrix(inter)
+    assert plain[0, 2] == 2.0 and plain.nnz == 3
+
+
+def test_popularity_ipw_downweights_popular_items():
+    items = [0] * 9 + [1] * 1 + [2] * 2
+    inter = _interactions(np.arange(12) % 6, items, np.zeros(12, int), n_items=3)
+    w = ClickWeighting("popularity_ipw", clip=5.0, popularity_power=1.0).weights(inter)
+    mean_pop = np.mean([9, 1, 2])
+    expected = [min(mean_pop / {0: 9, 1: 1, 2: 2}[i], 5.0) for i in items]
+    np.testing.assert_allclose(w, expected, rtol=1e-12)
+
+
+def test_randomized_theta_is_the_ctr_ratio_and_falls_back_without_data():
+    slots = SlotCounts(np.array([1000.0, 800.0, 500.0]), np.array([100.0, 40.0, 10.0]))
+    inter = _interactions([0], [0], [0], randomized_slots=slots)
+    weighting = ClickWeighting("position_ipw", propensity="randomized", n_slots=3)
+    np.testing.assert_allclose(weighting.theta(inter), [1.0, 0.05 / 0.1, 0.02 / 0.1])
+    assert weighting.theta(_interactions([0], [0], [0])).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_em_theta_recovers_a_known_curve_from_the_latest_round():
+    rng = np.random.default_rng(0)
+    n_req, k = 6000, 5
+    theta = (1.0 / (np.arange(k) + 1.0)) ** 1.0
+    score = rng.normal(size=(n_req, k))
+    order = np.argsort(-(score + rng.normal(0, 1.0, score.shape)), axis=1)  # noisy ranking
+    score = np.take_along_axis(score, order, axis=1)
+    rel = 1 / (1 + np.exp(-(score - 1.0)))
+    clicked = rng.random((n_req, k)) < theta * rel
+    e = np.zeros(n_req * k, np.int64)
+    rnd = RoundImpressions(e, e, clicked.ravel(), e, np.tile(np.arange(k), n_req), score.ravel())
+    inter = _interactions([0], [0], [0], latest_round=rnd)
+    est = ClickWeighting("position_ipw", propensity="em", n_slots=k).theta(inter)
+    assert np.max(np.abs(est - theta)) < 0.05
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        ({"debias": "magic"}, "policy.debias='magic'"),
+        ({"debias": "position_ipw", "ipw_clip": 0.5}, "policy.ipw_clip=0.5"),
+        ({"debias": "position_ipw", "ipw_propensity": "randomized"}, "policy.ipw_propensity"),
+        ({"debias": "popularity_ipw", "scorer": "popularity"}, "policy.debias='popularity_ipw'"),
+        ({"popularity_power": -1}, "policy.popularity_power=-1"),
+    ],
+)
+def test_config_errors_name_the_key(overrides, key):
+    with pytest.raises(ValueError, match=re.escape(key)):
+        PolicyConfig(**overrides)
+
+
+def test_exposure_matrix_is_implicits_form_of_the_weighted_objective():
+    """implicit on the exposure matrix solves the same normal equations as our weighted ALS with
+    P = alpha·clicks and N = 1 + β·m on shown-never-clicked pairs (written out independently)."""
+    from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
+    from policies.weighted_als import solve_factors
+
+    rng = np.random.default_rng(4)
+    n_users, n_items, alpha, beta = 12, 15, 10.0, 2.0
+    cu, ci = rng.integers(0, n_users, 40), rng.integers(0, n_items, 40)
+    eu, ei = rng.integers(0, n_users, 120), rng.integers(0, n_items, 120)
+    inter = Interactions.from_pairs(
+        cu, ci, n_users, n_items, click_positions=np.zeros(40, int), exposures=(eu, ei)
+    )
+    w = ClickWeighting("exposure", alpha=alpha, exposure_weight=beta)
+    train = w.matrix(inter)
+    clicked = inter.clicks.toarray()
+    shown = np.zeros((n_users, n_items))
+    np.add.at(shown, (eu, ei), 1.0)
+    negatives = np.where((clicked == 0) & (shown > 0), 1.0 + beta * shown, 0.0)
+    import scipy.sparse as sp
+
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(
+            factors=3, regularization=0.1, alpha=alpha, iterations=2, use_cg=False, random_state=0
+        )
+        model.fit(train, show_progress=False)
+        ours = model.recalculate_user(np.arange(n_users), train)
+    ref = solve_factors(
+        sp.csr_matrix(alpha * clicked),
+        sp.csr_matrix(negatives),
+        np.asarray(model.item_factors, dtype=np.float64),
+        unobserved_weight=1.0,
+        regularization=0.1,
+    )
+    np.testing.assert_allclose(ours, ref, rtol=2e-3, atol=1e-5)
+    assert (negatives > 0).sum() == (train.toarray() < 0).sum() > 0
