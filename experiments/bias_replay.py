@@ -1,0 +1,150 @@
+"""What biased clicks do to the learned model, isolated from the loop: retrain on one run's log.
+
+The closed loop mixes two effects — biased clicks teach a worse model, and a different model shows
+different slates. This replay keeps the slates fixed: it takes every impression a finished run
+logged and, with the run's own response coin flips (common random numbers, regenerated from the
+``sim.responses`` stream), draws the clicks the same users *would* have made
+
+* ``logged`` — as logged (position bias and, if on, popularity conformity);
+* ``unbiased`` — with every slot examined at the run's average rate ``θ̄`` and no conformity:
+  the same click volume, no position or popularity bias (the reference);
+
+then fits the run's ALS on the logged clicks with each training variant (plain, position-IPW
+with the true or an estimated ``θ``, popularity-IPW, exposure-aware) and on the unbiased clicks,
+and scores each model by true NDCG@K on a fixed sample of users. The share of the
+``unbiased − logged`` gap a variant closes is what debiasing buys on this log.
+
+    python -m experiments.bias_replay RUN_DIR [RUN_DIR ...] [--out replay.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from omegaconf import OmegaConf
+
+from agents.streams import Streams
+from agents.world import build_world
+from experiments.config import parse_config
+from policies.interactions import Interactions, RoundImpressions
+from policies.policy import PolicyConfig, build_policy
+from sim.model_quality import NDCGProbe, sample_probe_users
+
+VARIANTS = (
+    ("plain", {}),
+    ("position_ipw_oracle", {"debias": "position_ipw", "ipw_propensity": "oracle"}),
+    (
+        "position_ipw_oracle_unclipped",
+        {"debias": "position_ipw", "ipw_propensity": "oracle", "ipw_clip": 1e6},
+    ),
+    ("position_ipw_em", {"debias": "position_ipw", "ipw_propensity": "em"}),
+    ("popularity_ipw", {"debias": "popularity_ipw"}),
+    ("exposure_aware", {"debias": "exposure"}),
+)
+
+
+def replay(run_dir: Path, n_probe: int = 1000) -> pl.DataFrame:
+    """One row per training variant: the model's true NDCG and the share of the gap it closes."""
+    raw = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=True)
+    rc = parse_config(raw)
+    streams = Streams(rc.seed)
+    world = build_world(rc.world, streams)
+    k = rc.policy.slate_size
+    imp = (
+        pl.scan_parquet(run_dir / "logs" / "impressions" / "**" / "*.parquet")
+        .select("request_id", "user_id", "item_id", "position", "clicked", "score")
+        .collect()
+        .sort("request_id", "position")
+    )
+    users = imp["user_id"].to_numpy().astype(np.int64)
+    items = imp["item_id"].to_numpy().astype(np.int64)
+    position = imp["position"].to_numpy().astype(np.int64)
+    logged = imp["clicked"].to_numpy()
+    n_requests = imp["request_id"].n_unique()
+    if imp.height != n_requests * k:
+        raise ValueError(f"{run_dir}: every request must show policy.slate_size={k} items")
+    # The run drew one (requests, K) block of uniforms from sim.responses, in request order.
+    uniforms = Streams(rc.seed).generator("sim.responses").random((n_requests, k)).ravel()
+    relevance = world.relevance(users, items)
+    theta = world.click_model.examination(k) if rc.world.click_model == "pbm" else None
+    if theta is None:
+        raise ValueError(f"{run_dir}: the replay needs a position-based click model")
+    unbiased = uniforms < theta.mean() * relevance
+    if rc.world.conformity == 0 and rc.world.drift_rate == 0 and rc.world.trust_bias == 0:
+        # the regenerated coin flips must reproduce the log exactly (common random numbers)
+        again = uniforms < np.tile(theta, n_requests) * relevance
+        if not np.array_equal(again, logged):
+            raise AssertionError(f"{run_dir}: regenerated clicks differ from the log")
+    rng = streams.generator("metrics.ndcg_users")
+    probe = NDCGProbe(
+        sample_probe_users(world.users.n_users, n_probe, rng), 10, world.relevance_matrix
+    )
+    n_users, n_items = world.users.n_users, world.catalog.n_items
+
+    def fit(clicked: np.ndarray, overrides: dict) -> float:
+        cfg = PolicyConfig(**{**_policy_fields(rc.policy), **overrides})
+        policy = build_policy(cfg, n_items, n_users, seed=0, examination=theta)
+        inter = Interactions.from_pairs(
+            users[clicked],
+            items[clicked],
+            n_users,
+            n_items,
+            item_impressions=np.bincount(items, minlength=n_items).astype(np.float64),
+            latest_round=RoundImpressions(
+                users, items, clicked, np.zeros_like(users), position, imp["score"].to_numpy()
+            ),
+            click_positions=position[clicked],
+            exposures=(users[~clicked], items[~clicked]),
+        )
+        return probe(policy.fit(inter, version=0).model)
+
+    reference = fit(unbiased, {})
+    rows = [{"variant": "unbiased_clicks", "ndcg": reference}]
+    rows += [{"variant": name, "ndcg": fit(logged, o)} for name, o in VARIANTS]
+    out = pl.DataFrame(rows)
+    plain = out.filter(pl.col("variant") == "plain")["ndcg"][0]
+    return out.with_columns(
+        ((pl.col("ndcg") - plain) / (reference - plain)).alias("gap_closed"),
+        pl.lit(str(run_dir)).alias("run"),
+        pl.lit(rc.seed).alias("seed"),
+        pl.lit(int(logged.sum())).alias("logged_clicks"),
+        pl.lit(int(unbiased.sum())).alias("unbiased_clicks"),
+    )
+
+
+def _policy_fields(policy: PolicyConfig) -> dict:
+    from dataclasses import asdict
+
+    fields = asdict(policy)
+    fields.update(selector="greedy", intervention="none", debias="none")
+    return fields
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--users", type=int, default=1000, help="probe users for NDCG")
+    args = ap.parse_args(argv)
+    table = pl.concat([replay(r, args.users) for r in args.runs])
+    with pl.Config(tbl_rows=100, tbl_width_chars=140):
+        print(table.drop("run"))
+        print(
+            table.group_by("variant", maintain_order=True).agg(
+                pl.col("ndcg").mean().alias("ndcg_mean"),
+                pl.col("ndcg").std().alias("ndcg_sd"),
+                pl.col("gap_closed").mean().alias("gap_closed_mean"),
+                pl.col("gap_closed").std().alias("gap_closed_sd"),
+            )
+        )
+    if args.out:
+        table.write_csv(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
