@@ -563,7 +563,11 @@ def _examination_section(run_dir: Path) -> str:
             f"{format_metric(max_err, 'num')}</td></tr>"
         )
     fig.update_layout(
-        xaxis_title="slot (1 = top)", yaxis_title="θ_k / θ_1", height=380, margin={"t": 30}
+        xaxis_title="slot (1 = top)",
+        yaxis_title="θ_k / θ_1",
+        height=380,
+        margin={"t": 30},
+        template="plotly_white",
     )
     return (
         "<h2>Position bias: estimated vs true θ</h2>"
