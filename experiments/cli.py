@@ -21,7 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from experiments.config import ConfigError, parse_config
@@ -112,7 +112,12 @@ def precheck(argv: list[str]) -> None:
     """Compose and validate every job of ``argv``; raise :class:`ConfigError` on the first bad one."""
     jobs = _job_overrides(argv)
     for overrides in jobs or []:
-        parse_config(_compose(overrides))
+        cfg = _compose(overrides)
+        parse_config(cfg)
+        if cfg.get("ope") is not None:
+            from experiments.ope import check_ope
+
+            check_ope(OmegaConf.to_container(cfg, resolve=True))
 
 
 def _composition_error(exc: HydraException, overrides: list[str]) -> str:
@@ -153,6 +158,15 @@ def _app(cfg: DictConfig) -> None:
     multirun = hc.mode == RunMode.MULTIRUN
     console = Console(stderr=False)
     try:
+        if cfg.get("ope") is not None:  # the off-policy evaluation study: its own runs and page
+            from experiments.ope import run_ope
+
+            table = run_ope(cfg, out_dir)
+            console.print(
+                f"off-policy evaluation: {table.height} estimates in {out_dir / 'ope.parquet'}"
+            )
+            console.print(f"summary: {out_dir / 'ope_summary.csv'}  page: {out_dir / 'ope.html'}")
+            return
         show = bool(cfg.get("progress", True)) and not multirun
         with day_progress(show, console, days=float(cfg.sim.days)) as progress:
             summary = run(

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from agents.streams import Streams
 from agents.world import build_world
 from experiments.config import RunConfig, parse_config
-from policies.policy import build_policy
+from policies.policy import PolicyConfig, build_policy, build_selector
 from sim.engine import Simulation
 from sim.event_log import write_parquet_atomic
 from sim.examination import estimate_examination
@@ -55,11 +55,15 @@ def run(
     out_dir: Path,
     progress: Callable[[float, float], None] | None = None,
     config_name: str = "config",
+    shadow_targets: dict[str, PolicyConfig] | None = None,
+    switch: tuple[float, PolicyConfig] | None = None,
 ) -> dict[str, Any]:
     """Simulate, write the event log, ``metrics.parquet``, ``summary.json`` and ``report.html``.
 
     The config is validated before anything is written. ``summary.json`` is written last but
-    for the report, so a directory without it is not a finished run.
+    for the report, so a directory without it is not a finished run. Off-policy evaluation
+    (:mod:`experiments.ope`) passes ``shadow_targets`` (selectors replayed on every served slate,
+    logged to ``logs/targets``) or ``switch`` (from that hour on, serve with another selector).
     """
     rc: RunConfig = parse_config(cfg)
     out_dir = Path(out_dir)
@@ -88,6 +92,11 @@ def run(
         else None,
     )
     log_root = out_dir / "logs"
+    if shadow_targets:
+        policy.set_shadow_targets(
+            {name: build_selector(c) for name, c in shadow_targets.items()},
+            seed=streams.int_seed("policy.shadow"),
+        )
     probe = None
     if rc.ndcg_users > 0:
         probe = NDCGProbe(
@@ -106,6 +115,7 @@ def run(
         progress=progress,
         fail_at_hour=rc.fail_at_hour,
         quality_probe=probe,
+        switch=switch,
     )
     stats = simulation.run()
 

@@ -27,6 +27,7 @@ from policies.models import SOURCE_CODE, Model
 from policies.plackett_luce import Softmax
 from policies.posterior_sampling import UCB, Thompson
 from policies.randomness import Randomness
+from policies.replay import slate_probabilities
 from policies.selection import (
     EpsilonGreedy,
     Greedy,
@@ -181,6 +182,8 @@ class SlateBatch:
     candidate_show_probability: np.ndarray  # (n, C) float64
     original_position: np.ndarray | None = None  # (n, K) int16 slot before an intervention
     intervention: np.ndarray | None = None  # (n,) int8 code into INTERVENTIONS
+    # Off-policy evaluation: each shadow target's (marginal, prefix) probabilities of this slate.
+    shadow: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
 
     @property
     def slate_propensity(self) -> np.ndarray:
@@ -210,6 +213,21 @@ class ServingPolicy:
     bootstrap: ServingPolicy | None = None
     intervention: Intervention | None = None
     deployment: Deployment | None = field(default=None, init=False)
+    # Target selectors replayed on every served slate (policies.replay), with their own stream.
+    shadow: dict[str, SlateSelector] = field(default_factory=dict, init=False)
+    _shadow_rand: Randomness | None = field(default=None, init=False, repr=False)
+
+    def set_shadow_targets(self, targets: dict[str, SlateSelector], seed: int) -> None:
+        """Replay ``targets`` on every slate this policy serves from a model (for OPE)."""
+        self.shadow = dict(targets)
+        self._shadow_rand = Randomness.from_seed(seed)
+
+    def switch_selector(self, config: PolicyConfig) -> None:
+        """Serve with ``config``'s selector from now on, keeping the deployed model (the
+        on-policy ground truth of an off-policy estimate)."""
+        self.config = config
+        self.selector = _selector(config)
+        self.intervention = None
 
     @property
     def name(self) -> str:
@@ -292,7 +310,17 @@ class ServingPolicy:
             candidate_show_probability=selection.candidate_show_probability,
             original_position=original_position,
             intervention=kind,
+            shadow={
+                name: slate_probabilities(target, ctx, selection.items, self._shadow_rand)
+                for name, target in self.shadow.items()
+            }
+            or None,
         )
+
+
+def build_selector(config: PolicyConfig) -> SlateSelector:
+    """The slate selector a policy config names."""
+    return _selector(config)
 
 
 def _selector(config: PolicyConfig) -> SlateSelector:

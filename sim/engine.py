@@ -28,7 +28,7 @@ from agents.streams import Streams
 from agents.validation import is_number, is_positive_int
 from agents.world import World
 from policies.models import Model
-from policies.policy import ServingPolicy
+from policies.policy import PolicyConfig, ServingPolicy
 from policies.randomness import Randomness
 from sim.event_log import EventLog, partition_path, write_parquet_atomic
 from sim.training_data import TrainingLog
@@ -97,6 +97,7 @@ class Simulation:
         progress: Callable[[float, float], None] | None = None,
         fail_at_hour: float | None = None,
         quality_probe: Callable[[Model], float] | None = None,
+        switch: tuple[float, PolicyConfig] | None = None,
     ) -> None:
         self.world = world
         self.policy = policy
@@ -131,6 +132,7 @@ class Simulation:
         self._clicks_since_drift: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.fail_at_hour = fail_at_hour
         self.quality_probe = quality_probe  # truth-side score of each fitted model (model_ndcg)
+        self.switch = switch  # (hour, config): serve with another selector from then on (OPE truth)
         self.snapshots: list[dict[str, float | int]] = []
         self.deployments: list[dict[str, float | int]] = []
 
@@ -188,6 +190,13 @@ class Simulation:
         raise RuntimeError(
             f"injected fault at simulated hour {self.env.now:g} (debug.fail_at_hour)"
         )
+
+    def _switch(self) -> Generator[simpy.Event, None, None]:
+        """From ``switch[0]`` on, the same deployed model serves with ``switch[1]``'s selector."""
+        hour, config = self.switch
+        yield self.env.timeout(hour)
+        self._serve_until(self.env.now)  # everything before the switch: the logging selector
+        self.policy.switch_selector(config)
 
     def _snapshots(self) -> Generator[simpy.Event, None, None]:
         every = self.config.snapshot_every_hours
@@ -283,6 +292,8 @@ class Simulation:
         self.env.process(self._snapshots())
         if self.fail_at_hour is not None:
             self.env.process(self._injected_fault())
+        if self.switch is not None:
+            self.env.process(self._switch())
         # Every process is finite, so run() returns after the last snapshot at the horizon
         # (run(until=horizon) would drop the events scheduled exactly at the horizon).
         self.env.run()

@@ -12,6 +12,9 @@ Tables under ``<run>/logs/``:
   before any intervention; equal to ``position`` otherwise);
 * ``candidates`` — every retrieved item, shown or not ("the road not taken"), with its rank,
   score, ``shown`` and ``show_probability`` (P(anywhere in the slate | context));
+* ``targets`` (off-policy evaluation runs only) — for each shown slot and each shadow target
+  policy, the target's marginal and prefix probability of the logged slate on the logged context
+  (:mod:`policies.replay`);
 * ``truth`` — true relevance of each shown slot. Written by the simulator for metrics only:
   policies train from ``impressions``/``candidates`` and never read it.
 
@@ -67,6 +70,13 @@ TRUTH_SCHEMA: dict[str, pl.DataType] = {
     "request_id": pl.Int64(),
     "position": pl.Int16(),
     "relevance": pl.Float64(),
+}
+TARGETS_SCHEMA: dict[str, pl.DataType] = {
+    "request_id": pl.Int64(),
+    "position": pl.Int16(),
+    "target": pl.Categorical(),
+    "target_marginal": pl.Float64(),
+    "target_prefix": pl.Float64(),
 }
 TABLES = ("impressions", "candidates", "truth")
 
@@ -146,6 +156,21 @@ class EventLog:
                 schema=TRUTH_SCHEMA,
             )
         )
+        if batch.shadow:
+            frames = self._buffers.setdefault("targets", [])
+            for name, (marginal, prefix) in batch.shadow.items():
+                frames.append(
+                    pl.DataFrame(
+                        {
+                            "request_id": rid,
+                            "position": position,
+                            "target": [name] * rid.size,
+                            "target_marginal": marginal.ravel().astype(np.float64),
+                            "target_prefix": prefix.ravel().astype(np.float64),
+                        },
+                        schema=TARGETS_SCHEMA,
+                    )
+                )
         c = batch.candidates.shape[1]
         self._buffers["candidates"].append(
             pl.DataFrame(
@@ -167,6 +192,7 @@ class EventLog:
             "impressions": IMPRESSIONS_SCHEMA,
             "candidates": CANDIDATES_SCHEMA,
             "truth": TRUTH_SCHEMA,
+            "targets": TARGETS_SCHEMA,
         }
         paths = {}
         for table, frames in self._buffers.items():

@@ -1,0 +1,320 @@
+"""The off-policy evaluation study: estimates from one policy's logs, checked against the truth.
+
+For each seed:
+
+1. **Logging run** — the logging policy (``ope.logging``) runs the closed loop; every slate it
+   serves from a model is also *replayed* under each target (``ope.targets``): the target's
+   marginal and prefix probabilities of the logged slate on the logged context are logged to
+   ``logs/targets`` (:mod:`policies.replay`).
+2. **Truth runs** — for each target, the same world, seed and logging policy up to the start of
+   the evaluation window, then the target's selector serves the same deployed model: the same
+   users, requests and response coin flips (common random numbers), so the target's realized
+   value over the window is the ground truth an estimate should hit.
+3. **Estimates** — on the logging run's window: item level (slot 0 as a bandit: IPS, SNIPS) and
+   slate level (standard, independent and reward-interaction IPS and their self-normalized forms)
+   of the expected clicks per request, each with a bootstrap interval and weight diagnostics.
+
+The window is the last retrain period: from the last deployment to the horizon, so one model
+serves all of it and the truth runs share the logging run's models. Writes ``ope.parquet`` (one
+row per estimator × target × seed), ``ope_summary.csv`` (bias, RMSE, relative error, interval
+coverage, Kendall τ of the target ranking, per estimator) and ``ope.html``.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+import polars as pl
+from omegaconf import OmegaConf
+from scipy.stats import kendalltau
+
+from experiments.config import ConfigError, parse_config
+from experiments.run import run
+from policies.ope import (
+    IPS,
+    SNIPS,
+    BanditData,
+    SelfNormalizedSlateIndependentIPS,
+    SelfNormalizedSlateRewardInteractionIPS,
+    SelfNormalizedSlateStandardIPS,
+    SlateData,
+    SlateIndependentIPS,
+    SlateRewardInteractionIPS,
+    SlateStandardIPS,
+)
+from policies.policy import PolicyConfig
+
+ITEM_ESTIMATORS = {"IPS": IPS(), "SNIPS": SNIPS()}
+SLATE_ESTIMATORS = {
+    "slate_standard_IPS": SlateStandardIPS(),
+    "slate_independent_IPS": SlateIndependentIPS(),
+    "slate_reward_interaction_IPS": SlateRewardInteractionIPS(),
+    "SN_slate_standard_IPS": SelfNormalizedSlateStandardIPS(),
+    "SN_slate_independent_IPS": SelfNormalizedSlateIndependentIPS(),
+    "SN_slate_reward_interaction_IPS": SelfNormalizedSlateRewardInteractionIPS(),
+}
+REPLAYABLE = ("greedy", "epsilon_greedy", "uniform", "softmax")
+OPE_COLUMNS = (
+    "estimator",
+    "level",
+    "target",
+    "seed",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "truth",
+    "ess_share",
+    "clipped_share",
+    "support_warning",
+)
+
+
+def load_policy(name: str) -> dict[str, Any]:
+    """``configs/policy/_base.yaml`` merged with ``<name>.yaml`` (hydra's defaults order)."""
+    folder = resources.files("configs") / "policy"
+    path = folder / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"ope policy {name!r}: no configs/policy/{name}.yaml")
+    base = OmegaConf.load(str(folder / "_base.yaml"))
+    own = OmegaConf.load(str(path))
+    own.pop("defaults", None)
+    return OmegaConf.to_container(OmegaConf.merge(base, own), resolve=True)
+
+
+def check_ope(cfg: dict[str, Any]) -> tuple[str, list[str], list[int]]:
+    ope = cfg.get("ope") or {}
+    logging = ope.get("logging")
+    targets = list(ope.get("targets") or [])
+    seeds = list(ope.get("seeds") or [cfg.get("seed", 0)])
+    if not isinstance(logging, str):
+        raise ConfigError(f"ope.logging={logging!r}: must name a policy config")
+    if not targets:
+        raise ConfigError(f"ope.targets={targets!r}: name at least one target policy")
+    for name in [logging, *targets]:
+        selector = load_policy(name)["selector"]
+        if name in targets and selector not in REPLAYABLE:
+            raise ConfigError(
+                f"ope.targets: {name!r} uses selector {selector!r}, which cannot be replayed on a "
+                f"logged slate (replayable: {', '.join(REPLAYABLE)})"
+            )
+    if not all(isinstance(s, int) for s in seeds):
+        raise ConfigError(f"ope.seeds={seeds!r}: must be integers")
+    return logging, targets, seeds
+
+
+def window_start(sim: dict[str, Any]) -> float:
+    """Hour of the last deployment: from there to the horizon one model serves."""
+    horizon = 24.0 * sim["days"]
+    every = float(sim["retrain_every_hours"])
+    n_retrains = math.ceil(horizon / every) - 1
+    if n_retrains < 1:
+        raise ConfigError(
+            f"sim.days={sim['days']}: the OPE window needs at least one retrain before the horizon"
+        )
+    return n_retrains * every + float(sim["train_hours"])
+
+
+def run_ope(cfg: Any, out_dir: Path) -> pl.DataFrame:
+    """Run the study (see the module docstring); returns the ``ope.parquet`` table."""
+    base = OmegaConf.to_container(cfg, resolve=True) if not isinstance(cfg, dict) else dict(cfg)
+    base.pop("hydra", None)
+    logging, targets, seeds = check_ope(base)
+    logging_params = dict(base["ope"].get("logging_params") or {})
+    base = {k: v for k, v in base.items() if k != "ope"}
+    base["report"] = {"enabled": False}
+    base["progress"] = False
+    base["policy"] = {**load_policy(logging), **logging_params}
+    parse_config(base)  # fail before any run starts
+    t0 = window_start(base["sim"])
+    target_cfgs = {t: PolicyConfig(**load_policy(t)) for t in targets}
+    out_dir = Path(out_dir)
+    rows: list[dict[str, Any]] = []
+    for seed in seeds:
+        cfg_s = {**base, "seed": seed}
+        log_dir = out_dir / f"seed{seed}" / "logging"
+        run(cfg_s, log_dir, shadow_targets=target_cfgs)
+        for target, tcfg in target_cfgs.items():
+            truth_dir = out_dir / f"seed{seed}" / f"truth_{target}"
+            run(cfg_s, truth_dir, switch=(t0, tcfg))
+            truth = window_values(truth_dir / "logs", t0)
+            rows += estimate_target(log_dir / "logs", t0, target, seed, truth)
+    table = pl.DataFrame(rows).select(OPE_COLUMNS)
+    table.write_parquet(out_dir / "ope.parquet")
+    summary = summarize(table)
+    summary.write_csv(out_dir / "ope_summary.csv")
+    write_ope_page(out_dir / "ope.html", table, summary, logging, t0)
+    return table
+
+
+def _window(logs: Path, t0: float) -> pl.DataFrame:
+    return (
+        pl.scan_parquet(logs / "impressions" / "**" / "*.parquet")
+        .filter(pl.col("t") >= t0)
+        .collect()
+        .sort("request_id", "position")
+    )
+
+
+def window_values(logs: Path, t0: float) -> dict[str, float]:
+    """Realized value over the window: clicks per request (slate) and slot-0 CTR (item)."""
+    imp = _window(logs, t0)
+    n_requests = imp["request_id"].n_unique()
+    first = imp.filter(pl.col("position") == 0)
+    return {
+        "slate": float(imp["clicked"].sum()) / max(n_requests, 1),
+        "item": float(first["clicked"].mean()) if first.height else float("nan"),
+    }
+
+
+def estimate_target(
+    logs: Path, t0: float, target: str, seed: int, truth: dict[str, float]
+) -> list[dict[str, Any]]:
+    imp = _window(logs, t0).filter(pl.col("model_version") >= 0)
+    tgt = (
+        pl.scan_parquet(logs / "targets" / "**" / "*.parquet")
+        .filter(pl.col("target").cast(pl.String) == target)
+        .select("request_id", "position", "target_marginal", "target_prefix")
+        .collect()
+    )
+    df = imp.join(tgt, on=["request_id", "position"], how="inner").sort("request_id", "position")
+    if df.height != imp.height:
+        raise RuntimeError(f"{logs}: {imp.height - df.height} window rows lack target {target!r}")
+    slate = SlateData(
+        request=df["request_id"].to_numpy(),
+        position=df["position"].to_numpy(),
+        reward=df["clicked"].to_numpy().astype(np.float64),
+        logging_marginal=df["propensity"].to_numpy(),
+        target_marginal=df["target_marginal"].to_numpy(),
+        logging_prefix=df["prefix_propensity"].to_numpy(),
+        target_prefix=df["target_prefix"].to_numpy(),
+    )
+    first = df.filter(pl.col("position") == 0)
+    item = BanditData(
+        reward=first["clicked"].to_numpy().astype(np.float64),
+        logging_propensity=first["propensity"].to_numpy(),
+        target_propensity=first["target_marginal"].to_numpy(),
+    )
+    rows = []
+    for level, data, estimators in (
+        ("item", item, ITEM_ESTIMATORS),
+        ("slate", slate, SLATE_ESTIMATORS),
+    ):
+        for name, est in estimators.items():
+            e = est.estimate(data, seed)
+            rows.append(
+                {
+                    "estimator": name,
+                    "level": level,
+                    "target": target,
+                    "seed": seed,
+                    "estimate": e.value,
+                    "ci_low": e.ci_low,
+                    "ci_high": e.ci_high,
+                    "truth": truth[level],
+                    "ess_share": float(e.diagnostics.get("ess_share", float("nan"))),
+                    "clipped_share": float(e.diagnostics.get("clipped_share", 0.0)),
+                    "support_warning": e.diagnostics.get("support_warning") or "",
+                }
+            )
+    return rows
+
+
+def summarize(table: pl.DataFrame) -> pl.DataFrame:
+    """Per estimator: bias, RMSE, mean relative error, CI coverage, Kendall τ over targets."""
+    err = table.with_columns(
+        (pl.col("estimate") - pl.col("truth")).alias("error"),
+        ((pl.col("ci_low") <= pl.col("truth")) & (pl.col("truth") <= pl.col("ci_high"))).alias(
+            "covered"
+        ),
+    )
+    out = err.group_by("estimator", "level", maintain_order=True).agg(
+        pl.col("error").mean().alias("bias"),
+        (pl.col("error") ** 2).mean().sqrt().alias("rmse"),
+        (pl.col("error").abs() / pl.col("truth")).mean().alias("relative_error"),
+        pl.col("covered").mean().alias("ci_coverage"),
+        (pl.col("support_warning") != "").any().alias("support_warning"),
+    )
+    taus = []
+    for (_name, _level), part in err.group_by("estimator", "level", maintain_order=True):
+        per_seed = []
+        for _, s in part.group_by("seed"):
+            if s.height >= 2:
+                tau = kendalltau(s["estimate"].to_numpy(), s["truth"].to_numpy()).statistic
+                per_seed.append(tau)
+        taus.append(float(np.nanmean(per_seed)) if per_seed else float("nan"))
+    return out.with_columns(pl.Series("kendall_tau", taus))
+
+
+def write_ope_page(
+    path: Path, table: pl.DataFrame, summary: pl.DataFrame, logging: str, t0: float
+) -> None:
+    from reports.run_report import CSS, _fig_html, write_page
+
+    figures = []
+    for level in ("item", "slate"):
+        part = table.filter(pl.col("level") == level)
+        fig = go.Figure()
+        for name in part["estimator"].unique(maintain_order=True).to_list():
+            p = part.filter(pl.col("estimator") == name)
+            fig.add_trace(
+                go.Scatter(
+                    x=[f"{t} (seed {s})" for t, s in zip(p["target"], p["seed"], strict=True)],
+                    y=p["estimate"].to_numpy(),
+                    error_y={
+                        "type": "data",
+                        "symmetric": False,
+                        "array": (p["ci_high"] - p["estimate"]).to_numpy(),
+                        "arrayminus": (p["estimate"] - p["ci_low"]).to_numpy(),
+                    },
+                    mode="markers",
+                    name=name,
+                )
+            )
+        truth = part.unique(["target", "seed"], maintain_order=True)
+        fig.add_trace(
+            go.Scatter(
+                x=[f"{t} (seed {s})" for t, s in zip(truth["target"], truth["seed"], strict=True)],
+                y=truth["truth"].to_numpy(),
+                mode="markers",
+                marker={"symbol": "x", "size": 12, "color": "#222"},
+                name="truth (on-policy)",
+            )
+        )
+        fig.update_layout(
+            template="plotly_white",
+            height=420,
+            yaxis_title="clicks per request" if level == "slate" else "slot-1 CTR",
+            margin={"t": 30},
+        )
+        figures.append(f"<h2>{level.title()} level</h2>" + _fig_html(fig, f"fig-ope-{level}"))
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(str(v))}</td>"
+            if isinstance(v, str | bool)
+            else f"<td class='num'>{v:.3f}</td>"
+            for v in r
+        )
+        + "</tr>"
+        for r in summary.rows()
+    )
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in summary.columns)
+    warnings = table.filter(pl.col("support_warning") != "").unique(["target"])
+    warn = "".join(
+        f"<li><b>{html.escape(t)}</b>: {html.escape(w)}</li>"
+        for t, w in zip(warnings["target"], warnings["support_warning"], strict=True)
+    )
+    body = f"""<h1>Off-policy evaluation — logged by {html.escape(logging)}</h1>
+<p class="meta">Window: from hour {t0:g} (the last deployment) to the horizon. Truth: each
+target run on-policy over the same window with the same model, users and response coin flips.</p>
+<h2>Per estimator</h2><table><tr>{head}</tr>{rows}</table>
+{"<h2>Support warnings</h2><ul>" + warn + "</ul>" if warn else ""}
+{"".join(figures)}
+"""
+    write_page(path, "recloop OPE study", CSS, body)
