@@ -60,6 +60,21 @@ SLATE_ESTIMATORS = {
     "SN_slate_reward_interaction_IPS": SelfNormalizedSlateRewardInteractionIPS(),
 }
 REPLAYABLE = ("greedy", "epsilon_greedy", "uniform", "softmax")
+# Keys of the model and the slate, taken from the composed ``policy`` group for the logging policy
+# and every target (so ``policy.factors=64`` applies to all); selector keys come from each named
+# policy config (and ``ope.logging_params``).
+SHARED_POLICY_KEYS = (
+    "slate_size",
+    "n_candidates",
+    "factors",
+    "regularization",
+    "iterations",
+    "alpha",
+    "warm_start",
+    "training_window_rounds",
+    "mc_samples",
+    "bootstrap",
+)
 OPE_COLUMNS = (
     "estimator",
     "level",
@@ -126,13 +141,14 @@ def run_ope(cfg: Any, out_dir: Path) -> pl.DataFrame:
     base.pop("hydra", None)
     logging, targets, seeds = check_ope(base)
     logging_params = dict(base["ope"].get("logging_params") or {})
+    shared = {k: v for k, v in (base.get("policy") or {}).items() if k in SHARED_POLICY_KEYS}
     base = {k: v for k, v in base.items() if k != "ope"}
     base["report"] = {"enabled": False}
     base["progress"] = False
-    base["policy"] = {**load_policy(logging), **logging_params}
+    base["policy"] = {**load_policy(logging), **shared, **logging_params}
     parse_config(base)  # fail before any run starts
     t0 = window_start(base["sim"])
-    target_cfgs = {t: PolicyConfig(**load_policy(t)) for t in targets}
+    target_cfgs = {t: PolicyConfig(**{**load_policy(t), **shared}) for t in targets}
     out_dir = Path(out_dir)
     rows: list[dict[str, Any]] = []
     for seed in seeds:
@@ -247,7 +263,8 @@ def summarize(table: pl.DataFrame) -> pl.DataFrame:
             if s.height >= 2:
                 tau = kendalltau(s["estimate"].to_numpy(), s["truth"].to_numpy()).statistic
                 per_seed.append(tau)
-        taus.append(float(np.nanmean(per_seed)) if per_seed else float("nan"))
+        finite = [t for t in per_seed if np.isfinite(t)]  # τ is undefined when all values tie
+        taus.append(float(np.mean(finite)) if finite else float("nan"))
     return out.with_columns(pl.Series("kendall_tau", taus))
 
 

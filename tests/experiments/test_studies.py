@@ -105,6 +105,18 @@ def test_every_study_runs_on_a_tiny_world(study, tmp_path):
     from experiments.cli import _job_overrides
     from experiments.study import write_comparison
 
+    if study == "ope":  # one job that runs its own logging and truth runs
+        from experiments.ope import run_ope
+
+        with initialize_config_module(config_module="configs", version_base="1.3"):
+            cfg = compose(
+                config_name="config",
+                overrides=[*TINY_WORLD, "+study=ope", "ope.seeds=[0]", "sim.days=2"],
+            )
+        table = run_ope(cfg, tmp_path)
+        assert set(table["target"]) == set(cfg.ope.targets)
+        assert (tmp_path / "ope.html").is_file()
+        return
     jobs = _job_overrides([f"+study={study}", "seed=0"])
     assert len(jobs) >= 2
     for i, overrides in enumerate(jobs):
