@@ -37,7 +37,10 @@ from scipy.stats import kendalltau
 from experiments.config import ConfigError, parse_config
 from experiments.run import run
 from policies.ope import (
+    DM,
+    DR,
     IPS,
+    SNDR,
     SNIPS,
     BanditData,
     SelfNormalizedSlateIndependentIPS,
@@ -47,10 +50,18 @@ from policies.ope import (
     SlateIndependentIPS,
     SlateRewardInteractionIPS,
     SlateStandardIPS,
+    SwitchDR,
 )
 from policies.policy import PolicyConfig
 
-ITEM_ESTIMATORS = {"IPS": IPS(), "SNIPS": SNIPS()}
+ITEM_ESTIMATORS = {
+    "IPS": IPS(),
+    "SNIPS": SNIPS(),
+    "DM": DM(),
+    "DR": DR(),
+    "SNDR": SNDR(),
+    "SwitchDR": SwitchDR(tau=5.0),
+}
 SLATE_ESTIMATORS = {
     "slate_standard_IPS": SlateStandardIPS(),
     "slate_independent_IPS": SlateIndependentIPS(),
@@ -159,7 +170,7 @@ def run_ope(cfg: Any, out_dir: Path) -> pl.DataFrame:
             truth_dir = out_dir / f"seed{seed}" / f"truth_{target}"
             run(cfg_s, truth_dir, switch=(t0, tcfg))
             truth = window_values(truth_dir / "logs", t0)
-            rows += estimate_target(log_dir / "logs", t0, target, seed, truth)
+            rows += estimate_target(log_dir / "logs", t0, target, seed, truth, tcfg)
     table = pl.DataFrame(rows).select(OPE_COLUMNS)
     table.write_parquet(out_dir / "ope.parquet")
     summary = summarize(table)
@@ -189,7 +200,12 @@ def window_values(logs: Path, t0: float) -> dict[str, float]:
 
 
 def estimate_target(
-    logs: Path, t0: float, target: str, seed: int, truth: dict[str, float]
+    logs: Path,
+    t0: float,
+    target: str,
+    seed: int,
+    truth: dict[str, float],
+    target_config: PolicyConfig,
 ) -> list[dict[str, Any]]:
     imp = _window(logs, t0).filter(pl.col("model_version") >= 0)
     tgt = (
@@ -211,10 +227,14 @@ def estimate_target(
         target_prefix=df["target_prefix"].to_numpy(),
     )
     first = df.filter(pl.col("position") == 0)
+    logged_x, cand_x, target_p = slot0_model_inputs(logs, t0, first, target_config)
     item = BanditData(
         reward=first["clicked"].to_numpy().astype(np.float64),
         logging_propensity=first["propensity"].to_numpy(),
         target_propensity=first["target_marginal"].to_numpy(),
+        logged_features=logged_x,
+        candidate_features=cand_x,
+        target_probabilities=target_p,
     )
     rows = []
     for level, data, estimators in (
@@ -239,6 +259,77 @@ def estimate_target(
                 }
             )
     return rows
+
+
+def slot0_model_inputs(
+    logs: Path, t0: float, first: pl.DataFrame, target: PolicyConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reward-model inputs for slot 1 as a bandit (DM, DR, SNDR, Switch-DR).
+
+    Actions: the request's retrieved candidates plus one aggregate "anything else" action.
+    Features a platform has: ``1/(rank+1)`` of a candidate (0 outside), a candidate flag and the
+    item's log popularity (impressions before the window); the aggregate action carries the
+    mean features of the non-candidate items, which is exact for a linear (ridge) reward model.
+    The target's slot-1 distribution over those actions follows its selector: greedy (rank 0),
+    ε-greedy (``1-ε`` on rank 0, ``ε`` spread uniformly over the catalog outside the top-K —
+    the user's filtered items are ignored, a small approximation), softmax (its exact first-slot
+    Plackett–Luce probabilities over the candidates) or uniform.
+    """
+    n_items = int(
+        pl.scan_parquet(logs / "impressions" / "**" / "*.parquet")
+        .select(pl.col("item_id").max())
+        .collect()
+        .item()
+    )
+    n_items = max(n_items + 1, 1)
+    past = (
+        pl.scan_parquet(logs / "impressions" / "**" / "*.parquet")
+        .filter(pl.col("t") < t0)
+        .select("item_id")
+        .collect()["item_id"]
+        .to_numpy()
+    )
+    logpop = np.log1p(np.bincount(past, minlength=n_items).astype(np.float64))
+    cands = (
+        pl.scan_parquet(logs / "candidates" / "**" / "*.parquet")
+        .filter(pl.col("request_id").is_in(first["request_id"].implode()))
+        .select("request_id", "item_id", "rank", "score")
+        .collect()
+        .sort("request_id", "rank")
+    )
+    n = first.height
+    c = cands.height // max(n, 1)
+    if cands.height != n * c or c == 0:
+        raise RuntimeError(f"{logs}: every window request needs its retrieved candidates")
+    items = cands["item_id"].to_numpy().reshape(n, c).astype(np.int64)
+    scores = cands["score"].to_numpy().reshape(n, c).astype(np.float64)
+    rank_feature = np.broadcast_to(1.0 / (np.arange(c) + 1.0), (n, c))
+    cand_x = np.stack([rank_feature, np.ones((n, c)), logpop[items]], axis=2)
+    outside_pop = (logpop.sum() - logpop[items].sum(axis=1)) / max(n_items - c, 1)
+    outside = np.stack([np.zeros(n), np.zeros(n), outside_pop], axis=1)[:, None, :]
+    cand_x = np.concatenate([cand_x, outside], axis=1)  # (n, C + 1, 3)
+    shown = first["item_id"].to_numpy().astype(np.int64)
+    hit = items == shown[:, None]
+    rank = np.where(hit.any(axis=1), hit.argmax(axis=1), c)  # c: the aggregate action
+    logged_x = cand_x[np.arange(n), rank]
+    k = target.slate_size
+    probs = np.zeros((n, c + 1))
+    if target.selector == "greedy":
+        probs[:, 0] = 1.0
+    elif target.selector == "epsilon_greedy":
+        pool = max(n_items - k, 1)
+        probs[:, 0] = 1.0 - target.epsilon
+        probs[:, k:c] = target.epsilon / pool
+        probs[:, c] = target.epsilon * max(pool - (c - k), 0) / pool
+    elif target.selector == "softmax":
+        logits = (scores - scores.max(axis=1, keepdims=True)) / target.temperature
+        w = np.exp(logits)
+        probs[:, :c] = w / w.sum(axis=1, keepdims=True)
+    else:  # uniform over the catalog
+        probs[:, :c] = 1.0 / n_items
+        probs[:, c] = 1.0 - c / n_items
+    probs /= probs.sum(axis=1, keepdims=True)
+    return logged_x, cand_x, probs
 
 
 def summarize(table: pl.DataFrame) -> pl.DataFrame:

@@ -64,9 +64,18 @@ def test_a_target_equal_to_the_logging_policy_is_estimated_exactly(study):
     assert table.columns == list(OPE_COLUMNS)
     assert table.height == (len(ITEM_ESTIMATORS) + len(SLATE_ESTIMATORS)) * 2
     same = table.filter(pl.col("target") == "epsilon_greedy")
-    # all importance weights are 1: every estimator returns the realized value, = the truth
-    np.testing.assert_allclose(same["estimate"].to_numpy(), same["truth"].to_numpy(), rtol=1e-12)
+    model_based = pl.col("estimator").is_in(["DM", "DR", "SNDR", "SwitchDR"])
+    # all importance weights are 1: every weighting estimator returns the realized value = truth
+    weighted = same.filter(~model_based)
+    np.testing.assert_allclose(
+        weighted["estimate"].to_numpy(), weighted["truth"].to_numpy(), rtol=1e-12
+    )
     assert (same["ess_share"] > 0.999).all()
+    # the reward-model estimators are close but not exact (their model is an approximation)
+    models = same.filter(model_based)
+    assert models.height == 4
+    rel = (models["estimate"] - models["truth"]).abs() / models["truth"]
+    assert (rel < 0.5).all(), models
     other = table.filter(pl.col("target") == "greedy")
     assert other["estimate"].is_finite().all() and other["truth"].is_finite().all()
 
