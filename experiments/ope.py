@@ -70,7 +70,7 @@ SLATE_ESTIMATORS = {
     "SN_slate_independent_IPS": SelfNormalizedSlateIndependentIPS(),
     "SN_slate_reward_interaction_IPS": SelfNormalizedSlateRewardInteractionIPS(),
 }
-REPLAYABLE = ("greedy", "epsilon_greedy", "uniform", "softmax")
+REPLAYABLE = ("greedy", "epsilon_greedy", "uniform", "softmax", "ucb", "thompson")
 # Keys of the model and the slate, taken from the composed ``policy`` group for the logging policy
 # and every target (so ``policy.factors=64`` applies to all); selector keys come from each named
 # policy config (and ``ope.logging_params``).
@@ -227,7 +227,13 @@ def estimate_target(
         target_prefix=df["target_prefix"].to_numpy(),
     )
     first = df.filter(pl.col("position") == 0)
-    logged_x, cand_x, target_p = slot0_model_inputs(logs, t0, first, target_config)
+    # The reward-model estimators need the target's slot-1 distribution over every candidate:
+    # closed-form for greedy, ε-greedy, softmax and uniform; UCB and Thompson would need the
+    # model's posterior at analysis time, so they get the weighting estimators only.
+    model_based = target_config.selector in ("greedy", "epsilon_greedy", "softmax", "uniform")
+    logged_x = cand_x = target_p = None
+    if model_based:
+        logged_x, cand_x, target_p = slot0_model_inputs(logs, t0, first, target_config)
     item = BanditData(
         reward=first["clicked"].to_numpy().astype(np.float64),
         logging_propensity=first["propensity"].to_numpy(),
@@ -236,9 +242,14 @@ def estimate_target(
         candidate_features=cand_x,
         target_probabilities=target_p,
     )
+    item_estimators = {
+        k: v
+        for k, v in ITEM_ESTIMATORS.items()
+        if model_based or k not in ("DM", "DR", "SNDR", "SwitchDR")
+    }
     rows = []
     for level, data, estimators in (
-        ("item", item, ITEM_ESTIMATORS),
+        ("item", item, item_estimators),
         ("slate", slate, SLATE_ESTIMATORS),
     ):
         for name, est in estimators.items():

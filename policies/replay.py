@@ -11,11 +11,13 @@ What the context must hold (and so what a log must keep to replay from files): t
 version (scores of the retrieved candidates, in rank order — the ``candidates`` table), the items
 the request could not be shown (the user's already-clicked items known to that model), and the
 catalog size. Greedy, ε-greedy and uniform need only those; softmax needs the candidates'
-scores; UCB and Thompson would also need the model's posterior (the live model object).
+scores; UCB and Thompson also need the model's posterior (the live model object, which the
+simulator has while it serves: the replay runs then).
 
-Exact for greedy, ε-greedy and uniform; for softmax (Plackett–Luce) the prefix probabilities are
-exact and the marginals past slot 0 are Monte-Carlo estimates from ``mc_samples`` fresh samples
-(the convention of :mod:`policies.propensity`, without the logged slate among the samples).
+Exact for greedy, UCB, ε-greedy and uniform; for softmax (Plackett–Luce) the prefix
+probabilities are exact and the marginals past slot 0 are Monte-Carlo estimates from
+``mc_samples`` fresh samples; for Thompson both are Monte-Carlo frequencies over ``mc_samples``
+fresh posterior samples (so a logged slate no sample reproduces gets probability 0).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from scipy.special import logsumexp
 
 from policies.exclusion import n_excluded
 from policies.plackett_luce import MC_CHUNK, Softmax, gumbel
+from policies.posterior_sampling import UCB, Thompson
 from policies.propensity import top_k_indices
 from policies.randomness import Randomness
 from policies.selection import EpsilonGreedy, Greedy, SelectionContext, UniformRandom
@@ -51,9 +54,19 @@ def slate_probabilities(
         if rand is None:
             raise ValueError("softmax marginals are Monte-Carlo estimates: pass rand")
         return _softmax(selector, ctx, items, rand)
+    if isinstance(selector, UCB):
+        mean, g = ctx.model.score_distribution(ctx.user_ids, ctx.candidates)  # type: ignore[attr-defined]
+        bound = mean + selector.beta * np.sqrt(np.einsum("nfc,nfc->nc", g, g))
+        top = np.take_along_axis(ctx.candidates, top_k_indices(bound, selector.slate_size), axis=1)
+        same = items == top
+        return same.astype(np.float64), np.cumprod(same, axis=1).astype(np.float64)
+    if isinstance(selector, Thompson):
+        if rand is None:
+            raise ValueError("Thompson probabilities are Monte-Carlo estimates: pass rand")
+        return _thompson(selector, ctx, items, rand)
     raise NotImplementedError(
         f"replaying {getattr(selector, 'name', type(selector).__name__)!r} on a logged slate "
-        "is not supported (greedy, epsilon_greedy, uniform, softmax are)"
+        "is not supported (greedy, epsilon_greedy, uniform, softmax, ucb, thompson are)"
     )
 
 
@@ -143,6 +156,28 @@ def _softmax(
     marginal = np.where(found, marginal, 0.0)
     first = np.exp(logits[rows, index[:, 0]] - logsumexp(logits, axis=1))
     marginal[:, 0] = np.where(found[:, 0], first, 0.0)  # exact
+    return marginal, prefix
+
+
+def _thompson(
+    sel: Thompson, ctx: SelectionContext, items: np.ndarray, rand: Randomness
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frequencies of the logged (slot, item) and prefixes over fresh posterior samples."""
+    k = sel.slate_size
+    mean, g = ctx.model.score_distribution(ctx.user_ids, ctx.candidates)  # type: ignore[attr-defined]
+    match = ctx.candidates[:, :, None] == items[:, None, :]
+    found = match.any(axis=1)
+    index = np.where(found, match.argmax(axis=1), -1)  # -1: not a candidate, never drawn
+    marginal = np.zeros(items.shape)
+    prefix = np.zeros(items.shape)
+    for lo in range(0, ctx.n, MC_CHUNK):
+        gb, mb = g[lo : lo + MC_CHUNK], mean[lo : lo + MC_CHUNK]
+        zs = rand.monte_carlo.standard_normal((gb.shape[0], sel.mc_samples, gb.shape[1]))
+        draws = mb[:, None, :] + sel.beta * (zs @ gb)
+        samples = top_k_indices(draws, k, continuous=True)  # (b, M, K)
+        hits = samples == index[lo : lo + MC_CHUNK, None, :]
+        marginal[lo : lo + MC_CHUNK] = hits.mean(axis=1)
+        prefix[lo : lo + MC_CHUNK] = np.cumprod(hits, axis=2).mean(axis=1)
     return marginal, prefix
 
 

@@ -106,3 +106,37 @@ def test_unsupported_selector_and_shape_errors():
         slate_probabilities(Greedy(K), ctx, ctx.candidates[:, :2])
     with pytest.raises(ValueError, match="pass rand"):
         slate_probabilities(Softmax(K, 0.5, 10), ctx, ctx.candidates[:, :K])
+
+
+class _Posterior:
+    """A fake model with a posterior over the candidates' scores: mean + Gᵀz."""
+
+    def __init__(self, ctx: SelectionContext, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.mean = ctx.scores.astype(np.float64)
+        self.g = rng.normal(0, 0.4, (ctx.n, 3, ctx.candidates.shape[1]))
+
+    def score_distribution(self, user_ids, candidates):
+        return self.mean, self.g
+
+
+def test_ucb_and_thompson_replay_match_their_own_draws():
+    from policies.posterior_sampling import UCB, Thompson
+
+    base = _context(3)
+    ctx = SelectionContext(**{**base.__dict__, "model": None})
+    ctx = SelectionContext(**{**ctx.__dict__, "model": _Posterior(ctx)})
+    ucb = UCB(K, 1.0)
+    drawn = ucb.select(ctx, Randomness.from_seed(1))
+    marginal, prefix = slate_probabilities(ucb, ctx, drawn.items)
+    np.testing.assert_array_equal(marginal, 1.0)
+    np.testing.assert_array_equal(prefix, 1.0)
+    m = 3000
+    ts = Thompson(K, 1.0, m)
+    drawn = ts.select(ctx, Randomness.from_seed(2))
+    marginal, prefix = slate_probabilities(ts, ctx, drawn.items, Randomness.from_seed(9))
+    # two independent Monte-Carlo estimates of the same probabilities (the selector's own
+    # counts its shown slate as one of M + 1 samples)
+    for ours, theirs in ((marginal, drawn.propensity), (prefix, drawn.prefix_propensity)):
+        se = np.sqrt(ours * (1 - ours) / m) + np.sqrt(theirs * (1 - theirs) / (m + 1))
+        assert np.all(np.abs(ours - theirs) <= 6 * se + 2.0 / m)
