@@ -95,6 +95,15 @@ def parse_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
             f"policy.ipw_propensity='oracle': the true θ_k exists for world.click_model=pbm only "
             f"(got world.click_model={world.click_model!r}); use em or randomized"
         )
+    if (
+        policy.debias == "position_ipw"
+        and policy.ipw_propensity == "oracle"
+        and world.trust_bias > 0
+    ):
+        raise ConfigError(
+            f"policy.ipw_propensity='oracle': with world.trust_bias={world.trust_bias} the click "
+            "propensity is not θ_k alone; use em or randomized, or world.trust_bias=0"
+        )
     metrics = data.get("metrics") or {}
     unknown = sorted(set(metrics) - set(METRICS_KEYS))
     if unknown:

@@ -122,8 +122,15 @@ def check_ope(cfg: dict[str, Any]) -> tuple[str, list[str], list[int]]:
         raise ConfigError(f"ope.logging={logging!r}: must name a policy config")
     if not targets:
         raise ConfigError(f"ope.targets={targets!r}: name at least one target policy")
+    logging_scorer = load_policy(logging)["scorer"]
     for name in [logging, *targets]:
         selector = load_policy(name)["selector"]
+        scorer = load_policy(name)["scorer"]
+        if name in targets and scorer != logging_scorer:
+            raise ConfigError(
+                f"ope.targets: {name!r} scores with {scorer!r} but ope.logging={logging!r} with "
+                f"{logging_scorer!r}; a target reranks the logging policy's model"
+            )
         if name in targets and selector not in REPLAYABLE:
             raise ConfigError(
                 f"ope.targets: {name!r} uses selector {selector!r}, which cannot be replayed on a "

@@ -54,6 +54,12 @@ def recloop(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         (["-m", "policy=greedy,foo"], "policy=foo"),
         (["-m", "seed=0,1", "sim.train_hours=48"], "sim.train_hours=48"),
         (["seed=-3"], "seed=-3"),
+        (["policy=position_ipw", "world.trust_bias=0.1"], "policy.ipw_propensity='oracle'"),
+        (["policy=position_ipw", "world.click_model=cascade"], "world.click_model='cascade'"),
+        (["+study=ope", "ope.targets=[nope]"], "ope policy 'nope'"),
+        (["+study=ope", "ope.targets=[linucb]"], "a target reranks the logging policy's model"),
+        (["+study=ope", "ope.targets=[item_boost]"], "cannot be replayed"),
+        (["metrics.ndcg_k=5000"], "metrics.ndcg_k=5000"),
     ],
 )
 def test_precheck_names_the_key_and_value(args, expected):
