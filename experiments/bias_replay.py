@@ -42,6 +42,7 @@ VARIANTS = (
         {"debias": "position_ipw", "ipw_propensity": "oracle", "ipw_clip": 1e6},
     ),
     ("position_ipw_em", {"debias": "position_ipw", "ipw_propensity": "em"}),
+    ("position_unbiased_oracle", {"debias": "position_unbiased", "ipw_propensity": "oracle"}),
     ("popularity_ipw", {"debias": "popularity_ipw"}),
     ("exposure_aware", {"debias": "exposure"}),
 )

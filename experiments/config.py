@@ -87,7 +87,7 @@ def parse_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if (
-        policy.debias == "position_ipw"
+        policy.debias in ("position_ipw", "position_unbiased")
         and policy.ipw_propensity == "oracle"
         and world.click_model != "pbm"
     ):
@@ -96,7 +96,7 @@ def parse_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
             f"(got world.click_model={world.click_model!r}); use em or randomized"
         )
     if (
-        policy.debias == "position_ipw"
+        policy.debias in ("position_ipw", "position_unbiased")
         and policy.ipw_propensity == "oracle"
         and world.trust_bias > 0
     ):

@@ -88,7 +88,8 @@ def run(
         item_content=world.catalog.metadata.content,  # metadata a platform has, not truth
         # truth, passed only to the reference arm that reweights by the true θ_k
         examination=world.click_model.examination(rc.policy.slate_size)
-        if rc.policy.debias == "position_ipw" and rc.policy.ipw_propensity == "oracle"
+        if rc.policy.debias in ("position_ipw", "position_unbiased")
+        and rc.policy.ipw_propensity == "oracle"
         else None,
     )
     log_root = out_dir / "logs"

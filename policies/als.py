@@ -12,6 +12,7 @@ from policies.baselines import PopularityScorer
 from policies.debiasing import ClickWeighting
 from policies.interactions import Interactions
 from policies.models import ALSModel
+from policies.weighted_als import WeightedALS
 
 
 @dataclass
@@ -42,6 +43,8 @@ class ALSScorer:
             return self._fit(interactions, version)
 
     def _fit(self, interactions: Interactions, version: int) -> ALSModel:
+        if self.weighting is not None and self.weighting.mode == "position_unbiased":
+            return self._fit_unbiased(interactions, version)
         if self._model is None or not self.warm_start:
             self._model = AlternatingLeastSquares(
                 factors=self.factors,
@@ -70,13 +73,37 @@ class ALSScorer:
                 self.regularization,
                 num_threads=self.num_threads,
             )
+        return self._model_from(interactions, version, user_factors, self._model.item_factors)
+
+    def _fit_unbiased(self, interactions: Interactions, version: int) -> ALSModel:
+        """Rel-MF: unit weights everywhere, target Σ 1/θ on clicked pairs (WeightedALS)."""
+        targets = self.weighting.matrix(interactions).astype(np.float64)
+        positives = targets.copy()
+        positives.data[:] = 1.0
+        wals = WeightedALS(
+            factors=self.factors,
+            regularization=self.regularization,
+            iterations=self.iterations,
+            unobserved_weight=1.0,
+            random_state=int(self.random_state),
+        ).fit(positives, targets=targets)
+        return self._model_from(interactions, version, wals.user_factors_, wals.item_factors_)
+
+    def _model_from(
+        self,
+        interactions: Interactions,
+        version: int,
+        user_factors: np.ndarray,
+        item_factors: np.ndarray,
+    ) -> ALSModel:
+        clicks = interactions.clicks
         return ALSModel(
             version=version,
             seen=clicks,
             user_factors=np.array(user_factors, dtype=np.float32, copy=True),
             # A copy: a warm-started fit updates implicit's arrays in place while this model is
             # still deployed (training takes simulated time).
-            item_factors=np.array(self._model.item_factors, dtype=np.float32, copy=True),
+            item_factors=np.array(item_factors, dtype=np.float32, copy=True),
             fallback=self.fallback.fit(interactions, version, source_name="popularity_fallback"),
             # no clicks, or no signal left after reweighting (all-zero factors tie every item)
             cold=(interactions.user_activity == 0) | ~np.any(user_factors != 0, axis=1),

@@ -8,6 +8,11 @@ the training window's clicks into a weighted matrix that ALS fits instead of raw
   the world's true curve (``ipw_propensity=oracle``: a reference only the simulator has), estimated
   from shuffled top-K traffic (``randomized``; needs ``policy.intervention=shuffle``) or by
   regression-EM on the newest round (``em``; :mod:`policies.position_bias`).
+* ``position_unbiased`` — the unbiased least-squares objective itself (Rel-MF, Saito et al.
+  2020): every pair weighs 1 and a clicked pair's *target* is ``Σ min(1/θ_k, clip)`` over its
+  clicks, so the expected loss equals the loss on true attraction. implicit cannot express a
+  target other than 1; this mode trains with :class:`policies.weighted_als.WeightedALS` (exact,
+  slower than implicit's conjugate gradient).
 * ``popularity_ipw`` — each click weighs ``min((pop_i / mean pop)^-power, clip)`` with ``pop_i``
   the item's clicks in the window: popular items' clicks count for less;
 * ``exposure`` — a pair shown ``m`` times and never clicked becomes an explicit 0 target with
@@ -32,7 +37,7 @@ import scipy.sparse as sp
 from policies.interactions import Interactions
 from policies.position_bias import theta_regression_em
 
-DEBIAS_MODES = ("none", "position_ipw", "popularity_ipw", "exposure")
+DEBIAS_MODES = ("none", "position_ipw", "position_unbiased", "popularity_ipw", "exposure")
 IPW_PROPENSITIES = ("oracle", "randomized", "em")
 
 
@@ -84,7 +89,7 @@ class ClickWeighting:
                 f"policy.debias={self.mode!r} needs every training click with its slot "
                 "(Interactions.click_events)"
             )
-        if self.mode == "position_ipw":
+        if self.mode in ("position_ipw", "position_unbiased"):
             theta = self.theta(interactions)
             pos = np.minimum(events.positions, theta.size - 1)
             return np.minimum(1.0 / theta[pos], self.clip)

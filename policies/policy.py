@@ -109,7 +109,7 @@ class PolicyConfig:
                 f"(got {self.scorer!r})"
             )
         if (
-            self.debias == "position_ipw"
+            self.debias in ("position_ipw", "position_unbiased")
             and self.ipw_propensity == "randomized"
             and self.intervention != "shuffle"
         ):
@@ -364,7 +364,10 @@ def _scorer(
                     alpha=config.alpha,
                     exposure_weight=config.exposure_weight,
                 )
-                if config.debias == "position_ipw" and config.ipw_propensity == "oracle":
+                if (
+                    config.debias in ("position_ipw", "position_unbiased")
+                    and config.ipw_propensity == "oracle"
+                ):
                     weighting.theta(Interactions.empty(1, 1))  # fail now if there is no θ
             return ALSScorer(
                 factors=config.factors,

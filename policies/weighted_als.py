@@ -118,13 +118,18 @@ class WeightedALS:
         negatives: sp.spmatrix | sp.sparray | None = None,
         *,
         init_user_factors: np.ndarray | None = None,
+        targets: sp.spmatrix | sp.sparray | None = None,
     ) -> WeightedALS:
         """Fit on ``P`` (``positives``) and ``N`` (``negatives``), both (n_users, n_items).
 
         ``init_user_factors`` warm-starts from given user factors (e.g. a previous fit's). The
         first half-step solves the items against them, so no item factors are needed.
+        ``targets`` (same entries as ``P``) replaces the positives' target 1 by ``t_ui``: the
+        positive term becomes ``w⁺ (t − x·y)²`` — e.g. ``t = Y/θ`` with ``w⁺ = w₀ = 1`` is the
+        unbiased (Rel-MF, Saito et al. 2020) least-squares objective.
         """
         pos, neg = check_weights(positives, negatives)
+        t = _targets(targets, pos)
         n_users = pos.shape[0]
         if init_user_factors is None:
             rng = np.random.default_rng(int(self.random_state))
@@ -137,8 +142,9 @@ class WeightedALS:
                     f"{(n_users, self.factors)}"
                 )
         # The merged row layouts do not change across sweeps: build them once.
-        user_rows = _merge_rows(pos, neg)
-        item_rows = _merge_rows(pos.T.tocsr(), None if neg is None else neg.T.tocsr())
+        user_rows = _merge_rows(pos, neg, t)
+        t_items = sp.csr_matrix((t, pos.indices, pos.indptr), shape=pos.shape).T.tocsr().data
+        item_rows = _merge_rows(pos.T.tocsr(), None if neg is None else neg.T.tocsr(), t_items)
         w0, lam = float(self.unobserved_weight), float(self.regularization)
         loss = np.empty(self.iterations)
         with _workers(self.num_threads) as pool:
@@ -146,8 +152,8 @@ class WeightedALS:
                 y, _ = _half_step(item_rows, x, w0, lam, self.block_size, pool)
                 x, bx = _half_step(user_rows, y, w0, lam, self.block_size, pool)
                 # At the exact user solve, each user's Σ_i W_ui (p_ui − x·y_i)² + λ‖x‖² equals
-                # Σ_{P(u)} w⁺ − 2 bᵀx + xᵀAx = Σ_{P(u)} w⁺ − bᵀx: the loss costs nothing extra.
-                loss[it] = pos.data.sum() - bx + lam * float(np.sum(y * y))
+                # Σ_{P(u)} w⁺t² − 2 bᵀx + xᵀAx = Σ_{P(u)} w⁺t² − bᵀx: the loss costs nothing extra.
+                loss[it] = float(pos.data @ (t * t)) - bx + lam * float(np.sum(y * y))
         self.user_factors_ = x.astype(np.float32)
         self.item_factors_ = y.astype(np.float32)
         self.loss_ = loss
@@ -196,6 +202,7 @@ def solve_factors(
     regularization: float,
     block_size: int = 32,
     num_threads: int = 0,
+    targets: sp.spmatrix | sp.sparray | None = None,
 ) -> np.ndarray:
     """One exact half-step: the float64 factors of every row against ``fixed_factors``.
 
@@ -208,7 +215,7 @@ def solve_factors(
         raise ValueError(
             f"fixed_factors: shape {fixed.shape} does not match {pos.shape[1]} columns of positives"
         )
-    rows = _merge_rows(pos, neg)
+    rows = _merge_rows(pos, neg, _targets(targets, pos))
     with _workers(num_threads) as pool:
         x, _ = _half_step(
             rows, fixed, float(unobserved_weight), float(regularization), block_size, pool
@@ -224,14 +231,16 @@ def weighted_objective(
     *,
     unobserved_weight: float = 1.0,
     regularization: float,
+    targets: sp.spmatrix | sp.sparray | None = None,
 ) -> float:
     """The objective (module docstring) at the given factors, without forming dense matrices."""
     pos, neg = check_weights(positives, negatives)
+    t = _targets(targets, pos)
     x = np.asarray(user_factors, dtype=np.float64)
     y = np.asarray(item_factors, dtype=np.float64)
     if x.shape[0] != pos.shape[0] or y.shape[0] != pos.shape[1] or x.shape[1] != y.shape[1]:
         raise ValueError(f"factors: shapes {x.shape}, {y.shape} do not match positives {pos.shape}")
-    return _objective(pos, neg, x, y, float(unobserved_weight), float(regularization))
+    return _objective(pos, neg, x, y, float(unobserved_weight), float(regularization), t)
 
 
 def exposure_weights(
@@ -335,9 +344,27 @@ def _rows_of(m: sp.csr_matrix) -> np.ndarray:
     return np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
 
 
-def _merge_rows(pos: sp.csr_matrix, neg: sp.csr_matrix | None) -> _Rows:
+def _targets(targets: Any, pos: sp.csr_matrix) -> np.ndarray:
+    """Targets aligned with ``pos.data`` (ones when ``None``); must have ``P``'s entries."""
+    if targets is None:
+        return np.ones(pos.nnz)
+    if not sp.issparse(targets) or targets.shape != pos.shape:
+        raise ValueError(f"targets: must be a sparse matrix of shape {pos.shape}")
+    t = sp.csr_matrix(targets, dtype=np.float64, copy=True)
+    t.sum_duplicates()
+    if not (np.array_equal(t.indptr, pos.indptr) and np.array_equal(t.indices, pos.indices)):
+        raise ValueError("targets: must have exactly the entries of positives")
+    if not np.isfinite(t.data).all():
+        raise ValueError("targets: must be finite")
+    return t.data
+
+
+def _merge_rows(
+    pos: sp.csr_matrix, neg: sp.csr_matrix | None, targets: np.ndarray | None = None
+) -> _Rows:
+    target_weight = pos.data if targets is None else pos.data * targets
     if neg is None or neg.nnz == 0:
-        return _Rows(pos.indptr, pos.indices, pos.data, pos.data)
+        return _Rows(pos.indptr, pos.indices, pos.data, target_weight)
     rows = np.concatenate([_rows_of(pos), _rows_of(neg)])
     order = np.argsort(rows, kind="stable")  # group by row; stable keeps the result reproducible
     indptr = np.zeros(pos.shape[0] + 1, dtype=np.int64)
@@ -346,7 +373,7 @@ def _merge_rows(pos: sp.csr_matrix, neg: sp.csr_matrix | None) -> _Rows:
         indptr,
         np.concatenate([pos.indices, neg.indices])[order],
         np.concatenate([pos.data, neg.data])[order],
-        np.concatenate([pos.data, np.zeros(neg.nnz)])[order],
+        np.concatenate([target_weight, np.zeros(neg.nnz)])[order],
     )
 
 
@@ -446,10 +473,12 @@ def _objective(
     y: np.ndarray,
     w0: float,
     lam: float,
+    targets: np.ndarray | None = None,
 ) -> float:
     # w₀ Σ_all s² = w₀ tr(XᵀX YᵀY); observed entries swap their w₀ s² for their own term.
     s_pos = _entry_scores(pos, x, y)
-    loss = float(pos.data @ (1.0 - s_pos) ** 2 - w0 * (s_pos @ s_pos))
+    t = np.ones(pos.nnz) if targets is None else targets
+    loss = float(pos.data @ (t - s_pos) ** 2 - w0 * (s_pos @ s_pos))
     if neg is not None:
         s_neg = _entry_scores(neg, x, y)
         loss += float((neg.data - w0) @ s_neg**2)

@@ -264,3 +264,37 @@ def test_threads_do_not_change_the_result():
     one, three = fit(1), fit(3)
     np.testing.assert_array_equal(one.user_factors_, three.user_factors_)
     np.testing.assert_array_equal(one.loss_, three.loss_)
+
+
+def test_targets_half_step_and_loss_match_a_dense_computation():
+    """With targets t on the positives (e.g. Y/θ), each user solves
+    (Σ_i W_ui y_i y_iᵀ + λI) x = Σ_i W_ui p_ui y_i with p = t on P, 0 elsewhere — written densely."""
+    import scipy.sparse as sparse
+
+    from policies.weighted_als import WeightedALS, solve_factors, weighted_objective
+
+    rng = np.random.default_rng(11)
+    n_u, n_i, f, lam, w0 = 9, 13, 3, 0.2, 1.0
+    mask = rng.random((n_u, n_i)) < 0.25
+    w = np.where(mask, 1.0, 0.0)
+    t = np.where(mask, rng.uniform(1.0, 6.0, (n_u, n_i)), 0.0)
+    pos, targets = sparse.csr_matrix(w), sparse.csr_matrix(t)
+    y = rng.normal(size=(n_i, f))
+    got = solve_factors(pos, None, y, unobserved_weight=w0, regularization=lam, targets=targets)
+    for u in range(n_u):
+        weights = np.where(mask[u], w[u], w0)
+        a = y.T @ (weights[:, None] * y) + lam * np.eye(f)
+        b = y.T @ (weights * np.where(mask[u], t[u], 0.0))
+        np.testing.assert_allclose(got[u], np.linalg.solve(a, b), rtol=1e-9, atol=1e-12)
+    model = WeightedALS(factors=f, regularization=lam, iterations=4, random_state=0)
+    model.fit(pos, targets=targets)
+    x64, y64 = model.user_factors_.astype(np.float64), model.item_factors_.astype(np.float64)
+    dense = x64 @ y64.T
+    expected = np.sum(np.where(mask, w * (t - dense) ** 2, w0 * dense**2)) + lam * (
+        np.sum(x64**2) + np.sum(y64**2)
+    )
+    got_obj = weighted_objective(pos, None, x64, y64, regularization=lam, targets=targets)
+    assert got_obj == pytest.approx(expected, rel=1e-9)
+    assert np.all(np.diff(model.loss_) <= 1e-9 * abs(model.loss_[0]))
+    with pytest.raises(ValueError, match="targets: must have exactly the entries"):
+        model.fit(pos, targets=sparse.csr_matrix(t + (~mask) * 1.0))
