@@ -25,6 +25,31 @@ def gumbel(uniforms: np.ndarray) -> np.ndarray:
     return -np.log(-np.log(np.clip(uniforms, 1e-300, 1.0 - 1e-16)))
 
 
+def sequential_log_probs(
+    logits: np.ndarray, picks: np.ndarray, valid: np.ndarray | None = None
+) -> np.ndarray:
+    """``log P(slot k holds candidate picks[:, k] | slots before it)`` under Plackett–Luce with
+    ``logits`` (n, C); ``-inf`` where ``valid`` is False or the candidate was already taken.
+    In log space: weights far below the top underflow ``exp()``."""
+    remaining = np.ones(logits.shape, dtype=bool)
+    out = np.empty(picks.shape)
+    rows = np.arange(picks.shape[0])
+    for slot in range(picks.shape[1]):  # a loop over slots, vectorized over requests
+        pick = picks[:, slot]
+        lse = logsumexp(np.where(remaining, logits, -np.inf), axis=1)
+        ok = remaining[rows, pick] if valid is None else valid[:, slot] & remaining[rows, pick]
+        out[:, slot] = np.where(ok, logits[rows, pick] - lse, -np.inf)
+        remaining[rows, pick] = False
+    return out
+
+
+def sample_rankings(logits: np.ndarray, k: int, m: int, rng: np.random.Generator) -> np.ndarray:
+    """``m`` Plackett–Luce top-``k`` rankings per row of ``logits`` (b, C) -> (b, m, k) candidate
+    indices (Gumbel-top-k), drawing ``b·m·C`` uniforms in row order."""
+    noise = gumbel(rng.random((logits.shape[0], m, logits.shape[1])))
+    return top_k_indices(logits[:, None, :] + noise, k, continuous=True)
+
+
 @dataclass(frozen=True)
 class Softmax:
     """Draw the slate without replacement with weights ``exp(score / temperature)``.
@@ -49,15 +74,7 @@ class Softmax:
         order = top_k_indices(
             logits + gumbel(rand.uniform.random(logits.shape)), k, continuous=True
         )
-        # Sequential conditionals in log space (weights far below the top underflow exp()).
-        remaining = np.ones(logits.shape, dtype=bool)
-        log_sequential = np.empty(order.shape)
-        rows = np.arange(ctx.n)
-        for slot in range(k):  # a loop over slots, vectorized over requests
-            pick = order[:, slot]
-            lse = logsumexp(np.where(remaining, logits, -np.inf), axis=1)
-            log_sequential[:, slot] = logits[rows, pick] - lse
-            remaining[rows, pick] = False
+        log_sequential = sequential_log_probs(logits, order)
         sequential = np.exp(log_sequential)
         marginal, _, show = self._monte_carlo(logits, order, rand)
         marginal[:, 0] = sequential[:, 0]  # the first slot's marginal is exact
@@ -77,8 +94,8 @@ class Softmax:
         n, c = logits.shape
         parts = []
         for lo in range(0, n, MC_CHUNK):  # chunks of requests, in request order
-            block = logits[lo : lo + MC_CHUNK, None, :]
-            noise = gumbel(rand.monte_carlo.random((block.shape[0], self.mc_samples, c)))
-            samples = top_k_indices(block + noise, self.slate_size, continuous=True)
+            samples = sample_rankings(
+                logits[lo : lo + MC_CHUNK], self.slate_size, self.mc_samples, rand.monte_carlo
+            )
             parts.append(mc_estimates(samples, shown[lo : lo + MC_CHUNK], c))
         return concat_estimates(parts, self.slate_size, c)

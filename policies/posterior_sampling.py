@@ -25,6 +25,20 @@ class PosteriorModel(Protocol):
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
+def posterior_rankings(
+    mean: np.ndarray, g: np.ndarray, beta: float, k: int, m: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``m`` posterior samples ``mean + β·Gᵀz`` per request ranked: (b, m, k) candidate indices."""
+    zs = rng.standard_normal((g.shape[0], m, g.shape[1]))
+    draws = mean[:, None, :] + beta * (zs @ g)  # (b, M, f) @ (b, f, C), batched BLAS
+    return top_k_indices(draws, k, continuous=True)
+
+
+def ucb_bound(mean: np.ndarray, g: np.ndarray, beta: float) -> np.ndarray:
+    """``mean + β·sd`` of each candidate's score."""
+    return mean + beta * np.sqrt(np.einsum("nfc,nfc->nc", g, g))
+
+
 @dataclass(frozen=True)
 class UCB:
     """Rank candidates by ``mean + β·sd`` (upper confidence bound); deterministic."""
@@ -35,7 +49,7 @@ class UCB:
 
     def select(self, ctx: SelectionContext, rand: Randomness) -> Selection:
         mean, g = ctx.model.score_distribution(ctx.user_ids, ctx.candidates)  # type: ignore[attr-defined]
-        bound = mean + self.beta * np.sqrt(np.einsum("nfc,nfc->nc", g, g))
+        bound = ucb_bound(mean, g, self.beta)
         return deterministic(ctx, top_k_indices(bound, self.slate_size), self.slate_size)
 
 
@@ -62,16 +76,15 @@ class Thompson:
         )
         parts = []
         for lo in range(0, ctx.n, MC_CHUNK):
-            gb, mb = g[lo : lo + MC_CHUNK], mean[lo : lo + MC_CHUNK]
-            zs = rand.monte_carlo.standard_normal((gb.shape[0], self.mc_samples, gb.shape[1]))
-            draws = mb[:, None, :] + self.beta * (zs @ gb)  # (n, M, f) @ (n, f, C), batched BLAS
-            parts.append(
-                mc_estimates(
-                    top_k_indices(draws, k, continuous=True),
-                    order[lo : lo + MC_CHUNK],
-                    mean.shape[1],
-                )
+            samples = posterior_rankings(
+                mean[lo : lo + MC_CHUNK],
+                g[lo : lo + MC_CHUNK],
+                self.beta,
+                k,
+                self.mc_samples,
+                rand.monte_carlo,
             )
+            parts.append(mc_estimates(samples, order[lo : lo + MC_CHUNK], mean.shape[1]))
         marginal, prefix, show = concat_estimates(parts, k, mean.shape[1])
         return Selection(
             items=np.take_along_axis(ctx.candidates, order, axis=1),

@@ -26,8 +26,8 @@ import numpy as np
 from scipy.special import logsumexp
 
 from policies.exclusion import n_excluded
-from policies.plackett_luce import MC_CHUNK, Softmax, gumbel
-from policies.posterior_sampling import UCB, Thompson
+from policies.plackett_luce import MC_CHUNK, Softmax, sample_rankings, sequential_log_probs
+from policies.posterior_sampling import UCB, Thompson, posterior_rankings, ucb_bound
 from policies.propensity import top_k_indices
 from policies.randomness import Randomness
 from policies.selection import EpsilonGreedy, Greedy, SelectionContext, UniformRandom
@@ -56,7 +56,7 @@ def slate_probabilities(
         return _softmax(selector, ctx, items, rand)
     if isinstance(selector, UCB):
         mean, g = ctx.model.score_distribution(ctx.user_ids, ctx.candidates)  # type: ignore[attr-defined]
-        bound = mean + selector.beta * np.sqrt(np.einsum("nfc,nfc->nc", g, g))
+        bound = ucb_bound(mean, g, selector.beta)
         top = np.take_along_axis(ctx.candidates, top_k_indices(bound, selector.slate_size), axis=1)
         same = items == top
         return same.astype(np.float64), np.cumprod(same, axis=1).astype(np.float64)
@@ -126,31 +126,27 @@ def _uniform(ctx: SelectionContext, items: np.ndarray) -> tuple[np.ndarray, np.n
     return marginal, np.cumprod(sequential, axis=1)
 
 
+def _candidate_index(ctx: SelectionContext, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each logged item was retrieved, and its candidate index (-1 if not: no sample
+    ever draws it)."""
+    match = ctx.candidates[:, :, None] == items[:, None, :]  # (n, C, K)
+    found = match.any(axis=1)
+    return found, np.where(found, match.argmax(axis=1), -1)
+
+
 def _softmax(
     sel: Softmax, ctx: SelectionContext, items: np.ndarray, rand: Randomness
 ) -> tuple[np.ndarray, np.ndarray]:
     k = sel.slate_size
     scores = ctx.scores.astype(np.float64)
     logits = (scores - scores.max(axis=1, keepdims=True)) / sel.temperature
-    match = ctx.candidates[:, :, None] == items[:, None, :]  # (n, C, K)
-    found = match.any(axis=1)
-    index = match.argmax(axis=1)  # candidate index of each logged item
+    found, index = _candidate_index(ctx, items)
     rows = np.arange(ctx.n)
-    remaining = np.ones(logits.shape, dtype=bool)
-    log_seq = np.full(items.shape, -np.inf)
-    for slot in range(k):  # slots, vectorized over requests
-        pick = index[:, slot]
-        lse = logsumexp(np.where(remaining, logits, -np.inf), axis=1)
-        ok = found[:, slot] & remaining[rows, pick]
-        log_seq[:, slot] = np.where(ok, logits[rows, pick] - lse, -np.inf)
-        remaining[rows, pick] = False
-    prefix = np.exp(np.cumsum(log_seq, axis=1))
+    prefix = np.exp(np.cumsum(sequential_log_probs(logits, index, found), axis=1))
     # Marginals: Monte-Carlo frequencies of (slot, candidate) over fresh Plackett–Luce samples.
     marginal = np.zeros(items.shape)
     for lo in range(0, ctx.n, MC_CHUNK):
-        block = logits[lo : lo + MC_CHUNK, None, :]
-        noise = gumbel(rand.monte_carlo.random((block.shape[0], sel.mc_samples, block.shape[2])))
-        samples = top_k_indices(block + noise, k, continuous=True)  # (b, M, K)
+        samples = sample_rankings(logits[lo : lo + MC_CHUNK], k, sel.mc_samples, rand.monte_carlo)
         hits = samples == index[lo : lo + MC_CHUNK, None, :]
         marginal[lo : lo + MC_CHUNK] = hits.mean(axis=1)
     marginal = np.where(found, marginal, 0.0)
@@ -165,16 +161,18 @@ def _thompson(
     """Frequencies of the logged (slot, item) and prefixes over fresh posterior samples."""
     k = sel.slate_size
     mean, g = ctx.model.score_distribution(ctx.user_ids, ctx.candidates)  # type: ignore[attr-defined]
-    match = ctx.candidates[:, :, None] == items[:, None, :]
-    found = match.any(axis=1)
-    index = np.where(found, match.argmax(axis=1), -1)  # -1: not a candidate, never drawn
+    _, index = _candidate_index(ctx, items)
     marginal = np.zeros(items.shape)
     prefix = np.zeros(items.shape)
     for lo in range(0, ctx.n, MC_CHUNK):
-        gb, mb = g[lo : lo + MC_CHUNK], mean[lo : lo + MC_CHUNK]
-        zs = rand.monte_carlo.standard_normal((gb.shape[0], sel.mc_samples, gb.shape[1]))
-        draws = mb[:, None, :] + sel.beta * (zs @ gb)
-        samples = top_k_indices(draws, k, continuous=True)  # (b, M, K)
+        samples = posterior_rankings(
+            mean[lo : lo + MC_CHUNK],
+            g[lo : lo + MC_CHUNK],
+            sel.beta,
+            k,
+            sel.mc_samples,
+            rand.monte_carlo,
+        )
         hits = samples == index[lo : lo + MC_CHUNK, None, :]
         marginal[lo : lo + MC_CHUNK] = hits.mean(axis=1)
         prefix[lo : lo + MC_CHUNK] = np.cumprod(hits, axis=2).mean(axis=1)
