@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -140,3 +141,15 @@ def _optional_hour(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise ConfigError(f"debug.fail_at_hour={value!r}: must be null or a number of hours >= 0")
     return float(value)
+
+
+def load_policy(name: str) -> dict[str, Any]:
+    """``configs/policy/_base.yaml`` merged with ``<name>.yaml`` (hydra's defaults order)."""
+    folder = resources.files("configs") / "policy"
+    path = folder / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"ope policy {name!r}: no configs/policy/{name}.yaml")
+    base = OmegaConf.load(str(folder / "_base.yaml"))
+    own = OmegaConf.load(str(path))
+    own.pop("defaults", None)
+    return OmegaConf.to_container(OmegaConf.merge(base, own), resolve=True)

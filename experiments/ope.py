@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import html
 import math
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ import polars as pl
 from omegaconf import OmegaConf
 from scipy.stats import kendalltau
 
-from experiments.config import ConfigError, parse_config
+from experiments.config import ConfigError, load_policy, parse_config
 from experiments.run import run
 from policies.ope import (
     DM,
@@ -101,18 +100,6 @@ OPE_COLUMNS = (
 )
 
 
-def load_policy(name: str) -> dict[str, Any]:
-    """``configs/policy/_base.yaml`` merged with ``<name>.yaml`` (hydra's defaults order)."""
-    folder = resources.files("configs") / "policy"
-    path = folder / f"{name}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"ope policy {name!r}: no configs/policy/{name}.yaml")
-    base = OmegaConf.load(str(folder / "_base.yaml"))
-    own = OmegaConf.load(str(path))
-    own.pop("defaults", None)
-    return OmegaConf.to_container(OmegaConf.merge(base, own), resolve=True)
-
-
 def check_ope(cfg: dict[str, Any]) -> tuple[str, list[str], list[int]]:
     ope = cfg.get("ope") or {}
     logging = ope.get("logging")
@@ -164,7 +151,7 @@ def run_ope(cfg: Any, out_dir: Path) -> pl.DataFrame:
     base["report"] = {"enabled": False}
     base["progress"] = False
     base["policy"] = {**load_policy(logging), **shared, **logging_params}
-    parse_config(base)  # fail before any run starts
+    n_items = parse_config(base).world.n_items  # and fail before any run starts
     t0 = window_start(base["sim"])
     target_cfgs = {t: PolicyConfig(**{**load_policy(t), **shared}) for t in targets}
     out_dir = Path(out_dir)
@@ -177,7 +164,7 @@ def run_ope(cfg: Any, out_dir: Path) -> pl.DataFrame:
             truth_dir = out_dir / f"seed{seed}" / f"truth_{target}"
             run(cfg_s, truth_dir, switch=(t0, tcfg))
             truth = window_values(truth_dir / "logs", t0)
-            rows += estimate_target(log_dir / "logs", t0, target, seed, truth, tcfg)
+            rows += estimate_target(log_dir / "logs", t0, target, seed, truth, tcfg, n_items)
     table = pl.DataFrame(rows).select(OPE_COLUMNS)
     table.write_parquet(out_dir / "ope.parquet")
     summary = summarize(table)
@@ -213,6 +200,7 @@ def estimate_target(
     seed: int,
     truth: dict[str, float],
     target_config: PolicyConfig,
+    n_items: int,
 ) -> list[dict[str, Any]]:
     imp = _window(logs, t0).filter(pl.col("model_version") >= 0)
     tgt = (
@@ -240,7 +228,7 @@ def estimate_target(
     model_based = target_config.selector in ("greedy", "epsilon_greedy", "softmax", "uniform")
     logged_x = cand_x = target_p = None
     if model_based:
-        logged_x, cand_x, target_p = slot0_model_inputs(logs, t0, first, target_config)
+        logged_x, cand_x, target_p = slot0_model_inputs(logs, t0, first, target_config, n_items)
     item = BanditData(
         reward=first["clicked"].to_numpy().astype(np.float64),
         logging_propensity=first["propensity"].to_numpy(),
@@ -280,7 +268,7 @@ def estimate_target(
 
 
 def slot0_model_inputs(
-    logs: Path, t0: float, first: pl.DataFrame, target: PolicyConfig
+    logs: Path, t0: float, first: pl.DataFrame, target: PolicyConfig, n_items: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Reward-model inputs for slot 1 as a bandit (DM, DR, SNDR, Switch-DR).
 
@@ -293,13 +281,6 @@ def slot0_model_inputs(
     the user's filtered items are ignored, a small approximation), softmax (its exact first-slot
     Plackett–Luce probabilities over the candidates) or uniform.
     """
-    n_items = int(
-        pl.scan_parquet(logs / "impressions" / "**" / "*.parquet")
-        .select(pl.col("item_id").max())
-        .collect()
-        .item()
-    )
-    n_items = max(n_items + 1, 1)
     past = (
         pl.scan_parquet(logs / "impressions" / "**" / "*.parquet")
         .filter(pl.col("t") < t0)

@@ -43,11 +43,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from omegaconf import OmegaConf
 from scipy import stats
 
 from agents.streams import Streams
 from agents.world import WorldConfig, build_world
+from experiments.config import load_policy
 from policies import Interactions, PolicyConfig, SlateBatch, build_policy
 from policies.exclusion import PAD
 from policies.exposure_boost import ExposureBoost
@@ -73,11 +73,7 @@ POLICY_FILES = sorted(p for p in CONFIG_DIR.glob("*.yaml") if not p.name.startsw
 
 def load_policy_config(path: Path, **overrides) -> PolicyConfig:
     """``_base.yaml`` then the file itself (hydra's ``defaults: [_base, _self_]``)."""
-    base = OmegaConf.load(CONFIG_DIR / "_base.yaml")
-    own = OmegaConf.load(path)
-    own.pop("defaults", None)
-    merged = OmegaConf.to_container(OmegaConf.merge(base, own), resolve=True)
-    merged.update(overrides)
+    merged = {**load_policy(path.stem), **overrides}
     known = {f.name for f in fields(PolicyConfig)}
     return PolicyConfig(**{k: v for k, v in merged.items() if k in known})
 
