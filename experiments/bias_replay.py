@@ -20,6 +20,7 @@ and scores each model by true NDCG@K on a fixed sample of users. The share of th
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -31,20 +32,23 @@ from agents.streams import Streams
 from agents.world import build_world
 from experiments.config import parse_config
 from policies.interactions import Interactions, RoundImpressions
-from policies.policy import PolicyConfig, build_policy
+from policies.debiasing import Debias
+from policies.policy import build_policy
+from policies.selection import Greedy
 from sim.model_quality import NDCGProbe, sample_probe_users
 
+# Training variants: the ``policy.debias`` node each one fits with.
 VARIANTS = (
     ("plain", {}),
-    ("position_ipw_oracle", {"debias": "position_ipw", "ipw_propensity": "oracle"}),
+    ("position_ipw_oracle", {"mode": "position_ipw", "propensity": "oracle"}),
     (
         "position_ipw_oracle_unclipped",
-        {"debias": "position_ipw", "ipw_propensity": "oracle", "ipw_clip": 1e6},
+        {"mode": "position_ipw", "propensity": "oracle", "clip": 1e6},
     ),
-    ("position_ipw_em", {"debias": "position_ipw", "ipw_propensity": "em"}),
-    ("position_unbiased_oracle", {"debias": "position_unbiased", "ipw_propensity": "oracle"}),
-    ("popularity_ipw", {"debias": "popularity_ipw"}),
-    ("exposure_aware", {"debias": "exposure"}),
+    ("position_ipw_em", {"mode": "position_ipw", "propensity": "em"}),
+    ("position_unbiased_oracle", {"mode": "position_unbiased", "propensity": "oracle"}),
+    ("popularity_ipw", {"mode": "popularity_ipw"}),
+    ("exposure_aware", {"mode": "exposure"}),
 )
 
 
@@ -87,7 +91,10 @@ def replay(run_dir: Path, n_probe: int = 1000) -> pl.DataFrame:
     n_users, n_items = world.users.n_users, world.catalog.n_items
 
     def fit(clicked: np.ndarray, overrides: dict) -> float:
-        cfg = PolicyConfig(**{**_policy_fields(rc.policy), **overrides})
+        # the run's policy, greedy and without intervention, with this variant's training data
+        cfg = dataclasses.replace(
+            rc.policy, selector=Greedy(k), intervention=None, debias=Debias(**overrides)
+        )
         policy = build_policy(cfg, n_items, n_users, seed=0, examination=theta)
         inter = Interactions.from_pairs(
             users[clicked],
@@ -115,14 +122,6 @@ def replay(run_dir: Path, n_probe: int = 1000) -> pl.DataFrame:
         pl.lit(int(logged.sum())).alias("logged_clicks"),
         pl.lit(int(unbiased.sum())).alias("unbiased_clicks"),
     )
-
-
-def _policy_fields(policy: PolicyConfig) -> dict:
-    from dataclasses import asdict
-
-    fields = asdict(policy)
-    fields.update(selector="greedy", intervention="none", debias="none")
-    return fields
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -114,7 +114,10 @@ def precheck(argv: list[str]) -> None:
     for overrides in jobs or []:
         cfg = _compose(overrides)
         parse_config(cfg)
-        if cfg.get("ope") is not None:
+        runner = cfg.get("runner", "run")
+        if runner not in RUNNERS:
+            raise ConfigError(f"runner={runner!r}: unknown; choose one of {', '.join(RUNNERS)}")
+        if runner == "ope":
             from experiments.ope import check_ope
 
             check_ope(OmegaConf.to_container(cfg, resolve=True))
@@ -158,14 +161,9 @@ def _app(cfg: DictConfig) -> None:
     multirun = hc.mode == RunMode.MULTIRUN
     console = Console(stderr=False)
     try:
-        if cfg.get("ope") is not None:  # the off-policy evaluation study: its own runs and page
-            from experiments.ope import run_ope
-
-            table = run_ope(cfg, out_dir)
-            console.print(
-                f"off-policy evaluation: {table.height} estimates in {out_dir / 'ope.parquet'}"
-            )
-            console.print(f"summary: {out_dir / 'ope_summary.csv'}  page: {out_dir / 'ope.html'}")
+        runner = cfg.get("runner", "run")
+        if runner != "run":  # a study with its own runs and page
+            RUNNERS[runner](cfg, out_dir, console)
             return
         show = bool(cfg.get("progress", True)) and not multirun
         with day_progress(show, console, days=float(cfg.sim.days)) as progress:
@@ -190,6 +188,18 @@ def _app(cfg: DictConfig) -> None:
     console.print(f"run directory: {out_dir}")
     if (out_dir / "report.html").exists():
         console.print(f"report: {out_dir / 'report.html'}")
+
+
+def _run_ope(cfg: DictConfig, out_dir: Path, console: Console) -> None:
+    from experiments.ope import run_ope
+
+    table = run_ope(cfg, out_dir)
+    console.print(f"off-policy evaluation: {table.height} estimates in {out_dir / 'ope.parquet'}")
+    console.print(f"summary: {out_dir / 'ope_summary.csv'}  page: {out_dir / 'ope.html'}")
+
+
+# What a job does, by the config's top-level ``runner`` key (study configs set it).
+RUNNERS: dict[str, Any] = {"run": None, "ope": _run_ope}
 
 
 def main() -> None:

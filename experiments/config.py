@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from agents.validation import is_number, is_positive_int
 from agents.world import WorldConfig
 from policies.policy import PolicyConfig
 from sim.engine import SimConfig
@@ -19,25 +19,94 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """The ``metrics`` node."""
+
+    homogenization_pairs: int = 2000
+    ndcg_users: int = 200
+    ndcg_k: int = 10
+    examination: bool = False
+
+    def __post_init__(self) -> None:
+        if not is_positive_int(self.homogenization_pairs):
+            raise ValueError(
+                f"metrics.homogenization_pairs={self.homogenization_pairs!r}: must be an integer >= 1"
+            )
+        n = self.ndcg_users
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"metrics.ndcg_users={self.ndcg_users!r}: must be an integer >= 0")
+        if not is_positive_int(self.ndcg_k):
+            raise ValueError(f"metrics.ndcg_k={self.ndcg_k!r}: must be an integer >= 1")
+        if not isinstance(self.examination, bool):
+            raise ValueError(f"metrics.examination={self.examination!r}: must be true or false")
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """The ``report`` node."""
+
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise ValueError(f"report.enabled={self.enabled!r}: must be true or false")
+
+
+@dataclass(frozen=True)
+class DebugConfig:
+    """The ``debug`` node (fault injection for tests of failure handling)."""
+
+    fail_at_hour: float | None = None
+
+    def __post_init__(self) -> None:
+        value = self.fail_at_hour
+        if value is not None and (not is_number(value) or value < 0):
+            raise ValueError(
+                f"debug.fail_at_hour={value!r}: must be null or a number of hours >= 0"
+            )
+
+
+@dataclass(frozen=True)
 class RunConfig:
     seed: int
     world: WorldConfig
     policy: PolicyConfig
     sim: SimConfig
-    homogenization_pairs: int
-    report: bool
-    progress: bool
-    fail_at_hour: float | None = None
-    ndcg_users: int = 200
-    ndcg_k: int = 10
-    examination: bool = False
+    metrics: MetricsConfig
+    report_config: ReportConfig
+    debug: DebugConfig
+    progress: bool = True
+
+    # The names the rest of the code reads.
+    @property
+    def homogenization_pairs(self) -> int:
+        return self.metrics.homogenization_pairs
+
+    @property
+    def ndcg_users(self) -> int:
+        return self.metrics.ndcg_users
+
+    @property
+    def ndcg_k(self) -> int:
+        return self.metrics.ndcg_k
+
+    @property
+    def examination(self) -> bool:
+        return self.metrics.examination
+
+    @property
+    def report(self) -> bool:
+        return self.report_config.enabled
+
+    @property
+    def fail_at_hour(self) -> float | None:
+        return None if self.debug.fail_at_hour is None else float(self.debug.fail_at_hour)
 
 
-METRICS_KEYS = ("homogenization_pairs", "ndcg_users", "ndcg_k", "examination")
-
-
-def _section(cfg: dict[str, Any], name: str, cls: type) -> Any:
+def _section(cfg: dict[str, Any], name: str, cls: type, required: bool = True) -> Any:
     raw = cfg.get(name)
+    if raw is None and not required:
+        raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{name}={raw!r}: missing or not a mapping")
     known = {f.name for f in dataclasses.fields(cls)}
@@ -64,6 +133,16 @@ def _bool(value: Any, key: str) -> bool:
     return value
 
 
+def parse_policy(raw: Any) -> PolicyConfig:
+    """The ``policy`` node as a validated :class:`PolicyConfig` (one-line errors)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"policy={raw!r}: missing or not a mapping")
+    try:
+        return PolicyConfig.from_config(raw)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def parse_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
     """Validate everything before anything is simulated or written.
 
@@ -81,75 +160,55 @@ def parse_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
         data = dict(cfg)
     assert isinstance(data, dict)
     world = _section(data, "world", WorldConfig)
-    policy = _section(data, "policy", PolicyConfig)
+    policy = parse_policy(data.get("policy"))
     sim = _section(data, "sim", SimConfig)
     try:
         policy.check_catalog(world.n_items)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    if (
-        policy.debias in ("position_ipw", "position_unbiased")
-        and policy.ipw_propensity == "oracle"
-        and world.click_model != "pbm"
-    ):
+    debias = policy.debias
+    if debias.position_based and debias.propensity == "oracle" and world.click_model != "pbm":
         raise ConfigError(
-            f"policy.ipw_propensity='oracle': the true θ_k exists for world.click_model=pbm only "
-            f"(got world.click_model={world.click_model!r}); use em or randomized"
+            f"policy.debias.propensity='oracle': the true θ_k exists for world.click_model=pbm "
+            f"only (got world.click_model={world.click_model!r}); use em or randomized"
         )
-    if (
-        policy.debias in ("position_ipw", "position_unbiased")
-        and policy.ipw_propensity == "oracle"
-        and world.trust_bias > 0
-    ):
+    if debias.position_based and debias.propensity == "oracle" and world.trust_bias > 0:
         raise ConfigError(
-            f"policy.ipw_propensity='oracle': with world.trust_bias={world.trust_bias} the click "
-            "propensity is not θ_k alone; use em or randomized, or world.trust_bias=0"
+            f"policy.debias.propensity='oracle': with world.trust_bias={world.trust_bias} the "
+            "click propensity is not θ_k alone; use em or randomized, or world.trust_bias=0"
         )
-    metrics = data.get("metrics") or {}
-    unknown = sorted(set(metrics) - set(METRICS_KEYS))
-    if unknown:
+    metrics = _section(data, "metrics", MetricsConfig, required=False)
+    if metrics.ndcg_k > world.n_items:
         raise ConfigError(
-            f"metrics.{unknown[0]}={metrics[unknown[0]]!r}: unknown key; known keys: "
-            f"{', '.join(METRICS_KEYS)}"
+            f"metrics.ndcg_k={metrics.ndcg_k}: larger than the catalog (world.n_items={world.n_items})"
         )
-    ndcg_k = _int(metrics.get("ndcg_k", 10), "metrics.ndcg_k", 1)
-    if ndcg_k > world.n_items:
-        raise ConfigError(
-            f"metrics.ndcg_k={ndcg_k}: larger than the catalog (world.n_items={world.n_items})"
-        )
-    report = data.get("report") or {}
     return RunConfig(
         seed=_int(data.get("seed"), "seed", 0),
         world=world,
         policy=policy,
         sim=sim,
-        homogenization_pairs=_int(
-            metrics.get("homogenization_pairs", 2000), "metrics.homogenization_pairs", 1
-        ),
-        report=_bool(report.get("enabled", True), "report.enabled"),
+        metrics=metrics,
+        report_config=_section(data, "report", ReportConfig, required=False),
+        debug=_section(data, "debug", DebugConfig, required=False),
         progress=_bool(data.get("progress", True), "progress"),
-        fail_at_hour=_optional_hour((data.get("debug") or {}).get("fail_at_hour")),
-        ndcg_users=_int(metrics.get("ndcg_users", 200), "metrics.ndcg_users", 0),
-        ndcg_k=ndcg_k,
-        examination=_bool(metrics.get("examination", False), "metrics.examination"),
     )
 
 
-def _optional_hour(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConfigError(f"debug.fail_at_hour={value!r}: must be null or a number of hours >= 0")
-    return float(value)
+def compose_policy(name: str) -> dict[str, Any]:
+    """The ``policy`` node of preset ``name`` as hydra composes it (``policy=<name>``): inside
+    the running app with its search path, elsewhere from the packaged configs."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
 
+    def _compose() -> dict[str, Any]:
+        try:
+            cfg = compose(config_name="config", overrides=[f"policy={name}"])
+        except HydraException as exc:
+            raise ConfigError(f"policy preset {name!r}: {str(exc).splitlines()[0]}") from None
+        return OmegaConf.to_container(cfg.policy, resolve=True)
 
-def load_policy(name: str) -> dict[str, Any]:
-    """``configs/policy/_base.yaml`` merged with ``<name>.yaml`` (hydra's defaults order)."""
-    folder = resources.files("configs") / "policy"
-    path = folder / f"{name}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"ope policy {name!r}: no configs/policy/{name}.yaml")
-    base = OmegaConf.load(str(folder / "_base.yaml"))
-    own = OmegaConf.load(str(path))
-    own.pop("defaults", None)
-    return OmegaConf.to_container(OmegaConf.merge(base, own), resolve=True)
+    if GlobalHydra.instance().is_initialized():
+        return _compose()
+    with initialize_config_module(config_module="configs", version_base="1.3"):
+        return _compose()

@@ -33,7 +33,7 @@ import polars as pl
 from omegaconf import OmegaConf
 from scipy.stats import kendalltau
 
-from experiments.config import ConfigError, load_policy, parse_config
+from experiments.config import ConfigError, compose_policy, parse_config, parse_policy
 from experiments.run import run
 from policies.ope import (
     DM,
@@ -51,7 +51,9 @@ from policies.ope import (
     SlateStandardIPS,
     SwitchDR,
 )
-from policies.policy import PolicyConfig
+from policies.components import instantiate
+from policies.policy import PolicyConfig, Target
+from policies.selection import Selector
 
 ITEM_ESTIMATORS = {
     "IPS": IPS(),
@@ -69,22 +71,6 @@ SLATE_ESTIMATORS = {
     "SN_slate_independent_IPS": SelfNormalizedSlateIndependentIPS(),
     "SN_slate_reward_interaction_IPS": SelfNormalizedSlateRewardInteractionIPS(),
 }
-REPLAYABLE = ("greedy", "epsilon_greedy", "uniform", "softmax", "ucb", "thompson")
-# Keys of the model and the slate, taken from the composed ``policy`` group for the logging policy
-# and every target (so ``policy.factors=64`` applies to all); selector keys come from each named
-# policy config (and ``ope.logging_params``).
-SHARED_POLICY_KEYS = (
-    "slate_size",
-    "n_candidates",
-    "factors",
-    "regularization",
-    "iterations",
-    "alpha",
-    "warm_start",
-    "training_window_rounds",
-    "mc_samples",
-    "bootstrap",
-)
 OPE_COLUMNS = (
     "estimator",
     "level",
@@ -100,32 +86,47 @@ OPE_COLUMNS = (
 )
 
 
-def check_ope(cfg: dict[str, Any]) -> tuple[str, list[str], list[int]]:
+def check_ope(cfg: dict[str, Any]) -> tuple[PolicyConfig, dict[str, Target], list[int]]:
+    """The logging policy (the composed ``policy`` node), the targets (``ope.targets``: policy
+    presets whose selector reranks the logging policy's model) and the seeds; or one error line."""
     ope = cfg.get("ope") or {}
-    logging = ope.get("logging")
     targets = list(ope.get("targets") or [])
     seeds = list(ope.get("seeds") or [cfg.get("seed", 0)])
-    if not isinstance(logging, str):
-        raise ConfigError(f"ope.logging={logging!r}: must name a policy config")
-    if not targets:
-        raise ConfigError(f"ope.targets={targets!r}: name at least one target policy")
-    logging_scorer = load_policy(logging)["scorer"]
-    for name in [logging, *targets]:
-        selector = load_policy(name)["selector"]
-        scorer = load_policy(name)["scorer"]
-        if name in targets and scorer != logging_scorer:
-            raise ConfigError(
-                f"ope.targets: {name!r} scores with {scorer!r} but ope.logging={logging!r} with "
-                f"{logging_scorer!r}; a target reranks the logging policy's model"
-            )
-        if name in targets and selector not in REPLAYABLE:
-            raise ConfigError(
-                f"ope.targets: {name!r} uses selector {selector!r}, which cannot be replayed on a "
-                f"logged slate (replayable: {', '.join(REPLAYABLE)})"
-            )
-    if not all(isinstance(s, int) for s in seeds):
+    if "logging" in ope or "logging_params" in ope:
+        raise ConfigError(
+            "ope.logging: the logging policy is the run's own policy now; choose it with "
+            "policy=<preset> and tune it with policy.selector.<key>=..."
+        )
+    if not targets or not all(isinstance(t, str) for t in targets):
+        raise ConfigError(f"ope.targets={targets!r}: name at least one target policy preset")
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise ConfigError(f"ope.seeds={seeds!r}: must be integers")
-    return logging, targets, seeds
+    logging = parse_policy(cfg.get("policy"))
+    logging_scorer = (cfg["policy"].get("scorer") or {}).get("_target_")
+    resolved = {}
+    for name in targets:
+        node = compose_policy(name)
+        scorer = (node.get("scorer") or {}).get("_target_")
+        if scorer != logging_scorer:
+            raise ConfigError(
+                f"ope.targets: {name!r} scores with {scorer!r} but the logging policy "
+                f"{logging.name!r} with {logging_scorer!r}; a target reranks the logging "
+                "policy's model"
+            )
+        try:
+            selector = instantiate(
+                node["selector"], Selector, f"ope.targets[{name}].selector",
+                slate_size=logging.slate_size,
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if not selector.replayable:
+            raise ConfigError(
+                f"ope.targets: {name!r} uses selector {selector.label!r}, which cannot be "
+                "replayed on a logged slate"
+            )
+        resolved[name] = Target(name, selector)
+    return logging, resolved, seeds
 
 
 def window_start(sim: dict[str, Any]) -> float:
@@ -145,31 +146,28 @@ def run_ope(cfg: Any, out_dir: Path) -> pl.DataFrame:
     base = OmegaConf.to_container(cfg, resolve=True) if not isinstance(cfg, dict) else dict(cfg)
     base.pop("hydra", None)
     logging, targets, seeds = check_ope(base)
-    logging_params = dict(base["ope"].get("logging_params") or {})
-    shared = {k: v for k, v in (base.get("policy") or {}).items() if k in SHARED_POLICY_KEYS}
-    base = {k: v for k, v in base.items() if k != "ope"}
+    base = {k: v for k, v in base.items() if k not in ("ope", "runner")}
     base["report"] = {"enabled": False}
     base["progress"] = False
-    base["policy"] = {**load_policy(logging), **shared, **logging_params}
     n_items = parse_config(base).world.n_items  # and fail before any run starts
     t0 = window_start(base["sim"])
-    target_cfgs = {t: PolicyConfig(**{**load_policy(t), **shared}) for t in targets}
+    shadow = {name: t.selector for name, t in targets.items()}
     out_dir = Path(out_dir)
     rows: list[dict[str, Any]] = []
     for seed in seeds:
         cfg_s = {**base, "seed": seed}
         log_dir = out_dir / f"seed{seed}" / "logging"
-        run(cfg_s, log_dir, shadow_targets=target_cfgs)
-        for target, tcfg in target_cfgs.items():
-            truth_dir = out_dir / f"seed{seed}" / f"truth_{target}"
-            run(cfg_s, truth_dir, switch=(t0, tcfg))
+        run(cfg_s, log_dir, shadow_targets=shadow)
+        for name, target in targets.items():
+            truth_dir = out_dir / f"seed{seed}" / f"truth_{name}"
+            run(cfg_s, truth_dir, switch=(t0, target))
             truth = window_values(truth_dir / "logs", t0)
-            rows += estimate_target(log_dir / "logs", t0, target, seed, truth, tcfg, n_items)
+            rows += estimate_target(log_dir / "logs", t0, target, seed, truth, n_items)
     table = pl.DataFrame(rows).select(OPE_COLUMNS)
     table.write_parquet(out_dir / "ope.parquet")
     summary = summarize(table)
     summary.write_csv(out_dir / "ope_summary.csv")
-    write_ope_page(out_dir / "ope.html", table, summary, logging, t0)
+    write_ope_page(out_dir / "ope.html", table, summary, logging.name, t0)
     return table
 
 
@@ -196,22 +194,23 @@ def window_values(logs: Path, t0: float) -> dict[str, float]:
 def estimate_target(
     logs: Path,
     t0: float,
-    target: str,
+    target: Target,
     seed: int,
     truth: dict[str, float],
-    target_config: PolicyConfig,
     n_items: int,
 ) -> list[dict[str, Any]]:
     imp = _window(logs, t0).filter(pl.col("model_version") >= 0)
     tgt = (
         pl.scan_parquet(logs / "targets" / "**" / "*.parquet")
-        .filter(pl.col("target").cast(pl.String) == target)
+        .filter(pl.col("target").cast(pl.String) == target.name)
         .select("request_id", "position", "target_marginal", "target_prefix")
         .collect()
     )
     df = imp.join(tgt, on=["request_id", "position"], how="inner").sort("request_id", "position")
     if df.height != imp.height:
-        raise RuntimeError(f"{logs}: {imp.height - df.height} window rows lack target {target!r}")
+        raise RuntimeError(
+            f"{logs}: {imp.height - df.height} window rows lack target {target.name!r}"
+        )
     slate = SlateData(
         request=df["request_id"].to_numpy(),
         position=df["position"].to_numpy(),
@@ -222,13 +221,12 @@ def estimate_target(
         target_prefix=df["target_prefix"].to_numpy(),
     )
     first = df.filter(pl.col("position") == 0)
-    # The reward-model estimators need the target's slot-1 distribution over every candidate:
-    # closed-form for greedy, ε-greedy, softmax and uniform; UCB and Thompson would need the
-    # model's posterior at analysis time, so they get the weighting estimators only.
-    model_based = target_config.selector in ("greedy", "epsilon_greedy", "softmax", "uniform")
-    logged_x = cand_x = target_p = None
-    if model_based:
-        logged_x, cand_x, target_p = slot0_model_inputs(logs, t0, first, target_config, n_items)
+    # The reward-model estimators need the target's slot-1 distribution over every candidate
+    # (Selector.first_slot): closed-form for greedy, ε-greedy, softmax and uniform; UCB and
+    # Thompson would need the model's posterior at analysis time, so they get the weighting
+    # estimators only.
+    logged_x, cand_x, target_p = slot0_model_inputs(logs, t0, first, target.selector, n_items)
+    model_based = target_p is not None
     item = BanditData(
         reward=first["clicked"].to_numpy().astype(np.float64),
         logging_propensity=first["propensity"].to_numpy(),
@@ -253,7 +251,7 @@ def estimate_target(
                 {
                     "estimator": name,
                     "level": level,
-                    "target": target,
+                    "target": target.name,
                     "seed": seed,
                     "estimate": e.value,
                     "ci_low": e.ci_low,
@@ -268,19 +266,19 @@ def estimate_target(
 
 
 def slot0_model_inputs(
-    logs: Path, t0: float, first: pl.DataFrame, target: PolicyConfig, n_items: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    logs: Path, t0: float, first: pl.DataFrame, target: Selector, n_items: int
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """Reward-model inputs for slot 1 as a bandit (DM, DR, SNDR, Switch-DR).
 
     Actions: the request's retrieved candidates plus one aggregate "anything else" action.
     Features a platform has: ``1/(rank+1)`` of a candidate (0 outside), a candidate flag and the
     item's log popularity (impressions before the window); the aggregate action carries the
     mean features of the non-candidate items, which is exact for a linear (ridge) reward model.
-    The target's slot-1 distribution over those actions follows its selector: greedy (rank 0),
-    ε-greedy (``1-ε`` on rank 0, ``ε`` spread uniformly over the catalog outside the top-K —
-    the user's filtered items are ignored, a small approximation), softmax (its exact first-slot
-    Plackett–Luce probabilities over the candidates) or uniform.
+    The target's slot-1 distribution over those actions is its selector's ``first_slot``
+    (``None`` for a selector without one: then no inputs).
     """
+    if not target.has_first_slot:
+        return None, None, None
     past = (
         pl.scan_parquet(logs / "impressions" / "**" / "*.parquet")
         .filter(pl.col("t") < t0)
@@ -311,22 +309,7 @@ def slot0_model_inputs(
     hit = items == shown[:, None]
     rank = np.where(hit.any(axis=1), hit.argmax(axis=1), c)  # c: the aggregate action
     logged_x = cand_x[np.arange(n), rank]
-    k = target.slate_size
-    probs = np.zeros((n, c + 1))
-    if target.selector == "greedy":
-        probs[:, 0] = 1.0
-    elif target.selector == "epsilon_greedy":
-        pool = max(n_items - k, 1)
-        probs[:, 0] = 1.0 - target.epsilon
-        probs[:, k:c] = target.epsilon / pool
-        probs[:, c] = target.epsilon * max(pool - (c - k), 0) / pool
-    elif target.selector == "softmax":
-        logits = (scores - scores.max(axis=1, keepdims=True)) / target.temperature
-        w = np.exp(logits)
-        probs[:, :c] = w / w.sum(axis=1, keepdims=True)
-    else:  # uniform over the catalog
-        probs[:, :c] = 1.0 / n_items
-        probs[:, c] = 1.0 - c / n_items
+    probs = target.first_slot(scores, n_items)
     probs /= probs.sum(axis=1, keepdims=True)
     return logged_x, cand_x, probs
 

@@ -15,7 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 from agents.streams import Streams
 from agents.world import build_world
 from experiments.config import RunConfig, parse_config
-from policies.policy import PolicyConfig, build_policy, build_selector
+from policies.policy import Target, build_policy
+from policies.selection import Selector
 from sim.engine import Simulation
 from sim.event_log import write_parquet_atomic
 from sim.examination import estimate_examination
@@ -55,8 +56,8 @@ def run(
     out_dir: Path,
     progress: Callable[[float, float], None] | None = None,
     config_name: str = "config",
-    shadow_targets: dict[str, PolicyConfig] | None = None,
-    switch: tuple[float, PolicyConfig] | None = None,
+    shadow_targets: dict[str, Selector] | None = None,
+    switch: tuple[float, Target] | None = None,
 ) -> dict[str, Any]:
     """Simulate, write the event log, ``metrics.parquet``, ``summary.json`` and ``report.html``.
 
@@ -84,18 +85,17 @@ def run(
         n_items=world.catalog.n_items,
         n_users=world.users.n_users,
         seed=streams.int_seed("policy.model"),
-        relevance=world.relevance_matrix if rc.policy.scorer == "oracle" else None,
+        relevance=world.relevance_matrix if rc.policy.scorer.uses_ground_truth else None,
         item_content=world.catalog.metadata.content,  # metadata a platform has, not truth
         # truth, passed only to the reference arm that reweights by the true θ_k
         examination=world.click_model.examination(rc.policy.slate_size)
-        if rc.policy.debias in ("position_ipw", "position_unbiased")
-        and rc.policy.ipw_propensity == "oracle"
+        if rc.policy.debias.position_based and rc.policy.debias.propensity == "oracle"
         else None,
     )
     log_root = out_dir / "logs"
     if shadow_targets:
         policy.set_shadow_targets(
-            {name: build_selector(c) for name, c in shadow_targets.items()},
+            shadow_targets,
             seed=streams.int_seed("policy.shadow"),
         )
     probe = None
@@ -130,7 +130,7 @@ def run(
         homogenization_pairs=rc.homogenization_pairs,
     )
     write_parquet_atomic(metrics, out_dir / "metrics.parquet")
-    if rc.examination or rc.policy.intervention != "none":
+    if rc.examination or rc.policy.intervention is not None:
         true_theta = None
         if rc.world.click_model == "pbm":
             true_theta = world.click_model.examination(rc.policy.slate_size)

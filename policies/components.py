@@ -95,7 +95,8 @@ class BuildContext:
     needs_posterior: bool = False  # the selector draws from the scorer's posterior
     relevance: Callable[[np.ndarray], np.ndarray] | None = None  # oracle only: true relevance
     item_content: np.ndarray | None = None  # ItemMetadata.content (what a platform knows)
-    examination: np.ndarray | None = None  # true θ_k: debias ipw_propensity=oracle only
+    examination: np.ndarray | None = None  # true θ_k: debias propensity=oracle only
+    debias: Any = None  # policies.debiasing.Debias: how the training data is reweighted
 
 
 class Scorer(Protocol):

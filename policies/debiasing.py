@@ -30,15 +30,69 @@ preference of 1 cannot express); the debiasing study measures how much of the bi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
-from policies.interactions import Interactions
+from policies.components import Component
+from policies.interactions import Interactions, TrainingNeeds
 from policies.position_bias import theta_regression_em
 
 DEBIAS_MODES = ("none", "position_ipw", "position_unbiased", "popularity_ipw", "exposure")
 IPW_PROPENSITIES = ("oracle", "randomized", "em")
+
+
+@dataclass(frozen=True)
+class Debias(Component):
+    """The ``policy.debias`` node: which training-data correction and its parameters."""
+
+    mode: str = "none"
+    propensity: str = "oracle"  # position_*: where θ comes from (IPW_PROPENSITIES)
+    clip: float = 10.0  # position_ipw / position_unbiased / popularity_ipw: max weight of a click
+    popularity_power: float = 0.5  # popularity_ipw
+    exposure_weight: float = 1.0  # exposure
+    group: ClassVar[str] = "debias"
+
+    def __post_init__(self) -> None:
+        if self.mode not in DEBIAS_MODES:
+            self._fail("mode", f"unknown; choose one of {', '.join(DEBIAS_MODES)}")
+        if self.propensity not in IPW_PROPENSITIES:
+            self._fail("propensity", f"unknown; choose one of {', '.join(IPW_PROPENSITIES)}")
+        self._number("clip", 1.0)
+        self._number("popularity_power", 0.0)
+        self._number("exposure_weight", 0.0)
+
+    @property
+    def active(self) -> bool:
+        return self.mode != "none"
+
+    @property
+    def position_based(self) -> bool:
+        return self.mode in ("position_ipw", "position_unbiased")
+
+    @property
+    def training_needs(self) -> TrainingNeeds:
+        return TrainingNeeds(keep_exposures=self.mode == "exposure")
+
+    def weighting(
+        self, n_slots: int, alpha: float, examination: np.ndarray | None
+    ) -> ClickWeighting:
+        """The runtime weighting for an ALS with confidence ``alpha`` (fails now if θ is needed
+        from the world and there is none)."""
+        weighting = ClickWeighting(
+            self.mode,
+            clip=self.clip,
+            propensity=self.propensity,
+            true_theta=examination,
+            popularity_power=self.popularity_power,
+            n_slots=n_slots,
+            alpha=alpha,
+            exposure_weight=self.exposure_weight,
+        )
+        if self.position_based and self.propensity == "oracle":
+            weighting.theta(Interactions.empty(1, 1))  # fail now if there is no θ
+        return weighting
 
 
 @dataclass(frozen=True)
@@ -59,7 +113,7 @@ class ClickWeighting:
         k = self.n_slots
         if self.propensity == "oracle":
             if self.true_theta is None:
-                raise ValueError("policy.ipw_propensity='oracle' needs the world's click model")
+                raise ValueError("policy.debias.propensity='oracle' needs the world's click model")
             theta = np.asarray(self.true_theta, dtype=np.float64)[:k]
         elif self.propensity == "randomized":
             slots = interactions.randomized_slots

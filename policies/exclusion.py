@@ -55,3 +55,14 @@ def nth_allowed(excluded: np.ndarray, j: np.ndarray) -> np.ndarray:
 
 def n_excluded(excluded: np.ndarray) -> np.ndarray:
     return (excluded < PAD).sum(axis=1)
+
+
+def is_member(sorted_rows: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``values[r, j]`` is in row ``r`` of ``sorted_rows`` (sorted, PAD-padded). Vectorized."""
+    if sorted_rows.shape[1] == 0:
+        return np.zeros(values.shape, dtype=bool)
+    pos = np.empty(values.shape, dtype=np.int64)
+    for j in range(values.shape[1]):  # K slots, vectorized over requests
+        pos[:, j] = (sorted_rows < values[:, j, None]).sum(axis=1)
+    pos = np.minimum(pos, sorted_rows.shape[1] - 1)
+    return np.take_along_axis(sorted_rows, pos, axis=1) == values

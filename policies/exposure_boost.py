@@ -7,10 +7,11 @@ from typing import ClassVar
 
 import numpy as np
 
+from agents.validation import is_positive_int
 from policies.exclusion import PAD, nth_allowed
 from policies.propensity import EXACT
 from policies.randomness import Randomness
-from policies.selection import Selection, SelectionContext
+from policies.selection import Selection, SelectionContext, Selector
 
 
 def under_exposed(item_impressions: np.ndarray, quantile: float) -> np.ndarray:
@@ -21,7 +22,7 @@ def under_exposed(item_impressions: np.ndarray, quantile: float) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class ExposureBoost:
+class ExposureBoost(Selector):
     """The last ``boost_slots`` slots show items drawn uniformly (without replacement) from the
     user's eligible under-exposed items; the other slots are greedy.
 
@@ -34,6 +35,12 @@ class ExposureBoost:
     boost_slots: int
     quantile: float
     name: ClassVar[str] = "boost"
+    replayable: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        if not is_positive_int(self.boost_slots) or self.boost_slots > self.slate_size:
+            self._fail("boost_slots", f"must be an integer in [1, policy.slate_size={self.slate_size}]")
+        self._number("quantile", 0.0, 1.0)
 
     def select(self, ctx: SelectionContext, rand: Randomness) -> Selection:
         k, r = self.slate_size, self.boost_slots

@@ -9,6 +9,14 @@ import scipy.sparse as sp
 
 
 @dataclass(frozen=True)
+class TrainingNeeds:
+    """What a policy needs ``sim`` to keep of the log for its training view."""
+
+    window_rounds: int | None = None  # train on the newest N log rounds only (None: all)
+    keep_exposures: bool = False  # keep shown-not-clicked (user, item) pairs
+
+
+@dataclass(frozen=True)
 class RoundImpressions:
     """Every slot shown in the newest log round (what an online bandit updates on)."""
 

@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 from math import lgamma
 
 import numpy as np
 
+from policies.components import Component
 from policies.selection import Selection
 
 INTERVENTIONS = ("none", "shuffle", "swap")
@@ -44,20 +46,18 @@ class Intervened:
 
 
 @dataclass(frozen=True)
-class Intervention:
+class Intervention(Component):
     """Re-order a share of deterministic slates at random (see the module docstring)."""
 
-    kind: str
-    share: float
     slate_size: int
+    kind: str = "none"
+    share: float = 0.0
+    group: ClassVar[str] = "intervention"
 
     def __post_init__(self) -> None:
         if self.kind not in INTERVENTIONS:
-            raise ValueError(
-                f"policy.intervention={self.kind!r}: unknown; choose one of {', '.join(INTERVENTIONS)}"
-            )
-        if not 0.0 <= self.share <= 1.0:
-            raise ValueError(f"policy.intervention_share={self.share!r}: must be in [0, 1]")
+            self._fail("kind", f"unknown; choose one of {', '.join(INTERVENTIONS)}")
+        self._number("share", 0.0, 1.0)
         if self.kind != "none" and self.slate_size < 2:
             raise ValueError(
                 f"policy.slate_size={self.slate_size}: an intervention needs at least 2 slots"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
@@ -44,6 +44,18 @@ class Model(Protocol):
 
     def score(self, user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
         """Model scores, ``user_ids`` (n,) and ``item_ids`` (n, K) -> (n, K) float32."""
+        ...
+
+
+@runtime_checkable
+class PosteriorModel(Protocol):
+    """A model whose candidate scores have a Gaussian posterior: ``mean + Gᵀz``, ``z ~ N(0, I)``
+    per request (what UCB and Thompson sampling draw from)."""
+
+    def score_distribution(
+        self, user_ids: np.ndarray, candidates: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``mean`` (n, C) and ``G`` (n, f, C) of the candidates' scores."""
         ...
 
 

@@ -10,12 +10,13 @@ from scipy.special import logsumexp
 
 from policies.propensity import (
     EXACT_SEQUENTIAL_MC_MARGINAL,
+    candidate_index,
     concat_estimates,
     mc_estimates,
     top_k_indices,
 )
 from policies.randomness import Randomness
-from policies.selection import Selection, SelectionContext
+from policies.selection import Selection, SelectionContext, Selector
 
 MC_CHUNK = 256  # requests per Monte-Carlo block (bounds memory at chunk × M × C)
 
@@ -51,7 +52,7 @@ def sample_rankings(logits: np.ndarray, k: int, m: int, rng: np.random.Generator
 
 
 @dataclass(frozen=True)
-class Softmax:
+class Softmax(Selector):
     """Draw the slate without replacement with weights ``exp(score / temperature)``.
 
     Sampled with the Gumbel-top-K trick (exactly Plackett–Luce). Exact: the sequential product
@@ -65,12 +66,19 @@ class Softmax:
     mc_samples: int
     name: ClassVar[str] = "softmax"
 
+    def __post_init__(self) -> None:
+        self._number("temperature", 0.0, low_open=True)
+        self._positive_int("mc_samples")
+
+    def logits(self, scores: np.ndarray) -> np.ndarray:
+        """``(score - max) / temperature`` per request, in float64 (retrieval scores are float32:
+        keep exact math exact). The one place the softmax weights are defined."""
+        scores = scores.astype(np.float64)
+        return (scores - scores.max(axis=1, keepdims=True)) / self.temperature
+
     def select(self, ctx: SelectionContext, rand: Randomness) -> Selection:
         k = self.slate_size
-        scores = ctx.scores.astype(
-            np.float64
-        )  # retrieval scores are float32: keep exact math exact
-        logits = (scores - scores.max(axis=1, keepdims=True)) / self.temperature
+        logits = self.logits(ctx.scores)
         order = top_k_indices(
             logits + gumbel(rand.uniform.random(logits.shape)), k, continuous=True
         )
@@ -99,3 +107,32 @@ class Softmax:
             )
             parts.append(mc_estimates(samples, shown[lo : lo + MC_CHUNK], c))
         return concat_estimates(parts, self.slate_size, c)
+
+    def probabilities(
+        self, ctx: SelectionContext, items: np.ndarray, rand: Randomness | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact prefix probabilities and first-slot marginal; later marginals are Monte-Carlo
+        frequencies over ``mc_samples`` fresh Plackett–Luce samples."""
+        if rand is None:
+            raise ValueError("softmax marginals are Monte-Carlo estimates: pass rand")
+        k = self.slate_size
+        logits = self.logits(ctx.scores)
+        found, index = candidate_index(ctx.candidates, items)
+        rows = np.arange(ctx.n)
+        prefix = np.exp(np.cumsum(sequential_log_probs(logits, index, found), axis=1))
+        marginal = np.zeros(items.shape)
+        for lo in range(0, ctx.n, MC_CHUNK):
+            samples = sample_rankings(logits[lo : lo + MC_CHUNK], k, self.mc_samples, rand.monte_carlo)
+            hits = samples == index[lo : lo + MC_CHUNK, None, :]
+            marginal[lo : lo + MC_CHUNK] = hits.mean(axis=1)
+        marginal = np.where(found, marginal, 0.0)
+        first = np.exp(logits[rows, index[:, 0]] - logsumexp(logits, axis=1))
+        marginal[:, 0] = np.where(found[:, 0], first, 0.0)  # exact
+        return marginal, prefix
+
+    def first_slot(self, scores: np.ndarray, n_items: int) -> np.ndarray:
+        """The exact first-slot Plackett–Luce probabilities over the candidates."""
+        w = np.exp(self.logits(scores))
+        probs = np.zeros((scores.shape[0], scores.shape[1] + 1))
+        probs[:, :-1] = w / w.sum(axis=1, keepdims=True)
+        return probs

@@ -1,154 +1,171 @@
-"""The serving policy: retrieve candidates → select a slate (with propensities) → hand to ``sim``.
+"""The serving policy: an ordered pipeline of stages from a batch of requests to logged slates.
 
-A policy is a *scorer* (what model ranks candidates) plus a *selector* (how the slate is drawn
-from the ranking). Both are named in the ``policy`` config group, so e.g. popularity with
-epsilon-greedy exploration is ``policy=popularity policy.selector=epsilon_greedy``.
+A policy is composed of components, each a node of the ``policy`` config group
+(``configs/policy/<group>/``): a *scorer* (the model family that ranks candidates), a *selector*
+(how the slate is drawn from the ranking, with propensities), a *reranker* (identity today), a
+*debiasing* mode (how the scorer's training data is reweighted) and an *intervention*
+(randomized re-ordering for bias estimation). Serving a batch runs the stages in order
+(:data:`STAGES`): retrieve → rerank → select → intervene → annotate (→ replay for OPE).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
-from agents.validation import is_number, is_positive_int
-from policies.als import ALSScorer
-from policies.baselines import OracleScorer, PopularityScorer, RandomScorer
-from policies.debiasing import DEBIAS_MODES, IPW_PROPENSITIES, ClickWeighting
+from agents.validation import is_positive_int
+from policies.components import BuildContext, Scorer, ScorerSpec, instantiate
+from policies.debiasing import Debias
 from policies.exclusion import batch_filter, padded_rows
-from policies.exposure_boost import ExposureBoost
-from policies.interactions import Interactions
-from policies.intervention import INTERVENTIONS, Intervention
-from policies.linear_bandit import LinearScorer
-from policies.models import SOURCE_CODE, Model
-from policies.plackett_luce import Softmax
-from policies.posterior_sampling import UCB, Thompson
+from policies.interactions import Interactions, TrainingNeeds
+from policies.intervention import Intervention
+from policies.models import SOURCE_CODE, Model, Retrieval
 from policies.randomness import Randomness
 from policies.replay import slate_probabilities
-from policies.selection import (
-    EpsilonGreedy,
-    Greedy,
-    SelectionContext,
-    SlateSelector,
-    UniformRandom,
-)
+from policies.rerank import Identity, Reranker
+from policies.scorers import Popularity, Random
+from policies.selection import Greedy, Selection, SelectionContext, Selector, UniformRandom
 
-SCORERS = ("als", "linear", "popularity", "random", "oracle")
-SELECTORS = ("greedy", "epsilon_greedy", "uniform", "softmax", "ucb", "thompson", "boost")
-POSTERIOR_SCORERS = ("als", "linear")  # the ones UCB and Thompson can use
+# The built-in selectors register themselves on import (policies.components.registered).
+from policies import exposure_boost, plackett_luce, posterior_sampling  # noqa: E402, F401, I001
+
 BOOTSTRAPS = ("random", "popularity")
+# Component groups of the policy node, their base class and the fields the policy passes them.
+COMPONENT_GROUPS: dict[str, type] = {
+    "scorer": ScorerSpec,
+    "selector": Selector,
+    "rerank": Reranker,
+    "debias": Debias,
+    "intervention": Intervention,
+}
+POLICY_KEYS = ("name", "slate_size", "n_candidates", "bootstrap", "training_window_rounds")
+# Keys of the flat policy config before the nested groups: where each one lives now.
+MOVED_KEYS = {
+    "epsilon": "policy.selector.epsilon",
+    "epsilon_decay": "policy.selector.decay",
+    "epsilon_min": "policy.selector.epsilon_min",
+    "temperature": "policy.selector.temperature",
+    "beta": "policy.selector.beta",
+    "mc_samples": "policy.selector.mc_samples",
+    "boost_slots": "policy.selector.boost_slots",
+    "boost_quantile": "policy.selector.quantile",
+    "factors": "policy.scorer.factors",
+    "regularization": "policy.scorer.regularization",
+    "iterations": "policy.scorer.iterations",
+    "alpha": "policy.scorer.alpha",
+    "warm_start": "policy.scorer.warm_start",
+    "bandit_regularization": "policy.scorer.regularization (policy/scorer=linear)",
+    "intervention_share": "policy.intervention.share",
+    "ipw_propensity": "policy.debias.propensity",
+    "ipw_clip": "policy.debias.clip",
+    "popularity_power": "policy.debias.popularity_power",
+    "exposure_weight": "policy.debias.exposure_weight",
+}
 
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    """Parameters of the ``policy`` config group; ``__post_init__`` names any bad key."""
+    """The ``policy`` node: policy-wide keys plus one validated component per group.
 
-    name: str = "greedy"
-    scorer: str = "als"
-    selector: str = "greedy"
+    Build it from a composed config with :meth:`from_config` (which names a bad key as
+    ``policy.<group>.<key>``); cross-component rules are checked in ``__post_init__``.
+    """
+
+    name: str
+    scorer: ScorerSpec
+    selector: Selector
     slate_size: int = 10
     n_candidates: int = 30
-    epsilon: float = 0.1
-    epsilon_decay: float = 1.0
-    epsilon_min: float = 0.0
-    temperature: float = 0.05
-    beta: float = 1.0
-    mc_samples: int = 200
-    boost_slots: int = 2
-    boost_quantile: float = 0.2
     bootstrap: str = "random"
-    factors: int = 32
-    regularization: float = 0.05
-    iterations: int = 10
-    alpha: float = 10.0
-    warm_start: bool = False
     training_window_rounds: int | None = None
-    bandit_regularization: float = 1.0
-    intervention: str = "none"
-    intervention_share: float = 0.0
-    debias: str = "none"
-    ipw_propensity: str = "oracle"
-    ipw_clip: float = 10.0
-    popularity_power: float = 0.5
-    exposure_weight: float = 1.0
+    rerank: Reranker = field(default_factory=Identity)
+    debias: Debias = field(default_factory=Debias)
+    intervention: Intervention | None = None
+
+    @classmethod
+    def from_config(cls, raw: Mapping[str, Any]) -> PolicyConfig:
+        """Validate a composed ``policy`` node (a plain mapping) into a config."""
+        for key in raw:
+            if key in MOVED_KEYS:
+                raise ValueError(
+                    f"policy.{key}={raw[key]!r}: moved to {MOVED_KEYS[key]} (nested config groups)"
+                )
+            if key not in POLICY_KEYS and key not in COMPONENT_GROUPS:
+                keys = ", ".join((*POLICY_KEYS, *COMPONENT_GROUPS))
+                raise ValueError(f"policy.{key}={raw[key]!r}: unknown key; known keys: {keys}")
+        k = raw.get("slate_size", 10)
+        if not is_positive_int(k):
+            raise ValueError(f"policy.slate_size={k!r}: must be a positive integer")
+        for group in ("scorer", "selector"):
+            if raw.get(group) is None:
+                raise ValueError(f"policy.{group}: missing (choose one with policy/{group}=...)")
+        parts: dict[str, Any] = {
+            "scorer": instantiate(raw["scorer"], ScorerSpec, "policy.scorer"),
+            "selector": instantiate(raw["selector"], Selector, "policy.selector", slate_size=k),
+        }
+        if raw.get("rerank") is not None:
+            parts["rerank"] = instantiate(raw["rerank"], Reranker, "policy.rerank")
+        if raw.get("debias") is not None:
+            parts["debias"] = instantiate(raw["debias"], Debias, "policy.debias")
+        if raw.get("intervention") is not None:
+            intervention = instantiate(
+                raw["intervention"], Intervention, "policy.intervention", slate_size=k
+            )
+            parts["intervention"] = intervention if intervention.kind != "none" else None
+        plain = {key: raw[key] for key in POLICY_KEYS if key in raw}
+        return cls(**plain, **parts)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"policy.name={self.name!r}: must be a non-empty string")
-        for key, allowed in (
-            ("scorer", SCORERS),
-            ("selector", SELECTORS),
-            ("bootstrap", BOOTSTRAPS),
-            ("intervention", INTERVENTIONS),
-            ("debias", DEBIAS_MODES),
-            ("ipw_propensity", IPW_PROPENSITIES),
-        ):
-            if getattr(self, key) not in allowed:
-                raise ValueError(
-                    f"policy.{key}={getattr(self, key)!r}: unknown; choose one of {', '.join(allowed)}"
-                )
-        if self.scorer == "random" and self.selector != "uniform":
-            raise ValueError(
-                f"policy.selector={self.selector!r}: scorer 'random' has no ranking to select "
-                "from; use policy.selector=uniform"
-            )
-        if self.selector in ("ucb", "thompson") and self.scorer not in POSTERIOR_SCORERS:
-            raise ValueError(
-                f"policy.scorer={self.scorer!r}: selector {self.selector!r} needs a posterior; "
-                f"use scorer {' or '.join(POSTERIOR_SCORERS)}"
-            )
-        for key in ("slate_size", "n_candidates", "factors", "iterations", "mc_samples"):
+        for key in ("slate_size", "n_candidates"):
             if not is_positive_int(getattr(self, key)):
                 raise ValueError(f"policy.{key}={getattr(self, key)!r}: must be a positive integer")
-        if self.debias != "none" and self.scorer != "als":
+        if self.bootstrap not in BOOTSTRAPS:
             raise ValueError(
-                f"policy.debias={self.debias!r}: reweights ALS training; needs policy.scorer=als "
-                f"(got {self.scorer!r})"
+                f"policy.bootstrap={self.bootstrap!r}: unknown; choose one of {', '.join(BOOTSTRAPS)}"
             )
-        if (
-            self.debias in ("position_ipw", "position_unbiased")
-            and self.ipw_propensity == "randomized"
-            and self.intervention != "shuffle"
-        ):
-            raise ValueError(
-                "policy.ipw_propensity='randomized': estimates θ from shuffled traffic; needs "
-                f"policy.intervention=shuffle (got {self.intervention!r})"
-            )
-        if not is_number(self.ipw_clip) or self.ipw_clip < 1:
-            raise ValueError(f"policy.ipw_clip={self.ipw_clip!r}: must be a number >= 1")
-        for key in ("popularity_power", "exposure_weight"):
-            if not is_number(getattr(self, key)) or getattr(self, key) < 0:
-                raise ValueError(f"policy.{key}={getattr(self, key)!r}: must be a number >= 0")
-        if self.intervention != "none" and self.selector != "greedy":
-            raise ValueError(
-                f"policy.intervention={self.intervention!r}: randomizes a deterministic ranking; "
-                f"needs policy.selector=greedy (got {self.selector!r})"
-            )
-        for key in ("epsilon", "epsilon_min", "boost_quantile", "intervention_share"):
-            value = getattr(self, key)
-            if not is_number(value) or not 0.0 <= value <= 1.0:
-                raise ValueError(f"policy.{key}={value!r}: must be in [0, 1]")
-        if not is_number(self.epsilon_decay) or not 0.0 < self.epsilon_decay <= 1.0:
-            raise ValueError(f"policy.epsilon_decay={self.epsilon_decay!r}: must be in (0, 1]")
-        for key in ("regularization", "alpha", "temperature", "bandit_regularization"):
-            if not is_number(getattr(self, key)) or getattr(self, key) <= 0:
-                raise ValueError(f"policy.{key}={getattr(self, key)!r}: must be a number > 0")
-        if not is_number(self.beta) or self.beta < 0:
-            raise ValueError(f"policy.beta={self.beta!r}: must be a number >= 0")
-        if not is_positive_int(self.boost_slots) or self.boost_slots > self.slate_size:
-            raise ValueError(
-                f"policy.boost_slots={self.boost_slots!r}: must be an integer in "
-                f"[1, policy.slate_size={self.slate_size}]"
-            )
-        if not isinstance(self.warm_start, bool):
-            raise ValueError(f"policy.warm_start={self.warm_start!r}: must be true or false")
         w = self.training_window_rounds
         if w is not None and not is_positive_int(w):
             raise ValueError(
                 f"policy.training_window_rounds={w!r}: must be null or a positive integer"
+            )
+        if self.selector.slate_size != self.slate_size:
+            raise ValueError(
+                f"policy.selector: built for slate_size={self.selector.slate_size}, "
+                f"policy.slate_size={self.slate_size}"
+            )
+        scorer, selector = self.scorer.label, self.selector.label
+        if not self.scorer.retrieves and not isinstance(self.selector, UniformRandom):
+            raise ValueError(
+                f"policy.selector={selector!r}: scorer {scorer!r} has no ranking to select "
+                "from; use policy/selector=uniform"
+            )
+        if self.selector.needs_posterior and not self.scorer.has_posterior:
+            raise ValueError(
+                f"policy.scorer={scorer!r}: selector {selector!r} needs a posterior; use a scorer "
+                "with one (als, linear)"
+            )
+        if self.debias.active and not getattr(self.scorer, "supports_debias", False):
+            raise ValueError(
+                f"policy.debias.mode={self.debias.mode!r}: reweights ALS training; needs "
+                f"policy/scorer=als (got {scorer!r})"
+            )
+        kind = "none" if self.intervention is None else self.intervention.kind
+        if self.debias.position_based and self.debias.propensity == "randomized" and kind != "shuffle":
+            raise ValueError(
+                "policy.debias.propensity='randomized': estimates θ from shuffled traffic; needs "
+                f"policy/intervention=shuffle (got {kind!r})"
+            )
+        if self.intervention is not None and not isinstance(self.selector, Greedy):
+            raise ValueError(
+                f"policy.intervention.kind={kind!r}: randomizes a deterministic ranking; "
+                f"needs policy/selector=greedy (got {selector!r})"
             )
 
     def check_catalog(self, n_items: int) -> None:
@@ -157,11 +174,14 @@ class PolicyConfig:
             raise ValueError(
                 f"policy.slate_size={self.slate_size}: larger than the catalog (world.n_items={n_items})"
             )
-        if self.selector == "epsilon_greedy" and 2 * self.slate_size > n_items:
-            raise ValueError(
-                f"policy.slate_size={self.slate_size}: epsilon_greedy needs world.n_items >= "
-                f"2 * slate_size to have items to explore (world.n_items={n_items})"
-            )
+        self.selector.check_catalog(n_items)
+
+    @property
+    def training_needs(self) -> TrainingNeeds:
+        return TrainingNeeds(
+            window_rounds=self.training_window_rounds,
+            keep_exposures=self.debias.training_needs.keep_exposures,
+        )
 
 
 @dataclass(frozen=True)
@@ -180,6 +200,7 @@ class SlateBatch:
     candidate_scores: np.ndarray  # (n, C) float32
     candidate_shown: np.ndarray  # (n, C) bool
     candidate_show_probability: np.ndarray  # (n, C) float64
+    candidate_source: np.ndarray  # (n, C) int8: the retriever that produced each candidate
     original_position: np.ndarray | None = None  # (n, K) int16 slot before an intervention
     intervention: np.ndarray | None = None  # (n,) int8 code into INTERVENTIONS
     # Off-policy evaluation: each shadow target's (marginal, prefix) probabilities of this slate.
@@ -202,32 +223,189 @@ class Deployment:
         return int(self.model.version)
 
 
+# --- the serving pipeline ----------------------------------------------------------------------
+@dataclass
+class Serving:
+    """One batch of requests travelling through the stages; each stage fills its fields."""
+
+    user_ids: np.ndarray
+    deployment: Deployment
+    rand: Randomness
+    filter_rows: sp.csr_matrix | None = None
+    retrieval: Retrieval | None = None
+    ctx: SelectionContext | None = None
+    selection: Selection | None = None
+    original_position: np.ndarray | None = None
+    intervention: np.ndarray | None = None
+    score: np.ndarray | None = None
+    source: np.ndarray | None = None
+    candidate_shown: np.ndarray | None = None
+    shadow: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+
+
+@dataclass(frozen=True)
+class Retrieve:
+    """Candidates from the deployed model (the one retriever today): the top ``n_candidates``
+    per request, skipping what the user may not be shown."""
+
+    n_candidates: int
+    slate_size: int
+    n_items: int
+
+    def __call__(self, s: Serving) -> None:
+        model = s.deployment.model
+        c, k = self.n_candidates, self.slate_size
+        s.filter_rows = batch_filter(model.seen, s.user_ids, min_allowed=max(c, 2 * k))
+        s.retrieval = model.retrieve(s.user_ids, c, s.filter_rows)
+        s.ctx = SelectionContext(
+            user_ids=s.user_ids,
+            candidates=s.retrieval.items,
+            scores=s.retrieval.scores,
+            excluded=padded_rows(s.filter_rows),
+            n_items=self.n_items,
+            model=model,
+            model_version=s.deployment.version,
+            item_impressions=s.deployment.item_impressions,
+        )
+
+
+@dataclass(frozen=True)
+class Rerank:
+    reranker: Reranker
+
+    def __call__(self, s: Serving) -> None:
+        s.ctx = self.reranker.rerank(s.ctx)
+
+
+@dataclass(frozen=True)
+class Select:
+    selector: Selector
+
+    def __call__(self, s: Serving) -> None:
+        s.selection = self.selector.select(s.ctx, s.rand)
+
+
+@dataclass(frozen=True)
+class Intervene:
+    """Randomized re-ordering of a share of the (deterministic) slates."""
+
+    intervention: Intervention
+
+    def __call__(self, s: Serving) -> None:
+        intervened = self.intervention.apply(s.selection, s.rand.intervention)
+        s.selection = intervened.selection
+        s.original_position, s.intervention = intervened.original_position, intervened.kind
+
+
+@dataclass(frozen=True)
+class Annotate:
+    """The logged ``score`` and ``source`` of each slot.
+
+    ``score`` is the score the policy saw: the retrieval score for a retrieved item, else (an
+    item explored from beyond the candidates) the deployed model's score. ``source`` is the
+    retriever of the candidate, or the selector's exploration source where it explored.
+    """
+
+    explore_source: str
+
+    def __call__(self, s: Serving) -> None:
+        retrieval, items = s.retrieval, s.selection.items
+        match = retrieval.items[:, :, None] == items[:, None, :]  # (n, C, K)
+        retrieved = match.any(axis=1)
+        score = np.zeros(items.shape, dtype=np.float32)
+        if retrieved.any():
+            score = np.take_along_axis(retrieval.scores, match.argmax(axis=1), axis=1)
+        if not retrieved.all():
+            score = np.where(retrieved, score, s.deployment.model.score(s.user_ids, items))
+        s.score = score.astype(np.float32)
+        code = SOURCE_CODE[self.explore_source]
+        s.source = np.where(s.selection.explored, code, retrieval.source[:, None]).astype(np.int8)
+        s.candidate_shown = match.any(axis=2)
+
+
+@dataclass(frozen=True)
+class Replay:
+    """Off-policy evaluation: each target selector's probabilities of the served slate."""
+
+    targets: Mapping[str, Selector]
+    rand: Randomness
+
+    def __call__(self, s: Serving) -> None:
+        s.shadow = {
+            name: slate_probabilities(target, s.ctx, s.selection.items, self.rand)
+            for name, target in self.targets.items()
+        }
+
+
+@dataclass(frozen=True)
+class Target:
+    """An off-policy evaluation target: a named selector on the logging policy's model."""
+
+    name: str
+    selector: Selector
+
+
+STAGES = ("retrieve", "rerank", "select", "intervene", "annotate", "replay")
+
+
 @dataclass
 class ServingPolicy:
     """Serves from the deployed model; before the first deployment, from ``bootstrap``."""
 
     config: PolicyConfig
-    scorer: Any
-    selector: SlateSelector
+    scorer: Scorer
     n_items: int
     bootstrap: ServingPolicy | None = None
-    intervention: Intervention | None = None
     deployment: Deployment | None = field(default=None, init=False)
     # Target selectors replayed on every served slate (policies.replay), with their own stream.
-    shadow: dict[str, SlateSelector] = field(default_factory=dict, init=False)
+    shadow: dict[str, Selector] = field(default_factory=dict, init=False)
     _shadow_rand: Randomness | None = field(default=None, init=False, repr=False)
+    stages: list[Callable[[Serving], None]] = field(default_factory=list, init=False)
 
-    def set_shadow_targets(self, targets: dict[str, SlateSelector], seed: int) -> None:
+    def __post_init__(self) -> None:
+        self._build_stages()
+
+    def _build_stages(self) -> None:
+        """The pipeline, in :data:`STAGES` order (identity stages are left out)."""
+        cfg = self.config
+        stages: list[Callable[[Serving], None]] = [
+            Retrieve(self.n_candidates, cfg.slate_size, self.n_items)
+        ]
+        if not isinstance(cfg.rerank, Identity):
+            stages.append(Rerank(cfg.rerank))
+        stages.append(Select(cfg.selector))
+        if cfg.intervention is not None:
+            stages.append(Intervene(cfg.intervention))
+        stages.append(Annotate(cfg.selector.explore_source))
+        if self.shadow:
+            stages.append(Replay(self.shadow, self._shadow_rand))
+        self.stages = stages
+
+    @property
+    def selector(self) -> Selector:
+        return self.config.selector
+
+    @property
+    def intervention(self) -> Intervention | None:
+        return self.config.intervention
+
+    def set_shadow_targets(self, targets: Mapping[str, Selector], seed: int) -> None:
         """Replay ``targets`` on every slate this policy serves from a model (for OPE)."""
         self.shadow = dict(targets)
         self._shadow_rand = Randomness.from_seed(seed)
+        self._build_stages()
 
-    def switch_selector(self, config: PolicyConfig) -> None:
-        """Serve with ``config``'s selector from now on, keeping the deployed model (the
-        on-policy ground truth of an off-policy estimate)."""
-        self.config = config
-        self.selector = _selector(config)
-        self.intervention = None
+    def switch_selector(self, target: Target) -> None:
+        """Serve as ``target`` from now on, keeping the deployed model (the on-policy ground
+        truth of an off-policy estimate); no intervention."""
+        self.config = dataclasses.replace(
+            self.config, name=target.name, selector=target.selector, intervention=None
+        )
+        self._build_stages()
+
+    def training_needs(self) -> TrainingNeeds:
+        """What the training view of the log must keep for this policy."""
+        return self.config.training_needs
 
     @property
     def name(self) -> str:
@@ -243,7 +421,7 @@ class ServingPolicy:
 
     @property
     def n_candidates(self) -> int:
-        if self.config.scorer == "random":
+        if not self.config.scorer.retrieves:
             return 0
         # Retrieval feeds the slate, so it is never smaller than the slate.
         return min(max(self.config.n_candidates, self.config.slate_size), self.n_items)
@@ -262,135 +440,35 @@ class ServingPolicy:
             if self.bootstrap is None:
                 raise RuntimeError(f"policy {self.name!r} has no deployed model and no bootstrap")
             batch = self.bootstrap.serve(user_ids, rand)
-            bootstrap = np.full_like(batch.source, SOURCE_CODE["bootstrap"])
-            return dataclasses.replace(batch, source=bootstrap, model_version=-1)
-        model = self.deployment.model
-        k = self.config.slate_size
-        c = self.n_candidates
-        filter_rows = batch_filter(model.seen, user_ids, min_allowed=max(c, 2 * k))
-        retrieval = model.retrieve(user_ids, c, filter_rows)
-        ctx = SelectionContext(
-            user_ids=user_ids,
-            candidates=retrieval.items,
-            scores=retrieval.scores,
-            excluded=padded_rows(filter_rows),
-            n_items=self.n_items,
-            model=model,
-            model_version=self.deployment.version,
-            item_impressions=self.deployment.item_impressions,
-        )
-        selection = self.selector.select(ctx, rand)
-        original_position = kind = None
-        if self.intervention is not None:
-            intervened = self.intervention.apply(selection, rand.intervention)
-            selection = intervened.selection
-            original_position, kind = intervened.original_position, intervened.kind
-        # Log the score the policy saw: the retrieval score for a retrieved item, else the model's.
-        match = retrieval.items[:, :, None] == selection.items[:, None, :]  # (n, C, K)
-        retrieved = match.any(axis=1)
-        score = np.zeros(selection.items.shape, dtype=np.float32)
-        if retrieved.any():
-            score = np.take_along_axis(retrieval.scores, match.argmax(axis=1), axis=1)
-        if not retrieved.all():  # explored beyond the candidates: ask the model
-            score = np.where(retrieved, score, model.score(user_ids, selection.items))
-        explore_code = SOURCE_CODE["random" if self.config.selector == "uniform" else "explore"]
-        source = np.where(selection.explored, explore_code, retrieval.source[:, None])
+            bootstrap = SOURCE_CODE["bootstrap"]
+            return dataclasses.replace(
+                batch,
+                source=np.full_like(batch.source, bootstrap),
+                candidate_source=np.full_like(batch.candidate_source, bootstrap),
+                model_version=-1,
+            )
+        s = Serving(user_ids, self.deployment, rand)
+        for stage in self.stages:
+            stage(s)
+        sel = s.selection
         return SlateBatch(
-            items=selection.items,
-            propensity=selection.propensity,
-            prefix_propensity=selection.prefix_propensity,
-            propensity_method=selection.method,
-            score=score.astype(np.float32),
-            source=source.astype(np.int8),
+            items=sel.items,
+            propensity=sel.propensity,
+            prefix_propensity=sel.prefix_propensity,
+            propensity_method=sel.method,
+            score=s.score,
+            source=s.source,
             model_version=self.deployment.version,
             policy_name=self.name,
-            candidates=retrieval.items,
-            candidate_scores=retrieval.scores,
-            candidate_shown=match.any(axis=2),
-            candidate_show_probability=selection.candidate_show_probability,
-            original_position=original_position,
-            intervention=kind,
-            shadow={
-                name: slate_probabilities(target, ctx, selection.items, self._shadow_rand)
-                for name, target in self.shadow.items()
-            }
-            or None,
+            candidates=s.retrieval.items,
+            candidate_scores=s.retrieval.scores,
+            candidate_shown=s.candidate_shown,
+            candidate_show_probability=sel.candidate_show_probability,
+            candidate_source=np.broadcast_to(s.retrieval.source[:, None], s.retrieval.items.shape),
+            original_position=s.original_position,
+            intervention=s.intervention,
+            shadow=s.shadow or None,
         )
-
-
-def build_selector(config: PolicyConfig) -> SlateSelector:
-    """The slate selector a policy config names."""
-    return _selector(config)
-
-
-def _selector(config: PolicyConfig) -> SlateSelector:
-    k = config.slate_size
-    match config.selector:
-        case "greedy":
-            return Greedy(k)
-        case "epsilon_greedy":
-            return EpsilonGreedy(k, config.epsilon, config.epsilon_decay, config.epsilon_min)
-        case "uniform":
-            return UniformRandom(k)
-        case "softmax":
-            return Softmax(k, config.temperature, config.mc_samples)
-        case "ucb":
-            return UCB(k, config.beta)
-        case "thompson":
-            return Thompson(k, config.beta, config.mc_samples)
-        case "boost":
-            return ExposureBoost(k, config.boost_slots, config.boost_quantile)
-    raise AssertionError(config.selector)  # unreachable: validated in PolicyConfig
-
-
-def _scorer(
-    config: PolicyConfig,
-    seed: int,
-    relevance: Callable[[np.ndarray], np.ndarray] | None,
-    item_content: np.ndarray | None,
-    examination: np.ndarray | None = None,
-) -> Any:
-    match config.scorer:
-        case "als":
-            weighting = None
-            if config.debias != "none":
-                weighting = ClickWeighting(
-                    config.debias,
-                    clip=config.ipw_clip,
-                    propensity=config.ipw_propensity,
-                    true_theta=examination,
-                    popularity_power=config.popularity_power,
-                    n_slots=config.slate_size,
-                    alpha=config.alpha,
-                    exposure_weight=config.exposure_weight,
-                )
-                if (
-                    config.debias in ("position_ipw", "position_unbiased")
-                    and config.ipw_propensity == "oracle"
-                ):
-                    weighting.theta(Interactions.empty(1, 1))  # fail now if there is no θ
-            return ALSScorer(
-                factors=config.factors,
-                regularization=config.regularization,
-                iterations=config.iterations,
-                alpha=config.alpha,
-                warm_start=config.warm_start,
-                random_state=seed,
-                fallback=PopularityScorer(random_state=seed + 1),
-                weighting=weighting,
-                exact_user_solve=config.selector in ("ucb", "thompson"),
-            )
-        case "linear":
-            if item_content is None:
-                raise ValueError("policy.scorer='linear' needs the items' content features")
-            return LinearScorer(item_content, regularization=config.bandit_regularization)
-        case "popularity":
-            return PopularityScorer(random_state=seed)
-        case "random":
-            return RandomScorer()
-    if relevance is None:
-        raise ValueError("policy.scorer='oracle' needs the simulator's truth callback")
-    return OracleScorer(relevance=relevance)
 
 
 def build_policy(
@@ -408,27 +486,28 @@ def build_policy(
     slate draws come from the :class:`Randomness` passed to :meth:`ServingPolicy.serve`.
     ``relevance`` is the truth callback (oracle only); ``item_content`` is item metadata
     (``ItemMetadata.content``, linear bandit only); ``examination`` the world's true
-    examination curve θ_k (``policy.ipw_propensity=oracle`` only: a simulator-only reference).
+    examination curve θ_k (``policy.debias.propensity=oracle`` only: a simulator-only reference).
     """
     config.check_catalog(n_items)
+    k = config.slate_size
+    random_boot = config.bootstrap == "random"
     boot_cfg = PolicyConfig(
         name=config.bootstrap,
-        scorer=config.bootstrap,
-        selector="uniform" if config.bootstrap == "random" else "greedy",
-        slate_size=config.slate_size,
+        scorer=Random() if random_boot else Popularity(),
+        selector=UniformRandom(k) if random_boot else Greedy(k),
+        slate_size=k,
         n_candidates=config.n_candidates,
     )
-    bootstrap = ServingPolicy(
-        boot_cfg, _scorer(boot_cfg, seed, None, None), _selector(boot_cfg), n_items
-    )
+    ctx = BuildContext(n_users=n_users, n_items=n_items, slate_size=k, seed=seed)
+    bootstrap = ServingPolicy(boot_cfg, boot_cfg.scorer.build(ctx), n_items)
     bootstrap.deploy(bootstrap.fit(Interactions.empty(n_users, n_items), version=-1))
-    return ServingPolicy(
-        config,
-        _scorer(config, seed, relevance, item_content, examination),
-        _selector(config),
-        n_items,
-        bootstrap=bootstrap,
-        intervention=None
-        if config.intervention == "none"
-        else Intervention(config.intervention, config.intervention_share, config.slate_size),
+    ctx = dataclasses.replace(
+        ctx,
+        needs_posterior=config.selector.needs_posterior,
+        relevance=relevance if config.scorer.uses_ground_truth else None,
+        item_content=item_content,
+        examination=examination,
+        debias=config.debias,
     )
+    scorer = config.scorer.build(ctx)
+    return ServingPolicy(config, scorer, n_items, bootstrap=bootstrap)

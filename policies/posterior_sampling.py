@@ -8,21 +8,32 @@ with ``A_u = L Lᵀ``; the linear bandit: ``G = L⁻¹Φᵀ``). Both rerank the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import ClassVar
 
 import numpy as np
 
-from policies.propensity import MONTE_CARLO, concat_estimates, mc_estimates, top_k_indices
+from policies.models import PosteriorModel
+from policies.propensity import (
+    MONTE_CARLO,
+    candidate_index,
+    concat_estimates,
+    mc_estimates,
+    top_k_indices,
+)
 from policies.randomness import Randomness
-from policies.selection import Selection, SelectionContext, deterministic
+from policies.selection import Selection, SelectionContext, Selector, deterministic, same_as
 
 MC_CHUNK = 256
 
 
-class PosteriorModel(Protocol):
-    def score_distribution(
-        self, user_ids: np.ndarray, candidates: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]: ...
+def posterior(ctx: SelectionContext, selector: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, G)`` of the candidates' scores under the deployed model's posterior."""
+    if not isinstance(ctx.model, PosteriorModel):
+        raise TypeError(
+            f"selector {selector!r} needs a model with a posterior; "
+            f"{type(ctx.model).__name__} has none"
+        )
+    return ctx.model.score_distribution(ctx.user_ids, ctx.candidates)
 
 
 def posterior_rankings(
@@ -40,21 +51,32 @@ def ucb_bound(mean: np.ndarray, g: np.ndarray, beta: float) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class UCB:
+class UCB(Selector):
     """Rank candidates by ``mean + β·sd`` (upper confidence bound); deterministic."""
 
     slate_size: int
     beta: float
     name: ClassVar[str] = "ucb"
+    needs_posterior: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        self._number("beta", 0.0)
+
+    def _order(self, ctx: SelectionContext) -> np.ndarray:
+        mean, g = posterior(ctx, self.name)
+        return top_k_indices(ucb_bound(mean, g, self.beta), self.slate_size)
 
     def select(self, ctx: SelectionContext, rand: Randomness) -> Selection:
-        mean, g = ctx.model.score_distribution(ctx.user_ids, ctx.candidates)  # type: ignore[attr-defined]
-        bound = ucb_bound(mean, g, self.beta)
-        return deterministic(ctx, top_k_indices(bound, self.slate_size), self.slate_size)
+        return deterministic(ctx, self._order(ctx), self.slate_size)
+
+    def probabilities(
+        self, ctx: SelectionContext, items: np.ndarray, rand: Randomness | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return same_as(items, np.take_along_axis(ctx.candidates, self._order(ctx), axis=1))
 
 
 @dataclass(frozen=True)
-class Thompson:
+class Thompson(Selector):
     """Rank candidates by one posterior sample ``mean + β·Gᵀz`` per request.
 
     No closed form exists for its slate probabilities: marginals, prefix/slate probabilities and
@@ -66,10 +88,15 @@ class Thompson:
     beta: float
     mc_samples: int
     name: ClassVar[str] = "thompson"
+    needs_posterior: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        self._number("beta", 0.0)
+        self._positive_int("mc_samples")
 
     def select(self, ctx: SelectionContext, rand: Randomness) -> Selection:
         k = self.slate_size
-        mean, g = ctx.model.score_distribution(ctx.user_ids, ctx.candidates)  # type: ignore[attr-defined]
+        mean, g = posterior(ctx, self.name)
         z = rand.normal.standard_normal((ctx.n, g.shape[1]))
         order = top_k_indices(
             mean + self.beta * (z[:, None, :] @ g)[:, 0, :], k, continuous=self.beta > 0
@@ -94,3 +121,29 @@ class Thompson:
             candidate_show_probability=show,
             method=MONTE_CARLO,
         )
+
+    def probabilities(
+        self, ctx: SelectionContext, items: np.ndarray, rand: Randomness | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Frequencies of the logged (slot, item) and prefixes over ``mc_samples`` fresh
+        posterior samples (a logged slate no sample reproduces gets probability 0)."""
+        if rand is None:
+            raise ValueError("Thompson probabilities are Monte-Carlo estimates: pass rand")
+        k = self.slate_size
+        mean, g = posterior(ctx, self.name)
+        _, index = candidate_index(ctx.candidates, items)
+        marginal = np.zeros(items.shape)
+        prefix = np.zeros(items.shape)
+        for lo in range(0, ctx.n, MC_CHUNK):
+            samples = posterior_rankings(
+                mean[lo : lo + MC_CHUNK],
+                g[lo : lo + MC_CHUNK],
+                self.beta,
+                k,
+                self.mc_samples,
+                rand.monte_carlo,
+            )
+            hits = samples == index[lo : lo + MC_CHUNK, None, :]
+            marginal[lo : lo + MC_CHUNK] = hits.mean(axis=1)
+            prefix[lo : lo + MC_CHUNK] = np.cumprod(hits, axis=2).mean(axis=1)
+        return marginal, prefix

@@ -64,3 +64,20 @@ def concat_estimates(
         return np.empty((0, k)), np.empty((0, k)), np.empty((0, n_candidates))
     marginal, prefix, show = (np.concatenate(p) for p in zip(*parts, strict=True))
     return marginal, prefix, show
+
+
+def repeats_earlier(items: np.ndarray) -> np.ndarray:
+    """``True`` where a slot repeats an item of an earlier slot of the same slate."""
+    k = items.shape[1]
+    repeat = np.zeros(items.shape, dtype=bool)
+    for j in range(1, k):
+        repeat[:, j] = (items[:, :j] == items[:, j : j + 1]).any(axis=1)
+    return repeat
+
+
+def candidate_index(candidates: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each slate item (n, K) is among the request's ``candidates`` (n, C), and its
+    candidate index (-1 if not: no draw over the candidates ever shows it)."""
+    match = candidates[:, :, None] == items[:, None, :]  # (n, C, K)
+    found = match.any(axis=1)
+    return found, np.where(found, match.argmax(axis=1), -1)

@@ -11,19 +11,29 @@ slot shown, how likely it was:
   (see :mod:`policies.propensity`).
 
 The sequential conditional ``P(item | slots before it)`` is *not* the marginal and is never logged
-as one. This module holds the contract and the closed-form selectors (greedy, epsilon-greedy with an
-optional decay, uniform); stochastic rankers live in their own modules.
+as one.
+
+A selector is one class that knows everything about itself (:class:`Selector`): how it draws a
+slate (``select``), the probability of a *given* slate under it (``probabilities``: what
+off-policy evaluation replays on a logged slate), the distribution of its first slot over the
+candidates (``first_slot``: what the reward-model estimators need), whether it can be replayed
+at all and whether it needs the model's posterior. Subclasses register by ``name``, so config
+validation, dispatch and OPE read one registry. This module holds the contract and the
+closed-form selectors (greedy, epsilon-greedy with an optional decay, uniform); stochastic
+rankers live in their own modules.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import ClassVar
 
 import numpy as np
 
-from policies.exclusion import PAD, n_excluded, nth_allowed
-from policies.propensity import EXACT
+from policies.components import Component
+from policies.exclusion import PAD, is_member, n_excluded, nth_allowed
+from policies.models import Model
+from policies.propensity import EXACT, repeats_earlier
 from policies.randomness import Randomness
 
 
@@ -36,7 +46,7 @@ class SelectionContext:
     scores: np.ndarray  # (n, C) the model's scores of the candidates
     excluded: np.ndarray  # (n, E) sorted, PAD-padded: items this request may not show
     n_items: int
-    model: object  # the deployed model (posterior-capable ones serve UCB / Thompson)
+    model: Model  # the deployed model (PosteriorModel ones serve UCB / Thompson)
     model_version: int
     item_impressions: np.ndarray  # (n_items,) impressions per item in the model's training log
 
@@ -59,11 +69,43 @@ class Selection:
         return self.prefix_propensity[:, -1]
 
 
-class SlateSelector(Protocol):
-    name: str
+class Selector(Component):
+    """Base of every slate selector (subclasses are frozen dataclasses whose first field is
+    ``slate_size``, set by the policy; the other fields are the keys of its config node)."""
+
+    group: ClassVar[str] = "selector"
+    replayable: ClassVar[bool] = True  # ``probabilities`` of a logged slate are available
+    needs_posterior: ClassVar[bool] = False  # reads the model's PosteriorModel distribution
+    # ``source`` of a slot this selector filled by exploring (a draw or a rerank).
+    explore_source: ClassVar[str] = "explore"
     slate_size: int
 
-    def select(self, ctx: SelectionContext, rand: Randomness) -> Selection: ...
+    def select(self, ctx: SelectionContext, rand: Randomness) -> Selection:
+        raise NotImplementedError
+
+    def probabilities(
+        self, ctx: SelectionContext, items: np.ndarray, rand: Randomness | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(marginal, prefix)`` (n, K) of the given slates ``items`` (n, K) under this selector
+        on ``ctx`` (see :func:`policies.replay.slate_probabilities`)."""
+        raise NotImplementedError(f"replaying {self.label!r} on a logged slate is not supported")
+
+    def first_slot(self, scores: np.ndarray, n_items: int) -> np.ndarray | None:
+        """Distribution of slot 0 over the ``C`` ranked candidates (by their ``scores`` (n, C))
+        plus one aggregate "any other item" action: (n, C + 1). ``None`` where it needs more than
+        the logged candidates (e.g. a posterior)."""
+        return None
+
+    @property
+    def has_first_slot(self) -> bool:
+        """Whether :meth:`first_slot` is available (overridden by the subclass)."""
+        return type(self).first_slot is not Selector.first_slot
+
+    def check_catalog(self, n_items: int) -> None:
+        """Cross-check against the catalog size (``world.n_items``)."""
+
+
+SlateSelector = Selector  # the name the rest of the code used for the contract
 
 
 def deterministic(ctx: SelectionContext, order: np.ndarray, k: int) -> Selection:
@@ -77,7 +119,7 @@ def deterministic(ctx: SelectionContext, order: np.ndarray, k: int) -> Selection
 
 
 @dataclass(frozen=True)
-class Greedy:
+class Greedy(Selector):
     """Top-K of the candidate ranking; deterministic."""
 
     slate_size: int
@@ -87,9 +129,25 @@ class Greedy:
         order = np.broadcast_to(np.arange(self.slate_size), (ctx.n, self.slate_size))
         return deterministic(ctx, order, self.slate_size)
 
+    def probabilities(
+        self, ctx: SelectionContext, items: np.ndarray, rand: Randomness | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return same_as(items, ctx.candidates[:, : self.slate_size])
+
+    def first_slot(self, scores: np.ndarray, n_items: int) -> np.ndarray:
+        probs = np.zeros((scores.shape[0], scores.shape[1] + 1))
+        probs[:, 0] = 1.0
+        return probs
+
+
+def same_as(items: np.ndarray, slate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities of ``items`` under a deterministic policy that shows ``slate``."""
+    same = items == slate
+    return same.astype(np.float64), np.cumprod(same, axis=1).astype(np.float64)
+
 
 @dataclass(frozen=True)
-class EpsilonGreedy:
+class EpsilonGreedy(Selector):
     """Each slot keeps the greedy item with probability ``1-ε``; otherwise it shows a uniformly
     random eligible item outside the greedy top-K (drawn without replacement across slots).
 
@@ -104,6 +162,18 @@ class EpsilonGreedy:
     decay: float = 1.0
     epsilon_min: float = 0.0
     name: ClassVar[str] = "epsilon_greedy"
+
+    def __post_init__(self) -> None:
+        self._number("epsilon", 0.0, 1.0)
+        self._number("decay", 0.0, 1.0, low_open=True)
+        self._number("epsilon_min", 0.0, 1.0)
+
+    def check_catalog(self, n_items: int) -> None:
+        if 2 * self.slate_size > n_items:
+            raise ValueError(
+                f"policy.slate_size={self.slate_size}: epsilon_greedy needs world.n_items >= "
+                f"2 * slate_size to have items to explore (world.n_items={n_items})"
+            )
 
     def epsilon_at(self, model_version: int) -> float:
         return max(self.epsilon_min, self.epsilon * self.decay ** max(model_version, 0))
@@ -140,14 +210,48 @@ class EpsilonGreedy:
             method=EXACT,
         )
 
+    def probabilities(
+        self, ctx: SelectionContext, items: np.ndarray, rand: Randomness | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        k = self.slate_size
+        eps = self.epsilon_at(ctx.model_version)
+        greedy = ctx.candidates[:, :k]
+        blocked = np.sort(np.concatenate([ctx.excluded, greedy], axis=1), axis=1)
+        pool = (ctx.n_items - n_excluded(blocked)).astype(np.float64)  # |P|
+        in_pool = ~is_member(blocked, items) & (items >= 0) & (items < ctx.n_items)
+        kept = items == greedy
+        marginal = np.where(kept, 1.0 - eps, np.where(in_pool, eps / pool[:, None], 0.0))
+        explored = in_pool & ~kept
+        before = np.cumsum(explored, axis=1) - explored
+        sequential = np.where(
+            kept,
+            1.0 - eps,
+            np.where(explored & ~repeats_earlier(items), eps / (pool[:, None] - before), 0.0),
+        )
+        return marginal, np.cumprod(sequential, axis=1)
+
+    def first_slot(self, scores: np.ndarray, n_items: int) -> np.ndarray:
+        """``1-ε`` on rank 0, ``ε`` spread uniformly over the catalog outside the top-K (the
+        user's filtered items are ignored, a small approximation). Uses ``epsilon``, not a decayed
+        value."""
+        n, c = scores.shape
+        k = self.slate_size
+        pool = max(n_items - k, 1)
+        probs = np.zeros((n, c + 1))
+        probs[:, 0] = 1.0 - self.epsilon
+        probs[:, k:c] = self.epsilon / pool
+        probs[:, c] = self.epsilon * max(pool - (c - k), 0) / pool
+        return probs
+
 
 @dataclass(frozen=True)
-class UniformRandom:
+class UniformRandom(Selector):
     """K distinct eligible items uniformly at random, in random order: marginal ``1/|E|``, slate
     probability ``Π_k 1/(|E| - k)``."""
 
     slate_size: int
     name: ClassVar[str] = "uniform"
+    explore_source: ClassVar[str] = "random"
 
     def select(self, ctx: SelectionContext, rand: Randomness) -> Selection:
         k = self.slate_size
@@ -171,6 +275,26 @@ class UniformRandom:
             ).copy(),
             method=EXACT,
         )
+
+    def probabilities(
+        self, ctx: SelectionContext, items: np.ndarray, rand: Randomness | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        k = items.shape[1]
+        eligible = (ctx.n_items - n_excluded(ctx.excluded)).astype(np.float64)
+        ok = ~is_member(ctx.excluded, items) & (items >= 0) & (items < ctx.n_items)
+        marginal = np.where(ok, 1.0 / eligible[:, None], 0.0)
+        sequential = np.where(
+            ok & ~repeats_earlier(items), 1.0 / (eligible[:, None] - np.arange(k)), 0.0
+        )
+        return marginal, np.cumprod(sequential, axis=1)
+
+    def first_slot(self, scores: np.ndarray, n_items: int) -> np.ndarray:
+        """Uniform over the catalog."""
+        n, c = scores.shape
+        probs = np.zeros((n, c + 1))
+        probs[:, :c] = 1.0 / n_items
+        probs[:, c] = 1.0 - c / n_items
+        return probs
 
 
 def _add_column(blocked: np.ndarray, rows: np.ndarray, values: np.ndarray) -> np.ndarray:

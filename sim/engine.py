@@ -28,7 +28,7 @@ from agents.streams import Streams
 from agents.validation import is_number, is_positive_int
 from agents.world import World
 from policies.models import Model
-from policies.policy import PolicyConfig, ServingPolicy
+from policies.policy import ServingPolicy, Target
 from policies.randomness import Randomness
 from sim.event_log import EventLog, partition_path, write_parquet_atomic
 from sim.training_data import TrainingLog
@@ -97,7 +97,7 @@ class Simulation:
         progress: Callable[[float, float], None] | None = None,
         fail_at_hour: float | None = None,
         quality_probe: Callable[[Model], float] | None = None,
-        switch: tuple[float, PolicyConfig] | None = None,
+        switch: tuple[float, Target] | None = None,
     ) -> None:
         self.world = world
         self.policy = policy
@@ -109,8 +109,8 @@ class Simulation:
         self.training = TrainingLog(
             world.users.n_users,
             world.catalog.n_items,
-            policy.config.training_window_rounds,
-            keep_exposures=policy.config.debias == "exposure",
+            policy.training_needs().window_rounds,
+            keep_exposures=policy.training_needs().keep_exposures,
         )
         self.rng_arrivals = streams.generator("sim.arrivals")
         self.randomness = Randomness(
@@ -235,9 +235,9 @@ class Simulation:
         self._apply_drift()
 
     def _serve_batch(self, times: np.ndarray, users: np.ndarray, ids: np.ndarray) -> None:
-        k = self.policy.config.slate_size
         clock = time.perf_counter()
         batch = self.policy.serve(users, self.randomness)
+        k = batch.items.shape[1]
         clock = self._tick("serve", clock)
         relevance, attraction = self.world.relevance_and_attraction(users[:, None], batch.items)
         click_model = self.world.click_model

@@ -65,6 +65,7 @@ CANDIDATES_SCHEMA: dict[str, pl.DataType] = {
     "rank": pl.Int16(),
     "shown": pl.Boolean(),
     "show_probability": pl.Float64(),
+    "source": SOURCE_DTYPE,
 }
 TRUTH_SCHEMA: dict[str, pl.DataType] = {
     "request_id": pl.Int64(),
@@ -181,8 +182,12 @@ class EventLog:
                     "rank": np.tile(np.arange(c, dtype=np.int16), n),
                     "shown": batch.candidate_shown.ravel(),
                     "show_probability": batch.candidate_show_probability.ravel(),
-                },
-                schema=CANDIDATES_SCHEMA,
+                    "source": batch.candidate_source.ravel().astype(np.uint32),
+                }
+            ).with_columns(
+                pl.col("source").replace_strict(
+                    list(range(len(SOURCES))), list(SOURCES), return_dtype=SOURCE_DTYPE
+                )
             )
         )
 

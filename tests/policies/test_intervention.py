@@ -47,7 +47,7 @@ def test_logged_propensities_match_enumeration(kind, share, k):
         for t, j in enumerate(order):
             marginal[(j, t)] += prob
     n = 400
-    got = Intervention(kind, share, k).apply(_greedy_selection(n, k), np.random.default_rng(0))
+    got = Intervention(k, kind, share).apply(_greedy_selection(n, k), np.random.default_rng(0))
     order = got.original_position.astype(int)
     np.testing.assert_array_equal(got.selection.items, 100 + order)
     for r in range(n):
@@ -68,7 +68,7 @@ def test_logged_propensities_match_enumeration(kind, share, k):
 def test_outcome_frequencies_match_enumeration(kind):
     k, share, n = 4, 0.5, 40_000
     outcomes = _outcomes(kind, share, k)
-    got = Intervention(kind, share, k).apply(_greedy_selection(n, k), np.random.default_rng(1))
+    got = Intervention(k, kind, share).apply(_greedy_selection(n, k), np.random.default_rng(1))
     counts = Counter(map(tuple, got.original_position.astype(int).tolist()))
     assert set(counts) <= set(outcomes)
     for order, prob in outcomes.items():
@@ -80,10 +80,10 @@ def test_outcome_frequencies_match_enumeration(kind):
 
 def test_draws_are_a_fixed_block_per_request():
     sel = _greedy_selection(300, 5)
-    whole = Intervention("swap", 0.4, 5).apply(sel, np.random.default_rng(7))
+    whole = Intervention(5, "swap", 0.4).apply(sel, np.random.default_rng(7))
     rng = np.random.default_rng(7)
     parts = [
-        Intervention("swap", 0.4, 5).apply(_greedy_selection(m, 5), rng) for m in (1, 120, 179)
+        Intervention(5, "swap", 0.4).apply(_greedy_selection(m, 5), rng) for m in (1, 120, 179)
     ]
     np.testing.assert_array_equal(
         whole.original_position, np.concatenate([p.original_position for p in parts])
@@ -101,7 +101,7 @@ def test_non_deterministic_base_is_rejected():
         "exact",
     )
     with pytest.raises(ValueError, match=re.escape("policy.selector=greedy")):
-        Intervention("shuffle", 0.1, 3).apply(half, np.random.default_rng(0))
+        Intervention(3, "shuffle", 0.1).apply(half, np.random.default_rng(0))
 
 
 @pytest.mark.parametrize(
