@@ -31,8 +31,8 @@ from omegaconf import OmegaConf
 from agents.streams import Streams
 from agents.world import build_world
 from experiments.config import parse_config
-from policies.interactions import Interactions, RoundImpressions
 from policies.debiasing import Debias
+from policies.interactions import Interactions, RoundImpressions
 from policies.policy import build_policy
 from policies.selection import Greedy
 from sim.model_quality import NDCGProbe, sample_probe_users

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from agents.validation import is_number, is_positive_int
 from agents.world import WorldConfig
-from policies.policy import PolicyConfig
+from policies.components import Component, registered
+from policies.policy import COMPONENT_GROUPS, MOVED_KEYS, POLICY_KEYS, PolicyConfig
 from sim.engine import SimConfig
 
 
@@ -133,12 +136,89 @@ def _bool(value: Any, key: str) -> bool:
     return value
 
 
+def build_policy_config(raw: Mapping[str, Any]) -> PolicyConfig:
+    """Build a composed ``policy`` node (a plain mapping) into a validated config; every error
+    names its config path (``policy.selector.epsilon=…``)."""
+    for key in raw:
+        if key in MOVED_KEYS:
+            raise ValueError(
+                f"policy.{key}={raw[key]!r}: moved to {MOVED_KEYS[key]} (nested config groups)"
+            )
+        if key not in POLICY_KEYS and key not in COMPONENT_GROUPS:
+            keys = ", ".join((*POLICY_KEYS, *COMPONENT_GROUPS))
+            raise ValueError(f"policy.{key}={raw[key]!r}: unknown key; known keys: {keys}")
+    k = raw.get("slate_size", 10)
+    if not is_positive_int(k):
+        raise ValueError(f"policy.slate_size={k!r}: must be a positive integer")
+    for group in ("scorer", "selector"):
+        if raw.get(group) is None:
+            raise ValueError(f"policy.{group}: missing (choose one with policy/{group}=...)")
+    parts: dict[str, Any] = {}
+    for group, base in COMPONENT_GROUPS.items():
+        if raw.get(group) is None:
+            continue
+        fixed = {"slate_size": k} if group in ("selector", "intervention") else {}
+        parts[group] = instantiate(raw[group], base, f"policy.{group}", **fixed)
+    if parts.get("intervention") is not None and parts["intervention"].kind == "none":
+        parts["intervention"] = None
+    plain = {key: raw[key] for key in POLICY_KEYS if key in raw}
+    return PolicyConfig(**plain, **parts)
+
+
+def _import(target: str, key: str) -> type:
+    module, _, attr = target.rpartition(".")
+    if not module:
+        raise ValueError(f"{key}._target_={target!r}: must be a dotted path module.Class")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"{key}._target_={target!r}: cannot be imported ({exc})") from None
+
+
+def instantiate(
+    node: Mapping[str, Any] | str, base: type[Component], key: str, **fixed: Any
+) -> Any:
+    """Build the component a config node describes.
+
+    ``node`` is a mapping with ``_target_`` (a dotted class path) and the class's fields, or a
+    registered short name. ``base`` is the group's base class the target must derive from; ``key``
+    the config path (``policy.selector``) errors are reported under; ``fixed`` the fields the
+    policy supplies itself (e.g. ``slate_size``) — a config node may not set those.
+    """
+    if isinstance(node, str):
+        known = registered(base.group)
+        if node not in known:
+            raise ValueError(f"{key}={node!r}: unknown; choose one of {', '.join(sorted(known))}")
+        cls, params = known[node], {}
+    elif isinstance(node, Mapping):
+        params = {str(k): v for k, v in node.items()}
+        target = params.pop("_target_", None)
+        if not isinstance(target, str):
+            raise ValueError(f"{key}: needs a _target_ naming its class (got {target!r})")
+        cls = _import(target, key)
+    else:
+        raise ValueError(f"{key}={node!r}: must be a config node with a _target_")
+    if not (isinstance(cls, type) and issubclass(cls, base) and dataclasses.is_dataclass(cls)):
+        raise ValueError(f"{key}: {cls!r} is not a {base.__name__} dataclass")
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    for name in params:
+        if name in fixed:
+            raise ValueError(f"{key}.{name}: set by the policy, not here (use policy.{name})")
+        if name not in fields:
+            allowed = ", ".join(sorted(fields - set(fixed))) or "none"
+            raise ValueError(f"{key}.{name}: unknown key for {cls.__name__}; keys: {allowed}")
+    try:
+        return cls(**params, **{k: v for k, v in fixed.items() if k in fields})
+    except TypeError as exc:
+        raise ValueError(f"{key}: {exc}") from None
+
+
 def parse_policy(raw: Any) -> PolicyConfig:
     """The ``policy`` node as a validated :class:`PolicyConfig` (one-line errors)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"policy={raw!r}: missing or not a mapping")
     try:
-        return PolicyConfig.from_config(raw)
+        return build_policy_config(raw)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 

@@ -33,7 +33,7 @@ import polars as pl
 from omegaconf import OmegaConf
 from scipy.stats import kendalltau
 
-from experiments.config import ConfigError, compose_policy, parse_config, parse_policy
+from experiments.config import ConfigError, compose_policy, instantiate, parse_config, parse_policy
 from experiments.run import run
 from policies.ope import (
     DM,
@@ -51,7 +51,6 @@ from policies.ope import (
     SlateStandardIPS,
     SwitchDR,
 )
-from policies.components import instantiate
 from policies.policy import PolicyConfig, Target
 from policies.selection import Selector
 
@@ -115,7 +114,9 @@ def check_ope(cfg: dict[str, Any]) -> tuple[PolicyConfig, dict[str, Target], lis
             )
         try:
             selector = instantiate(
-                node["selector"], Selector, f"ope.targets[{name}].selector",
+                node["selector"],
+                Selector,
+                f"ope.targets[{name}].selector",
                 slate_size=logging.slate_size,
             )
         except ValueError as exc:

@@ -4,8 +4,8 @@ Every swappable piece of a policy (scorer, selector, debiasing, intervention, re
 dataclass whose fields are exactly the keys of its config node (``configs/policy/<group>/*.yaml``)
 and whose ``__post_init__`` names a bad key and value (the Open Bandit Pipeline pattern). A config
 node names its class with hydra's ``_target_``, so a user's own component in their own module
-plugs in the same way as a built-in one; :func:`instantiate` builds it and turns an unknown key or
-a wrong type into one line naming ``policy.<group>.<key>``.
+plugs in the same way as a built-in one; ``experiments.config`` builds it (policies never import
+by name) and turns an unknown key or a wrong type into one line naming ``policy.<group>.<key>``.
 
 Built-in components register under a short ``name`` (the config file's name) so that the log,
 OPE and error messages can speak of ``softmax`` rather than a class path.
@@ -13,9 +13,7 @@ OPE and error messages can speak of ``softmax`` rather than a class path.
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -56,8 +54,9 @@ class Component:
             if not is_positive_int(getattr(self, key)):
                 self._fail(key, "must be a positive integer")
 
-    def _number(self, key: str, low: float | None = None, high: float | None = None,
-                low_open: bool = False) -> None:
+    def _number(
+        self, key: str, low: float | None = None, high: float | None = None, low_open: bool = False
+    ) -> None:
         value = getattr(self, key)
         ok = is_number(value)
         if ok and low is not None:
@@ -115,51 +114,3 @@ class ScorerSpec(Component):
 
     def build(self, ctx: BuildContext) -> Scorer:
         raise NotImplementedError
-
-
-def _import(target: str, key: str) -> type:
-    module, _, attr = target.rpartition(".")
-    if not module:
-        raise ValueError(f"{key}._target_={target!r}: must be a dotted path module.Class")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"{key}._target_={target!r}: cannot be imported ({exc})") from None
-
-
-def instantiate(
-    node: Mapping[str, Any] | str, base: type[Component], key: str, **fixed: Any
-) -> Any:
-    """Build the component a config node describes.
-
-    ``node`` is a mapping with ``_target_`` (a dotted class path) and the class's fields, or a
-    registered short name. ``base`` is the group's base class the target must derive from; ``key``
-    the config path (``policy.selector``) errors are reported under; ``fixed`` the fields the
-    policy supplies itself (e.g. ``slate_size``) — a config node may not set those.
-    """
-    if isinstance(node, str):
-        known = registered(base.group)
-        if node not in known:
-            raise ValueError(f"{key}={node!r}: unknown; choose one of {', '.join(sorted(known))}")
-        cls, params = known[node], {}
-    elif isinstance(node, Mapping):
-        params = {str(k): v for k, v in node.items()}
-        target = params.pop("_target_", None)
-        if not isinstance(target, str):
-            raise ValueError(f"{key}: needs a _target_ naming its class (got {target!r})")
-        cls = _import(target, key)
-    else:
-        raise ValueError(f"{key}={node!r}: must be a config node with a _target_")
-    if not (isinstance(cls, type) and issubclass(cls, base) and dataclasses.is_dataclass(cls)):
-        raise ValueError(f"{key}: {cls!r} is not a {base.__name__} dataclass")
-    fields = {f.name for f in dataclasses.fields(cls) if f.init}
-    for name in params:
-        if name in fixed:
-            raise ValueError(f"{key}.{name}: set by the policy, not here (use policy.{name})")
-        if name not in fields:
-            allowed = ", ".join(sorted(fields - set(fixed))) or "none"
-            raise ValueError(f"{key}.{name}: unknown key for {cls.__name__}; keys: {allowed}")
-    try:
-        return cls(**params, **{k: v for k, v in fixed.items() if k in fields})
-    except TypeError as exc:
-        raise ValueError(f"{key}: {exc}") from None

@@ -39,7 +39,9 @@ class ExposureBoost(Selector):
 
     def __post_init__(self) -> None:
         if not is_positive_int(self.boost_slots) or self.boost_slots > self.slate_size:
-            self._fail("boost_slots", f"must be an integer in [1, policy.slate_size={self.slate_size}]")
+            self._fail(
+                "boost_slots", f"must be an integer in [1, policy.slate_size={self.slate_size}]"
+            )
         self._number("quantile", 0.0, 1.0)
 
     def select(self, ctx: SelectionContext, rand: Randomness) -> Selection:

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar
 from math import lgamma
+from typing import ClassVar
 
 import numpy as np
 

@@ -122,7 +122,9 @@ class Softmax(Selector):
         prefix = np.exp(np.cumsum(sequential_log_probs(logits, index, found), axis=1))
         marginal = np.zeros(items.shape)
         for lo in range(0, ctx.n, MC_CHUNK):
-            samples = sample_rankings(logits[lo : lo + MC_CHUNK], k, self.mc_samples, rand.monte_carlo)
+            samples = sample_rankings(
+                logits[lo : lo + MC_CHUNK], k, self.mc_samples, rand.monte_carlo
+            )
             hits = samples == index[lo : lo + MC_CHUNK, None, :]
             marginal[lo : lo + MC_CHUNK] = hits.mean(axis=1)
         marginal = np.where(found, marginal, 0.0)

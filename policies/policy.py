@@ -13,13 +13,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from agents.validation import is_positive_int
-from policies.components import BuildContext, Scorer, ScorerSpec, instantiate
+
+# The built-in selectors register themselves on import (policies.components.registered).
+from policies import exposure_boost, plackett_luce, posterior_sampling  # noqa: F401
+from policies.components import BuildContext, Scorer, ScorerSpec
 from policies.debiasing import Debias
 from policies.exclusion import batch_filter, padded_rows
 from policies.interactions import Interactions, TrainingNeeds
@@ -30,9 +32,6 @@ from policies.replay import slate_probabilities
 from policies.rerank import Identity, Reranker
 from policies.scorers import Popularity, Random
 from policies.selection import Greedy, Selection, SelectionContext, Selector, UniformRandom
-
-# The built-in selectors register themselves on import (policies.components.registered).
-from policies import exposure_boost, plackett_luce, posterior_sampling  # noqa: E402, F401, I001
 
 BOOTSTRAPS = ("random", "popularity")
 # Component groups of the policy node, their base class and the fields the policy passes them.
@@ -72,7 +71,7 @@ MOVED_KEYS = {
 class PolicyConfig:
     """The ``policy`` node: policy-wide keys plus one validated component per group.
 
-    Build it from a composed config with :meth:`from_config` (which names a bad key as
+    ``experiments.config.parse_policy`` builds it from a composed config (naming a bad key as
     ``policy.<group>.<key>``); cross-component rules are checked in ``__post_init__``.
     """
 
@@ -86,39 +85,6 @@ class PolicyConfig:
     rerank: Reranker = field(default_factory=Identity)
     debias: Debias = field(default_factory=Debias)
     intervention: Intervention | None = None
-
-    @classmethod
-    def from_config(cls, raw: Mapping[str, Any]) -> PolicyConfig:
-        """Validate a composed ``policy`` node (a plain mapping) into a config."""
-        for key in raw:
-            if key in MOVED_KEYS:
-                raise ValueError(
-                    f"policy.{key}={raw[key]!r}: moved to {MOVED_KEYS[key]} (nested config groups)"
-                )
-            if key not in POLICY_KEYS and key not in COMPONENT_GROUPS:
-                keys = ", ".join((*POLICY_KEYS, *COMPONENT_GROUPS))
-                raise ValueError(f"policy.{key}={raw[key]!r}: unknown key; known keys: {keys}")
-        k = raw.get("slate_size", 10)
-        if not is_positive_int(k):
-            raise ValueError(f"policy.slate_size={k!r}: must be a positive integer")
-        for group in ("scorer", "selector"):
-            if raw.get(group) is None:
-                raise ValueError(f"policy.{group}: missing (choose one with policy/{group}=...)")
-        parts: dict[str, Any] = {
-            "scorer": instantiate(raw["scorer"], ScorerSpec, "policy.scorer"),
-            "selector": instantiate(raw["selector"], Selector, "policy.selector", slate_size=k),
-        }
-        if raw.get("rerank") is not None:
-            parts["rerank"] = instantiate(raw["rerank"], Reranker, "policy.rerank")
-        if raw.get("debias") is not None:
-            parts["debias"] = instantiate(raw["debias"], Debias, "policy.debias")
-        if raw.get("intervention") is not None:
-            intervention = instantiate(
-                raw["intervention"], Intervention, "policy.intervention", slate_size=k
-            )
-            parts["intervention"] = intervention if intervention.kind != "none" else None
-        plain = {key: raw[key] for key in POLICY_KEYS if key in raw}
-        return cls(**plain, **parts)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -157,7 +123,11 @@ class PolicyConfig:
                 f"policy/scorer=als (got {scorer!r})"
             )
         kind = "none" if self.intervention is None else self.intervention.kind
-        if self.debias.position_based and self.debias.propensity == "randomized" and kind != "shuffle":
+        if (
+            self.debias.position_based
+            and self.debias.propensity == "randomized"
+            and kind != "shuffle"
+        ):
             raise ValueError(
                 "policy.debias.propensity='randomized': estimates θ from shuffled traffic; needs "
                 f"policy/intervention=shuffle (got {kind!r})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -10,41 +11,75 @@ import pytest
 
 from experiments.run import run
 
-TINY: dict[str, Any] = {
-    "seed": 0,
-    "world": {"n_users": 300, "n_items": 150},
-    "policy": {
-        "name": "greedy",
-        "scorer": "als",
-        "selector": "greedy",
-        "slate_size": 5,
-        "n_candidates": 12,
-        "factors": 8,
-        "iterations": 5,
-    },
-    "sim": {
-        "days": 4,
-        "retrain_every_hours": 24,
-        "train_hours": 1.0,
-        "snapshot_every_hours": 24,
-        "max_batch_requests": 8192,
-    },
-    "metrics": {"homogenization_pairs": 300},
-    "report": {"enabled": False},
-    "progress": False,
-}
+# The tiny world as hydra overrides of the default config (composed, never re-implemented).
+TINY_OVERRIDES = (
+    "seed=0",
+    "world.n_users=300",
+    "world.n_items=150",
+    "policy.slate_size=5",
+    "policy.n_candidates=12",
+    "policy.scorer.factors=8",
+    "policy.scorer.iterations=5",
+    "sim.days=4",
+    "metrics.homogenization_pairs=300",
+    "report.enabled=false",
+    "progress=false",
+)
+GROUP_KEYS = {f"policy.{g}" for g in ("scorer", "selector", "rerank", "debias", "intervention")}
 
 
-def tiny_config(**overrides: Any) -> dict[str, Any]:
-    """A copy of the tiny config; ``overrides`` use dotted keys, e.g. ``{"policy.epsilon": 0.3}``."""
-    cfg = copy.deepcopy(TINY)
-    for dotted, value in overrides.items():
+@functools.lru_cache(maxsize=256)
+def _composed(overrides: tuple[str, ...]) -> dict[str, Any]:
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    with initialize_config_module(config_module="configs", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    data = OmegaConf.to_container(cfg, resolve=True)
+    data.pop("hydra", None)
+    return data
+
+
+def compose_config(*overrides: str) -> dict[str, Any]:
+    """The full config hydra composes from ``configs/`` with these overrides (a fresh copy)."""
+    return copy.deepcopy(_composed(tuple(overrides)))
+
+
+def tiny_config(*overrides: str, **dotted: Any) -> dict[str, Any]:
+    """The tiny config composed by hydra, plus ``overrides`` (hydra syntax, e.g.
+    ``"policy=softmax"``, ``"policy.selector.temperature=0.1"``). ``dotted`` keys are set on the
+    composed dict (``{"sim.days": 6}``); a component group given a name (``{"policy.selector":
+    "softmax"}``) is swapped through hydra (``policy/selector=softmax``)."""
+    groups = [
+        f"{k.replace('.', '/')}={v}"
+        for k, v in dotted.items()
+        if k in GROUP_KEYS and isinstance(v, str)
+    ]
+    preset = [o for o in overrides if o.startswith("policy=")]
+    rest = [o for o in overrides if not o.startswith("policy=")]
+    composed = list(TINY_OVERRIDES)
+    cfg = compose_config(*preset, *composed[:5], *groups, *rest)
+    # ALS-only tiny sizes apply when the scorer has them
+    scorer = cfg["policy"]["scorer"]
+    for key, value in (("factors", 8), ("iterations", 5)):
+        if key in scorer:
+            scorer[key] = value
+    cfg["sim"]["days"] = 4
+    cfg["metrics"]["homogenization_pairs"] = 300
+    cfg["report"]["enabled"] = False
+    cfg["progress"] = False
+    for key, value in dotted.items():
+        if key in GROUP_KEYS and isinstance(value, str):
+            continue
         node = cfg
-        *parents, leaf = dotted.split(".")
+        *parents, leaf = key.split(".")
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = value
     return cfg
+
+
+TINY: dict[str, Any] = tiny_config()
 
 
 @pytest.fixture
@@ -57,3 +92,27 @@ def run_tiny(tmp_path: Path):
         return out
 
     return _run
+
+
+def policy_config(preset: str = "greedy", *, lenient: bool = False, **keys: Any):
+    """A validated :class:`PolicyConfig` composed by hydra from ``policy=<preset>``.
+
+    ``keys`` use the flat names of the policy's settings: a component group given a name swaps
+    it (``selector="softmax"`` → ``policy/selector=softmax``); any other key is set where it
+    lives in the nested config (``epsilon`` → ``policy.selector.epsilon``, see
+    ``policies.policy.MOVED_KEYS``). With ``lenient``, keys the composed components lack are
+    skipped (tiny sizes applied to every preset)."""
+    from experiments.config import build_policy_config
+    from policies.policy import COMPONENT_GROUPS, MOVED_KEYS
+
+    groups = [f"policy/{g}={keys.pop(g)}" for g in list(keys) if g in COMPONENT_GROUPS]
+    cfg = compose_config(f"policy={preset}", *groups)["policy"]
+    for key, value in keys.items():
+        path = MOVED_KEYS.get(key, f"policy.{key}").split(" ")[0].split(".")[1:]
+        node = cfg
+        for part in path[:-1]:
+            node = node[part]
+        if lenient and path[-1] not in node:
+            continue
+        node[path[-1]] = value
+    return build_policy_config(cfg)

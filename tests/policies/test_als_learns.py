@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import policy_config
 
 from agents.streams import Streams
 from agents.world import WorldConfig, build_world
@@ -63,8 +64,8 @@ def test_als_beats_popularity_on_true_relevance(seed):
     results = {}
     greedy = dict(slate_size=K, n_candidates=K)
     for name, config in {
-        "als": PolicyConfig(name="greedy", scorer="als", **greedy, **ALS_KW),
-        "popularity": PolicyConfig(name="popularity", scorer="popularity", **greedy),
+        "als": policy_config(name="greedy", scorer="als", **greedy, **ALS_KW),
+        "popularity": policy_config(name="popularity", scorer="popularity", **greedy),
     }.items():
         model, recs = recommend(config, interactions, active, seed)
         assert not np.take_along_axis(seen[active], recs, axis=1).any(), "clicked item shown"
@@ -119,7 +120,7 @@ def test_als_fit_is_deterministic_given_the_seed():
 def test_same_seed_same_served_slates():
     _, _, interactions = simulate_random_policy_log(3)
     users = np.arange(N_USERS)
-    config = PolicyConfig(
+    config = policy_config(
         name="eg", selector="epsilon_greedy", slate_size=K, n_candidates=20, **ALS_KW
     )
     runs = []
@@ -163,7 +164,7 @@ def test_policy_fit_returns_a_deployment_that_serves_only_once_deployed():
     inter = Interactions.from_pairs(
         rng.integers(0, 50, 300), rng.integers(0, 40, 300), 50, 40, item_impressions=impressions
     )
-    config = PolicyConfig(name="g", slate_size=5, n_candidates=8, factors=4, iterations=3)
+    config = policy_config(name="g", slate_size=5, n_candidates=8, factors=4, iterations=3)
     policy = build_policy(config, 40, 50, seed=0)
     deployment = policy.fit(inter, version=4)
     assert isinstance(deployment, Deployment)

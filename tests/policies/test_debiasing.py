@@ -6,12 +6,13 @@ import re
 
 import numpy as np
 import pytest
+from conftest import policy_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from experiments.config import build_policy_config
 from policies.debiasing import ClickWeighting
 from policies.interactions import Interactions, RoundImpressions, SlotCounts
-from policies.policy import PolicyConfig
 
 
 def _interactions(users, items, positions, n_users=6, n_items=8, **kw) -> Interactions:
@@ -89,16 +90,27 @@ def test_em_theta_recovers_a_known_curve_from_the_latest_round():
 @pytest.mark.parametrize(
     "overrides, key",
     [
-        ({"debias": "magic"}, "policy.debias='magic'"),
-        ({"debias": "position_ipw", "ipw_clip": 0.5}, "policy.ipw_clip=0.5"),
-        ({"debias": "position_ipw", "ipw_propensity": "randomized"}, "policy.ipw_propensity"),
-        ({"debias": "popularity_ipw", "scorer": "popularity"}, "policy.debias='popularity_ipw'"),
-        ({"popularity_power": -1}, "policy.popularity_power=-1"),
+        ({"debias": "position_ipw", "ipw_clip": 0.5}, "policy.debias.clip=0.5"),
+        (
+            {"debias": "position_ipw", "ipw_propensity": "randomized"},
+            "policy.debias.propensity",
+        ),
+        (
+            {"debias": "popularity_ipw", "scorer": "popularity"},
+            "policy.debias.mode='popularity_ipw'",
+        ),
+        ({"debias": "popularity_ipw", "popularity_power": -1}, "policy.debias.popularity_power=-1"),
     ],
 )
 def test_config_errors_name_the_key(overrides, key):
     with pytest.raises(ValueError, match=re.escape(key)):
-        PolicyConfig(**overrides)
+        policy_config(**overrides)
+
+
+def test_unknown_debias_mode_is_named():
+    node = {"_target_": "policies.debiasing.Debias", "mode": "magic"}
+    with pytest.raises(ValueError, match=re.escape("policy.debias.mode='magic'")):
+        build_policy_config({"name": "p", "scorer": "als", "selector": "greedy", "debias": node})
 
 
 def test_exposure_matrix_is_implicits_form_of_the_weighted_objective():

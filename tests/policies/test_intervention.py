@@ -8,9 +8,10 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from conftest import policy_config
 
+from experiments.config import build_policy_config
 from policies.intervention import INTERVENTION_CODE, Intervention
-from policies.policy import PolicyConfig
 from policies.selection import Selection
 
 
@@ -107,11 +108,21 @@ def test_non_deterministic_base_is_rejected():
 @pytest.mark.parametrize(
     "overrides, key",
     [
-        ({"intervention": "flip"}, "policy.intervention='flip'"),
-        ({"intervention": "swap", "intervention_share": 1.5}, "policy.intervention_share=1.5"),
-        ({"intervention": "swap", "selector": "epsilon_greedy"}, "policy.intervention='swap'"),
+        ({"intervention": "swap", "intervention_share": 1.5}, "policy.intervention.share=1.5"),
+        (
+            {"intervention": "swap", "selector": "epsilon_greedy"},
+            "policy.intervention.kind='swap'",
+        ),
     ],
 )
 def test_config_errors_name_the_key(overrides, key):
     with pytest.raises(ValueError, match=re.escape(key)):
-        PolicyConfig(**overrides)
+        policy_config(**overrides)
+
+
+def test_unknown_intervention_kind_is_named():
+    node = {"_target_": "policies.intervention.Intervention", "kind": "flip"}
+    with pytest.raises(ValueError, match=re.escape("policy.intervention.kind='flip'")):
+        build_policy_config(
+            {"name": "p", "scorer": "als", "selector": "greedy", "intervention": node}
+        )

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import policy_config
 
 import policies
-from policies import Interactions, PolicyConfig, build_policy
+from policies import Interactions, build_policy
 from policies.als import ALSScorer
 from policies.baselines import OracleScorer, PopularityScorer, RandomScorer
 from policies.randomness import Randomness
@@ -139,8 +140,14 @@ def test_truth_callback_reaches_only_the_oracle(scorer, selector):
         calls.append(np.asarray(user_ids).copy())
         return np.tile(np.linspace(0.0, 1.0, n_items), (len(user_ids), 1))
 
-    config = PolicyConfig(
-        name=scorer, scorer=scorer, selector=selector, slate_size=k, n_candidates=5, factors=2
+    config = policy_config(
+        name=scorer,
+        scorer=scorer,
+        selector=selector,
+        slate_size=k,
+        n_candidates=5,
+        factors=2,
+        lenient=True,
     )
     policy = build_policy(config, n_items, n_users, seed=0, relevance=truth)
     assert getattr(policy.scorer, "uses_ground_truth", False) is (scorer == "oracle")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import policy_config
 
 import policies.models
 from policies.als import ALSScorer
@@ -275,7 +276,7 @@ def test_linear_two_updates_use_each_serving_versions_profiles(content):
 
 @pytest.mark.parametrize("selector", ["ucb", "thompson", "greedy", "softmax"])
 def test_posterior_selectors_get_the_exact_user_solve(selector):
-    from policies import PolicyConfig, build_policy
+    from policies import build_policy
 
-    policy = build_policy(PolicyConfig(selector=selector), n_items=50, n_users=20, seed=0)
+    policy = build_policy(policy_config(selector=selector), n_items=50, n_users=20, seed=0)
     assert policy.scorer.exact_user_solve == (selector in ("ucb", "thompson"))

@@ -41,13 +41,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import policy_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
 from agents.streams import Streams
 from agents.world import WorldConfig, build_world
-from experiments.config import load_policy
+from experiments.config import parse_policy
 from policies import Interactions, PolicyConfig, SlateBatch, build_policy
 from policies.exclusion import PAD
 from policies.exposure_boost import ExposureBoost
@@ -72,10 +73,9 @@ POLICY_FILES = sorted(p for p in CONFIG_DIR.glob("*.yaml") if not p.name.startsw
 
 
 def load_policy_config(path: Path, **overrides) -> PolicyConfig:
-    """``_base.yaml`` then the file itself (hydra's ``defaults: [_base, _self_]``)."""
-    merged = {**load_policy(path.stem), **overrides}
-    known = {f.name for f in fields(PolicyConfig)}
-    return PolicyConfig(**{k: v for k, v in merged.items() if k in known})
+    """The preset as hydra composes it (``policy=<stem>``), with the given settings where the
+    preset's components have them."""
+    return policy_config(path.stem, lenient=True, **overrides)
 
 
 def test_policy_configs_are_found():
@@ -608,16 +608,16 @@ def policy_server(path: Path, world, clicks) -> Server:
     method = {
         "softmax": EXACT_SEQUENTIAL_MC_MARGINAL,
         "thompson": MONTE_CARLO,
-    }.get(config.selector, EXACT)
+    }.get(config.selector.name, EXACT)
     return Server(
         name=f"policy:{path.stem}",
         k=K,
         clicked=clicked,
         relaxed=relaxed,
-        closed=[config.selector in ("greedy", "ucb", "softmax", "thompson")] * 3,
+        closed=[config.selector.name in ("greedy", "ucb", "softmax", "thompson")] * 3,
         method=method,
-        mc=config.mc_samples if method != EXACT else 0,
-        stochastic=config.selector not in ("greedy", "ucb") or config.intervention != "none",
+        mc=getattr(config.selector, "mc_samples", 0) if method != EXACT else 0,
+        stochastic=config.selector.name not in ("greedy", "ucb") or config.intervention is not None,
         serve=serve,
     )
 
@@ -1183,14 +1183,15 @@ def test_exact_policies_match_enumeration_of_their_own_context(name, world, clic
     batch = policy.serve(np.zeros(300, dtype=np.int64), Randomness.from_seed(4))
     ranking = [int(i) for i in batch.candidates[0]]
     excluded = per_user[0]
-    if config.selector == "epsilon_greedy":
-        eps = max(config.epsilon_min, config.epsilon * config.epsilon_decay**FIT_VERSION)
+    sel = config.selector
+    if sel.name == "epsilon_greedy":
+        eps = max(sel.epsilon_min, sel.epsilon * sel.decay**FIT_VERSION)
         pool = sorted(set(range(N_ITEMS)) - excluded - set(ranking[:K]))
         dist = epsilon_greedy_slates(ranking[:K], pool, eps)
-    elif config.selector == "boost":
-        head = ranking[: K - config.boost_slots]
-        pool = boost_pool(deployment.item_impressions, config.boost_quantile, excluded, head)
-        dist = boost_slates(ranking, K, config.boost_slots, pool)
+    elif sel.name == "boost":
+        head = ranking[: K - sel.boost_slots]
+        pool = boost_pool(deployment.item_impressions, sel.quantile, excluded, head)
+        dist = boost_slates(ranking, K, sel.boost_slots, pool)
     else:
         dist = uniform_slates(sorted(set(range(N_ITEMS)) - excluded), K)
     out = {f: getattr(batch, f) for f in SLATE_FIELDS}
@@ -1263,7 +1264,7 @@ def test_refit_on_the_next_round_serves_the_new_version(path, world, clicks):
 
 def test_popularity_bootstrap_is_logged_as_bootstrap():
     policy = build_policy(
-        PolicyConfig(name="g", bootstrap="popularity", slate_size=K, n_candidates=C, factors=4),
+        policy_config(name="g", bootstrap="popularity", slate_size=K, n_candidates=C, factors=4),
         N_ITEMS,
         N_USERS,
         seed=1,
@@ -1317,47 +1318,81 @@ def test_logged_score_is_the_retrieval_score_of_a_shown_candidate(world, clicks)
 @pytest.mark.parametrize(
     ("kwargs", "key"),
     [
-        ({"epsilon": 1.5}, "epsilon"),
-        ({"epsilon": -0.1}, "epsilon"),
-        ({"epsilon": float("nan")}, "epsilon"),
-        ({"epsilon_decay": 0.0}, "epsilon_decay"),
-        ({"epsilon_decay": 1.5}, "epsilon_decay"),
-        ({"epsilon_min": -0.1}, "epsilon_min"),
-        ({"epsilon_min": 1.1}, "epsilon_min"),
-        ({"temperature": 0.0}, "temperature"),
-        ({"temperature": -1.0}, "temperature"),
-        ({"beta": -0.5}, "beta"),
-        ({"beta": float("nan")}, "beta"),
-        ({"mc_samples": 0}, "mc_samples"),
-        ({"mc_samples": 2.5}, "mc_samples"),
-        ({"boost_slots": 0}, "boost_slots"),
-        ({"boost_slots": 11}, "boost_slots"),
-        ({"boost_quantile": 1.5}, "boost_quantile"),
-        ({"boost_quantile": -0.1}, "boost_quantile"),
-        ({"bandit_regularization": 0.0}, "bandit_regularization"),
+        ({"selector": "epsilon_greedy", "epsilon": 1.5}, "selector.epsilon"),
+        ({"selector": "epsilon_greedy", "epsilon": -0.1}, "selector.epsilon"),
+        ({"selector": "epsilon_greedy", "epsilon": float("nan")}, "selector.epsilon"),
+        ({"selector": "epsilon_greedy", "epsilon_decay": 0.0}, "selector.decay"),
+        ({"selector": "epsilon_greedy", "epsilon_decay": 1.5}, "selector.decay"),
+        ({"selector": "epsilon_greedy", "epsilon_min": -0.1}, "selector.epsilon_min"),
+        ({"selector": "epsilon_greedy", "epsilon_min": 1.1}, "selector.epsilon_min"),
+        ({"selector": "softmax", "temperature": 0.0}, "selector.temperature"),
+        ({"selector": "softmax", "temperature": -1.0}, "selector.temperature"),
+        ({"selector": "ucb", "beta": -0.5}, "selector.beta"),
+        ({"selector": "thompson", "beta": float("nan")}, "selector.beta"),
+        ({"selector": "softmax", "mc_samples": 0}, "selector.mc_samples"),
+        ({"selector": "thompson", "mc_samples": 2.5}, "selector.mc_samples"),
+        ({"selector": "boost", "boost_slots": 0}, "selector.boost_slots"),
+        ({"selector": "boost", "boost_slots": 11}, "selector.boost_slots"),
+        ({"selector": "boost", "boost_quantile": 1.5}, "selector.quantile"),
+        ({"selector": "boost", "boost_quantile": -0.1}, "selector.quantile"),
+        ({"scorer": "linear", "bandit_regularization": 0.0}, "scorer.regularization"),
         ({"slate_size": 0}, "slate_size"),
         ({"slate_size": -2}, "slate_size"),
         ({"slate_size": 2.5}, "slate_size"),
         ({"slate_size": True}, "slate_size"),
         ({"n_candidates": 0}, "n_candidates"),
-        ({"scorer": "foo"}, "scorer"),
-        ({"selector": "foo"}, "selector"),
         ({"bootstrap": "oracle"}, "bootstrap"),
-        ({"factors": 0}, "factors"),
-        ({"iterations": 0}, "iterations"),
-        ({"regularization": 0.0}, "regularization"),
-        ({"alpha": -1.0}, "alpha"),
-        ({"warm_start": "yes"}, "warm_start"),
+        ({"factors": 0}, "scorer.factors"),
+        ({"iterations": 0}, "scorer.iterations"),
+        ({"regularization": 0.0}, "scorer.regularization"),
+        ({"alpha": -1.0}, "scorer.alpha"),
+        ({"warm_start": "yes"}, "scorer.warm_start"),
         ({"training_window_rounds": 0}, "training_window_rounds"),
         ({"name": ""}, "name"),
         ({"selector": "ucb", "scorer": "popularity"}, "scorer"),
         ({"selector": "thompson", "scorer": "oracle"}, "scorer"),
         ({"selector": "softmax", "scorer": "random"}, "selector"),
+        ({"intervention": "swap", "intervention_share": 2.0}, "intervention.share"),
+        ({"debias": "position_ipw", "ipw_clip": 0.5}, "debias.clip"),
+        ({"debias": "position_ipw", "ipw_propensity": "magic"}, "debias.propensity"),
+        ({"debias": "exposure", "scorer": "popularity"}, "debias.mode"),
+        ({"intervention": "shuffle", "selector": "softmax"}, "intervention.kind"),
     ],
 )
 def test_policy_config_rejects_bad_values_naming_the_key(kwargs, key):
+    """Each component validates its own keys; the message names the nested key and value."""
     with pytest.raises(ValueError, match=rf"^policy\.{key}="):
-        PolicyConfig(**kwargs)
+        policy_config(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"scorer": "foo"}, r"^policy\.scorer='foo': unknown; choose one of"),
+        ({"selector": "foo"}, r"^policy\.selector='foo': unknown; choose one of"),
+        ({"selector": {"_target_": "nowhere.Class"}}, r"^policy\.selector\._target_="),
+        (
+            {"selector": {"_target_": "policies.scorers.ALS"}},
+            r"^policy\.selector: .* not a Selector",
+        ),
+        (
+            {"selector": {"_target_": "policies.selection.Greedy", "epsilon": 0.1}},
+            r"^policy\.selector\.epsilon: unknown key for Greedy",
+        ),
+        (
+            {"selector": {"_target_": "policies.selection.Greedy", "slate_size": 3}},
+            r"^policy\.selector\.slate_size: set by the policy",
+        ),
+        ({"epsilon": 0.1}, r"^policy\.epsilon=0\.1: moved to policy\.selector\.epsilon"),
+        ({"foo": 1}, r"^policy\.foo=1: unknown key"),
+    ],
+)
+def test_policy_nodes_with_unknown_components_or_keys_are_named(raw, message):
+    """Unknown component names, unimportable targets, keys a component lacks and the flat keys
+    of the old config each fail with one line naming the config path."""
+    node = {"name": "p", "scorer": "als", "selector": "greedy", "slate_size": K, **raw}
+    with pytest.raises(ValueError, match=message):
+        parse_policy(node)
 
 
 @pytest.mark.parametrize(
@@ -1379,13 +1414,20 @@ def test_policy_config_rejects_bad_values_naming_the_key(kwargs, key):
     ],
 )
 def test_policy_config_accepts_boundaries(kwargs):
-    PolicyConfig(slate_size=5, n_candidates=5, training_window_rounds=3, **kwargs)
+    selector = {"epsilon": "epsilon_greedy", "epsilon_decay": "epsilon_greedy"}
+    selector |= {"epsilon_min": "epsilon_greedy", "beta": "ucb", "mc_samples": "softmax"}
+    selector |= {"boost_slots": "boost", "boost_quantile": "boost"}
+    extra = {}
+    for key in kwargs:
+        if key in selector:
+            extra["selector"] = selector[key]
+    policy_config(slate_size=5, n_candidates=5, training_window_rounds=3, **{**extra, **kwargs})
 
 
 def test_n_candidates_below_slate_size_is_raised_to_the_slate_size():
     """Retrieval feeds the slate: a smaller n_candidates is raised to slate_size, so slates are
     never short or padded."""
-    config = PolicyConfig(name="p", scorer="popularity", slate_size=4, n_candidates=2)
+    config = policy_config(name="p", scorer="popularity", slate_size=4, n_candidates=2)
     policy = build_policy(config, N_ITEMS, N_USERS, seed=0)
     policy.deploy(policy.fit(Interactions.empty(N_USERS, N_ITEMS), version=0))
     batch = policy.serve(np.arange(5), Randomness.from_seed(0))
@@ -1398,32 +1440,32 @@ def test_n_candidates_below_slate_size_is_raised_to_the_slate_size():
 @pytest.mark.parametrize("selector", ["greedy", "epsilon_greedy", "softmax", "boost"])
 def test_random_scorer_with_ranking_selector_is_rejected(selector):
     """The random scorer ranks nothing, so only the uniform selector can draw from it."""
-    with pytest.raises(ValueError, match=r"^policy\.selector=.*use policy\.selector=uniform"):
-        PolicyConfig(name="r", scorer="random", selector=selector, slate_size=K)
+    with pytest.raises(ValueError, match=r"^policy\.selector=.*use policy/selector=uniform"):
+        policy_config(name="r", scorer="random", selector=selector, slate_size=K)
 
 
 def test_build_policy_rejects_slate_larger_than_catalog():
     with pytest.raises(ValueError, match=r"^policy\.slate_size="):
-        build_policy(PolicyConfig(slate_size=30, n_candidates=30), N_ITEMS, N_USERS, seed=0)
+        build_policy(policy_config(slate_size=30, n_candidates=30), N_ITEMS, N_USERS, seed=0)
     with pytest.raises(ValueError, match=r"^policy\.slate_size="):  # nothing left to explore
         build_policy(
-            PolicyConfig(selector="epsilon_greedy", slate_size=13, n_candidates=13),
+            policy_config(selector="epsilon_greedy", slate_size=13, n_candidates=13),
             N_ITEMS,
             N_USERS,
             seed=0,
         )
-    build_policy(PolicyConfig(slate_size=N_ITEMS, n_candidates=N_ITEMS), N_ITEMS, N_USERS, seed=0)
+    build_policy(policy_config(slate_size=N_ITEMS, n_candidates=N_ITEMS), N_ITEMS, N_USERS, seed=0)
 
 
 def test_oracle_needs_the_truth_callback():
     with pytest.raises(ValueError, match="oracle"):
-        build_policy(PolicyConfig(name="o", scorer="oracle"), N_ITEMS, N_USERS, seed=0)
+        build_policy(policy_config(name="o", scorer="oracle"), N_ITEMS, N_USERS, seed=0)
 
 
 def test_linear_scorer_needs_item_content():
     with pytest.raises(ValueError, match="linear"):
         build_policy(
-            PolicyConfig(name="l", scorer="linear", selector="ucb", slate_size=K, n_candidates=C),
+            policy_config(name="l", scorer="linear", selector="ucb", slate_size=K, n_candidates=C),
             N_ITEMS,
             N_USERS,
             seed=0,
