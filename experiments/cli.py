@@ -36,6 +36,8 @@ EXIT_BAD_INPUT = 2
 def group_options(group: str) -> list[str]:
     """Selectable options of a config group (files starting with ``_`` are internal bases)."""
     folder = files("configs") / group
+    if not folder.is_dir():
+        return []
     return sorted(
         p.name.removesuffix(".yaml")
         for p in folder.iterdir()
@@ -86,14 +88,15 @@ def _job_overrides(argv: list[str]) -> list[list[str]] | None:
 def _compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
     from hydra import compose, initialize_config_module
 
-    options = {g: group_options(g) for g in GROUPS}
     for line in overrides:
         key, _, value = line.partition("=")
         key = key.lstrip("+~")
-        if key in GROUPS and value not in options[key]:
-            raise ConfigError(
-                f"{key}={value}: unknown {key}; choose one of {', '.join(options[key])}"
-            )
+        if key in GROUPS or (key.startswith("policy/") and key.count("/") == 1):
+            options = group_options(key)
+            if options and value not in options:
+                raise ConfigError(
+                    f"{key}={value}: unknown {key}; choose one of {', '.join(options)}"
+                )
     with initialize_config_module(config_module="configs", version_base="1.3"):
         try:
             return compose(
@@ -130,7 +133,12 @@ def _composition_error(exc: HydraException, overrides: list[str]) -> str:
         for line in overrides:
             key = line.partition("=")[0].lstrip("+~")
             if f"'{key}'" in text:
-                section = key.rpartition(".")[0] or "the config"
+                from policies.policy import MOVED_KEYS
+
+                section, _, leaf = key.rpartition(".")
+                if section == "policy" and leaf in MOVED_KEYS:
+                    return f"{line}: moved to {MOVED_KEYS[leaf]} (nested config groups)"
+                section = section or "the config"
                 return f"{line}: unknown key in {section} (see configs/{section}/ for the keys)"
     return _first_line(exc)
 

@@ -68,9 +68,17 @@ def tiny_config(*overrides: str, **dotted: Any) -> dict[str, Any]:
     cfg["metrics"]["homogenization_pairs"] = 300
     cfg["report"]["enabled"] = False
     cfg["progress"] = False
+    from policies.policy import MOVED_KEYS
+
     for key, value in dotted.items():
         if key in GROUP_KEYS and isinstance(value, str):
             continue
+        section, _, leaf = key.partition(".")
+        if section == "policy" and leaf in MOVED_KEYS:  # a flat policy key: where it lives now
+            key = MOVED_KEYS[leaf].split(" ")[0]
+            _, group, leaf = key.split(".")
+            if leaf not in cfg["policy"][group]:
+                continue  # as in the flat config: a key the chosen component lacks is unused
         node = cfg
         *parents, leaf = key.split(".")
         for p in parents:

@@ -18,7 +18,6 @@ TINY_ARGS = [
     "world.n_users=200",
     "world.n_items=120",
     "sim.days=3",
-    "policy.factors=8",
     "policy.slate_size=5",
     "metrics.homogenization_pairs=200",
 ]
@@ -46,7 +45,9 @@ def recloop(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         (["sim.days=0"], "sim.days=0"),
         (["world.n_users=abc"], "world.n_users='abc'"),
         (["policy.slate_size=2000"], "policy.slate_size=2000: larger than the catalog"),
-        (["policy.epsilon=1.5"], "policy.epsilon=1.5"),
+        (["policy.epsilon=1.5"], "policy.epsilon=1.5: moved to policy.selector.epsilon"),
+            (["policy=epsilon_greedy", "policy.selector.epsilon=1.5"], "policy.selector.epsilon=1.5"),
+            (["policy/selector=nope"], "policy/selector=nope"),
         (["world.nusers=5"], "world.nusers=5: unknown key"),
         (["+world.extra=1"], "world.extra=1: unknown key"),
         (["world.n_users=[1"], "malformed override"),
@@ -54,9 +55,9 @@ def recloop(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         (["-m", "policy=greedy,foo"], "policy=foo"),
         (["-m", "seed=0,1", "sim.train_hours=48"], "sim.train_hours=48"),
         (["seed=-3"], "seed=-3"),
-        (["policy=position_ipw", "world.trust_bias=0.1"], "policy.ipw_propensity='oracle'"),
+        (["policy=position_ipw", "world.trust_bias=0.1"], "policy.debias.propensity='oracle'"),
         (["policy=position_ipw", "world.click_model=cascade"], "world.click_model='cascade'"),
-        (["+study=ope", "ope.targets=[nope]"], "ope policy 'nope'"),
+        (["+study=ope", "ope.targets=[nope]"], "policy preset 'nope'"),
         (["+study=ope", "ope.targets=[linucb]"], "a target reranks the logging policy's model"),
         (["+study=ope", "ope.targets=[item_boost]"], "cannot be replayed"),
         (["metrics.ndcg_k=5000"], "metrics.ndcg_k=5000"),
@@ -72,7 +73,9 @@ def test_precheck_names_the_key_and_value(args, expected):
 
 def test_precheck_accepts_good_input_and_sweeps():
     precheck([])
-    precheck(["policy=epsilon_greedy", "policy.epsilon=0.1", "world.n_users=5000", "seed=3"])
+    precheck(
+        ["policy=epsilon_greedy", "policy.selector.epsilon=0.1", "world.n_users=5000", "seed=3"]
+    )
     precheck(["-m", "policy=greedy,epsilon_greedy,random", "seed=0,1"])
     precheck(["--help"])  # hydra's own flags are hydra's business
 
@@ -167,8 +170,8 @@ def test_study_configs_expand_their_own_sweep():
     assert len(jobs) == len(policies) * 3  # three seeds
     # the command line wins over the study's own params
     assert len(_job_overrides(["+study=exploration", "seed=0"])) == len(policies)
-    with pytest.raises(ConfigError, match=r"policy\.epsilon=3"):
-        precheck(["+study=exploration", "policy.epsilon=3"])
+    with pytest.raises(ConfigError, match=r"policy\.selector\.epsilon=3"):
+        precheck(["+study=exploration", "policy.selector.epsilon=3"])
 
 
 @pytest.mark.slow

@@ -7,21 +7,19 @@ import numpy as np
 import polars as pl
 import pytest
 
+from conftest import compose_config
 from experiments.ope import ITEM_ESTIMATORS, OPE_COLUMNS, SLATE_ESTIMATORS, run_ope, window_start
 
-CFG = {
-    "seed": 0,
-    "world": {"n_users": 300, "n_items": 150},
-    "sim": {
-        "days": 3,
-        "retrain_every_hours": 24,
-        "train_hours": 1.0,
-        "snapshot_every_hours": 24,
-        "max_batch_requests": 8192,
-    },
-    "metrics": {"ndcg_users": 0},
-    "ope": {"logging": "epsilon_greedy", "targets": ["epsilon_greedy", "greedy"], "seeds": [4]},
-}
+# The logging policy is the composed ``policy`` (epsilon-greedy, epsilon 0.1).
+CFG = compose_config(
+    "+study=ope",
+    "world.n_users=300",
+    "world.n_items=150",
+    "sim.days=3",
+    "policy.selector.epsilon=0.1",
+    "ope.targets=[epsilon_greedy,greedy]",
+    "ope.seeds=[4]",
+)
 
 
 @pytest.fixture(scope="module")

@@ -20,19 +20,30 @@ TINY = [
     "world.n_users=150",
     "world.n_items=90",
     "sim.days=3",
-    "policy.factors=6",
     "policy.slate_size=4",
     "policy.n_candidates=12",
-    "policy.mc_samples=20",
     "metrics.homogenization_pairs=100",
     "report.enabled=false",
     "progress=false",
 ]
+# Set only where the composed policy's components have these keys.
+TINY_COMPONENTS = {"scorer": ("factors", 6), "selector": ("mc_samples", 20)}
+
+
+def _compose_tiny(overrides: list[str]):
+    """Hydra's composition of ``overrides``, then the tiny component sizes where they apply."""
+    with initialize_config_module(config_module="configs", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+        extra = [
+            f"policy.{group}.{key}={value}"
+            for group, (key, value) in TINY_COMPONENTS.items()
+            if key in cfg.policy[group]
+        ]
+        return compose(config_name="config", overrides=[*overrides, *extra]) if extra else cfg
 
 
 def composed(*overrides: str):
-    with initialize_config_module(config_module="configs", version_base="1.3"):
-        return compose(config_name="config", overrides=[*overrides, *TINY])
+    return _compose_tiny([*overrides, *TINY])
 
 
 @pytest.mark.slow
@@ -108,11 +119,7 @@ def test_every_study_runs_on_a_tiny_world(study, tmp_path):
     if study == "ope":  # one job that runs its own logging and truth runs
         from experiments.ope import run_ope
 
-        with initialize_config_module(config_module="configs", version_base="1.3"):
-            cfg = compose(
-                config_name="config",
-                overrides=[*TINY_WORLD, "+study=ope", "ope.seeds=[0]", "sim.days=2"],
-            )
+        cfg = _compose_tiny([*TINY_WORLD, "+study=ope", "ope.seeds=[0]", "sim.days=2"])
         table = run_ope(cfg, tmp_path)
         assert set(table["target"]) == set(cfg.ope.targets)
         assert (tmp_path / "ope.html").is_file()
@@ -120,8 +127,7 @@ def test_every_study_runs_on_a_tiny_world(study, tmp_path):
     jobs = _job_overrides([f"+study={study}", "seed=0"])
     assert len(jobs) >= 2
     for i, overrides in enumerate(jobs):
-        with initialize_config_module(config_module="configs", version_base="1.3"):
-            cfg = compose(config_name="config", overrides=[*TINY_WORLD, *overrides])
+        cfg = _compose_tiny([*TINY_WORLD, *overrides])
         run(cfg, tmp_path / f"{i}")
         (tmp_path / f"{i}" / ".hydra").mkdir()  # what hydra records for each job
         (tmp_path / f"{i}" / ".hydra" / "overrides.yaml").write_text(

@@ -465,52 +465,44 @@ def test_compute_metrics_handmade(handmade_log):
 
 # --- end to end on a real run ----------------------------------------------------------------
 
-E2E_CONFIGS = {
-    "greedy_24h": {
-        "seed": 0,
-        "world": {"n_users": 300, "n_items": 150},
-        "policy": {
-            "name": "greedy",
-            "scorer": "als",
-            "selector": "greedy",
-            "slate_size": 5,
-            "n_candidates": 15,
-        },
-        "sim": {
-            "days": 4,
-            "retrain_every_hours": 24,
-            "train_hours": 1.0,
-            "snapshot_every_hours": 24,
-            "max_batch_requests": 8192,
-        },
-        "metrics": {"homogenization_pairs": 500},
-        "report": {"enabled": False},
-        "progress": False,
-    },
-    # windows not aligned with days or retrains (0-36, 36-72, 72-96), exploration, drift
-    "egreedy_36h_drift": {
-        "seed": 3,
-        "world": {"n_users": 300, "n_items": 150, "drift_rate": 0.05},
-        "policy": {
-            "name": "eps",
-            "scorer": "als",
-            "selector": "epsilon_greedy",
-            "epsilon": 0.2,
-            "slate_size": 4,
-            "n_candidates": 12,
-        },
-        "sim": {
-            "days": 4,
-            "retrain_every_hours": 24,
-            "train_hours": 2.0,
-            "snapshot_every_hours": 36,
-            "max_batch_requests": 100,
-        },
-        "metrics": {"homogenization_pairs": 300},
-        "report": {"enabled": False},
-        "progress": False,
-    },
-}
+def _e2e_configs() -> dict:
+    from conftest import compose_config
+
+    return {
+        "greedy_24h": compose_config(
+            "seed=0",
+            "world.n_users=300",
+            "world.n_items=150",
+            "policy.slate_size=5",
+            "policy.n_candidates=15",
+            "sim.days=4",
+            "metrics.homogenization_pairs=500",
+            "report.enabled=false",
+            "progress=false",
+        ),
+        # windows not aligned with days or retrains (0-36, 36-72, 72-96), exploration, drift
+        "egreedy_36h_drift": compose_config(
+            "seed=3",
+            "world.n_users=300",
+            "world.n_items=150",
+            "world.drift_rate=0.05",
+            "policy=epsilon_greedy",
+            "policy.name=eps",
+            "policy.selector.epsilon=0.2",
+            "policy.slate_size=4",
+            "policy.n_candidates=12",
+            "sim.days=4",
+            "sim.train_hours=2.0",
+            "sim.snapshot_every_hours=36",
+            "sim.max_batch_requests=100",
+            "metrics.homogenization_pairs=300",
+            "report.enabled=false",
+            "progress=false",
+        ),
+    }
+
+
+E2E_CONFIGS = _e2e_configs()
 
 
 @pytest.fixture(scope="module", params=sorted(E2E_CONFIGS))
