@@ -202,16 +202,20 @@ class NeighbourScorer:
 
     def fit(self, interactions: Interactions, version: int) -> NeighbourModel:
         clicks = interactions.clicks
-        model = self.make()
-        with warnings.catch_warnings(), threadpool_limits(1, "blas"):
-            # implicit re-weights the clicks into a COO matrix itself and then warns that it was
-            # not handed a CSR one: its own conversion, not ours.
-            warnings.filterwarnings("ignore", "Method expects CSR input", ParameterWarning)
-            model.fit(clicks, show_progress=False)
-        similarity = sp.csr_matrix(model.similarity, dtype=np.float64)
+        n_items = interactions.n_items
+        if clicks.nnz == 0:  # nothing to compare (BM25's length norm would divide by zero)
+            similarity = sp.csr_matrix((n_items, n_items), dtype=np.float64)
+        else:
+            model = self.make()
+            with warnings.catch_warnings(), threadpool_limits(1, "blas"):
+                # implicit re-weights the clicks into a COO matrix itself and then warns that it
+                # was not handed a CSR one: its own conversion, not ours.
+                warnings.filterwarnings("ignore", "Method expects CSR input", ParameterWarning)
+                model.fit(clicks, show_progress=False)
+            similarity = sp.csr_matrix(model.similarity, dtype=np.float64)
         similarity.sort_indices()
         popularity = interactions.item_popularity
-        tie_rank = np.empty(interactions.n_items, dtype=np.int64)
+        tie_rank = np.empty(n_items, dtype=np.int64)
         tie_rank[np.lexsort((np.arange(popularity.size), -popularity))] = np.arange(popularity.size)
         return NeighbourModel(
             version=version,
