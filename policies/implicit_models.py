@@ -268,7 +268,12 @@ class BPR(ScorerSpec):
 @dataclass(frozen=True)
 class LogisticMF(ScorerSpec):
     """Logistic matrix factorization (implicit): P(click) = σ(x_u · y_i + b_u + b_i), fitted by
-    AdaGrad with clicks weighted by their count and sampled items as negatives."""
+    AdaGrad with clicks weighted by their count and sampled items as negatives.
+
+    implicit 0.7.3 draws the negatives in proportion to their clicks, does not check them against
+    the user's clicks, and caps them at ``factors + 2`` per user and sweep whatever ``neg_prop``
+    says (its loop bound reads the factor count where the item count is meant).
+    """
 
     name: ClassVar[str] = "lmf"
     has_posterior: ClassVar[bool] = False
