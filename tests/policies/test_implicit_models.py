@@ -10,13 +10,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import compose_config
 from implicit.cpu.bpr import BayesianPersonalizedRanking
 from implicit.cpu.lmf import LogisticMatrixFactorization
 from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
 
 import policies.implicit_models as im
+from experiments.config import build_policy_config, instantiate
 from policies.baselines import PopularityScorer
-from policies.components import BuildContext, ScorerSpec, instantiate, registered
+from policies.components import BuildContext, ScorerSpec, registered
 from policies.implicit_models import BPR, ItemKNN, LogisticMF, top_n_ranked
 from policies.interactions import Interactions
 from policies.models import SOURCE_CODE, SOURCES
@@ -294,34 +296,48 @@ def test_registered_without_posterior():
     )  # appended, not inserted: logged codes keep their meaning
 
 
+PRESETS = {
+    "bpr": (BPR, {"factors": 32, "learning_rate": 0.01, "iterations": 100}),
+    "lmf": (LogisticMF, {"factors": 32, "neg_prop": 30}),
+    "item_knn": (ItemKNN, {"similarity": "cosine", "K": 50}),
+    "item_knn_bm25": (ItemKNN, {"similarity": "bm25", "K": 50, "K1": 1.2, "B": 0.75}),
+}
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_presets_compose_to_their_scorer(preset):
+    cls, values = PRESETS[preset]
+    config = build_policy_config(compose_config(f"policy={preset}")["policy"])
+    assert config.name == preset
+    assert type(config.scorer) is cls
+    assert {k: getattr(config.scorer, k) for k in values} == values
+    assert type(config.selector).__name__ == "Greedy"
+
+
 @pytest.mark.parametrize(
-    ("target", "key", "value"),
+    ("preset", "key", "value"),
     [
-        ("BPR", "factors", 0),
-        ("BPR", "iterations", 2.5),
-        ("BPR", "learning_rate", 0),
-        ("BPR", "regularization", -0.1),
-        ("BPR", "verify_negative_samples", "yes"),
-        ("LogisticMF", "neg_prop", 0),
-        ("LogisticMF", "learning_rate", "fast"),
-        ("ItemKNN", "similarity", "jaccard"),
-        ("ItemKNN", "K", 0),
-        ("ItemKNN", "K1", -1.0),
-        ("ItemKNN", "B", 1.5),
+        ("bpr", "factors", 0),
+        ("bpr", "iterations", 2.5),
+        ("bpr", "learning_rate", 0),
+        ("bpr", "regularization", -0.1),
+        ("bpr", "verify_negative_samples", "yes"),
+        ("lmf", "neg_prop", 0),
+        ("lmf", "learning_rate", "fast"),
+        ("item_knn", "similarity", "jaccard"),
+        ("item_knn", "K", 0),
+        ("item_knn_bm25", "K1", -1.0),
+        ("item_knn_bm25", "B", 1.5),
     ],
 )
-def test_bad_values_name_the_key(target, key, value):
-    node = {"_target_": f"policies.implicit_models.{target}", key: value}
+def test_bad_values_name_the_key(preset, key, value):
+    raw = compose_config(f"policy={preset}")["policy"]
+    raw["scorer"][key] = value
     with pytest.raises(ValueError, match=rf"^policy\.scorer\.{key}={value!r}: "):
-        instantiate(node, ScorerSpec, "policy.scorer")
+        build_policy_config(raw)
 
 
 def test_unknown_key_is_named():
     node = {"_target_": "policies.implicit_models.BPR", "alpha": 1.0}
     with pytest.raises(ValueError, match=r"policy\.scorer\.alpha: unknown key for BPR"):
         instantiate(node, ScorerSpec, "policy.scorer")
-
-
-def test_short_names_instantiate_the_defaults():
-    for name, cls in (("bpr", BPR), ("lmf", LogisticMF), ("item_knn", ItemKNN)):
-        assert instantiate(name, ScorerSpec, "policy.scorer") == cls()
