@@ -25,6 +25,10 @@ SOURCES: tuple[str, ...] = (
     "random",
     "explore",
     "linear",
+    # implicit's other models (policies.implicit_models); appended so earlier codes keep their value
+    "bpr",
+    "lmf",
+    "item_knn",
 )
 SOURCE_CODE = {name: code for code, name in enumerate(SOURCES)}
 
