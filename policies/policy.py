@@ -19,8 +19,8 @@ import scipy.sparse as sp
 
 from agents.validation import is_positive_int
 
-# The built-in selectors register themselves on import (policies.components.registered).
-from policies import exposure_boost, plackett_luce, posterior_sampling  # noqa: F401
+# The built-in components register themselves on import (policies.components.registered).
+from policies import exposure_boost, implicit_models, plackett_luce, posterior_sampling  # noqa: F401
 from policies.components import BuildContext, Scorer, ScorerSpec
 from policies.debiasing import Debias
 from policies.exclusion import batch_filter, padded_rows

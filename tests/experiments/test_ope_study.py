@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
-
 from conftest import compose_config
+
 from experiments.ope import ITEM_ESTIMATORS, OPE_COLUMNS, SLATE_ESTIMATORS, run_ope, window_start
 
 # The logging policy is the composed ``policy`` (epsilon-greedy, epsilon 0.1).

@@ -465,6 +465,7 @@ def test_compute_metrics_handmade(handmade_log):
 
 # --- end to end on a real run ----------------------------------------------------------------
 
+
 def _e2e_configs() -> dict:
     from conftest import compose_config
 
