@@ -37,29 +37,24 @@ WORKLOADS = {
 
 
 def config(workload: str, seed: int = 0) -> dict:
+    """The workload's run config, composed by hydra from ``configs/`` (greedy ALS, 64 factors)."""
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
     w = WORKLOADS[workload]
-    return {
-        "seed": seed,
-        "world": {"n_users": w["n_users"], "n_items": w["n_items"]},
-        "policy": {
-            "name": "greedy",
-            "scorer": "als",
-            "selector": "greedy",
-            "slate_size": 10,
-            "n_candidates": 30,
-            "factors": 64,
-        },
-        "sim": {
-            "days": w["days"],
-            "retrain_every_hours": 24,
-            "train_hours": 1.0,
-            "snapshot_every_hours": 24,
-            "max_batch_requests": 8192,
-        },
-        "metrics": {"homogenization_pairs": 2000},
-        "report": {"enabled": False},
-        "progress": False,
-    }
+    overrides = [
+        f"seed={seed}",
+        f"world.n_users={w['n_users']}",
+        f"world.n_items={w['n_items']}",
+        "policy=greedy",
+        "policy.scorer.factors=64",
+        f"sim.days={w['days']}",
+        "report.enabled=false",
+        "progress=false",
+    ]
+    with initialize_config_module(config_module="configs", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    return OmegaConf.to_container(cfg, resolve=True)
 
 
 def peak_rss_mb() -> float:

@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
 from threadpoolctl import threadpool_info
 
 from agents.streams import Streams
 from agents.world import WorldConfig, build_world
+from experiments.config import compose_policy, parse_policy
 from policies.interactions import Interactions, RoundImpressions
 from policies.policy import PolicyConfig, build_policy
 from policies.randomness import Randomness
@@ -30,12 +30,8 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "policy"
 
 
 def policy_config(name: str) -> PolicyConfig:
-    merged = OmegaConf.merge(
-        OmegaConf.load(CONFIGS / "_base.yaml"), OmegaConf.load(CONFIGS / f"{name}.yaml")
-    )
-    data = OmegaConf.to_container(merged)
-    data.pop("defaults", None)
-    return PolicyConfig(**data)
+    """Preset ``name`` as hydra composes it (``policy=<name>``)."""
+    return parse_policy(compose_policy(name))
 
 
 def random_policy_log(world, n_requests: int, k: int, rng: np.random.Generator):
