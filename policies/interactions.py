@@ -9,6 +9,18 @@ import scipy.sparse as sp
 
 
 @dataclass(frozen=True)
+class TrainingNeeds:
+    """What a policy needs kept of the log to train (the simulator shapes its training view so).
+
+    ``window_rounds``: train on the clicks of the last N log rounds only (``None``: all);
+    ``keep_exposures``: also keep the shown-but-not-clicked pairs (:attr:`Interactions.exposures`).
+    """
+
+    window_rounds: int | None = None
+    keep_exposures: bool = False
+
+
+@dataclass(frozen=True)
 class RoundImpressions:
     """Every slot shown in the newest log round (what an online bandit updates on)."""
 

@@ -20,7 +20,7 @@ from policies.baselines import OracleScorer, PopularityScorer, RandomScorer
 from policies.debiasing import DEBIAS_MODES, IPW_PROPENSITIES, ClickWeighting
 from policies.exclusion import batch_filter, padded_rows
 from policies.exposure_boost import ExposureBoost
-from policies.interactions import Interactions
+from policies.interactions import Interactions, TrainingNeeds
 from policies.intervention import INTERVENTIONS, Intervention
 from policies.linear_bandit import LinearScorer
 from policies.models import SOURCE_CODE, Model
@@ -247,6 +247,13 @@ class ServingPolicy:
             return 0
         # Retrieval feeds the slate, so it is never smaller than the slate.
         return min(max(self.config.n_candidates, self.config.slate_size), self.n_items)
+
+    def training_needs(self) -> TrainingNeeds:
+        """What of the log this policy trains on (the simulator keeps that much)."""
+        return TrainingNeeds(
+            window_rounds=self.config.training_window_rounds,
+            keep_exposures=self.config.debias == "exposure",
+        )
 
     def fit(self, interactions: Interactions, version: int) -> Deployment:
         """Train on the log; the result serves only after :meth:`deploy`."""
