@@ -1,4 +1,8 @@
-"""The world: catalog + users + click model, and the ground-truth relevance they imply.
+"""The world: catalog + users + click model, the ground-truth relevance they imply, and its dynamics.
+
+The world owns what happens to it: :meth:`World.respond` draws users' clicks on served slates
+(and remembers the clicks its dynamics need), :meth:`World.advance` applies what changes between
+two events (preference drift, the popularity users conform to). ``sim`` only decides when.
 
 Conformity: users are drawn to what others click. The attraction that drives clicks is
 ``sigmoid(affinity + conformity · z_i)``, where ``z_i`` is the item's recent-popularity signal
@@ -8,12 +12,13 @@ intrinsic one, so popularity causes clicks without making items better.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from agents.catalog import Catalog, generate_catalog, topic_centers
 from agents.click_model import CLICK_MODELS, ClickModel, make_click_model
+from agents.response import Response, ResponseRandomness
 from agents.streams import Streams
 from agents.users import UserPopulation, generate_users
 from agents.validation import is_number, is_positive_int
@@ -127,13 +132,27 @@ class ItemPopularity:
 
 @dataclass
 class World:
-    """Ground truth. ``sim`` draws responses from it; metrics score against it; policies never see it."""
+    """Ground truth. ``sim`` draws responses from it; metrics score against it; policies never see it.
+
+    Mutable during a run: ``users.preferences`` (drift), ``popularity`` (conformity) and the
+    clicks not yet applied to them (:meth:`respond` → :meth:`advance`).
+    """
 
     config: WorldConfig
     catalog: Catalog
     users: UserPopulation
     click_model: ClickModel
     popularity: ItemPopularity
+    # (users, items, times) of the clicks since the last advance(), kept only when a dynamic
+    # (drift or conformity) will use them.
+    unapplied_clicks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
+        default_factory=list, repr=False
+    )
+
+    @property
+    def has_dynamics(self) -> bool:
+        """Whether clicks change the world (preference drift or conformity)."""
+        return self.users.drift_rate > 0 or self.config.conformity != 0
 
     def affinity(self, user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
         """True affinity logit for aligned arrays of users and items (any matching shapes)."""
@@ -172,6 +191,48 @@ class World:
         """Feed clicks into the popularity users conform to (a no-op without conformity)."""
         if self.config.conformity != 0:
             self.popularity.record(item_ids, times, now)
+
+    def respond(
+        self,
+        user_ids: np.ndarray,
+        times: np.ndarray,
+        slates: np.ndarray,
+        rand: ResponseRandomness,
+    ) -> Response:
+        """Users' clicks on their slates (``user_ids``, ``times``: (n,); ``slates``: (n, K)).
+
+        Draws one uniform per slot from ``rand.clicks`` (and one more from ``rand.extra`` for
+        click models that need it), in request order, so how requests are split into batches
+        does not change the draws. The clicks wait in :attr:`unapplied_clicks` until
+        :meth:`advance`: the world changes at event boundaries only, never within a batch.
+        """
+        relevance, attraction = self.relevance_and_attraction(user_ids[:, None], slates)
+        uniforms = rand.clicks.random(slates.shape)
+        extra = rand.extra.random(slates.shape) if self.click_model.needs_extra_uniforms else None
+        clicked = self.click_model.sample(attraction, uniforms, extra)
+        if self.has_dynamics:
+            rows, slots = np.nonzero(clicked)
+            self.unapplied_clicks.append((user_ids[rows], slates[rows, slots], times[rows]))
+        return Response(relevance, clicked)
+
+    def advance(self, now: float) -> None:
+        """Apply the clicks since the last call: preferences drift toward the clicked items and
+        the popularity users conform to takes them in, as of ``now`` (simulated hours).
+
+        Called at every event boundary (not per batch), so batching stays invisible. Without
+        conformity and new clicks it does nothing; with conformity it refreshes popularity even
+        without clicks, because popularity decays with time.
+        """
+        clicks = self.unapplied_clicks
+        if self.config.conformity == 0 and not clicks:
+            return
+        users = np.concatenate([u for u, _, _ in clicks]) if clicks else np.empty(0, np.int32)
+        items = np.concatenate([i for _, i, _ in clicks]) if clicks else np.empty(0, np.int64)
+        times = np.concatenate([t for _, _, t in clicks]) if clicks else np.empty(0)
+        clicks.clear()
+        if self.users.drift_rate > 0:
+            self.users.drift_toward(users, self.catalog.factors[items])
+        self.record_clicks(items, times, now)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from sim.event_log import write_parquet_atomic
 from sim.examination import estimate_examination
 from sim.metrics import METRIC_COLUMNS, compute_metrics
 from sim.model_quality import NDCGProbe, sample_probe_users
+from sim.state import SimulationState
 
 SUMMARY_METRICS = tuple(c for c in METRIC_COLUMNS if c not in {"window", "t_start", "t_end"})
 RUN_FILES = (
@@ -78,47 +79,76 @@ def run(
     resolved = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved, resolve=True))
 
-    streams = Streams(rc.seed)
-    world = build_world(rc.world, streams)
-    policy = build_policy(
-        rc.policy,
-        n_items=world.catalog.n_items,
-        n_users=world.users.n_users,
-        seed=streams.int_seed("policy.model"),
-        relevance=world.relevance_matrix if rc.policy.scorer.uses_ground_truth else None,
-        item_content=world.catalog.metadata.content,  # metadata a platform has, not truth
-        # truth, passed only to the reference arm that reweights by the true θ_k
-        examination=world.click_model.examination(rc.policy.slate_size)
-        if rc.policy.debias.position_based and rc.policy.debias.propensity == "oracle"
-        else None,
+    simulation = build_simulation(
+        rc, out_dir / "logs", progress=progress, shadow_targets=shadow_targets, switch=switch
     )
-    log_root = out_dir / "logs"
-    if shadow_targets:
-        policy.set_shadow_targets(
-            shadow_targets,
-            seed=streams.int_seed("policy.shadow"),
+    simulation.run()
+    return write_outputs(rc, simulation, out_dir, started, config_name)
+
+
+def build_simulation(
+    rc: RunConfig,
+    log_root: Path,
+    progress: Callable[[float, float], None] | None = None,
+    shadow_targets: dict[str, Selector] | None = None,
+    switch: tuple[float, Target] | None = None,
+    state: SimulationState | None = None,
+) -> Simulation:
+    """The simulation ``rc`` describes, logging under ``log_root``: a new run, or, given the
+    ``state`` of a paused one (``Simulation.run(until=...)``; a deep copy works too), its
+    continuation (then ``shadow_targets`` are ignored: they live in the state's policy)."""
+    streams = Streams(rc.seed)
+    if state is None:
+        world = build_world(rc.world, streams)
+        policy = build_policy(
+            rc.policy,
+            n_items=world.catalog.n_items,
+            n_users=world.users.n_users,
+            seed=streams.int_seed("policy.model"),
+            relevance=world.relevance_matrix if rc.policy.scorer.uses_ground_truth else None,
+            item_content=world.catalog.metadata.content,  # metadata a platform has, not truth
+            # truth, passed only to the reference arm that reweights by the true θ_k
+            examination=world.click_model.examination(rc.policy.slate_size)
+            if rc.policy.debias.position_based and rc.policy.debias.propensity == "oracle"
+            else None,
         )
+        if shadow_targets:
+            policy.set_shadow_targets(
+                shadow_targets,
+                seed=streams.int_seed("policy.shadow"),
+            )
+        state = SimulationState.initial(world, policy, streams)
     probe = None
     if rc.ndcg_users > 0:
         probe = NDCGProbe(
             sample_probe_users(
-                world.users.n_users, rc.ndcg_users, streams.generator("metrics.ndcg_users")
+                state.world.users.n_users, rc.ndcg_users, streams.generator("metrics.ndcg_users")
             ),
             rc.ndcg_k,
-            world.relevance_matrix,
+            state.world.relevance_matrix,  # the truth of the run's own (drifting) world
         )
-    simulation = Simulation(
-        world,
-        policy,
+    return Simulation(
+        state,
         rc.sim,
-        streams,
         log_root,
         progress=progress,
         fail_at_hour=rc.fail_at_hour,
         quality_probe=probe,
         switch=switch,
     )
-    stats = simulation.run()
+
+
+def write_outputs(
+    rc: RunConfig,
+    simulation: Simulation,
+    out_dir: Path,
+    started: float,
+    config_name: str = "config",
+) -> dict[str, Any]:
+    """After a finished simulation: ``metrics.parquet``, ``examination.parquet`` (when asked
+    for), ``summary.json`` and the report. Returns the summary."""
+    world, log_root, stats = simulation.world, simulation.log_root, simulation.stats
+    streams = Streams(rc.seed)
 
     clock = time.perf_counter()
     metrics = compute_metrics(

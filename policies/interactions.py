@@ -10,10 +10,14 @@ import scipy.sparse as sp
 
 @dataclass(frozen=True)
 class TrainingNeeds:
-    """What a policy needs ``sim`` to keep of the log for its training view."""
+    """What a policy needs kept of the log to train (the simulator shapes its training view so).
 
-    window_rounds: int | None = None  # train on the newest N log rounds only (None: all)
-    keep_exposures: bool = False  # keep shown-not-clicked (user, item) pairs
+    ``window_rounds``: train on the clicks of the last N log rounds only (``None``: all);
+    ``keep_exposures``: also keep the shown-but-not-clicked pairs (:attr:`Interactions.exposures`).
+    """
+
+    window_rounds: int | None = None
+    keep_exposures: bool = False
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,24 @@ whole or in chunks gives the same slates.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
+
+# The run's streams of the policy's own draws (agents.streams.Streams names the children).
+STREAM_NAMES = {
+    "uniform": "policy.uniform",
+    "normal": "policy.normal",
+    "monte_carlo": "policy.monte_carlo",
+    "intervention": "policy.intervention",
+}
+
+
+class NamedStreams(Protocol):
+    """Named, independent generators of one run seed (``agents.streams.Streams``, which a
+    policy does not import: its other streams are the world's)."""
+
+    def generator(self, name: str) -> np.random.Generator: ...
 
 
 @dataclass
@@ -21,6 +37,11 @@ class Randomness:
     # Randomized re-ordering (policies.intervention); its own stream, so turning it on shifts
     # no other draw. None only where no policy intervenes.
     intervention: np.random.Generator | None = None
+
+    @classmethod
+    def from_streams(cls, streams: NamedStreams) -> Randomness:
+        """A run's serving randomness: the ``policy.*`` streams of its seed (:data:`STREAM_NAMES`)."""
+        return cls(**{kind: streams.generator(name) for kind, name in STREAM_NAMES.items()})
 
     @classmethod
     def from_seed(cls, seed: int) -> Randomness:

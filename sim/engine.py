@@ -1,39 +1,59 @@
 """The closed loop on one simpy Environment (time in simulated hours).
 
-Processes (plain generators):
+Processes (plain generators, driven from a :class:`~sim.state.SimulationState`):
 
 * ``arrivals`` — each simulated day, draws that day's per-user Poisson sessions;
 * ``retrain`` — every ``retrain_every_hours``: close the log round, train on the log, wait
   ``train_hours`` of simulated time, deploy (the new model serves only from then on);
-* ``snapshots`` — every ``snapshot_every_hours``: mark a metric window and the deployed version.
+* ``snapshots`` — every ``snapshot_every_hours``: mark a metric window and the deployed version;
+* ``fault`` (``debug.fail_at_hour``) and ``switch`` (off-policy evaluation's on-policy truth).
 
-Serving is vectorized: pending requests are served as numpy batches whenever an event changes what
-the policy knows (a retrain cut-off, a deployment, the end of the run). The policy's random draws
-come from generators consumed in request order (see :mod:`policies.randomness`), so how requests
-are chunked into batches does not change any outcome.
+The engine only schedules: users' responses and what changes in the world between events are the
+world's (:meth:`agents.world.World.respond`, :meth:`~agents.world.World.advance`); the policy
+serves and trains. Serving is vectorized: pending requests are served as numpy batches whenever an
+event changes what the policy knows (a retrain cut-off, a deployment, a switch, the end of the
+run). The policy's random draws come from generators consumed in request order (see
+:mod:`policies.randomness`), so how requests are chunked into batches does not change any outcome.
+
+Order of events at equal times: simpy fires them in the order they were scheduled (its queue is
+ordered by time, then priority — all ours are NORMAL —, then scheduling order). Each process
+schedules its next wake-up at the end of its step, so at a shared hour the wake-up scheduled
+earlier fires first. At hour 0 the processes start in the order arrivals, retrain, snapshots,
+fault, switch (fault and switch schedule their one wake-up then, so at their hour they go before
+every wake-up scheduled later). With the defaults (retrain and snapshots every 24 h, 1 h of training)
+the first day boundary runs arrivals, retrain cut-off, snapshot, and every later one arrivals,
+snapshot, retrain cut-off (that cut-off was scheduled at the previous deployment, the snapshot at
+the previous day boundary). The order changes results in one place: a snapshot at the hour of a
+deployment records the version deployed when it fires. Arrivals at hour ``t`` add requests at
+``t`` or later while serving takes those before the current hour, a switch serves everything
+before its hour first, and an injected fault surfaces when simpy processes the failed process,
+after every event already queued for that hour (a cut-off at that hour still writes its round).
+The state records each pending wake-up with its scheduling sequence number, and a resumed
+simulation schedules them again in that order: the order across a pause is the order without one.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import simpy
 
-from agents.streams import Streams
 from agents.validation import is_number, is_positive_int
 from agents.world import World
 from policies.models import Model
 from policies.policy import ServingPolicy, Target
-from policies.randomness import Randomness
 from sim.event_log import EventLog, partition_path, write_parquet_atomic
-from sim.training_data import TrainingLog
+from sim.state import InTraining, RunStats, SimulationState, Wakeup
 
 HOURS_PER_DAY = 24.0
+# The processes in the order they start at hour 0 (which orders their first wake-ups).
+PROCESSES = ("arrivals", "retrain", "snapshots", "fault", "switch")
 
 
 @dataclass(frozen=True)
@@ -66,245 +86,290 @@ class SimConfig:
         return self.days * HOURS_PER_DAY
 
 
-@dataclass
-class RunStats:
-    """Counts and wall-clock timings of a run (timings are not part of any compared output)."""
-
-    n_requests: int = 0
-    n_impressions: int = 0
-    n_clicks: int = 0
-    seconds: dict[str, float] = field(
-        default_factory=lambda: {
-            "fit": 0.0,
-            "serve": 0.0,
-            "respond": 0.0,
-            "log": 0.0,
-            "quality": 0.0,
-        }
-    )
-
-
 class Simulation:
-    """One closed-loop run. Writes the event log under ``log_root``."""
+    """One closed-loop run: a :class:`SimulationState` driven by simpy processes.
+
+    ``state`` is everything that changes (``SimulationState.initial(world, policy, streams)``
+    for a new run, or a paused run's state — possibly a deep copy — to continue it); the rest is
+    static: the ``sim`` config, the log directory ``log_root``, a ``progress(now, horizon)``
+    callback, the injected fault hour, the truth-side score of each fitted model
+    (``quality_probe``) and the OPE switch ``(hour, config)``: serve with another selector from
+    then on. A continued run must get the same static configuration.
+    """
 
     def __init__(
         self,
-        world: World,
-        policy: ServingPolicy,
+        state: SimulationState,
         config: SimConfig,
-        streams: Streams,
         log_root: Path,
         progress: Callable[[float, float], None] | None = None,
         fail_at_hour: float | None = None,
         quality_probe: Callable[[Model], float] | None = None,
         switch: tuple[float, Target] | None = None,
     ) -> None:
-        self.world = world
-        self.policy = policy
+        if state.done:
+            raise ValueError("the state is of a finished run: there is nothing left to simulate")
+        self.state = state
         self.config = config
         self.log_root = log_root
         self.progress = progress or (lambda now, horizon: None)
-        self.env = simpy.Environment()
-        self.log = EventLog(log_root)
-        self.training = TrainingLog(
-            world.users.n_users,
-            world.catalog.n_items,
-            policy.training_needs().window_rounds,
-            keep_exposures=policy.training_needs().keep_exposures,
-        )
-        self.rng_arrivals = streams.generator("sim.arrivals")
-        self.randomness = Randomness(
-            uniform=streams.generator("policy.uniform"),
-            normal=streams.generator("policy.normal"),
-            monte_carlo=streams.generator("policy.monte_carlo"),
-            intervention=streams.generator("policy.intervention"),
-        )
-        self.rng_responses = streams.generator("sim.responses")
-        # Its own stream, drawn only by click models that need it, so the others keep their draws.
-        self.rng_continue = streams.generator("sim.responses.continue")
-        self.stats = RunStats()
-        self._pending_t = np.empty(0)
-        self._pending_user = np.empty(0, dtype=np.int32)
-        self._pending_id = np.empty(0, dtype=np.int64)
-        self._next_request_id = 0
-        self._round = 0
-        # (users, items, times) of the clicks since the last event boundary.
-        self._clicks_since_drift: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.log = EventLog.continuing(log_root, state.log_buffers)
         self.fail_at_hour = fail_at_hour
-        self.quality_probe = quality_probe  # truth-side score of each fitted model (model_ndcg)
-        self.switch = switch  # (hour, config): serve with another selector from then on (OPE truth)
-        self.snapshots: list[dict[str, float | int]] = []
-        self.deployments: list[dict[str, float | int]] = []
+        self.quality_probe = quality_probe
+        self.switch = switch
+        self._pause_from: float | None = None
+        self._paused = False
+        # A resumed clock starts at 0 and every process first waits for the exact hour the state
+        # recorded: 0 + t == t, while waiting t - now from the pause hour lands on now + (t - now),
+        # which differs from t in the last bit for some floats. No process acts before its wake-up.
+        self.env = simpy.Environment()
+        steps: dict[str, tuple[Callable[[], float | None], Callable[[], float | None]]] = {
+            "arrivals": (self._arrive, self._arrive),  # the first day arrives at once
+            "retrain": (self._delay_to_cutoff, self._retrain_step),
+            "snapshots": (self._delay_to_snapshot, self._snapshot),
+        }
+        if fail_at_hour is not None:
+            steps["fault"] = (lambda: self.fail_at_hour, self._fail)
+        if switch is not None:
+            steps["switch"] = (lambda: self.switch[0], self._switch)
+        if state.wakeups:
+            if set(state.wakeups) != set(steps):
+                raise ValueError(
+                    f"the state ran the processes {sorted(state.wakeups)}; this simulation has "
+                    f"{sorted(steps)} (pass the same fail_at_hour and switch to continue it)"
+                )
+            waiting = [name for name, wake in state.wakeups.items() if wake is not None]
+            order = sorted(waiting, key=lambda name: state.wakeups[name].seq)
+        else:
+            order = [name for name in PROCESSES if name in steps]
+        for name in order:
+            self.env.process(self._drive(name, *steps[name]))
+
+    @property
+    def world(self) -> World:
+        return self.state.world
+
+    @property
+    def policy(self) -> ServingPolicy:
+        return self.state.policy
+
+    @property
+    def stats(self) -> RunStats:
+        return self.state.stats
 
     # --- processes -------------------------------------------------------------------------
-    def _arrivals(self) -> Generator[simpy.Event, None, None]:
-        for day in range(self.config.days):
-            t0 = day * HOURS_PER_DAY
-            times, users = self.world.users.sample_sessions(
-                t0, t0 + HOURS_PER_DAY, self.rng_arrivals
-            )
-            ids = np.arange(
-                self._next_request_id, self._next_request_id + times.size, dtype=np.int64
-            )
-            self._next_request_id += times.size
-            self._pending_t = np.concatenate([self._pending_t, times])
-            self._pending_user = np.concatenate([self._pending_user, users])
-            self._pending_id = np.concatenate([self._pending_id, ids])
-            yield self.env.timeout(HOURS_PER_DAY)
+    def _drive(
+        self,
+        name: str,
+        start: Callable[[], float | None],
+        step: Callable[[], float | None],
+    ) -> Generator[simpy.Event, None, None]:
+        """Process ``name``: ``start()`` (a new run) or the wake-up the state recorded (a resumed
+        one), then ``step()`` at every wake-up; each returns the delay to the next wake-up in
+        hours, or ``None`` when the process is done."""
+        state = self.state
+        wake = state.wakeups.get(name)
+        if wake is None:
+            delay = start()
+        else:
+            yield self._wake_at(name, wake.t, wake.t)  # the resumed clock starts at 0
+            state.now = self.env.now
+            delay = step()
+        while delay is not None:
+            yield self._wake_at(name, delay, self.env.now + delay)
+            state.now = self.env.now
+            delay = step()
+        state.wakeups[name] = None
 
-    def _retrain(self) -> Generator[simpy.Event, None, None]:
-        every = self.config.retrain_every_hours
-        version = 0
-        while (version + 1) * every < self.config.horizon:
-            yield self.env.timeout((version + 1) * every - self.env.now)
-            t_cutoff = self.env.now
-            self._serve_until(t_cutoff)
-            self._close_round()
-            interactions = self.training.interactions()
+    def _wake_at(self, name: str, delay: float, t: float) -> simpy.Timeout:
+        """A timeout of ``delay`` hours that ends at hour ``t``, recorded in the state."""
+        state = self.state
+        state.wakeups[name] = Wakeup(t, state.next_seq)
+        state.next_seq += 1
+        return self.env.timeout(delay)
+
+    def _arrive(self) -> float | None:
+        """The next day's sessions join the pending requests; the next wake-up is a day later
+        (after the last day, one more to the horizon)."""
+        state = self.state
+        if state.counters.next_day >= self.config.days:
+            return None
+        t0 = state.counters.next_day * HOURS_PER_DAY
+        times, users = state.world.users.sample_sessions(t0, t0 + HOURS_PER_DAY, state.arrivals_rng)
+        first = state.counters.next_request_id
+        state.pending.add(times, users, np.arange(first, first + times.size, dtype=np.int64))
+        state.counters.next_request_id += times.size
+        state.counters.next_day += 1
+        return HOURS_PER_DAY
+
+    def _delay_to_cutoff(self) -> float | None:
+        t_cutoff = (self.state.counters.next_model_version + 1) * self.config.retrain_every_hours
+        if not t_cutoff < self.config.horizon:
+            return None
+        return t_cutoff - self.env.now
+
+    def _retrain_step(self) -> float | None:
+        """A retrain cut-off (then wait for training to end) or a deployment (then wait for the
+        next cut-off)."""
+        if self.state.in_training is None:
+            self._cut_off()
+            return self.config.train_hours
+        self._deploy()
+        return self._delay_to_cutoff()
+
+    def _cut_off(self) -> None:
+        """Close the log round and fit on the log; the model serves from its deployment on."""
+        state = self.state
+        t_cutoff = self.env.now
+        self._serve_until(t_cutoff)
+        self._close_round()
+        interactions = state.training.interactions()
+        start = time.perf_counter()
+        deployment = state.policy.fit(interactions, state.counters.next_model_version)
+        state.stats.seconds["fit"] += time.perf_counter() - start
+        model_ndcg = float("nan")
+        if self.quality_probe is not None:
             start = time.perf_counter()
-            deployment = self.policy.fit(interactions, version)
-            self.stats.seconds["fit"] += time.perf_counter() - start
-            model_ndcg = float("nan")
-            if self.quality_probe is not None:
-                start = time.perf_counter()
-                model_ndcg = self.quality_probe(deployment.model)
-                self.stats.seconds["quality"] += time.perf_counter() - start
-            yield self.env.timeout(self.config.train_hours)
-            self._serve_until(self.env.now)  # the old model serves everything before deployment
-            self.policy.deploy(deployment)
-            self.deployments.append(
-                {
-                    "model_version": version,
-                    "t_train_start": t_cutoff,
-                    "t_deployed": self.env.now,
-                    "n_train_clicks": int(interactions.clicks.sum()),
-                    "n_train_users": int((interactions.user_activity > 0).sum()),
-                    "model_ndcg": model_ndcg,
-                }
-            )
-            version += 1
+            model_ndcg = self.quality_probe(deployment.model)
+            state.stats.seconds["quality"] += time.perf_counter() - start
+        state.in_training = InTraining(
+            deployment=deployment,
+            t_train_start=t_cutoff,
+            n_train_clicks=int(interactions.clicks.sum()),
+            n_train_users=int((interactions.user_activity > 0).sum()),
+            model_ndcg=model_ndcg,
+        )
+        if self._pause_from is not None and t_cutoff >= self._pause_from:
+            self._paused = True  # run() returns once this step has scheduled the deployment
 
-    def _injected_fault(self) -> Generator[simpy.Event, None, None]:
+    def _deploy(self) -> None:
+        state = self.state
+        trained = state.in_training
+        assert trained is not None
+        self._serve_until(self.env.now)  # the old model serves everything before deployment
+        state.policy.deploy(trained.deployment)
+        state.deployments.append(
+            {
+                "model_version": state.counters.next_model_version,
+                "t_train_start": trained.t_train_start,
+                "t_deployed": self.env.now,
+                "n_train_clicks": trained.n_train_clicks,
+                "n_train_users": trained.n_train_users,
+                "model_ndcg": trained.model_ndcg,
+            }
+        )
+        state.in_training = None
+        state.counters.next_model_version += 1
+
+    def _fail(self) -> float | None:
         """Fault injection (``debug.fail_at_hour``): fail mid-run, as a crash would."""
-        yield self.env.timeout(self.fail_at_hour)
         raise RuntimeError(
             f"injected fault at simulated hour {self.env.now:g} (debug.fail_at_hour)"
         )
 
-    def _switch(self) -> Generator[simpy.Event, None, None]:
+    def _switch(self) -> float | None:
         """From ``switch[0]`` on, the same deployed model serves with ``switch[1]``'s selector."""
-        hour, config = self.switch
-        yield self.env.timeout(hour)
         self._serve_until(self.env.now)  # everything before the switch: the logging selector
-        self.policy.switch_selector(config)
+        self.state.policy.switch_selector(self.switch[1])
+        return None
 
-    def _snapshots(self) -> Generator[simpy.Event, None, None]:
+    def _delay_to_snapshot(self) -> float | None:
         every = self.config.snapshot_every_hours
-        window = 0
-        while window * every < self.config.horizon:
-            t_end = min((window + 1) * every, self.config.horizon)
-            yield self.env.timeout(t_end - self.env.now)
-            self.snapshots.append(
-                {
-                    "window": window,
-                    "t_start": window * every,
-                    "t_end": t_end,
-                    "model_version": self.policy.model_version,
-                }
-            )
-            self.progress(self.env.now, self.config.horizon)
-            window += 1
+        window = self.state.counters.next_snapshot_window
+        if not window * every < self.config.horizon:
+            return None
+        return min((window + 1) * every, self.config.horizon) - self.env.now
+
+    def _snapshot(self) -> float | None:
+        state = self.state
+        every = self.config.snapshot_every_hours
+        window = state.counters.next_snapshot_window
+        state.snapshots.append(
+            {
+                "window": window,
+                "t_start": window * every,
+                "t_end": min((window + 1) * every, self.config.horizon),
+                "model_version": state.policy.model_version,
+            }
+        )
+        self.progress(self.env.now, self.config.horizon)
+        state.counters.next_snapshot_window += 1
+        return self._delay_to_snapshot()
 
     # --- serving ---------------------------------------------------------------------------
     def _serve_until(self, t: float) -> None:
         """Serve every pending request that arrived before ``t``, in chunks of at most
-        ``max_batch_requests`` (chunking does not change outcomes)."""
-        n_due = int(np.searchsorted(self._pending_t, t, side="left"))
-        if n_due:
-            times, users, ids = (
-                self._pending_t[:n_due],
-                self._pending_user[:n_due],
-                self._pending_id[:n_due],
-            )
-            self._pending_t = self._pending_t[n_due:]
-            self._pending_user = self._pending_user[n_due:]
-            self._pending_id = self._pending_id[n_due:]
-            step = self.config.max_batch_requests
-            for lo in range(0, n_due, step):
-                self._serve_batch(times[lo : lo + step], users[lo : lo + step], ids[lo : lo + step])
-        self._apply_drift()
+        ``max_batch_requests`` (chunking does not change outcomes), then let the world advance
+        to now."""
+        times, users, ids = self.state.pending.pop_before(t)
+        step = self.config.max_batch_requests
+        for lo in range(0, times.size, step):
+            self._serve_batch(times[lo : lo + step], users[lo : lo + step], ids[lo : lo + step])
+        # Drift and conformity act at event boundaries, not per chunk, so chunking stays
+        # invisible. The boundary is the simulation clock now.
+        clock = time.perf_counter()
+        self.state.world.advance(self.env.now)
+        self._tick("respond", clock)
 
     def _serve_batch(self, times: np.ndarray, users: np.ndarray, ids: np.ndarray) -> None:
+        state = self.state
         clock = time.perf_counter()
-        batch = self.policy.serve(users, self.randomness)
-        k = batch.items.shape[1]
+        batch = state.policy.serve(users, state.policy_randomness)
         clock = self._tick("serve", clock)
-        relevance, attraction = self.world.relevance_and_attraction(users[:, None], batch.items)
-        click_model = self.world.click_model
-        uniforms = self.rng_responses.random((users.size, k))
-        extra = (
-            self.rng_continue.random((users.size, k)) if click_model.needs_extra_uniforms else None
-        )
-        clicked = click_model.sample(attraction, uniforms, extra)
-        if self.world.users.drift_rate > 0 or self.world.config.conformity != 0:
-            rows, slots = np.nonzero(clicked)
-            self._clicks_since_drift.append((users[rows], batch.items[rows, slots], times[rows]))
+        response = state.world.respond(users, times, batch.items, state.response_randomness)
         clock = self._tick("respond", clock)
-        self.log.append(ids, times, users, batch, clicked, relevance)
+        self.log.append(ids, times, users, batch, response.clicked, response.relevance)
         self._tick("log", clock)
-        self.stats.n_requests += users.size
-        self.stats.n_impressions += batch.items.size
-        self.stats.n_clicks += int(clicked.sum())
-
-    def _apply_drift(self) -> None:
-        """Preferences drift and item popularity (conformity) update at event boundaries, not per
-        chunk, so chunking stays invisible. The boundary is the simulation clock now."""
-        if self.world.config.conformity == 0 and not self._clicks_since_drift:
-            return
-        clock = time.perf_counter()
-        clicks = self._clicks_since_drift
-        users = np.concatenate([u for u, _, _ in clicks]) if clicks else np.empty(0, np.int32)
-        items = np.concatenate([i for _, i, _ in clicks]) if clicks else np.empty(0, np.int64)
-        times = np.concatenate([t for _, _, t in clicks]) if clicks else np.empty(0)
-        clicks.clear()
-        if self.world.users.drift_rate > 0:
-            self.world.users.drift_toward(users, self.world.catalog.factors[items])
-        # Popularity decays with time even without clicks, so it is refreshed at every boundary.
-        self.world.record_clicks(items, times, self.env.now)
-        self._tick("respond", clock)
+        state.stats.n_requests += users.size
+        state.stats.n_impressions += batch.items.size
+        state.stats.n_clicks += int(response.clicked.sum())
 
     def _tick(self, key: str, since: float) -> float:
         now = time.perf_counter()
-        self.stats.seconds[key] += now - since
+        self.state.stats.seconds[key] += now - since
         return now
 
     def _close_round(self) -> None:
         start = time.perf_counter()
-        paths = self.log.write_round(self._round)
-        self.training.add_partition(paths["impressions"])
-        self._round += 1
-        self.stats.seconds["log"] += time.perf_counter() - start
+        counters = self.state.counters
+        paths = self.log.write_round(counters.log_round)
+        self.state.training.add_partition(paths["impressions"])
+        counters.log_round += 1
+        self.state.stats.seconds["log"] += time.perf_counter() - start
 
     # --- run -------------------------------------------------------------------------------
-    def run(self) -> RunStats:
-        self.env.process(self._arrivals())
-        self.env.process(self._retrain())
-        self.env.process(self._snapshots())
-        if self.fail_at_hour is not None:
-            self.env.process(self._injected_fault())
-        if self.switch is not None:
-            self.env.process(self._switch())
-        # Every process is finite, so run() returns after the last snapshot at the horizon
-        # (run(until=horizon) would drop the events scheduled exactly at the horizon).
-        self.env.run()
+    def run(self, until: float | None = None) -> RunStats:
+        """Simulate to the horizon and write the run's tables.
+
+        With ``until`` (hours), pause instead at the first round boundary at or after it: once
+        that retrain cut-off has written its log round and fitted its model (events at the same
+        hour that come after the cut-off have not run yet). ``run()`` again continues; so does a
+        new ``Simulation`` on :attr:`state` (or on a deep copy of it) with the same static
+        configuration. Without a round boundary left at or after ``until``, runs to the end.
+        """
+        if self.state.done:
+            raise RuntimeError("this run is finished")
+        self._pause_from, self._paused = until, False
+        # Every process is finite, so the queue empties after the last event at (or, for a
+        # deployment, after) the horizon; stepping by hand lets a cut-off pause the run between
+        # two events at the same hour.
+        while not self._paused and self.env.peek() < math.inf:
+            self.env.step()
+        if self._paused:
+            return self.state.stats
+        self._finish()
+        return self.state.stats
+
+    def _finish(self) -> None:
+        state = self.state
         self._serve_until(self.config.horizon)
         self._close_round()
         write_parquet_atomic(
-            pl.DataFrame(self.snapshots).cast({"window": pl.Int32, "model_version": pl.Int32}),
+            pl.DataFrame(state.snapshots).cast({"window": pl.Int32, "model_version": pl.Int32}),
             self.log_root / "snapshots.parquet",
         )
         deployments = pl.DataFrame(
-            self.deployments,
+            state.deployments,
             schema={
                 "model_version": pl.Int32,
                 "t_train_start": pl.Float64,
@@ -315,7 +380,14 @@ class Simulation:
             },
         )
         write_parquet_atomic(deployments, self.log_root / "deployments.parquet")
-        return self.stats
+        state.done = True
 
 
-__all__ = ["HOURS_PER_DAY", "RunStats", "SimConfig", "Simulation", "partition_path"]
+__all__ = [
+    "HOURS_PER_DAY",
+    "RunStats",
+    "SimConfig",
+    "Simulation",
+    "SimulationState",
+    "partition_path",
+]

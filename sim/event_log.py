@@ -104,6 +104,14 @@ class EventLog:
     def __post_init__(self) -> None:
         self._buffers = {t: [] for t in TABLES}
 
+    @classmethod
+    def continuing(cls, root: Path, buffers: dict[str, list[pl.DataFrame]]) -> EventLog:
+        """A log under ``root`` that buffers into (and writes from) ``buffers``, e.g. a paused
+        run's unwritten round (:attr:`sim.state.SimulationState.log_buffers`)."""
+        log = cls(root)
+        log._buffers = buffers
+        return log
+
     def append(
         self,
         request_ids: np.ndarray,

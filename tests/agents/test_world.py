@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from agents.click_model import PositionBasedClickModel
+from agents.response import ResponseRandomness
 from agents.streams import Streams
 from agents.users import UserPopulation
 from agents.world import WorldConfig, build_world
@@ -466,3 +467,71 @@ def test_invalid_world_config_names_key(key, value):
 def test_valid_edge_configs_accepted():
     WorldConfig(drift_rate=0, position_bias_eta=0, topic_spread=0, content_noise=0)
     WorldConfig(drift_rate=1.0, n_users=np.int64(3), affinity_offset=np.float32(-1.0))
+
+
+# --- the world's dynamics: respond, then advance at an event boundary ---------------------------
+
+
+def _slates(world, n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    users = rng.integers(0, world.users.n_users, n).astype(np.int32)
+    times = np.sort(rng.random(n) * 24.0)
+    slates = np.stack([rng.choice(world.catalog.n_items, k, replace=False) for _ in range(n)])
+    return users, times, slates
+
+
+@pytest.mark.parametrize("click_model", ["pbm", "dcm"])
+def test_respond_draws_one_uniform_per_slot_from_the_response_streams(click_model):
+    w = _world(click_model=click_model, conformity=0.5)
+    users, times, slates = _slates(w, 40, 5, seed=1)
+    got = w.respond(users, times, slates, ResponseRandomness.from_streams(Streams(4)))
+    # by hand: the truth, the attraction, and uniforms drawn straight from the named streams
+    relevance, attraction = w.relevance_and_attraction(users[:, None], slates)
+    uniforms = Streams(4).generator("sim.responses").random(slates.shape)
+    extra = Streams(4).generator("sim.responses.continue").random(slates.shape)
+    expected = w.click_model.sample(attraction, uniforms, extra if click_model == "dcm" else None)
+    np.testing.assert_array_equal(got.clicked, expected)
+    np.testing.assert_array_equal(got.relevance, relevance)
+
+
+def test_respond_without_dynamics_keeps_no_clicks_and_advance_changes_nothing():
+    w = _world()
+    before = w.users.preferences.copy()
+    users, times, slates = _slates(w, 40, 5, seed=2)
+    w.respond(users, times, slates, ResponseRandomness.from_streams(Streams(0)))
+    assert w.unapplied_clicks == []
+    w.advance(24.0)
+    np.testing.assert_array_equal(w.users.preferences, before)
+    assert w.popularity.t_updated == 0.0
+
+
+def test_advance_applies_drift_and_popularity_once_whatever_the_batches():
+    """Responding in two batches then advancing equals one batch then advancing, and equals
+    drift + popularity applied by hand to the clicks."""
+    cfg = {"drift_rate": 0.1, "conformity": 1.0}
+    whole, halves, by_hand = _world(**cfg), _world(**cfg), _world(**cfg)
+    users, times, slates = _slates(whole, 60, 5, seed=3)
+    clicked = whole.respond(users, times, slates, ResponseRandomness.from_streams(Streams(1)))
+    rand = ResponseRandomness.from_streams(Streams(1))
+    for part in (slice(0, 25), slice(25, 60)):
+        halves.respond(users[part], times[part], slates[part], rand)
+    # clicks wait for the event boundary
+    np.testing.assert_array_equal(whole.users.preferences, by_hand.users.preferences)
+    for w in (whole, halves):
+        w.advance(30.0)
+        assert w.unapplied_clicks == []
+    rows, slots = np.nonzero(clicked.clicked)
+    by_hand.users.drift_toward(users[rows], by_hand.catalog.factors[slates[rows, slots]])
+    by_hand.popularity.record(slates[rows, slots], times[rows], 30.0)
+    for w in (whole, halves):
+        np.testing.assert_array_equal(w.users.preferences, by_hand.users.preferences)
+        np.testing.assert_array_equal(w.popularity.signal, by_hand.popularity.signal)
+    assert rows.size > 0 and np.any(whole.popularity.signal != 0)
+
+
+def test_advance_decays_popularity_even_without_clicks():
+    w = _world(conformity=1.0)
+    w.record_clicks(np.array([3, 3, 5]), np.array([1.0, 2.0, 3.0]), now=4.0)
+    decayed = w.popularity.decayed_clicks.copy()
+    w.advance(4.0 + w.popularity.halflife_hours)
+    np.testing.assert_allclose(w.popularity.decayed_clicks, decayed / 2)
