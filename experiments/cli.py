@@ -33,16 +33,45 @@ GROUPS = ("world", "policy", "sim", "study")
 EXIT_BAD_INPUT = 2
 
 
+# Config directories added with --config-dir (a user's own components and studies), searched
+# by the precheck's composition like hydra searches them for the run.
+_SEARCH_DIRS: list[Path] = []
+
+
 def group_options(group: str) -> list[str]:
-    """Selectable options of a config group (files starting with ``_`` are internal bases)."""
-    folder = files("configs") / group
-    if not folder.is_dir():
-        return []
+    """Selectable options of a config group (files starting with ``_`` are internal bases),
+    in the packaged configs and any ``--config-dir``."""
+    folders = [files("configs") / group, *(d / group for d in _SEARCH_DIRS)]
     return sorted(
-        p.name.removesuffix(".yaml")
-        for p in folder.iterdir()
-        if p.name.endswith(".yaml") and not p.name.startswith("_")
+        {
+            p.name.removesuffix(".yaml")
+            for folder in folders
+            if folder.is_dir()
+            for p in folder.iterdir()
+            if p.name.endswith(".yaml") and not p.name.startswith("_")
+        }
     )
+
+
+def _split_config_dirs(argv: list[str]) -> tuple[list[str], list[Path]]:
+    """``argv`` without ``--config-dir DIR`` / ``--config-dir=DIR`` / ``-cd DIR``, and the dirs."""
+    rest: list[str] = []
+    dirs: list[Path] = []
+    args = iter(argv)
+    for arg in args:
+        if arg in ("--config-dir", "-cd"):
+            value = next(args, None)
+            if value is None:
+                raise ConfigError(f"{arg}: needs a directory")
+            dirs.append(Path(value))
+        elif arg.startswith("--config-dir="):
+            dirs.append(Path(arg.partition("=")[2]))
+        else:
+            rest.append(arg)
+    for d in dirs:
+        if not d.is_dir():
+            raise ConfigError(f"--config-dir {d}: not a directory")
+    return rest, [d.resolve() for d in dirs]
 
 
 def _parse(lines: list[str]) -> list[Any]:
@@ -97,6 +126,9 @@ def _compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
                 raise ConfigError(
                     f"{key}={value}: unknown {key}; choose one of {', '.join(options)}"
                 )
+    if _SEARCH_DIRS:
+        paths = ",".join(f"file://{d}" for d in _SEARCH_DIRS)
+        overrides = [*overrides, f"hydra.searchpath=[{paths}]"]
     with initialize_config_module(config_module="configs", version_base="1.3"):
         try:
             return compose(
@@ -113,6 +145,8 @@ def _first_line(exc: BaseException) -> str:
 
 def precheck(argv: list[str]) -> None:
     """Compose and validate every job of ``argv``; raise :class:`ConfigError` on the first bad one."""
+    argv, dirs = _split_config_dirs(argv)
+    _SEARCH_DIRS[:] = dirs
     jobs = _job_overrides(argv)
     for overrides in jobs or []:
         cfg = _compose(overrides)

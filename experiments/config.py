@@ -172,7 +172,9 @@ def _import(target: str, key: str) -> type:
     try:
         return getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as exc:
-        raise ValueError(f"{key}._target_={target!r}: cannot be imported ({exc})") from None
+        raise ValueError(
+            f"{key}._target_={target!r}: cannot be imported ({exc}; is its folder on PYTHONPATH?)"
+        ) from None
 
 
 def instantiate(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -9,6 +12,10 @@ from policies.exclusion import PAD
 from policies.plackett_luce import Softmax
 from policies.randomness import Randomness
 from policies.replay import slate_probabilities
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "explore_slot"))
+from explore_slot import ExploreSlot
+
 from policies.selection import EpsilonGreedy, Greedy, SelectionContext, UniformRandom
 
 K, C, N_ITEMS, N = 3, 6, 25, 400
@@ -41,6 +48,7 @@ SELECTORS = {
     "epsilon_greedy": EpsilonGreedy(K, 0.3),
     "uniform": UniformRandom(K),
     "softmax": Softmax(K, 0.5, 4000),
+    "example_explore_slot": ExploreSlot(K, slots=2),  # a user's component (examples/)
 }
 
 

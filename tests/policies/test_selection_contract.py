@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -59,6 +60,9 @@ from policies.posterior_sampling import UCB, Thompson
 from policies.propensity import EXACT, EXACT_SEQUENTIAL_MC_MARGINAL, METHODS, MONTE_CARLO
 from policies.randomness import Randomness
 from policies.selection import EpsilonGreedy, Greedy, SelectionContext, UniformRandom
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "explore_slot"))
+from explore_slot import ExploreSlot
 
 K, C = 3, 6
 N_USERS, N_ITEMS = 30, 25
@@ -446,8 +450,12 @@ SELECTORS = {
     "ucb": UCB(K, beta=1.0),
     "thompson": Thompson(K, beta=1.0, mc_samples=M_SELECTOR),
     "boost": ExposureBoost(K, boost_slots=2, quantile=BOOST_QUANTILE),
+    # a user's component from outside the package (examples/explore_slot): the same contract
+    "example_explore_slot_1": ExploreSlot(K, slots=1),
+    "example_explore_slot_all": ExploreSlot(K, slots=K),
 }
 SELECTOR_METHOD = {
+    ExploreSlot: EXACT,
     Greedy: EXACT,
     EpsilonGreedy: EXACT,
     UniformRandom: EXACT,
