@@ -20,13 +20,14 @@ from policies.selection import Selector
 from sim.engine import Simulation
 from sim.event_log import write_parquet_atomic
 from sim.examination import estimate_examination
-from sim.metrics import METRIC_COLUMNS, compute_metrics
+from sim.metrics import METRIC_COLUMNS, measure_log
 from sim.model_quality import NDCGProbe, sample_probe_users
 
 SUMMARY_METRICS = tuple(c for c in METRIC_COLUMNS if c not in {"window", "t_start", "t_end"})
 RUN_FILES = (
     "logs",
     "metrics.parquet",
+    "item_exposure.parquet",
     "examination.parquet",
     "summary.json",
     "report.html",
@@ -59,7 +60,8 @@ def run(
     shadow_targets: dict[str, Selector] | None = None,
     switch: tuple[float, Target] | None = None,
 ) -> dict[str, Any]:
-    """Simulate, write the event log, ``metrics.parquet``, ``summary.json`` and ``report.html``.
+    """Simulate, write the event log, ``metrics.parquet``, ``item_exposure.parquet`` (per-item
+    counts per window, for the reports' Lorenz curves), ``summary.json`` and ``report.html``.
 
     The config is validated before anything is written. ``summary.json`` is written last but
     for the report, so a directory without it is not a finished run. Off-policy evaluation
@@ -121,7 +123,7 @@ def run(
     stats = simulation.run()
 
     clock = time.perf_counter()
-    metrics = compute_metrics(
+    measures = measure_log(
         log_root,
         n_items=world.catalog.n_items,
         item_factors=world.catalog.factors,
@@ -129,7 +131,9 @@ def run(
         rng=streams.generator("metrics.homogenization"),
         homogenization_pairs=rc.homogenization_pairs,
     )
+    metrics = measures.metrics
     write_parquet_atomic(metrics, out_dir / "metrics.parquet")
+    write_parquet_atomic(measures.item_exposure, out_dir / "item_exposure.parquet")
     if rc.examination or rc.policy.intervention is not None:
         true_theta = None
         if rc.world.click_model == "pbm":
