@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from sim.inequality import lorenz as lorenz_curve
+from reports.inequality import lorenz as lorenz_curve
 from sim.metrics import (
     METRIC_COLUMNS,
     compute_metrics,
