@@ -66,16 +66,19 @@ def floor_seconds(run_dir: Path, cfg: dict) -> dict[str, float]:
     from implicit.cpu.als import AlternatingLeastSquares
 
     from policies.interactions import Interactions
+    from sim.event_log import logged_rounds, scan_table
 
     n_users, n_items = cfg["world"]["n_users"], cfg["world"]["n_items"]
-    rounds = sorted((run_dir / "logs" / "impressions").glob("round=*/part.parquet"))
+    impressions = scan_table(run_dir / "logs", "impressions")
     users_seen: list[np.ndarray] = []
     items_seen: list[np.ndarray] = []
     fit = score = 0.0
     model = None
-    for path in rounds:
-        shown = pl.read_parquet(
-            path, columns=["request_id", "user_id", "item_id", "clicked", "model_version"]
+    for rnd in logged_rounds(run_dir / "logs", "impressions"):
+        shown = (
+            impressions.filter(pl.col("round") == rnd)
+            .select("request_id", "user_id", "item_id", "clicked", "model_version")
+            .collect()
         )
         served = shown.filter(pl.col("model_version") >= 0)
         if model is not None and served.height:

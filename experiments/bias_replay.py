@@ -35,6 +35,7 @@ from policies.debiasing import Debias
 from policies.interactions import Interactions, RoundImpressions
 from policies.policy import build_policy
 from policies.selection import Greedy
+from sim.event_log import scan_table
 from sim.model_quality import NDCGProbe, sample_probe_users
 
 # Training variants: the ``policy.debias`` node each one fits with.
@@ -60,7 +61,7 @@ def replay(run_dir: Path, n_probe: int = 1000) -> pl.DataFrame:
     world = build_world(rc.world, streams)
     k = rc.policy.slate_size
     imp = (
-        pl.scan_parquet(run_dir / "logs" / "impressions" / "**" / "*.parquet")
+        scan_table(run_dir / "logs", "impressions")
         .select("request_id", "user_id", "item_id", "position", "clicked", "score")
         .collect()
         .sort("request_id", "position")

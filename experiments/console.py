@@ -10,18 +10,21 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from reports.metric_catalog import metric_info
+
+# metric columns shown, in order; labels and formats come from the metric catalog
 SUMMARY_ROWS = (
-    ("coverage_exposure", "exposure coverage", "{:.1%}"),
-    ("coverage_clicks", "click coverage", "{:.1%}"),
-    ("gini_exposure", "exposure Gini", "{:.3f}"),
-    ("gini_clicks", "click Gini", "{:.3f}"),
-    ("popularity_drift", "popularity drift", "{:+.3f}"),
-    ("homogenization", "homogenization (Jaccard)", "{:.4f}"),
-    ("utility", "utility (mean true relevance shown)", "{:.4f}"),
-    ("ctr", "CTR", "{:.2%}"),
-    ("long_tail_share", "long-tail share", "{:.1%}"),
-    ("top1pct_exposure_share", "top-1% exposure share", "{:.1%}"),
-    ("exploration_share", "exploration share", "{:.1%}"),
+    "coverage_exposure",
+    "coverage_clicks",
+    "gini_exposure",
+    "gini_clicks",
+    "popularity_drift",
+    "homogenization",
+    "utility",
+    "ctr",
+    "long_tail_share",
+    "top1pct_exposure_share",
+    "exploration_share",
 )
 
 
@@ -54,12 +57,10 @@ def summary_table(summary: dict[str, Any]) -> Table:
     table.add_column("metric")
     table.add_column("final window", justify="right")
     table.add_column("mean over windows", justify="right")
-    for key, label, fmt in SUMMARY_ROWS:
-        final, mean = summary["final"].get(key), summary["mean"].get(key)
+    for key in SUMMARY_ROWS:
+        info = metric_info(key)
         table.add_row(
-            label,
-            "–" if final is None else fmt.format(final),
-            "–" if mean is None else fmt.format(mean),
+            info.label, info.text(summary["final"].get(key)), info.text(summary["mean"].get(key))
         )
     table.caption = (
         f"{summary['n_requests']:,} requests, {summary['n_impressions']:,} impressions, "

@@ -17,18 +17,18 @@ For each seed:
 The window is the last retrain period: from the last deployment to the horizon, so one model
 serves all of it and the truth runs share the logging run's models. Writes ``ope.parquet`` (one
 row per estimator × target × seed), ``ope_summary.csv`` (bias, RMSE, relative error, interval
-coverage, Kendall τ of the target ranking, per estimator) and ``ope.html``.
+coverage, Kendall τ of the target ranking, per estimator), ``ope.json`` (the logging policy and
+the window) and ``ope.html`` (:mod:`reports.ope_report`, from those files).
 """
 
 from __future__ import annotations
 
-import html
+import json
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import plotly.graph_objects as go
 import polars as pl
 from omegaconf import OmegaConf
 from scipy.stats import kendalltau
@@ -53,6 +53,7 @@ from policies.ope import (
 )
 from policies.policy import PolicyConfig, Target
 from policies.selection import Selector
+from reports.ope_report import build_ope_report
 
 ITEM_ESTIMATORS = {
     "IPS": IPS(),
@@ -168,7 +169,9 @@ def run_ope(cfg: Any, out_dir: Path) -> pl.DataFrame:
     table.write_parquet(out_dir / "ope.parquet")
     summary = summarize(table)
     summary.write_csv(out_dir / "ope_summary.csv")
-    write_ope_page(out_dir / "ope.html", table, summary, logging.name, t0)
+    meta = {"logging": logging.name, "window_start_hour": t0}
+    (out_dir / "ope.json").write_text(json.dumps(meta, indent=2) + "\n")
+    build_ope_report(out_dir)
     return table
 
 
@@ -340,72 +343,3 @@ def summarize(table: pl.DataFrame) -> pl.DataFrame:
         finite = [t for t in per_seed if np.isfinite(t)]  # τ is undefined when all values tie
         taus.append(float(np.mean(finite)) if finite else float("nan"))
     return out.with_columns(pl.Series("kendall_tau", taus))
-
-
-def write_ope_page(
-    path: Path, table: pl.DataFrame, summary: pl.DataFrame, logging: str, t0: float
-) -> None:
-    from reports.run_report import CSS, _fig_html, write_page
-
-    figures = []
-    for level in ("item", "slate"):
-        part = table.filter(pl.col("level") == level)
-        fig = go.Figure()
-        for name in part["estimator"].unique(maintain_order=True).to_list():
-            p = part.filter(pl.col("estimator") == name)
-            fig.add_trace(
-                go.Scatter(
-                    x=[f"{t} (seed {s})" for t, s in zip(p["target"], p["seed"], strict=True)],
-                    y=p["estimate"].to_numpy(),
-                    error_y={
-                        "type": "data",
-                        "symmetric": False,
-                        "array": (p["ci_high"] - p["estimate"]).to_numpy(),
-                        "arrayminus": (p["estimate"] - p["ci_low"]).to_numpy(),
-                    },
-                    mode="markers",
-                    name=name,
-                )
-            )
-        truth = part.unique(["target", "seed"], maintain_order=True)
-        fig.add_trace(
-            go.Scatter(
-                x=[f"{t} (seed {s})" for t, s in zip(truth["target"], truth["seed"], strict=True)],
-                y=truth["truth"].to_numpy(),
-                mode="markers",
-                marker={"symbol": "x", "size": 12, "color": "#222"},
-                name="truth (on-policy)",
-            )
-        )
-        fig.update_layout(
-            template="plotly_white",
-            height=420,
-            yaxis_title="clicks per request" if level == "slate" else "slot-1 CTR",
-            margin={"t": 30},
-        )
-        figures.append(f"<h2>{level.title()} level</h2>" + _fig_html(fig, f"fig-ope-{level}"))
-    rows = "".join(
-        "<tr>"
-        + "".join(
-            f"<td>{html.escape(str(v))}</td>"
-            if isinstance(v, str | bool)
-            else f"<td class='num'>{v:.3f}</td>"
-            for v in r
-        )
-        + "</tr>"
-        for r in summary.rows()
-    )
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in summary.columns)
-    warnings = table.filter(pl.col("support_warning") != "").unique(["target"])
-    warn = "".join(
-        f"<li><b>{html.escape(t)}</b>: {html.escape(w)}</li>"
-        for t, w in zip(warnings["target"], warnings["support_warning"], strict=True)
-    )
-    body = f"""<h1>Off-policy evaluation — logged by {html.escape(logging)}</h1>
-<p class="meta">Window: from hour {t0:g} (the last deployment) to the horizon. Truth: each
-target run on-policy over the same window with the same model, users and response coin flips.</p>
-<h2>Per estimator</h2><table><tr>{head}</tr>{rows}</table>
-{"<h2>Support warnings</h2><ul>" + warn + "</ul>" if warn else ""}
-{"".join(figures)}
-"""
-    write_page(path, "recloop OPE study", CSS, body)

@@ -20,7 +20,7 @@ from policies.selection import Selector
 from sim.engine import Simulation
 from sim.event_log import write_parquet_atomic
 from sim.examination import estimate_examination
-from sim.metrics import METRIC_COLUMNS, compute_metrics
+from sim.metrics import METRIC_COLUMNS, measure_log
 from sim.model_quality import NDCGProbe, sample_probe_users
 from sim.state import SimulationState
 
@@ -28,6 +28,7 @@ SUMMARY_METRICS = tuple(c for c in METRIC_COLUMNS if c not in {"window", "t_star
 RUN_FILES = (
     "logs",
     "metrics.parquet",
+    "item_exposure.parquet",
     "examination.parquet",
     "summary.json",
     "report.html",
@@ -60,7 +61,8 @@ def run(
     shadow_targets: dict[str, Selector] | None = None,
     switch: tuple[float, Target] | None = None,
 ) -> dict[str, Any]:
-    """Simulate, write the event log, ``metrics.parquet``, ``summary.json`` and ``report.html``.
+    """Simulate, write the event log, ``metrics.parquet``, ``item_exposure.parquet`` (per-item
+    counts per window, for the reports' Lorenz curves), ``summary.json`` and ``report.html``.
 
     The config is validated before anything is written. ``summary.json`` is written last but
     for the report, so a directory without it is not a finished run. Off-policy evaluation
@@ -151,7 +153,7 @@ def write_outputs(
     streams = Streams(rc.seed)
 
     clock = time.perf_counter()
-    metrics = compute_metrics(
+    measures = measure_log(
         log_root,
         n_items=world.catalog.n_items,
         item_factors=world.catalog.factors,
@@ -159,7 +161,9 @@ def write_outputs(
         rng=streams.generator("metrics.homogenization"),
         homogenization_pairs=rc.homogenization_pairs,
     )
+    metrics = measures.metrics
     write_parquet_atomic(metrics, out_dir / "metrics.parquet")
+    write_parquet_atomic(measures.item_exposure, out_dir / "item_exposure.parquet")
     if rc.examination or rc.policy.intervention is not None:
         true_theta = None
         if rc.world.click_model == "pbm":

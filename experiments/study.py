@@ -17,20 +17,22 @@ import polars as pl
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from reports.metric_catalog import metric_info
 from reports.sweep_report import FINISHED, SweepReportError, build_sweep_report, load_sweep
 
 log = logging.getLogger("recloop")
 
-# (summary section, metric, column label, format)
-COMPARED: tuple[tuple[str, str, str, str], ...] = (
-    ("final", "coverage_exposure", "exposure coverage (final)", "{:.1%}"),
-    ("final", "gini_exposure", "exposure Gini (final)", "{:.3f}"),
-    ("final", "popularity_drift", "popularity drift (final)", "{:+.3f}"),
-    ("mean", "homogenization", "homogenization (mean)", "{:.4f}"),
-    ("mean", "ctr", "CTR (mean)", "{:.2%}"),
-    ("final", "cumulative_utility", "cumulative true utility", "{:,.0f}"),
-    ("mean", "model_ndcg", "model true NDCG (mean)", "{:.3f}"),
-    ("final", "model_ndcg", "model true NDCG (final)", "{:.3f}"),
+# (summary section, metric column): the column label is the catalog label plus the section,
+# the format the catalog's text format
+COMPARED: tuple[tuple[str, str], ...] = (
+    ("final", "coverage_exposure"),
+    ("final", "gini_exposure"),
+    ("final", "popularity_drift"),
+    ("mean", "homogenization"),
+    ("mean", "ctr"),
+    ("final", "cumulative_utility"),
+    ("mean", "model_ndcg"),
+    ("final", "model_ndcg"),
 )
 
 
@@ -49,7 +51,7 @@ def collect_summaries(sweep_dir: Path) -> pl.DataFrame:
         if job.status != FINISHED or job.summary is None:
             continue
         row = {"job": job.path.name, "policy": job.arm, "seed": job.seed}
-        for section, metric, _, _ in COMPARED:
+        for section, metric in COMPARED:
             value = job.summary[section].get(metric)
             row[f"{section}_{metric}"] = np.nan if value is None else float(value)
         rows.append(row)
@@ -68,7 +70,7 @@ def comparison_table(jobs: pl.DataFrame, order: list[str] | None = None) -> pl.D
     utility minus greedy's on the same seed (policies with one seed face the same users: a
     paired difference is far less noisy than comparing the two means).
     """
-    columns = [f"{s}_{m}" for s, m, _, _ in COMPARED]
+    columns = [f"{s}_{m}" for s, m in COMPARED]
     baseline = jobs.filter(pl.col("policy") == BASELINE).select(
         "seed", pl.col("final_cumulative_utility").alias("_base")
     )
@@ -100,14 +102,15 @@ def _cell(mean: float | None, std: float | None, fmt: str) -> str:
 
 def to_markdown(table: pl.DataFrame, title: str) -> str:
     paired = table["utility_gain__mean"].is_not_null().any()
-    header = ["policy", "seeds", *[label for _, _, label, _ in COMPARED]]
+    header = ["policy", "seeds", *[f"{metric_info(m).label} ({s})" for s, m in COMPARED]]
     if paired:
         header.append(f"utility gain vs {BASELINE} (paired by seed)")
     lines = [f"# {title}", "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for row in table.iter_rows(named=True):
         cells = [row["policy"], str(row["n_seeds"])]
-        for section, metric, _, fmt in COMPARED:
+        for section, metric in COMPARED:
             key = f"{section}_{metric}"
+            fmt = metric_info(metric).text_format
             cells.append(_cell(row[f"{key}__mean"], row[f"{key}__std"], fmt))
         if paired:
             cells.append(_cell(row["utility_gain__mean"], row["utility_gain__std"], "{:+,.0f}"))

@@ -1,4 +1,5 @@
-"""``recloop-report DIR``: (re)build ``report.html`` of a finished run or of a sweep folder."""
+"""``recloop-report DIR``: (re)build ``report.html`` of a finished run or of a sweep folder, or
+``ope.html`` of an off-policy evaluation study."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from reports.run_report import ReportError, build_run_report
+from reports.files import ReportError
+from reports.ope_report import TABLE as OPE_TABLE
+from reports.ope_report import build_ope_report
+from reports.run_report import build_run_report
 from reports.sweep_report import build_sweep_report, is_sweep_dir
 
 PROG = "recloop-report"
@@ -19,7 +23,8 @@ def _parser() -> argparse.ArgumentParser:
             "Build DIR/report.html, a self-contained offline HTML page, from the files of a "
             "finished run (summary.json, metrics.parquet, config.yaml, logs/) or of a sweep "
             "folder (one sub-folder per job: arms compared across seeds, failed and incomplete "
-            "jobs listed). Safe to re-run."
+            "jobs listed); DIR/ope.html for an off-policy evaluation study (ope.parquet). Safe "
+            "to re-run."
         ),
     )
     parser.add_argument(
@@ -52,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.baseline is not None:
                 raise ReportError(f"--baseline applies to sweep folders; {run_dir} is a run")
             path = build_run_report(run_dir)
+        elif (run_dir / OPE_TABLE).is_file():
+            if args.baseline is not None:
+                raise ReportError(f"--baseline applies to sweep folders; {run_dir} is an OPE study")
+            path = build_ope_report(run_dir)
         elif is_sweep_dir(run_dir):
             path = build_sweep_report(run_dir, baseline=args.baseline)
         else:

@@ -1,16 +1,16 @@
 """Build ``report.html`` for one finished run from its files alone.
 
-Reads ``summary.json``, ``metrics.parquet``, ``config.yaml`` and ``logs/`` (never the simulator
-code), so a report can be rebuilt at any time with ``recloop-report RUN_DIR``. The page is
-self-contained: plotly.js is inlined once in the head, so it works offline.
+Reads ``summary.json``, ``metrics.parquet``, ``item_exposure.parquet``, ``config.yaml``,
+``examination.parquet`` and ``logs/snapshots.parquet`` / ``logs/deployments.parquet`` (never the
+simulator code, :mod:`reports.files`), so a report can be rebuilt at any time with
+``recloop-report RUN_DIR``. The page is self-contained: plotly.js is inlined once in the head, so
+it works offline.
 """
 
 from __future__ import annotations
 
 import html
 import json
-import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,61 +18,41 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 import polars as pl
-from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
-from sim.inequality import gini, lorenz  # the metric contract; numpy-only module
+from reports.files import (
+    ReportError,
+    deployment_days,
+    has_item_exposure,
+    item_exposure,
+    require,
+    window_bounds,
+)
+from reports.inequality import lorenz
+from reports.metric_catalog import format_metric, is_missing, metric_info
+from reports.page import COLORS, CSS, FIG_HEIGHT, figure_html, write_page
+
+__all__ = ["KEY_METRICS", "PANELS", "REPORT_NAME", "ReportError", "build_run_report", "headline"]
 
 REPORT_NAME = "report.html"
-FIG_HEIGHT = 350
 MAX_DEPLOY_MARKERS = 60  # beyond this the dotted lines drown the series
-COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
 
-# (column, label, format kind, what it measures); kinds: pct, num, num1, signed
-KEY_METRICS: tuple[tuple[str, str, str, str], ...] = (
-    ("coverage_exposure", "Exposure coverage", "pct", "share of catalog items shown at least once"),
-    ("coverage_clicks", "Click coverage", "pct", "share of catalog items clicked at least once"),
-    ("gini_exposure", "Exposure Gini", "num", "inequality of impressions over items (0 = equal)"),
-    ("gini_clicks", "Click Gini", "num", "inequality of clicks over items"),
-    (
-        "popularity_drift",
-        "Popularity drift",
-        "signed",
-        "change since window 1 in the popularity percentile of shown items",
-    ),
-    ("homogenization", "Homogenization", "num", "mean Jaccard similarity of users' clicked sets"),
-    ("utility", "Utility", "num", "mean true relevance of shown items"),
-    ("ctr", "CTR", "pct", "clicks / impressions"),
-    ("long_tail_share", "Long-tail share", "pct", "impressions outside the top 20% by past clicks"),
-    (
-        "top1pct_exposure_share",
-        "Top-1% exposure share",
-        "pct",
-        "impressions taken by the 1% most-shown items",
-    ),
-    (
-        "intra_list_diversity",
-        "Intra-list diversity",
-        "num",
-        "mean pairwise cosine distance within a slate",
-    ),
-    (
-        "cumulative_utility",
-        "Cumulative utility",
-        "num1",
-        "running sum of relevance of clicked items",
-    ),
-    (
-        "model_ndcg",
-        "Model true NDCG",
-        "num",
-        "true-relevance NDCG@K of the deployed model's ranking (fixed users)",
-    ),
+# the summary table's rows: first window, final window and mean over windows
+KEY_METRICS: tuple[str, ...] = (
+    "coverage_exposure",
+    "coverage_clicks",
+    "gini_exposure",
+    "gini_clicks",
+    "popularity_drift",
+    "homogenization",
+    "utility",
+    "ctr",
+    "long_tail_share",
+    "top1pct_exposure_share",
+    "intra_list_diversity",
+    "cumulative_utility",
+    "model_ndcg",
 )
-
-
-class ReportError(Exception):
-    """The directory is not a finished run (a required file is missing)."""
 
 
 @dataclass(frozen=True)
@@ -80,10 +60,10 @@ class _Panel:
     div_id: str
     title: str
     caption: str
-    left: tuple[tuple[str, str], ...]  # (column, legend label)
+    left: tuple[str, ...]  # columns; the legend shows their catalog labels
     left_title: str
     left_pct: bool
-    right: tuple[tuple[str, str], ...] = ()
+    right: tuple[str, ...] = ()
     right_title: str = ""
     right_pct: bool = False
 
@@ -94,11 +74,7 @@ PANELS: tuple[_Panel, ...] = (
         "Catalog coverage",
         "Share of catalog items shown (or clicked) at least once in each window; the cumulative "
         "curve counts every item shown since the start of the run.",
-        (
-            ("coverage_exposure", "exposure coverage"),
-            ("coverage_clicks", "click coverage"),
-            ("cum_coverage_exposure", "cumulative exposure coverage"),
-        ),
+        ("coverage_exposure", "coverage_clicks", "cum_coverage_exposure"),
         "share of catalog",
         True,
     ),
@@ -107,11 +83,7 @@ PANELS: tuple[_Panel, ...] = (
         "Concentration",
         "Gini coefficients of impressions and clicks over all catalog items (0 = equal, "
         "1 = one item takes everything), and the share of impressions taken by the top 1% of items.",
-        (
-            ("gini_exposure", "exposure Gini"),
-            ("gini_clicks", "click Gini"),
-            ("top1pct_exposure_share", "top-1% exposure share"),
-        ),
+        ("gini_exposure", "gini_clicks", "top1pct_exposure_share"),
         "Gini / share",
         False,
     ),
@@ -120,10 +92,10 @@ PANELS: tuple[_Panel, ...] = (
         "Popularity drift and the long tail",
         "Change since the first window in the mean popularity percentile of shown items (left), "
         "and the share of impressions on items outside the top 20% by past clicks (right).",
-        (("popularity_drift", "popularity drift"),),
+        ("popularity_drift",),
         "Δ popularity percentile",
         False,
-        (("long_tail_share", "long-tail share"),),
+        ("long_tail_share",),
         "long-tail share of impressions",
         True,
     ),
@@ -131,7 +103,7 @@ PANELS: tuple[_Panel, ...] = (
         "fig-utility",
         "Utility",
         "Mean true relevance of all shown items and of clicked items.",
-        (("utility", "utility (shown)"), ("utility_clicked", "utility (clicked)")),
+        ("utility", "utility_clicked"),
         "mean true relevance",
         False,
     ),
@@ -139,7 +111,7 @@ PANELS: tuple[_Panel, ...] = (
         "fig-ctr",
         "Click-through rate",
         "Clicks / impressions per window.",
-        (("ctr", "CTR"),),
+        ("ctr",),
         "CTR",
         True,
     ),
@@ -148,10 +120,10 @@ PANELS: tuple[_Panel, ...] = (
         "Homogenization and diversity",
         "Mean Jaccard similarity of the clicked-item sets of user pairs (left) and mean pairwise "
         "cosine distance of items within a slate (right).",
-        (("homogenization", "homogenization"),),
+        ("homogenization",),
         "Jaccard similarity",
         False,
-        (("intra_list_diversity", "intra-list diversity"),),
+        ("intra_list_diversity",),
         "cosine distance",
         False,
     ),
@@ -161,10 +133,10 @@ PANELS: tuple[_Panel, ...] = (
         "Share of impressions filled by exploration (left) and the smallest logged marginal "
         "propensity in the window (right): 1 / min propensity bounds the inverse-propensity "
         "weights an off-policy estimate on this log would use.",
-        (("exploration_share", "exploration share"),),
+        ("exploration_share",),
         "share of impressions",
         True,
-        (("min_propensity", "min propensity"),),
+        ("min_propensity",),
         "min propensity",
         False,
     ),
@@ -174,124 +146,13 @@ PANELS: tuple[_Panel, ...] = (
         "True-relevance NDCG@K of the ranking of the model deployed at each window's end, for a "
         "fixed sample of users (metrics.ndcg_users), excluding items they already clicked. "
         "Only a simulator can draw this line: it shows the model drifting from what users want.",
-        (("model_ndcg", "model NDCG"),),
+        ("model_ndcg",),
         "NDCG",
         False,
     ),
 )
 
-CSS = """
-body { margin: 0; background: #fafafa; color: #222;
-  font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
-  line-height: 1.45; }
-.container { max-width: 1000px; margin: 0 auto; padding: 1.5rem 1.25rem 3rem; background: #fff; }
-h1 { font-size: 1.6rem; margin-bottom: 0.3rem; }
-h2 { font-size: 1.25rem; margin-top: 2.2rem; border-bottom: 1px solid #ddd; padding-bottom: .2rem; }
-h3 { font-size: 1.05rem; margin: 1.6rem 0 0.2rem; }
-.headline { font-size: 1.1rem; }
-.meta, .caption, footer { color: #555; font-size: 0.9rem; }
-table { border-collapse: collapse; margin: 0.6rem 0; font-size: 0.92rem; }
-th, td { padding: 0.3rem 0.7rem; border-bottom: 1px solid #e5e5e5; text-align: left; }
-th { background: #f3f3f3; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-pre { background: #f6f6f6; padding: 0.8rem; overflow-x: auto; font-size: 0.85rem; }
-footer { margin-top: 3rem; border-top: 1px solid #ddd; padding-top: 0.6rem; }
-"""
-
-
-# ---------------------------------------------------------------- exposure and Lorenz curves
-
-
-def exposure_per_item(
-    impressions: pl.DataFrame | pl.LazyFrame,
-    n_items: int,
-    t_start: float,
-    t_end: float,
-    *,
-    include_end: bool = False,
-) -> np.ndarray:
-    """Impressions per catalog item with ``t`` in ``[t_start, t_end)``.
-
-    Parameters
-    ----------
-    impressions : frame with columns ``t`` and ``item_id`` (lazy frames are filtered before
-        collecting, so only the window is read).
-    n_items : catalog size; items never shown get 0.
-    include_end : also count ``t == t_end`` (the last window is closed on the right).
-
-    Returns
-    -------
-    int64 array of length ``n_items``.
-    """
-    upper = pl.col("t") <= t_end if include_end else pl.col("t") < t_end
-    items = impressions.lazy().filter((pl.col("t") >= t_start) & upper).select("item_id").collect()
-    ids = items["item_id"].to_numpy().astype(np.int64)
-    if ids.size and (ids.min() < 0 or ids.max() >= n_items):
-        raise ReportError(f"impression item_id outside the catalog of {n_items} items")
-    return np.bincount(ids, minlength=n_items)
-
-
-# ---------------------------------------------------------------- loading
-
-
-def _require(path: Path) -> Path:
-    if not path.is_file():
-        raise ReportError(f"not a finished run: {path} missing")
-    return path
-
-
-def window_bounds(run_dir: Path, metrics: pl.DataFrame) -> pl.DataFrame:
-    """``window, t_start, t_end`` sorted by window, from ``logs/snapshots.parquet`` when present
-    (the simulator's own schedule), else from ``metrics.parquet``."""
-    snapshots = run_dir / "logs" / "snapshots.parquet"
-    source = pl.read_parquet(snapshots) if snapshots.is_file() else metrics
-    return source.select("window", "t_start", "t_end").sort("window")
-
-
-def _scan_impressions(run_dir: Path) -> pl.LazyFrame | None:
-    root = run_dir / "logs" / "impressions"
-    if not any(root.glob("**/*.parquet")):
-        return None
-    return pl.scan_parquet(root / "**" / "*.parquet", hive_partitioning=True)
-
-
-def _deployment_days(impressions: pl.LazyFrame) -> np.ndarray:
-    """Simulated day of the first impression served by each model version."""
-    first = (
-        impressions.filter(pl.col("model_version") >= 0)
-        .group_by("model_version")
-        .agg(pl.col("t").min())
-        .sort("t")
-        .collect()
-    )
-    return first["t"].to_numpy() / 24.0
-
-
-# ---------------------------------------------------------------- formatting
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def format_metric(value: Any, kind: str) -> str:
-    """Format one metric value; NaN/null becomes an en dash."""
-    if _missing(value):
-        return "–"
-    v = float(value)
-    if kind == "pct":
-        return f"{v:.1%}"
-    if kind == "pct_short":  # headline: whole percents unless that would round small values away
-        return f"{v:.0%}" if abs(v) >= 0.1 else f"{v:.1%}"
-    if kind == "signed":
-        return f"{v:+.3f}"
-    if kind == "num2":
-        return f"{v:.2f}"
-    if kind == "num1":
-        return f"{v:,.1f}"
-    if kind == "int":
-        return f"{int(v):,}"
-    return f"{v:.3f}"
+# ---------------------------------------------------------------- tables
 
 
 def _nanmean(values: np.ndarray) -> float:
@@ -311,7 +172,7 @@ def headline(metrics: pl.DataFrame) -> str:
             f"{format_metric(first['gini_exposure'], 'num2')}, CTR {format_metric(first['ctr'], 'pct')}."
         )
     c0, c1 = first["coverage_exposure"], last["coverage_exposure"]
-    if _missing(c0) or _missing(c1):
+    if is_missing(c0) or is_missing(c1):
         verdict = ""
     elif c1 < c0 - 0.05:
         verdict = "The catalog narrowed. "
@@ -332,15 +193,19 @@ def headline(metrics: pl.DataFrame) -> str:
 def _summary_table(metrics: pl.DataFrame) -> str:
     m = metrics.sort("window")
     rows = []
-    for col, label, kind, what in KEY_METRICS:  # a dozen fixed metrics, not data
+    for col in KEY_METRICS:  # a dozen fixed metrics, not data
         if col not in m.columns:  # a run from an older version
             continue
+        info = metric_info(col)
         values = m[col].cast(pl.Float64).fill_null(float("nan")).to_numpy()
         cells = "".join(
-            f'<td class="num">{format_metric(v, kind)}</td>'
+            f'<td class="num">{format_metric(v, info.kind)}</td>'
             for v in (values[0], values[-1], _nanmean(values))
         )
-        rows.append(f"<tr><td>{html.escape(label)}</td><td>{html.escape(what)}</td>{cells}</tr>")
+        rows.append(
+            f"<tr><td>{html.escape(info.title)}</td><td>{html.escape(info.description)}</td>"
+            f"{cells}</tr>"
+        )
     return (
         '<table class="metrics"><thead><tr><th>Metric</th><th>Measures</th>'
         "<th>First window</th><th>Final window</th><th>Mean over windows</th></tr></thead>"
@@ -354,7 +219,7 @@ def _totals_table(summary: dict[str, Any], metrics: pl.DataFrame) -> str:
         return metrics[key].sum() if value is None and key in metrics.columns else value
 
     n_imp, n_clk = total("n_impressions"), total("n_clicks")
-    ctr = n_clk / n_imp if not _missing(n_imp) and not _missing(n_clk) and n_imp else None
+    ctr = n_clk / n_imp if not is_missing(n_imp) and not is_missing(n_clk) and n_imp else None
     rows = (
         ("Requests", format_metric(total("n_requests"), "int")),
         ("Impressions", format_metric(n_imp, "int")),
@@ -371,23 +236,18 @@ def _totals_table(summary: dict[str, Any], metrics: pl.DataFrame) -> str:
 # ---------------------------------------------------------------- figures
 
 
-def _fig_html(fig: go.Figure, div_id: str) -> str:
-    return fig.to_html(
-        full_html=False,
-        include_plotlyjs=False,
-        div_id=div_id,
-        config={"displaylogo": False, "responsive": True},
-    )
-
-
 def _time_figure(panel: _Panel, metrics: pl.DataFrame, deploy_days: np.ndarray) -> go.Figure:
     m = metrics.sort("window")
     day = m["t_end"].to_numpy() / 24.0
     mode = "lines+markers" if m.height <= 60 else "lines"
     fig = make_subplots(specs=[[{"secondary_y": bool(panel.right)}]])
     # Runs written by older versions may lack newer metric columns: plot what is there.
-    series = [(c, lab, False, panel.left_pct) for c, lab in panel.left if c in m.columns]
-    series += [(c, lab, True, panel.right_pct) for c, lab in panel.right if c in m.columns]
+    series = [
+        (c, metric_info(c).label, False, panel.left_pct) for c in panel.left if c in m.columns
+    ]
+    series += [
+        (c, metric_info(c).label, True, panel.right_pct) for c in panel.right if c in m.columns
+    ]
     for i, (col, label, secondary, pct) in enumerate(series):
         fmt = ".1%" if pct else ".3f"
         fig.add_trace(
@@ -453,11 +313,12 @@ def equality_figure() -> go.Figure:
     )
 
 
-def _lorenz_figure(curves: list[tuple[str, np.ndarray]]) -> go.Figure:
+def _lorenz_figure(curves: list[tuple[str, np.ndarray, float]]) -> go.Figure:
+    """One curve per ``(label, per-item impressions, exposure Gini from metrics.parquet)``."""
     fig = equality_figure()
-    for i, (label, exposure) in enumerate(curves):
+    for i, (label, exposure, gini) in enumerate(curves):
         xs, ys = lorenz(exposure, vertices_only=True)
-        name = f"{label}: Gini {format_metric(gini(exposure), 'num')}"
+        name = f"{label}: Gini {format_metric(gini, 'num')}"
         fig.add_trace(
             go.Scatter(
                 x=xs,
@@ -486,25 +347,33 @@ def _lorenz_figure(curves: list[tuple[str, np.ndarray]]) -> go.Figure:
     return fig
 
 
-def _lorenz_section(impressions: pl.LazyFrame | None, bounds: pl.DataFrame, n_items: Any) -> str:
-    if impressions is None:
-        return '<p class="caption">No impression logs found under logs/impressions/.</p>'
-    if _missing(n_items) or int(n_items) <= 0:
-        return '<p class="caption">summary.json has no catalog_size; Lorenz curves skipped.</p>'
-    # the last window is closed on the right so an impression at the horizon is not dropped
-    windows = [(0, "first window", bounds.height == 1)]
-    if bounds.height > 1:
-        windows.append((bounds.height - 1, "last window", True))
-    curves, empty = [], []
-    for idx, name, closed in windows:  # at most two windows
-        row = bounds.row(idx, named=True)
-        exposure = exposure_per_item(
-            impressions, int(n_items), row["t_start"], row["t_end"], include_end=closed
+def _lorenz_section(
+    run_dir: Path, bounds: pl.DataFrame, metrics: pl.DataFrame, n_items: Any
+) -> str:
+    if not has_item_exposure(run_dir):
+        return (
+            '<p class="caption">No item_exposure.parquet in the run directory (a run written '
+            "before the file existed); Lorenz curves skipped.</p>"
         )
+    if is_missing(n_items) or int(n_items) <= 0:
+        return '<p class="caption">summary.json has no catalog_size; Lorenz curves skipped.</p>'
+    gini_of = dict(
+        zip(metrics["window"].to_list(), metrics["gini_exposure"].to_list(), strict=True)
+    )
+    windows = [(0, "first window")]
+    if bounds.height > 1:
+        windows.append((bounds.height - 1, "last window"))
+    curves, empty = [], []
+    for idx, name in windows:  # at most two windows
+        row = bounds.row(idx, named=True)
+        exposure = item_exposure(run_dir, row["window"], int(n_items))
         label = f"{name} (day {row['t_start'] / 24:.4g}–{row['t_end'] / 24:.4g})"
-        (curves if exposure.sum() > 0 else empty).append((label, exposure))
+        if exposure.sum() > 0:
+            curves.append((label, exposure, gini_of.get(row["window"], float("nan"))))
+        else:
+            empty.append(label)
     notes = "".join(
-        f'<p class="caption">{html.escape(label)}: no impressions.</p>' for label, _ in empty
+        f'<p class="caption">{html.escape(label)}: no impressions.</p>' for label in empty
     )
     if not curves:
         return notes
@@ -513,7 +382,7 @@ def _lorenz_section(impressions: pl.LazyFrame | None, bounds: pl.DataFrame, n_it
         f"shown (catalog of {int(n_items):,} items). The further a curve sags below the diagonal, "
         "the more exposure is concentrated on few items.</p>"
     )
-    return caption + notes + _fig_html(_lorenz_figure(curves), "fig-lorenz")
+    return caption + notes + figure_html(_lorenz_figure(curves), "fig-lorenz")
 
 
 # ---------------------------------------------------------------- page
@@ -575,34 +444,10 @@ def _examination_section(run_dir: Path) -> str:
         "estimated from this run's log (randomized: shuffled top-K traffic; swap: slot-1 swaps; "
         "regression_em: ordinary traffic of the newest rounds), against the curve the simulated "
         "users followed. Error bars: 95% (delta method).</p>"
-        f"{_fig_html(fig, 'fig-examination')}"
+        f"{figure_html(fig, 'fig-examination')}"
         "<table><tr><th>method</th><th>impressions used</th><th>max |estimate − truth|</th></tr>"
         f"{''.join(rows)}</table>"
     )
-
-
-def write_page(path: Path, title: str, css: str, body: str) -> Path:
-    """Write a self-contained page atomically: plotly.js inlined once in the head, then
-    ``body`` (already-escaped HTML) in the container. Returns ``path``."""
-    page = f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{html.escape(title)}</title>
-<style>{css}</style>
-<script type="text/javascript">{get_plotlyjs()}</script>
-</head>
-<body>
-<main class="container">
-{body}</main>
-</body>
-</html>
-"""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)  # readers never see a half-written page
-    return path
 
 
 def build_run_report(run_dir: Path) -> Path:
@@ -614,8 +459,8 @@ def build_run_report(run_dir: Path) -> Path:
         If ``summary.json`` or ``metrics.parquet`` is missing (not a finished run).
     """
     run_dir = Path(run_dir)
-    summary = json.loads(_require(run_dir / "summary.json").read_text(encoding="utf-8"))
-    metrics = pl.read_parquet(_require(run_dir / "metrics.parquet")).sort("window")
+    summary = json.loads(require(run_dir / "summary.json").read_text(encoding="utf-8"))
+    metrics = pl.read_parquet(require(run_dir / "metrics.parquet")).sort("window")
     if metrics.height == 0:
         raise ReportError(f"metrics.parquet in {run_dir} has no windows")
     config_path = run_dir / "config.yaml"
@@ -625,8 +470,7 @@ def build_run_report(run_dir: Path) -> Path:
         else "(config.yaml missing)"
     )
     bounds = window_bounds(run_dir, metrics)
-    impressions = _scan_impressions(run_dir)
-    deploy_days = _deployment_days(impressions) if impressions is not None else np.empty(0)
+    deploy_days = deployment_days(run_dir)
 
     policy = str(summary.get("policy", "?"))
     seed = summary.get("seed", "?")
@@ -639,14 +483,14 @@ def build_run_report(run_dir: Path) -> Path:
     figures = []
     for panel in PANELS:
         deploy_note = (
-            " Dotted lines: first impression served by each new model version."
+            " Dotted lines: deployment of each new model version."
             if 0 < deploy_days.size <= MAX_DEPLOY_MARKERS
             else ""
         )
         figures.append(
             f"<section><h3>{html.escape(panel.title)}</h3>"
             f'<p class="caption">{html.escape(panel.caption)}{deploy_note}</p>'
-            f"{_fig_html(_time_figure(panel, metrics, deploy_days), panel.div_id)}</section>"
+            f"{figure_html(_time_figure(panel, metrics, deploy_days), panel.div_id)}</section>"
         )
 
     body = f"""<h1>{html.escape(title)}</h1>
@@ -658,12 +502,13 @@ def build_run_report(run_dir: Path) -> Path:
 <h2>Over time</h2>
 {"".join(figures)}
 <h2>Exposure concentration: Lorenz curves</h2>
-{_lorenz_section(impressions, bounds, summary.get("catalog_size"))}
+{_lorenz_section(run_dir, bounds, metrics, summary.get("catalog_size"))}
 {_examination_section(run_dir)}
 <h2>Resolved config</h2>
 <pre>{html.escape(config_text)}</pre>
 <footer>Produced by recloop-report: <code>recloop-report {html.escape(str(run_dir))}</code>
-rebuilds this page from the run's files (summary.json, metrics.parquet, config.yaml, logs/).
+rebuilds this page from the run's files (summary.json, metrics.parquet, item_exposure.parquet,
+config.yaml, logs/).
 </footer>
 """
     return write_page(run_dir / REPORT_NAME, title, CSS, body)

@@ -35,21 +35,11 @@ import yaml
 from plotly.colors import qualitative
 from scipy import stats
 
-from reports.run_report import (
-    CSS,
-    FIG_HEIGHT,
-    KEY_METRICS,
-    REPORT_NAME,
-    ReportError,
-    _fig_html,
-    _scan_impressions,
-    equality_figure,
-    exposure_per_item,
-    format_metric,
-    window_bounds,
-    write_page,
-)
-from sim.inequality import gini, lorenz  # the metric contract; numpy-only module
+from reports.files import ReportError, has_item_exposure, item_exposure
+from reports.inequality import lorenz
+from reports.metric_catalog import format_metric, metric_info
+from reports.page import CSS, FIG_HEIGHT, figure_html, write_page
+from reports.run_report import REPORT_NAME, equality_figure
 
 FINISHED, FAILED, INCOMPLETE = "finished", "failed", "incomplete"
 DEFAULT_BASELINE = "greedy"
@@ -58,13 +48,7 @@ ALPHA = 0.05
 # override keys that never name an arm: the replicate, the label's own policy, the study, hydra
 IGNORED_KEYS = ("seed", "policy", "study")
 
-# (column, label, format kind, what it measures): the run report's key metrics plus exploration
-_EXTRA_METRICS: tuple[tuple[str, str, str, str], ...] = (
-    ("exploration_share", "Exploration share", "pct", "share of impressions filled by exploration"),
-)
-METRIC_INFO: dict[str, tuple[str, str, str]] = {
-    col: (label, kind, what) for col, label, kind, what in (*KEY_METRICS, *_EXTRA_METRICS)
-}
+# columns of metrics.parquet; labels, formats and descriptions come from the metric catalog
 TABLE_METRICS: tuple[str, ...] = (
     "coverage_exposure",
     "gini_exposure",
@@ -559,8 +543,9 @@ def arm_series(jobs: Sequence[Job], metric: str) -> pl.DataFrame | None:
 
 
 def pooled_last_window_exposure(jobs: Sequence[Job]) -> tuple[np.ndarray | None, list[str]]:
-    """Impressions per catalog item in each job's last window (closed on the right), summed over
-    the jobs, items never shown included; plus notes on jobs that could not be used."""
+    """Impressions per catalog item in each job's last window (``item_exposure.parquet``),
+    summed over the jobs, items never shown included; plus notes on jobs that could not be
+    used."""
     total: np.ndarray | None = None
     notes: list[str] = []
     for job in jobs:
@@ -568,15 +553,12 @@ def pooled_last_window_exposure(jobs: Sequence[Job]) -> tuple[np.ndarray | None,
         if not isinstance(n_items, int) or n_items <= 0:
             notes.append(f"{job.name}: no catalog_size in summary.json")
             continue
-        impressions = _scan_impressions(job.path)
-        if impressions is None or job.metrics is None or job.metrics.height == 0:
-            notes.append(f"{job.name}: no impression logs")
+        if not has_item_exposure(job.path) or job.metrics is None or job.metrics.height == 0:
+            notes.append(f"{job.name}: no item_exposure.parquet")
             continue
         try:
-            last = window_bounds(job.path, job.metrics).row(-1, named=True)
-            counts = exposure_per_item(
-                impressions, n_items, last["t_start"], last["t_end"], include_end=True
-            )
+            last_window = int(job.metrics["window"].max())
+            counts = item_exposure(job.path, last_window, n_items)
         except Exception as exc:  # a broken log must not take the page down
             notes.append(f"{job.name}: {_first_line(str(exc)) or type(exc).__name__}")
             continue
@@ -682,9 +664,11 @@ def _final_table(sweep: Sweep) -> str:
     for metric in TABLE_METRICS:
         if not any(j.metrics is not None and metric in j.metrics.columns for j in sweep.finished):
             continue  # older runs: a metric no job has
-        label, kind, what = METRIC_INFO[metric]
+        info = metric_info(metric)
+        kind = info.kind
         rows.append(
-            f'<tr class="group"><th colspan="7">{_esc(label)} <span>— {_esc(what)}</span></th></tr>'
+            f'<tr class="group"><th colspan="7">{_esc(info.title)} '
+            f"<span>— {_esc(info.description)}</span></th></tr>"
         )
         base_by_seed = final_by_seed(base_jobs, metric)
         for arm in arms:
@@ -733,7 +717,8 @@ def _final_table(sweep: Sweep) -> str:
 
 
 def _series_figure(sweep: Sweep, metric: str) -> go.Figure | None:
-    label, kind, _ = METRIC_INFO[metric]
+    info = metric_info(metric)
+    label, kind = info.title, info.kind
     fig = go.Figure()
     fmt = ".1%" if kind == "pct" else ".3f"
     for i, arm in enumerate(sweep.arms):
@@ -787,10 +772,10 @@ def _series_section(sweep: Sweep) -> str:
         fig = _series_figure(sweep, metric)
         if fig is None:
             continue
-        label, _, what = METRIC_INFO[metric]
+        info = metric_info(metric)
         parts.append(
-            f'<section><h3>{_esc(label)}</h3><p class="caption">{_esc(what)}.</p>'
-            f"{_fig_html(fig, f'fig-ts-{metric}')}</section>"
+            f'<section><h3>{_esc(info.title)}</h3><p class="caption">{_esc(info.description)}.</p>'
+            f"{figure_html(fig, f'fig-ts-{metric}')}</section>"
         )
     return "".join(parts)
 
@@ -830,7 +815,7 @@ def _tradeoff_section(sweep: Sweep) -> str:
         "(none with a single seed). Up and to the right is better on both: more of the catalog "
         "seen, more relevance delivered.</p>"
     )
-    return caption + _fig_html(fig, "fig-tradeoff")
+    return caption + figure_html(fig, "fig-tradeoff")
 
 
 def _lorenz_section(sweep: Sweep) -> str:
@@ -846,7 +831,8 @@ def _lorenz_section(sweep: Sweep) -> str:
             notes.append(f"{arm}: no impressions in the last window")
             continue
         xs, ys = lorenz(exposure, vertices_only=True)
-        name = f"{_esc(arm)}: Gini {fmt_value(gini(exposure), 'num')}"
+        gini = mean_ci(v for j in jobs if (v := final_value(j, "gini_exposure")) is not None)
+        name = f"{_esc(arm)}: Gini {fmt_value(gini.mean, 'num')}"
         fig.add_trace(
             go.Scatter(
                 x=xs,
@@ -874,9 +860,10 @@ def _lorenz_section(sweep: Sweep) -> str:
     caption = (
         '<p class="caption">Impressions per catalog item in the last window of each job, summed '
         "over the arm's seeds, items never shown included. The further a curve sags below the "
-        "diagonal, the more exposure is concentrated on few items.</p>"
+        "diagonal, the more exposure is concentrated on few items. The Gini in the legend is the "
+        "arm's final-window exposure Gini, mean over its seeds (as in the table above).</p>"
     )
-    return caption + note_html + _fig_html(fig, "fig-lorenz")
+    return caption + note_html + figure_html(fig, "fig-lorenz")
 
 
 def _problems_section(sweep: Sweep) -> str:

@@ -218,5 +218,18 @@ class EventLog:
 
 
 def scan_table(root: Path, table: str) -> pl.LazyFrame:
-    """Lazy scan of all round partitions of one table (with the ``round`` partition column)."""
+    """Lazy scan of all round partitions of one table (with the ``round`` partition column).
+
+    Every read of the partitioned log goes through here; filter on ``round`` to read single
+    partitions (the filter is pushed into the scan, so other rounds' files are not opened).
+    """
     return pl.scan_parquet(root / table / "**" / "*.parquet", hive_partitioning=True)
+
+
+def logged_rounds(root: Path, table: str) -> list[int]:
+    """The rounds with a written partition of ``table``, ascending (empty when none)."""
+    folder = root / table
+    if not folder.is_dir():
+        return []
+    found = (p.parent.name.removeprefix("round=") for p in folder.glob("round=*/part.parquet"))
+    return sorted(int(r) for r in found)

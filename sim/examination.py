@@ -23,6 +23,7 @@ from policies.position_bias import (
     theta_from_swaps,
     theta_regression_em,
 )
+from sim.event_log import logged_rounds, scan_table
 
 EM_ROUNDS = 3
 EM_MAX_ROWS = 300_000  # the newest rows are enough; bounds the EM's cost on big runs
@@ -33,9 +34,12 @@ def estimate_examination(
     log_root: Path, n_slots: int, true_theta: np.ndarray | None
 ) -> pl.DataFrame:
     """One row per (method, slot); empty when the log supports no estimator."""
-    files = sorted((log_root / "impressions").glob("round=*/part.parquet"))
     cols = ["request_id", "position", "clicked", "intervention", "original_position", "score"]
-    frames = [pl.read_parquet(f, columns=cols) for f in files]
+    impressions = scan_table(log_root, "impressions")
+    frames = [
+        impressions.filter(pl.col("round") == r).select(cols).collect()
+        for r in logged_rounds(log_root, "impressions")
+    ]
     truth = (
         np.full(n_slots, np.nan)
         if true_theta is None

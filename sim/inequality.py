@@ -1,6 +1,7 @@
-"""Inequality of a distribution over items: the Gini coefficient and the Lorenz curve.
+"""Inequality of a distribution over items: the Gini coefficient of the metric contract.
 
-numpy only, so the report (which reads files, not the simulator) shares the one definition.
+Reports print the Gini values of ``metrics.parquet`` and draw Lorenz curves with
+``reports.inequality.lorenz`` from ``item_exposure.parquet``; they never import this module.
 """
 
 from __future__ import annotations
@@ -20,28 +21,3 @@ def gini(x: np.ndarray) -> float:
         return float("nan")
     k = np.arange(1, n + 1)
     return float(np.sum((2 * k - n - 1) * x) / (n * total))
-
-
-def lorenz(x: np.ndarray, *, vertices_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Lorenz curve of ``x``: cumulative share of items (ascending) vs cumulative share of total.
-
-    Starts at ``(0, 0)`` and ends at ``(1, 1)``; ``n + 1`` points for ``n`` items. The y values
-    are NaN when ``x`` sums to 0 (the curve is undefined).
-
-    Parameters
-    ----------
-    vertices_only : keep only the points where the slope changes (the ends of runs of equal
-        values). The curve is linear in between, so plotting these is exact and far smaller
-        for large catalogs.
-    """
-    s = np.sort(np.asarray(x, dtype=np.float64))
-    n = s.size
-    total = s.sum()
-    share_items = np.arange(n + 1) / max(n, 1)
-    cum = np.concatenate([[0.0], np.cumsum(s)])
-    share_total = cum / total if total > 0 else np.full(n + 1, np.nan)
-    if vertices_only and n > 1:
-        # point k follows item k-1; the slope changes at k when s[k-1] != s[k]
-        keep = np.concatenate([[0], np.flatnonzero(np.diff(s)) + 1, [n]])
-        return share_items[keep], share_total[keep]
-    return share_items, share_total

@@ -24,10 +24,15 @@ impressions and ``c_i`` clicks in a window:
   before the first deployment or when the probe is off.
 
 ``cum_*`` columns use all impressions from the start of the run to the window's end.
+
+Beside the metrics, :func:`measure_log` returns the per-item counts they were computed from
+(``item_exposure``: one row per window and item with ``e_i > 0``), which the run writes to
+``item_exposure.parquet`` so reports can draw Lorenz curves from files alone.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from math import ceil
 from pathlib import Path
 
@@ -36,6 +41,7 @@ import polars as pl
 import scipy.sparse as sp
 from scipy.stats import rankdata
 
+from sim.event_log import logged_rounds, scan_table
 from sim.inequality import gini
 
 IMPRESSION_COLUMNS = (
@@ -49,6 +55,12 @@ IMPRESSION_COLUMNS = (
     "propensity",
 )
 HEAD_PERCENTILE = 0.8  # items above this popularity percentile are the "head"
+ITEM_EXPOSURE_SCHEMA: dict[str, pl.DataType] = {
+    "window": pl.Int32(),
+    "item_id": pl.Int32(),
+    "impressions": pl.Int64(),
+    "clicks": pl.Int64(),
+}
 
 METRIC_COLUMNS = (
     "window",
@@ -197,6 +209,20 @@ class MetricsAccumulator:
         users = imp["user_id"].to_numpy()
         self._clicked.append((w[clicked], users[clicked], item[clicked]))
 
+    def item_exposure(self) -> pl.DataFrame:
+        """Impressions and clicks per (window, item), rows with impressions only, sorted by
+        window then item (``ITEM_EXPOSURE_SCHEMA``)."""
+        window, item = np.nonzero(self.exposure)  # row-major: sorted by window, then item
+        return pl.DataFrame(
+            {
+                "window": window,
+                "item_id": item,
+                "impressions": self.exposure[window, item],
+                "clicks": self.clicks[window, item],
+            },
+            schema=ITEM_EXPOSURE_SCHEMA,
+        )
+
     def finalize(
         self, snapshots: pl.DataFrame, rng: np.random.Generator, homogenization_pairs: int
     ) -> pl.DataFrame:
@@ -272,17 +298,26 @@ class MetricsAccumulator:
         )
 
 
-def compute_metrics(
+@dataclass(frozen=True)
+class LogMeasures:
+    """What :func:`measure_log` computes from a run's log."""
+
+    metrics: pl.DataFrame  # one row per snapshot window, ``METRIC_COLUMNS``
+    item_exposure: pl.DataFrame  # ``ITEM_EXPOSURE_SCHEMA``: per (window, item) counts, e_i > 0
+
+
+def measure_log(
     log_root: Path,
     n_items: int,
     item_factors: np.ndarray,
     snapshot_every_hours: float,
     rng: np.random.Generator,
     homogenization_pairs: int = 2000,
-) -> pl.DataFrame:
+) -> LogMeasures:
     """One row per snapshot window (``logs/snapshots.parquet``), from the log files alone
-    (plus the true item factors, which only metrics may use). Reads one round partition at a
-    time, so memory does not grow with the length of the log."""
+    (plus the true item factors, which only metrics may use), and the per-item counts behind
+    them. Reads one round partition at a time, so memory does not grow with the length of the
+    log."""
     snapshots = pl.read_parquet(log_root / "snapshots.parquet").sort("window")
     deployments = log_root / "deployments.parquet"
     ndcg = pl.DataFrame(schema={"model_version": pl.Int32, "model_ndcg": pl.Float64})
@@ -296,13 +331,29 @@ def compute_metrics(
         .sort("window")
     )
     acc = MetricsAccumulator(n_items, snapshots.height, item_factors, snapshot_every_hours)
-    for path in sorted((log_root / "impressions").glob("round=*/part.parquet")):
-        truth = log_root / "truth" / path.parent.name / path.name
+    impressions, truth = scan_table(log_root, "impressions"), scan_table(log_root, "truth")
+    for rnd in logged_rounds(log_root, "impressions"):  # one round's files per collect
         acc.add(
-            pl.read_parquet(path, columns=list(IMPRESSION_COLUMNS)),
-            pl.read_parquet(truth, columns=["request_id", "position", "relevance"]),
+            impressions.filter(pl.col("round") == rnd).select(IMPRESSION_COLUMNS).collect(),
+            truth.filter(pl.col("round") == rnd)
+            .select("request_id", "position", "relevance")
+            .collect(),
         )
-    return acc.finalize(snapshots, rng, homogenization_pairs)
+    return LogMeasures(acc.finalize(snapshots, rng, homogenization_pairs), acc.item_exposure())
+
+
+def compute_metrics(
+    log_root: Path,
+    n_items: int,
+    item_factors: np.ndarray,
+    snapshot_every_hours: float,
+    rng: np.random.Generator,
+    homogenization_pairs: int = 2000,
+) -> pl.DataFrame:
+    """The metrics table of :func:`measure_log` alone."""
+    return measure_log(
+        log_root, n_items, item_factors, snapshot_every_hours, rng, homogenization_pairs
+    ).metrics
 
 
 def _group_starts(sorted_keys: np.ndarray) -> np.ndarray:

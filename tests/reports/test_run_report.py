@@ -13,14 +13,10 @@ import pytest
 from plotly.offline import get_plotlyjs
 
 from reports.cli import main
-from reports.run_report import (
-    ReportError,
-    build_run_report,
-    exposure_per_item,
-    gini,
-    headline,
-    lorenz,
-)
+from reports.files import ReportError, item_exposure
+from reports.inequality import lorenz
+from reports.run_report import build_run_report, headline
+from sim.inequality import gini
 
 N_ITEMS = 20
 # per-item impressions by window; items 0-4 are never shown in the first window
@@ -97,6 +93,18 @@ def _write_run(run: Path) -> None:
         path = run / "logs" / "impressions" / f"round={r:04d}" / "part.parquet"
         path.parent.mkdir(parents=True)
         df.write_parquet(path)
+    # what the run writes beside the log: per-item counts per window (the last one closed on the
+    # right), shown items only; and the deployments
+    (
+        imp.with_columns(window=(pl.col("t") // 24).clip(0, 2).cast(pl.Int32))
+        .group_by("window", "item_id")
+        .agg(impressions=pl.len().cast(pl.Int64), clicks=pl.col("clicked").sum().cast(pl.Int64))
+        .sort("window", "item_id")
+        .write_parquet(run / "item_exposure.parquet")
+    )
+    pl.DataFrame(
+        {"model_version": [0, 1], "t_train_start": [23.0, 47.0], "t_deployed": [24.0, 48.0]}
+    ).cast({"model_version": pl.Int32}).write_parquet(run / "logs" / "deployments.parquet")
 
     bounds = {"window": [0, 1, 2], "t_start": [0.0, 24.0, 48.0], "t_end": [24.0, 48.0, 72.0]}
     pl.DataFrame(bounds | {"model_version": [-1, 0, 1]}).cast(
@@ -192,21 +200,22 @@ def test_lorenz_vertices_are_exact() -> None:
     assert gini(counts) == pytest.approx(1 - np.sum(np.diff(x) * (y[1:] + y[:-1])))
 
 
-def test_exposure_per_item_window_bounds() -> None:
-    imp = pl.DataFrame({"t": [0.0, 0.5, 1.0, 1.0, 2.0, 2.5], "item_id": [2, 2, 0, 2, 1, 1]})
-    np.testing.assert_array_equal(exposure_per_item(imp, 4, 0.0, 1.0), [0, 0, 2, 0])
-    np.testing.assert_array_equal(exposure_per_item(imp.lazy(), 4, 1.0, 2.0), [1, 0, 1, 0])
-    np.testing.assert_array_equal(
-        exposure_per_item(imp, 4, 1.0, 2.0, include_end=True), [1, 1, 1, 0]
-    )
+def test_item_exposure_reads_one_window(tmp_path: Path) -> None:
+    pl.DataFrame(
+        {"window": [0, 0, 1, 1], "item_id": [2, 0, 0, 3], "impressions": [2, 1, 5, 7]}
+    ).write_parquet(tmp_path / "item_exposure.parquet")
+    np.testing.assert_array_equal(item_exposure(tmp_path, 0, 4), [1, 0, 2, 0])
+    np.testing.assert_array_equal(item_exposure(tmp_path, 1, 4), [5, 0, 0, 7])
+    np.testing.assert_array_equal(item_exposure(tmp_path, 2, 4), [0, 0, 0, 0])
     with pytest.raises(ReportError, match="outside the catalog"):
-        exposure_per_item(imp, 2, 0.0, 1.0)
+        item_exposure(tmp_path, 1, 3)
+    with pytest.raises(ReportError, match="not a finished run"):
+        item_exposure(tmp_path / "nope", 0, 4)
 
 
-def test_exposure_from_run_logs_matches_construction(run_dir: Path) -> None:
-    imp = pl.scan_parquet(run_dir / "logs" / "impressions" / "**" / "*.parquet")
-    np.testing.assert_array_equal(exposure_per_item(imp, N_ITEMS, 0.0, 24.0), FIRST)
-    last = exposure_per_item(imp, N_ITEMS, 48.0, 72.0, include_end=True)
+def test_exposure_from_run_files_matches_construction(run_dir: Path) -> None:
+    np.testing.assert_array_equal(item_exposure(run_dir, 0, N_ITEMS), FIRST)
+    last = item_exposure(run_dir, 2, N_ITEMS)
     np.testing.assert_array_equal(last, LAST + np.eye(N_ITEMS, dtype=np.int64)[3])
 
 
@@ -246,7 +255,25 @@ def test_lorenz_labels_carry_window_gini(page: str) -> None:
     for counts in (FIRST, last):
         g = _gini_mean_abs_difference(counts)
         assert gini(counts) == pytest.approx(g)
-        assert f"Gini {g:.3f}" in page
+    # the labels print metrics.parquet's exposure Gini of the window, not a recount
+    assert "first window (day 0\\u20131): Gini 0.410" in page  # plotly's JSON escapes the dash
+    assert "last window (day 2\\u20133): Gini 0.920" in page
+
+
+def test_deployment_markers_from_deployments_file(page: str) -> None:
+    assert "Dotted lines: deployment of each new model version." in page
+    coverage = page.split('id="fig-coverage"')[1].split("</script>")[0]
+    markers = re.findall(r'"x0":([\d.]+),"x1":([\d.]+)', coverage)
+    assert [(float(a), float(b)) for a, b in markers] == [(1.0, 1.0), (2.0, 2.0)]
+
+
+def test_run_without_item_exposure_skips_lorenz(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    _write_run(run)
+    (run / "item_exposure.parquet").unlink()
+    page = build_run_report(run).read_text(encoding="utf-8")
+    assert 'id="fig-lorenz"' not in page and "No item_exposure.parquet" in page
 
 
 def test_headline_single_window_and_nan(run_dir: Path) -> None:

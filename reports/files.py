@@ -1,0 +1,73 @@
+"""Reading a finished run's files: the only inputs a report has.
+
+A run directory holds ``summary.json``, ``metrics.parquet``, ``item_exposure.parquet`` (per-item
+impressions and clicks per window, shown items only), ``config.yaml`` and ``logs/``
+(``snapshots.parquet``: the windows; ``deployments.parquet``: one row per deployed model). Reports
+never open the partitioned event log: what they need from it, the run writes beside it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+ITEM_EXPOSURE = "item_exposure.parquet"
+
+
+class ReportError(Exception):
+    """The directory is not a finished run (a required file is missing)."""
+
+
+def require(path: Path) -> Path:
+    """``path`` if it is a file, else :class:`ReportError` saying the run is not finished."""
+    if not path.is_file():
+        raise ReportError(f"not a finished run: {path} missing")
+    return path
+
+
+def window_bounds(run_dir: Path, metrics: pl.DataFrame) -> pl.DataFrame:
+    """``window, t_start, t_end`` sorted by window, from ``logs/snapshots.parquet`` when present
+    (the simulator's own schedule), else from ``metrics.parquet``."""
+    snapshots = run_dir / "logs" / "snapshots.parquet"
+    source = pl.read_parquet(snapshots) if snapshots.is_file() else metrics
+    return source.select("window", "t_start", "t_end").sort("window")
+
+
+def deployment_days(run_dir: Path) -> np.ndarray:
+    """Simulated day at which each model version was deployed (``logs/deployments.parquet``),
+    ascending; empty when the run deployed none or the file is missing."""
+    path = run_dir / "logs" / "deployments.parquet"
+    if not path.is_file():
+        return np.empty(0)
+    deployed = pl.read_parquet(path, columns=["t_deployed"])["t_deployed"].sort()
+    return deployed.to_numpy() / 24.0
+
+
+def has_item_exposure(run_dir: Path) -> bool:
+    return (run_dir / ITEM_EXPOSURE).is_file()
+
+
+def item_exposure(run_dir: Path, window: int, n_items: int) -> np.ndarray:
+    """Impressions per catalog item in ``window`` (items never shown get 0), int64 of length
+    ``n_items``, from ``item_exposure.parquet``.
+
+    Raises
+    ------
+    ReportError
+        When the file is missing or names an item outside the catalog.
+    """
+    path = require(run_dir / ITEM_EXPOSURE)
+    rows = (
+        pl.scan_parquet(path)
+        .filter(pl.col("window") == window)
+        .select("item_id", "impressions")
+        .collect()
+    )
+    ids = rows["item_id"].to_numpy().astype(np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= n_items):
+        raise ReportError(f"{path}: item_id outside the catalog of {n_items} items")
+    counts = np.zeros(n_items, dtype=np.int64)
+    counts[ids] = rows["impressions"].to_numpy()
+    return counts

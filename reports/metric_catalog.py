@@ -1,0 +1,264 @@
+"""The metric catalog: what each column of ``metrics.parquet`` is called and how it is printed.
+
+One entry per metric column, used by every place that shows metrics: the terminal summary
+(``experiments.console``), the sweep comparison table (``experiments.study``), the run report and
+the sweep report. It lives in ``reports`` because reports import nothing of the simulator, while
+``experiments`` may import reports. ``tests/reports/test_metric_catalog.py`` ties it to
+``sim.metrics.METRIC_COLUMNS``: every entry is a real column, and every column has an entry or is
+listed in :data:`NOT_METRICS`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Direction = Literal["higher", "lower", "neutral"]
+# How a value is printed on the HTML pages; ``pct`` marks a share (differences in pp).
+Kind = Literal["pct", "num", "num1", "signed", "int"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One column of ``metrics.parquet``.
+
+    Attributes
+    ----------
+    column : the column name.
+    label : short lower-case name ("exposure Gini"); pages capitalize the first letter.
+    description : what it measures, one phrase.
+    unit : what the numbers are ("share of catalog items", "Jaccard similarity" ...).
+    kind : how the HTML pages print it (:func:`format_metric`).
+    text_format : ``str.format`` spec of the terminal and ``comparison.md`` tables, which
+        print some metrics with more digits than the pages.
+    direction : ``higher`` or ``lower`` is better for the catalog and its users, or ``neutral``
+        (a count, or a knob rather than an outcome).
+    """
+
+    column: str
+    label: str
+    description: str
+    unit: str
+    kind: Kind
+    text_format: str
+    direction: Direction
+
+    @property
+    def title(self) -> str:
+        """The label with its first letter capitalized ("Exposure Gini", "CTR")."""
+        return self.label[:1].upper() + self.label[1:]
+
+    def text(self, value: Any) -> str:
+        """``value`` in the terminal/comparison format; None/NaN become an en dash."""
+        return "–" if is_missing(value) else self.text_format.format(value)
+
+
+_SHARE = "share of impressions"
+METRICS: tuple[Metric, ...] = (
+    Metric(
+        "coverage_exposure",
+        "exposure coverage",
+        "share of catalog items shown at least once",
+        "share of catalog items",
+        "pct",
+        "{:.1%}",
+        "higher",
+    ),
+    Metric(
+        "coverage_clicks",
+        "click coverage",
+        "share of catalog items clicked at least once",
+        "share of catalog items",
+        "pct",
+        "{:.1%}",
+        "higher",
+    ),
+    Metric(
+        "gini_exposure",
+        "exposure Gini",
+        "inequality of impressions over items (0 = equal)",
+        "Gini coefficient",
+        "num",
+        "{:.3f}",
+        "lower",
+    ),
+    Metric(
+        "gini_clicks",
+        "click Gini",
+        "inequality of clicks over items",
+        "Gini coefficient",
+        "num",
+        "{:.3f}",
+        "lower",
+    ),
+    Metric(
+        "popularity_percentile",
+        "popularity percentile",
+        "mean popularity percentile (by clicks before the window) of shown items",
+        "percentile (0–1)",
+        "num",
+        "{:.3f}",
+        "lower",
+    ),
+    Metric(
+        "popularity_drift",
+        "popularity drift",
+        "change since window 1 in the popularity percentile of shown items",
+        "Δ popularity percentile",
+        "signed",
+        "{:+.3f}",
+        "lower",
+    ),
+    Metric(
+        "homogenization",
+        "homogenization",
+        "mean Jaccard similarity of users' clicked sets",
+        "Jaccard similarity",
+        "num",
+        "{:.4f}",
+        "lower",
+    ),
+    Metric(
+        "utility",
+        "utility",
+        "mean true relevance of shown items",
+        "mean true relevance",
+        "num",
+        "{:.4f}",
+        "higher",
+    ),
+    Metric(
+        "utility_clicked",
+        "utility (clicked)",
+        "mean true relevance of clicked items",
+        "mean true relevance",
+        "num",
+        "{:.4f}",
+        "higher",
+    ),
+    Metric(
+        "cumulative_utility",
+        "cumulative utility",
+        "running sum of relevance of clicked items",
+        "sum of true relevance",
+        "num1",
+        "{:,.0f}",
+        "higher",
+    ),
+    Metric(
+        "ctr", "CTR", "clicks / impressions", "clicks per impression", "pct", "{:.2%}", "higher"
+    ),
+    Metric(
+        "long_tail_share",
+        "long-tail share",
+        "impressions outside the top 20% by past clicks",
+        _SHARE,
+        "pct",
+        "{:.1%}",
+        "higher",
+    ),
+    Metric(
+        "top1pct_exposure_share",
+        "top-1% exposure share",
+        "impressions taken by the 1% most-shown items",
+        _SHARE,
+        "pct",
+        "{:.1%}",
+        "lower",
+    ),
+    Metric(
+        "intra_list_diversity",
+        "intra-list diversity",
+        "mean pairwise cosine distance within a slate",
+        "cosine distance",
+        "num",
+        "{:.3f}",
+        "higher",
+    ),
+    Metric(
+        "cum_coverage_exposure",
+        "cumulative exposure coverage",
+        "share of catalog items shown at least once since the start of the run",
+        "share of catalog items",
+        "pct",
+        "{:.1%}",
+        "higher",
+    ),
+    Metric(
+        "cum_gini_exposure",
+        "cumulative exposure Gini",
+        "inequality of impressions since the start of the run",
+        "Gini coefficient",
+        "num",
+        "{:.3f}",
+        "lower",
+    ),
+    Metric(
+        "exploration_share",
+        "exploration share",
+        "share of impressions filled by exploration",
+        _SHARE,
+        "pct",
+        "{:.1%}",
+        "neutral",
+    ),
+    Metric(
+        "min_propensity",
+        "min propensity",
+        "smallest logged marginal propensity in the window",
+        "probability",
+        "num",
+        "{:.3f}",
+        "neutral",
+    ),
+    Metric("n_requests", "requests", "requests served", "requests", "int", "{:,}", "neutral"),
+    Metric("n_impressions", "impressions", "slots shown", "impressions", "int", "{:,}", "neutral"),
+    Metric("n_clicks", "clicks", "clicks", "clicks", "int", "{:,}", "neutral"),
+    Metric(
+        "model_ndcg",
+        "model true NDCG",
+        "true-relevance NDCG@K of the deployed model's ranking (fixed users)",
+        "NDCG@K",
+        "num",
+        "{:.3f}",
+        "higher",
+    ),
+)
+CATALOG: dict[str, Metric] = {m.column: m for m in METRICS}
+# Columns of metrics.parquet that identify a window rather than measure it.
+NOT_METRICS: tuple[str, ...] = ("window", "t_start", "t_end", "model_version")
+
+
+def metric_info(column: str) -> Metric:
+    """The catalog entry of ``column`` (KeyError naming it when there is none)."""
+    try:
+        return CATALOG[column]
+    except KeyError:
+        raise KeyError(f"{column!r} is not in the metric catalog") from None
+
+
+def is_missing(value: Any) -> bool:
+    """None or NaN: a value a page prints as an en dash."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def format_metric(value: Any, kind: str) -> str:
+    """Format one value for a page by ``kind`` (a :class:`Metric`'s, or ``pct_short``/``num2``
+    for the headline); None/NaN becomes an en dash."""
+    if is_missing(value):
+        return "–"
+    v = float(value)
+    if kind == "pct":
+        return f"{v:.1%}"
+    if kind == "pct_short":  # headline: whole percents unless that would round small values away
+        return f"{v:.0%}" if abs(v) >= 0.1 else f"{v:.1%}"
+    if kind == "signed":
+        return f"{v:+.3f}"
+    if kind == "num2":
+        return f"{v:.2f}"
+    if kind == "num1":
+        return f"{v:,.1f}"
+    if kind == "int":
+        return f"{int(v):,}"
+    return f"{v:.3f}"

@@ -1,0 +1,69 @@
+"""The HTML page every report shares: style, figure embedding and the self-contained page.
+
+plotly.js is inlined once in the head and each figure is embedded without it, so a page works
+offline and stays small (one bundle per page, not per figure).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+
+FIG_HEIGHT = 350
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
+
+CSS = """
+body { margin: 0; background: #fafafa; color: #222;
+  font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
+  line-height: 1.45; }
+.container { max-width: 1000px; margin: 0 auto; padding: 1.5rem 1.25rem 3rem; background: #fff; }
+h1 { font-size: 1.6rem; margin-bottom: 0.3rem; }
+h2 { font-size: 1.25rem; margin-top: 2.2rem; border-bottom: 1px solid #ddd; padding-bottom: .2rem; }
+h3 { font-size: 1.05rem; margin: 1.6rem 0 0.2rem; }
+.headline { font-size: 1.1rem; }
+.meta, .caption, footer { color: #555; font-size: 0.9rem; }
+table { border-collapse: collapse; margin: 0.6rem 0; font-size: 0.92rem; }
+th, td { padding: 0.3rem 0.7rem; border-bottom: 1px solid #e5e5e5; text-align: left; }
+th { background: #f3f3f3; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+pre { background: #f6f6f6; padding: 0.8rem; overflow-x: auto; font-size: 0.85rem; }
+footer { margin-top: 3rem; border-top: 1px solid #ddd; padding-top: 0.6rem; }
+"""
+
+
+def figure_html(fig: go.Figure, div_id: str) -> str:
+    """The figure as a ``<div>`` (plotly.js not included: :func:`write_page` inlines it once)."""
+    return fig.to_html(
+        full_html=False,
+        include_plotlyjs=False,
+        div_id=div_id,
+        config={"displaylogo": False, "responsive": True},
+    )
+
+
+def write_page(path: Path, title: str, css: str, body: str) -> Path:
+    """Write a self-contained page atomically: plotly.js inlined once in the head, then
+    ``body`` (already-escaped HTML) in the container. Returns ``path``."""
+    page = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title>
+<style>{css}</style>
+<script type="text/javascript">{get_plotlyjs()}</script>
+</head>
+<body>
+<main class="container">
+{body}</main>
+</body>
+</html>
+"""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, path)  # readers never see a half-written page
+    return path
