@@ -14,7 +14,10 @@ with the true or an estimated ``θ``, popularity-IPW, exposure-aware) and on the
 and scores each model by true NDCG@K on a fixed sample of users. The share of the
 ``unbiased − logged`` gap a variant closes is what debiasing buys on this log.
 
-    python -m experiments.bias_replay RUN_DIR [RUN_DIR ...] [--out replay.csv]
+    recloop +study=bias_replay 'bias_replay.runs=[RUN_DIR,RUN_DIR]' [bias_replay.users=1000]
+
+(the study's ``runner: bias_replay``; it writes ``replay.csv`` in its own run folder). The older
+``python -m experiments.bias_replay RUN_DIR … [--out replay.csv]`` does the same.
 """
 
 from __future__ import annotations
@@ -125,13 +128,24 @@ def replay(run_dir: Path, n_probe: int = 1000) -> pl.DataFrame:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("runs", nargs="+", type=Path)
-    ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--users", type=int, default=1000, help="probe users for NDCG")
-    args = ap.parse_args(argv)
-    table = pl.concat([replay(r, args.users) for r in args.runs])
+def check_bias_replay(cfg: dict) -> tuple[list[Path], int]:
+    """The runs to replay (``bias_replay.runs``: finished run folders) and the probe size."""
+    node = cfg.get("bias_replay") or {}
+    runs = node.get("runs") or []
+    users = node.get("users", 1000)
+    if not runs or not all(isinstance(r, str) for r in runs):
+        raise ValueError(f"bias_replay.runs={runs!r}: list at least one finished run folder")
+    for r in runs:
+        if not (Path(r) / "summary.json").is_file():
+            raise ValueError(f"bias_replay.runs: {r!r} is not a finished run (no summary.json)")
+    if isinstance(users, bool) or not isinstance(users, int) or users < 1:
+        raise ValueError(f"bias_replay.users={users!r}: must be an integer >= 1")
+    return [Path(r) for r in runs], users
+
+
+def run_bias_replay(runs: list[Path], users: int, out: Path | None = None) -> pl.DataFrame:
+    """Replay every run; print the per-run table and the per-variant means; write ``out``."""
+    table = pl.concat([replay(r, users) for r in runs])
     with pl.Config(tbl_rows=100, tbl_width_chars=140):
         print(table.drop("run"))
         print(
@@ -142,8 +156,18 @@ def main(argv: list[str] | None = None) -> int:
                 pl.col("gap_closed").std().alias("gap_closed_sd"),
             )
         )
-    if args.out:
-        table.write_csv(args.out)
+    if out is not None:
+        table.write_csv(out)
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--users", type=int, default=1000, help="probe users for NDCG")
+    args = ap.parse_args(argv)
+    run_bias_replay(args.runs, args.users, args.out)
     return 0
 
 

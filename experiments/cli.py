@@ -158,6 +158,13 @@ def precheck(argv: list[str]) -> None:
             from experiments.ope import check_ope
 
             check_ope(OmegaConf.to_container(cfg, resolve=True))
+        elif runner == "bias_replay":
+            from experiments.bias_replay import check_bias_replay
+
+            try:
+                check_bias_replay(OmegaConf.to_container(cfg, resolve=True))
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
 
 
 def _composition_error(exc: HydraException, overrides: list[str]) -> str:
@@ -240,8 +247,17 @@ def _run_ope(cfg: DictConfig, out_dir: Path, console: Console) -> None:
     console.print(f"summary: {out_dir / 'ope_summary.csv'}  page: {out_dir / 'ope.html'}")
 
 
+def _run_bias_replay(cfg: DictConfig, out_dir: Path, console: Console) -> None:
+    from experiments.bias_replay import check_bias_replay, run_bias_replay
+
+    runs, users = check_bias_replay(OmegaConf.to_container(cfg, resolve=True))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = run_bias_replay(runs, users, out_dir / "replay.csv")
+    console.print(f"bias replay: {table.height} rows in {out_dir / 'replay.csv'}")
+
+
 # What a job does, by the config's top-level ``runner`` key (study configs set it).
-RUNNERS: dict[str, Any] = {"run": None, "ope": _run_ope}
+RUNNERS: dict[str, Any] = {"run": None, "ope": _run_ope, "bias_replay": _run_bias_replay}
 
 
 def main() -> None:

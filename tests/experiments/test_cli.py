@@ -61,6 +61,9 @@ def recloop(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         (["+study=ope", "ope.targets=[linucb]"], "a target reranks the logging policy's model"),
         (["+study=ope", "ope.targets=[item_boost]"], "cannot be replayed"),
         (["metrics.ndcg_k=5000"], "metrics.ndcg_k=5000"),
+        (["+study=bias_replay"], "bias_replay.runs=[]: list at least one finished run folder"),
+        (["+study=bias_replay", "bias_replay.runs=[/nowhere]"], "'/nowhere' is not a finished run"),
+        (["runner=sideways"], "runner='sideways': unknown"),
     ],
 )
 def test_precheck_names_the_key_and_value(args, expected):

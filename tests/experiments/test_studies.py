@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
 
 from experiments.cli import group_options
 from experiments.run import run
@@ -123,6 +124,17 @@ def test_every_study_runs_on_a_tiny_world(study, tmp_path):
         table = run_ope(cfg, tmp_path)
         assert set(table["target"]) == set(cfg.ope.targets)
         assert (tmp_path / "ope.html").is_file()
+        return
+    if study == "bias_replay":  # one job that replays finished runs
+        from experiments.bias_replay import check_bias_replay, run_bias_replay
+
+        run(_compose_tiny([*TINY_WORLD, "policy=greedy"]), tmp_path / "greedy")
+        cfg = _compose_tiny(
+            [*TINY_WORLD, "+study=bias_replay", f"bias_replay.runs=[{tmp_path}/greedy]"]
+        )
+        runs, _ = check_bias_replay(OmegaConf.to_container(cfg, resolve=True))
+        table = run_bias_replay(runs, 50, tmp_path / "replay.csv")
+        assert (tmp_path / "replay.csv").is_file() and table.height == 8
         return
     jobs = _job_overrides([f"+study={study}", "seed=0"])
     assert len(jobs) >= 2
