@@ -54,6 +54,7 @@ from policies.ope import (
 from policies.policy import PolicyConfig, Target
 from policies.selection import Selector
 from reports.ope_report import build_ope_report
+from sim.event_log import scan_table
 
 ITEM_ESTIMATORS = {
     "IPS": IPS(),
@@ -177,8 +178,9 @@ def run_ope(cfg: Any, out_dir: Path) -> pl.DataFrame:
 
 def _window(logs: Path, t0: float) -> pl.DataFrame:
     return (
-        pl.scan_parquet(logs / "impressions" / "**" / "*.parquet")
+        scan_table(logs, "impressions")
         .filter(pl.col("t") >= t0)
+        .drop("round")
         .collect()
         .sort("request_id", "position")
     )
@@ -205,7 +207,7 @@ def estimate_target(
 ) -> list[dict[str, Any]]:
     imp = _window(logs, t0).filter(pl.col("model_version") >= 0)
     tgt = (
-        pl.scan_parquet(logs / "targets" / "**" / "*.parquet")
+        scan_table(logs, "targets")
         .filter(pl.col("target").cast(pl.String) == target.name)
         .select("request_id", "position", "target_marginal", "target_prefix")
         .collect()
@@ -284,7 +286,7 @@ def slot0_model_inputs(
     if not target.has_first_slot:
         return None, None, None
     past = (
-        pl.scan_parquet(logs / "impressions" / "**" / "*.parquet")
+        scan_table(logs, "impressions")
         .filter(pl.col("t") < t0)
         .select("item_id")
         .collect()["item_id"]
@@ -292,7 +294,7 @@ def slot0_model_inputs(
     )
     logpop = np.log1p(np.bincount(past, minlength=n_items).astype(np.float64))
     cands = (
-        pl.scan_parquet(logs / "candidates" / "**" / "*.parquet")
+        scan_table(logs, "candidates")
         .filter(pl.col("request_id").is_in(first["request_id"].implode()))
         .select("request_id", "item_id", "rank", "score")
         .collect()
