@@ -99,7 +99,7 @@ DIFFERENT = "DIFFERENT"
 MISSING = "missing"
 EXTRA = "extra"
 VERDICTS = (IDENTICAL, ADDED, SAME_VALUES, DIFFERENT, MISSING, EXTRA)
-MAX_GROUPS = 8  # detail lines per case in the summary; compare_files.tsv has every file
+MAX_KINDS = 40  # lines of differences in the summary; compare_files.tsv has every file
 FAILING = frozenset({DIFFERENT, MISSING})
 
 
@@ -522,20 +522,23 @@ def render(reports: list[CaseReport], sides: list[Side], elapsed: float) -> tupl
     notes = [f"  {r.case.name}: {r.case.note}" for r in reports if r.case.note]
     if notes:
         out += ["", "overrides beyond the tiny world:", *notes]
-    details = []
+    # One line per kind of difference across all cases (e.g. every candidates partition of
+    # every run), with a count and an example; compare_files.tsv lists every file.
+    details = [f"  {r.case.name}: FAILED {f}" for r in reports for f in r.failures]
+    kinds: dict[tuple[str, str], list[str]] = {}
     for r in reports:
-        details += [f"  {r.case.name}: FAILED {f}" for f in r.failures]
-        # files with the same verdict and detail (e.g. every candidates partition) on one line
-        groups: dict[tuple[str, str], list[str]] = {}
         for f in r.files:
             if f.verdict != IDENTICAL:
-                groups.setdefault((f.verdict, f.detail), []).append(f.path)
-        for i, ((verdict, detail), paths) in enumerate(groups.items()):
-            if i == MAX_GROUPS:
-                details.append(f"  {r.case.name}: ... {len(groups) - i} more (compare_files.tsv)")
-                break
-            where = paths[0] if len(paths) == 1 else f"{len(paths)} files, e.g. {paths[0]}"
-            details.append(f"  {r.case.name}: {verdict}: {where}: {detail}".rstrip(": "))
+                kinds.setdefault((f.verdict, f.detail), []).append(f"{r.case.name}/{f.path}")
+    for i, ((verdict, detail), paths) in enumerate(kinds.items()):
+        if i == MAX_KINDS:
+            details.append(f"  ... {len(kinds) - i} more kinds (compare_files.tsv)")
+            break
+        cases = len({p.split("/", 1)[0] for p in paths})
+        where = (
+            paths[0] if len(paths) == 1 else f"{len(paths)} files in {cases} cases, e.g. {paths[0]}"
+        )
+        details.append(f"  {verdict}: {where}: {detail}".rstrip(": "))
     if details:
         out += ["", "not identical:", *details]
 
