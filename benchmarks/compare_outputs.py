@@ -540,7 +540,7 @@ def render(reports: list[CaseReport], sides: list[Side], elapsed: float) -> tupl
         )
         details.append(f"  {verdict}: {where}: {detail}".rstrip(": "))
     if details:
-        out += ["", "not identical:", *details]
+        out += ["", "differences and failures:", *details]
 
     total: Counter[str] = Counter()
     for r in reports:
