@@ -24,6 +24,8 @@ differ it is read with polars to say what differs. Verdicts:
 
     identical        same bytes (summary.json: same JSON once timing_seconds is dropped)
     added columns    equal after dropping columns only the AFTER side has (a deliberate addition)
+    widened enum     equal values, but an Enum column's categories were appended to (a new
+                     category such as a new retriever's ``source``; old codes unchanged)
     same values      equal values, dtypes and columns, yet different bytes (layout or metadata)
     DIFFERENT        anything else: values, dtypes, row counts, columns the AFTER side lost
     missing          a file only the BEFORE side wrote
@@ -94,11 +96,12 @@ TIMING_KEYS = ("timing_seconds",)  # summary.json: wall-clock seconds, never rep
 
 IDENTICAL = "identical"
 ADDED = "added columns"
+WIDENED = "widened enum"
 SAME_VALUES = "same values"
 DIFFERENT = "DIFFERENT"
 MISSING = "missing"
 EXTRA = "extra"
-VERDICTS = (IDENTICAL, ADDED, SAME_VALUES, DIFFERENT, MISSING, EXTRA)
+VERDICTS = (IDENTICAL, ADDED, WIDENED, SAME_VALUES, DIFFERENT, MISSING, EXTRA)
 MAX_KINDS = 40  # lines of differences in the summary; compare_files.tsv has every file
 FAILING = frozenset({DIFFERENT, MISSING})
 
@@ -375,10 +378,11 @@ def diff_tables(before: pl.DataFrame, after: pl.DataFrame) -> tuple[str, str]:
     problems: list[str] = []
     if lost:
         problems.append(f"columns only before: {lost}")
+    widened = [c for c in common if _widened_enum(before[c], after[c])]
     retyped = [
         f"{c}: {before[c].dtype} -> {after[c].dtype}{_same_text(before[c], after[c])}"
         for c in common
-        if before[c].dtype != after[c].dtype
+        if before[c].dtype != after[c].dtype and c not in widened
     ]
     if retyped:
         problems.append(f"dtype changes: {retyped}")
@@ -403,10 +407,26 @@ def diff_tables(before: pl.DataFrame, after: pl.DataFrame) -> tuple[str, str]:
         if added:
             problems.append(f"columns only after: {added}")
         return DIFFERENT, "; ".join(problems)
+    if widened:
+        grown = {c: _new_categories(before[c], after[c]) for c in widened}
+        extra = f"; added columns {added}" if added else ""
+        return WIDENED, f"equal except Enum categories appended {grown}{extra}"
     if added:
         return ADDED, f"equal except added columns {added}"
     order = "" if before.columns == after.columns else "; column order differs"
     return SAME_VALUES, f"equal values, dtypes and columns but different bytes{order}"
+
+
+def _widened_enum(a: pl.Series, b: pl.Series) -> bool:
+    """Both Enum, ``b``'s categories are ``a``'s with more appended, and the values are equal."""
+    if not (isinstance(a.dtype, pl.Enum) and isinstance(b.dtype, pl.Enum)) or a.dtype == b.dtype:
+        return False
+    old, new = a.dtype.categories.to_list(), b.dtype.categories.to_list()
+    return new[: len(old)] == old and a.cast(pl.String).equals(b.cast(pl.String))
+
+
+def _new_categories(a: pl.Series, b: pl.Series) -> list[str]:
+    return b.dtype.categories.to_list()[len(a.dtype.categories) :]
 
 
 def _first_difference_count(a: pl.Series, b: pl.Series) -> int:
@@ -556,6 +576,14 @@ def render(reports: list[CaseReport], sides: list[Side], elapsed: float) -> tupl
             if f.verdict == ADDED
         }
     )
+    widened = sorted(
+        {
+            f.detail.removeprefix("equal except Enum categories appended ")
+            for r in reports
+            for f in r.files
+            if f.verdict == WIDENED
+        }
+    )
     failed = [r.case.name for r in reports if r.failures]
     n_policy = sum(r.case.name.startswith("policy-") for r in reports)
     out += [
@@ -565,6 +593,8 @@ def render(reports: list[CaseReport], sides: list[Side], elapsed: float) -> tupl
         f"{n_comparison} of the files are sweep comparison.csv tables (derived from summaries)",
         f"compared {n_files} files: {total[IDENTICAL]} identical, "
         f"{total[ADDED]} equal except added columns {', '.join(added) if added else '[]'}, "
+        f"{total[WIDENED]} equal except Enum categories appended "
+        f"{', '.join(widened) if widened else '[]'}, "
         f"{total[SAME_VALUES]} same values with different bytes, {total[DIFFERENT]} DIFFERENT, "
         f"{total[MISSING]} missing after, {total[EXTRA]} extra after"
         + (f"; FAILED cases: {', '.join(failed)}" if failed else ""),
