@@ -12,7 +12,11 @@ logged and, with the run's own response coin flips (common random numbers, regen
 then fits the run's ALS on the logged clicks with each training variant (plain, position-IPW
 with the true or an estimated ``θ``, popularity-IPW, exposure-aware) and on the unbiased clicks,
 and scores each model by true NDCG@K on a fixed sample of users. The share of the
-``unbiased − logged`` gap a variant closes is what debiasing buys on this log.
+``unbiased − logged`` gap a variant closes is what debiasing buys on this log:
+``gap_closed = (ndcg − ndcg_plain) / (ndcg_unbiased_clicks − ndcg_plain)``. Where there is no gap
+— a run without position bias (``η = 0``: every slot examined) or conformity logs the unbiased
+clicks themselves, or the two models score the same — the share is undefined: ``gap_closed`` is
+NaN on every row and ``gap_note`` says why (it is empty where the share is defined).
 
     recloop +study=bias_replay 'bias_replay.runs=[RUN_DIR,RUN_DIR]' [bias_replay.users=1000]
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -56,8 +61,19 @@ VARIANTS = (
 )
 
 
-def replay(run_dir: Path, n_probe: int = 1000) -> pl.DataFrame:
-    """One row per training variant: the model's true NDCG and the share of the gap it closes."""
+def replay(
+    run_dir: Path, n_probe: int = 1000, variants: Sequence[str] | None = None
+) -> pl.DataFrame:
+    """One row per training variant: the model's true NDCG and the share of the gap it closes.
+
+    ``variants`` names the training variants to fit (default: all of :data:`VARIANTS`); the
+    reference (``unbiased_clicks``) and ``plain`` are always fitted, since the gap needs them.
+    """
+    known = [name for name, _ in VARIANTS]
+    chosen = known if variants is None else ["plain", *(v for v in variants if v != "plain")]
+    unknown = sorted(set(chosen) - set(known))
+    if unknown:
+        raise ValueError(f"bias replay variants {unknown}: not among {known}")
     raw = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=True)
     rc = parse_config(raw)
     streams = Streams(rc.seed)
@@ -116,16 +132,31 @@ def replay(run_dir: Path, n_probe: int = 1000) -> pl.DataFrame:
 
     reference = fit(unbiased, {})
     rows = [{"variant": "unbiased_clicks", "ndcg": reference}]
-    rows += [{"variant": name, "ndcg": fit(logged, o)} for name, o in VARIANTS]
+    rows += [{"variant": name, "ndcg": fit(logged, o)} for name, o in VARIANTS if name in chosen]
     out = pl.DataFrame(rows)
     plain = out.filter(pl.col("variant") == "plain")["ndcg"][0]
+    note = gap_note(logged, unbiased, reference, plain)
+    gap = pl.lit(float("nan")) if note else (pl.col("ndcg") - plain) / (reference - plain)
     return out.with_columns(
-        ((pl.col("ndcg") - plain) / (reference - plain)).alias("gap_closed"),
+        gap.alias("gap_closed"),
+        pl.lit(note).alias("gap_note"),
         pl.lit(str(run_dir)).alias("run"),
         pl.lit(rc.seed).alias("seed"),
         pl.lit(int(logged.sum())).alias("logged_clicks"),
         pl.lit(int(unbiased.sum())).alias("unbiased_clicks"),
     )
+
+
+def gap_note(logged: np.ndarray, unbiased: np.ndarray, reference: float, plain: float) -> str:
+    """Why the share of the gap closed is undefined on this log, or ``""`` where it is defined."""
+    if np.array_equal(logged, unbiased):
+        return (
+            "undefined: the logged clicks are the unbiased clicks (no position bias or "
+            "conformity to undo), so there is no gap to close"
+        )
+    if reference == plain:
+        return "undefined: the model on unbiased clicks scores the same as plain (no gap)"
+    return ""
 
 
 def check_bias_replay(cfg: dict) -> tuple[list[Path], int]:
@@ -144,16 +175,25 @@ def check_bias_replay(cfg: dict) -> tuple[list[Path], int]:
 
 
 def run_bias_replay(runs: list[Path], users: int, out: Path | None = None) -> pl.DataFrame:
-    """Replay every run; print the per-run table and the per-variant means; write ``out``."""
+    """Replay every run; print the per-run table and the per-variant means; write ``out``.
+
+    The means of ``gap_closed`` are over the runs where it is defined (``gap_runs`` of them).
+    """
     table = pl.concat([replay(r, users) for r in runs])
     with pl.Config(tbl_rows=100, tbl_width_chars=140):
-        print(table.drop("run"))
+        print(table.drop("run", "gap_note"))
+        for run, note in table.select("run", "gap_note").unique(maintain_order=True).iter_rows():
+            if note:
+                print(f"{run}: gap_closed {note}")
+        defined = pl.col("gap_note") == ""
+        gap = pl.col("gap_closed").filter(defined)
         print(
             table.group_by("variant", maintain_order=True).agg(
                 pl.col("ndcg").mean().alias("ndcg_mean"),
                 pl.col("ndcg").std().alias("ndcg_sd"),
-                pl.col("gap_closed").mean().alias("gap_closed_mean"),
-                pl.col("gap_closed").std().alias("gap_closed_sd"),
+                gap.mean().alias("gap_closed_mean"),
+                gap.std().alias("gap_closed_sd"),
+                defined.sum().alias("gap_runs"),
             )
         )
     if out is not None:
