@@ -104,11 +104,12 @@ def test_truth_runs_reuse_the_logging_runs_clicks_where_they_show_the_same_item_
     same slot of the same request as the logging run, the click must be the same one.
 
     This holds for the position-based click model, where a slot's click depends only on its
-    own uniform, its item's attraction and its slot's examination, and while the world is the
-    same in both runs: here without drift or conformity (with them the two worlds part ways at
-    the first event boundary inside the window, where each run applies its own clicks). Where a
-    run shows the item in another slot, nothing is claimed: the examination probability differs
-    by position, so the same coin may fall either way.
+    own uniform, its item's attraction and its slot's examination (under cascade or DCM it also
+    depends on the clicks above it), and while the world is the same in both runs: here without
+    drift or conformity, so the world never changes (with them, each run would apply its own
+    window clicks at its next event boundary). Where a run shows the item in another slot,
+    nothing is claimed: the examination probability differs by position, so the same coin may
+    fall either way.
     """
     out, _ = study
     t0 = window_start(CFG["sim"])
