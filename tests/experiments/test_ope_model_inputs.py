@@ -168,3 +168,21 @@ def test_slot0_model_inputs_match_a_hand_built_log(logs: Path, name: str) -> Non
 def test_selectors_without_a_first_slot_get_no_model_inputs(logs: Path) -> None:
     for selector in (UCB(K, 1.0), Thompson(K, 1.0, 10)):
         assert slot0_model_inputs(logs, T0, _first(logs), selector, N_ITEMS) == (None, None, None)
+
+
+@pytest.mark.parametrize("case", ["missing_request", "unsorted_requests"])
+def test_candidates_that_do_not_line_up_with_the_requests_are_an_error(
+    logs: Path, case: str
+) -> None:
+    # Rows are reshaped to (requests, candidates). A third request without candidates leaves 6
+    # rows for 3 requests, which divides evenly (2 each) and used to pass the check, pairing
+    # request 100's rank-2 item with request 101's rank 0; requests out of id order would attach
+    # each request's candidates to another's row.
+    first = _first(logs)
+    if case == "missing_request":
+        extra = first.head(1).with_columns(pl.lit(999, dtype=pl.Int64).alias("request_id"))
+        first = pl.concat([first, extra])
+    else:
+        first = first.reverse()
+    with pytest.raises(RuntimeError, match="retrieved candidates"):
+        slot0_model_inputs(logs, T0, first, Greedy(K), N_ITEMS)
