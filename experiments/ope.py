@@ -302,7 +302,17 @@ def slot0_model_inputs(
     )
     n = first.height
     c = cands.height // max(n, 1)
-    if cands.height != n * c or c == 0:
+    # Rows are reshaped to (n, c) below, so each request of ``first`` (in its order) must hold
+    # ranks 0..c-1: a total that merely divides by n can hide a request without candidates.
+    aligned = (
+        c > 0
+        and cands.height == n * c
+        and np.array_equal(
+            cands["request_id"].to_numpy(), np.repeat(first["request_id"].to_numpy(), c)
+        )
+        and np.array_equal(cands["rank"].to_numpy(), np.tile(np.arange(c), n))
+    )
+    if not aligned:
         raise RuntimeError(f"{logs}: every window request needs its retrieved candidates")
     items = cands["item_id"].to_numpy().reshape(n, c).astype(np.int64)
     scores = cands["score"].to_numpy().reshape(n, c).astype(np.float64)
