@@ -325,7 +325,10 @@ def slot0_model_inputs(
     hit = items == shown[:, None]
     rank = np.where(hit.any(axis=1), hit.argmax(axis=1), c)  # c: the aggregate action
     logged_x = cand_x[np.arange(n), rank]
-    probs = target.first_slot(scores, n_items)
+    versions = first["model_version"].unique().to_list()
+    if len(versions) != 1:  # the window starts at the last deployment: one model serves it
+        raise RuntimeError(f"{logs}: the window is served by model versions {versions}, not one")
+    probs = target.first_slot(scores, n_items, int(versions[0]))
     probs /= probs.sum(axis=1, keepdims=True)
     return logged_x, cand_x, probs
 

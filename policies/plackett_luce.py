@@ -132,7 +132,7 @@ class Softmax(Selector):
         marginal[:, 0] = np.where(found[:, 0], first, 0.0)  # exact
         return marginal, prefix
 
-    def first_slot(self, scores: np.ndarray, n_items: int) -> np.ndarray:
+    def first_slot(self, scores: np.ndarray, n_items: int, model_version: int = 0) -> np.ndarray:
         """The exact first-slot Plackett–Luce probabilities over the candidates."""
         w = np.exp(self.logits(scores))
         probs = np.zeros((scores.shape[0], scores.shape[1] + 1))

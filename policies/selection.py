@@ -90,10 +90,13 @@ class Selector(Component):
         on ``ctx`` (see :func:`policies.replay.slate_probabilities`)."""
         raise NotImplementedError(f"replaying {self.label!r} on a logged slate is not supported")
 
-    def first_slot(self, scores: np.ndarray, n_items: int) -> np.ndarray | None:
+    def first_slot(
+        self, scores: np.ndarray, n_items: int, model_version: int = 0
+    ) -> np.ndarray | None:
         """Distribution of slot 0 over the ``C`` ranked candidates (by their ``scores`` (n, C))
-        plus one aggregate "any other item" action: (n, C + 1). ``None`` where it needs more than
-        the logged candidates (e.g. a posterior)."""
+        plus one aggregate "any other item" action: (n, C + 1), for requests served by model
+        ``model_version``. ``None`` where it needs more than the logged candidates (e.g. a
+        posterior)."""
         return None
 
     @property
@@ -134,7 +137,7 @@ class Greedy(Selector):
     ) -> tuple[np.ndarray, np.ndarray]:
         return same_as(items, ctx.candidates[:, : self.slate_size])
 
-    def first_slot(self, scores: np.ndarray, n_items: int) -> np.ndarray:
+    def first_slot(self, scores: np.ndarray, n_items: int, model_version: int = 0) -> np.ndarray:
         probs = np.zeros((scores.shape[0], scores.shape[1] + 1))
         probs[:, 0] = 1.0
         return probs
@@ -230,17 +233,18 @@ class EpsilonGreedy(Selector):
         )
         return marginal, np.cumprod(sequential, axis=1)
 
-    def first_slot(self, scores: np.ndarray, n_items: int) -> np.ndarray:
+    def first_slot(self, scores: np.ndarray, n_items: int, model_version: int = 0) -> np.ndarray:
         """``1-ε`` on rank 0, ``ε`` spread uniformly over the catalog outside the top-K (the
-        user's filtered items are ignored, a small approximation). Uses ``epsilon``, not a decayed
-        value."""
+        user's filtered items are ignored, a small approximation), with the ε that model
+        ``model_version`` explores with (decayed)."""
         n, c = scores.shape
         k = self.slate_size
+        eps = self.epsilon_at(model_version)
         pool = max(n_items - k, 1)
         probs = np.zeros((n, c + 1))
-        probs[:, 0] = 1.0 - self.epsilon
-        probs[:, k:c] = self.epsilon / pool
-        probs[:, c] = self.epsilon * max(pool - (c - k), 0) / pool
+        probs[:, 0] = 1.0 - eps
+        probs[:, k:c] = eps / pool
+        probs[:, c] = eps * max(pool - (c - k), 0) / pool
         return probs
 
 
@@ -288,7 +292,7 @@ class UniformRandom(Selector):
         )
         return marginal, np.cumprod(sequential, axis=1)
 
-    def first_slot(self, scores: np.ndarray, n_items: int) -> np.ndarray:
+    def first_slot(self, scores: np.ndarray, n_items: int, model_version: int = 0) -> np.ndarray:
         """Uniform over the catalog."""
         n, c = scores.shape
         probs = np.zeros((n, c + 1))

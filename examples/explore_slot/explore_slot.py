@@ -80,7 +80,7 @@ class ExploreSlot(Selector):
         )
         return marginal, np.cumprod(sequential, axis=1)
 
-    def first_slot(self, scores: np.ndarray, n_items: int) -> np.ndarray:
+    def first_slot(self, scores: np.ndarray, n_items: int, model_version: int = 0) -> np.ndarray:
         """Rank 0 when the head is not empty; else uniform over the candidates."""
         n, c = scores.shape
         probs = np.zeros((n, c + 1))

@@ -9,6 +9,7 @@ every item of the catalog, on a context without filtered items, where ``first_sl
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -102,3 +103,20 @@ def test_first_slot_matches_the_replayed_slot0_marginals(name: str) -> None:
         expected[r, :C] = p_item[r, CANDIDATES[r]]
         expected[r, C] = p_item[r, others].sum()
     np.testing.assert_allclose(selector.first_slot(SCORES, N_ITEMS), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("version", [0, 1, 9])
+def test_epsilon_greedy_first_slot_uses_the_decayed_epsilon_of_the_serving_model(version):
+    """The ``epsilon_decay`` preset explores with max(ε_min, ε·decay^v) at model version v: the
+    first-slot distribution the reward-model estimators use must be that one too (it once used
+    the undecayed ε: 0.70 instead of 0.811 on rank 0 at version 9)."""
+    selector = EpsilonGreedy(K, 0.3, decay=0.95, epsilon_min=0.02)
+    ctx, slates = _every_item_in_slot0()
+    ctx = dataclasses.replace(ctx, model_version=version)
+    marginal, _ = selector.probabilities(ctx, slates, Randomness.from_seed(0))
+    p_item = marginal[:, 0].reshape(CANDIDATES.shape[0], N_ITEMS)
+    probs = selector.first_slot(SCORES, N_ITEMS, version)
+    np.testing.assert_allclose(
+        probs[:, 0], p_item[np.arange(CANDIDATES.shape[0]), CANDIDATES[:, 0]]
+    )
+    assert probs[0, 0] == pytest.approx(1 - max(0.02, 0.3 * 0.95**version))
