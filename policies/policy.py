@@ -131,6 +131,12 @@ class PolicyConfig:
                 f"policy.debias.mode={self.debias.mode!r}: reweights ALS training; needs "
                 f"policy/scorer=als (got {scorer!r})"
             )
+        if self.debias.active and self.selector.needs_posterior:
+            raise ValueError(
+                f"policy.debias.mode={self.debias.mode!r}: selector {selector!r} draws from the "
+                "model's posterior, which is built from the raw click counts, not the debiased "
+                "training data; use policy/debias=none or a selector without a posterior"
+            )
         kind = "none" if self.intervention is None else self.intervention.kind
         if (
             self.debias.position_based

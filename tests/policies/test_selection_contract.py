@@ -1365,6 +1365,8 @@ def test_logged_score_is_the_retrieval_score_of_a_shown_candidate(world, clicks)
         ({"debias": "position_ipw", "ipw_propensity": "magic"}, "debias.propensity"),
         ({"debias": "exposure", "scorer": "popularity"}, "debias.mode"),
         ({"intervention": "shuffle", "selector": "softmax"}, "intervention.kind"),
+        ({"debias": "position_unbiased", "selector": "thompson"}, "debias.mode"),
+        ({"debias": "exposure", "selector": "ucb"}, "debias.mode"),
     ],
 )
 def test_policy_config_rejects_bad_values_naming_the_key(kwargs, key):
