@@ -73,20 +73,31 @@ def test_randomized_theta_is_the_ctr_ratio_and_falls_back_without_data():
     assert weighting.theta(_interactions([0], [0], [0])).tolist() == [1.0, 1.0, 1.0]
 
 
-def test_em_theta_recovers_a_known_curve_from_the_latest_round():
-    rng = np.random.default_rng(0)
-    n_req, k = 6000, 5
-    theta = (1.0 / (np.arange(k) + 1.0)) ** 1.0
-    score = rng.normal(size=(n_req, k))
+EM_SLOTS = 5
+EM_THETA = 1.0 / (np.arange(EM_SLOTS) + 1.0)  # η = 1
+
+
+def _em_round(seed: int, n_req: int = 6000) -> Interactions:
+    """One round of ``n_req`` noisily ranked requests clicked with ``EM_THETA[k] · sigmoid(s - 1)``."""
+    rng = np.random.default_rng(seed)
+    score = rng.normal(size=(n_req, EM_SLOTS))
     order = np.argsort(-(score + rng.normal(0, 1.0, score.shape)), axis=1)  # noisy ranking
     score = np.take_along_axis(score, order, axis=1)
     rel = 1 / (1 + np.exp(-(score - 1.0)))
-    clicked = rng.random((n_req, k)) < theta * rel
-    e = np.zeros(n_req * k, np.int64)
-    rnd = RoundImpressions(e, e, clicked.ravel(), e, np.tile(np.arange(k), n_req), score.ravel())
-    inter = _interactions([0], [0], [0], latest_round=rnd)
-    est = ClickWeighting("position_ipw", propensity="em", n_slots=k).theta(inter)
-    assert np.max(np.abs(est - theta)) < 0.05
+    clicked = rng.random((n_req, EM_SLOTS)) < EM_THETA * rel
+    e = np.zeros(n_req * EM_SLOTS, np.int64)
+    slots = np.tile(np.arange(EM_SLOTS), n_req)
+    rnd = RoundImpressions(e, e, clicked.ravel(), e, slots, score.ravel())
+    return _interactions([0], [0], [0], latest_round=rnd)
+
+
+def test_em_theta_recovers_a_known_curve_from_the_latest_round():
+    # Tolerance: the mean + 5 SD of max_k |θ̂_k - θ_k| over 200 seeds (1000..1199) of the same
+    # 6k-request round, rounded up (numpy 2.4.6, 2026-12-02): mean 0.0213, SD 0.0084, largest
+    # 0.0459 (2.9 SD); per-slot SD 0.013-0.016, no slot's mean error beyond 1.9 of its standard
+    # errors. Five SD as in test_position_bias.py (right-skewed maxima). Seed 0 measures 0.0102.
+    est = ClickWeighting("position_ipw", propensity="em", n_slots=EM_SLOTS).theta(_em_round(seed=0))
+    assert np.max(np.abs(est - EM_THETA)) < 0.064
 
 
 @pytest.mark.parametrize(

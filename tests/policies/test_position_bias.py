@@ -171,22 +171,36 @@ def test_swaps_recover_theta(eta):
 # --- (c) regression EM --------------------------------------------------------------------------
 
 
+# Tolerances of the regression-EM recovery below, per η: (max_k |θ̂_k - θ_k|, mean |fitted -
+# true P(click)|), each the mean + 5 SD over 200 seeds (1000..1199) of the same 8k-request log,
+# rounded up (numpy 2.4.6, 2026-12-02). Measured, η=1: max error mean 0.0171, SD 0.0053, largest
+# 0.0327 (2.9 SD); P(click) error mean 0.00248, SD 0.00060. η=0.5: max error mean 0.0255, SD
+# 0.0078, largest 0.0577 (4.1 SD); P(click) error mean 0.00338, SD 0.00071. Five SD, not four,
+# because these maxima are right-skewed (at η=0.5 two of the 200 seeds lie 3.9 and 4.1 SD out).
+# All 400 fits converged. At η=0.5 EM runs slightly low, about -0.002 in slots 1-8 (up to 3 of
+# its standard errors), a tenth of the per-fit SD. (The bound was 0.04 for both, set from seed 5:
+# 11 of the 200 seeds exceed it at η=0.5.)
+EM_TOLERANCE = {1.0: (0.044, 0.0055), 0.5: (0.065, 0.0070)}
+
+
 @pytest.mark.parametrize("eta", ETAS)
 def test_regression_em_recovers_theta_from_ranked_logs(eta):
-    # 8k requests x 10 slots, non-randomized. Measured max |θ̂_k - θ_k| over k = 1..9:
-    # 0.011 (η=1, 121 iterations), 0.017 (η=0.5, 219 iterations); the naive CTR ratio is off
-    # by 0.068 / 0.22 on the same logs; mean |fitted - true P(click)| 0.002 / 0.003.
+    # 8k requests x 10 slots, non-randomized. Seed 5: max |θ̂_k - θ_k| 0.011 (η=1, 121
+    # iterations), 0.017 (η=0.5, 219 iterations); mean |fitted - true P(click)| 0.002 / 0.003.
+    theta_tol, p_tol = EM_TOLERANCE[eta]
     position, clicked, x = _observational_log(eta, 8_000, seed=5)
     fit = theta_regression_em(position, clicked, x, K)
     truth = _theta(eta)
     assert fit.converged and fit.theta[0] == 1.0
-    assert np.max(np.abs(fit.theta - truth)) < 0.04
+    assert np.max(np.abs(fit.theta - truth)) < theta_tol
+    # The naive CTR ratio on the same logs fails the bound EM passes: over the 200 seeds its max
+    # error is 0.0707 (SD 0.0026, smallest 0.0637) at η=1 and 0.2226 (SD 0.0049) at η=0.5.
     naive = theta_from_randomized(position, clicked, K).theta
-    assert np.max(np.abs(naive - truth)) > 0.05
+    assert np.max(np.abs(naive - truth)) > theta_tol
     # θ and γ trade scale, but their product is the click probability, which is identified.
     fitted = fit.examination[position] * fit.relevance(x)
     true_p = truth[position] / (1.0 + np.exp(-(x @ np.array([1.0, -0.5]) - 1.0)))
-    assert np.mean(np.abs(fitted - true_p)) < 0.01
+    assert np.mean(np.abs(fitted - true_p)) < p_tol
 
 
 def test_regression_em_is_deterministic_and_monotone():
