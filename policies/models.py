@@ -100,12 +100,6 @@ def topk_by_vector(
     the catalog go through a dense GEMM with the filtered items masked instead. A handful of
     groups, not a loop over requests. Only the ``n + margin`` best-proposed unfiltered items are
     rescored, in cache-sized row blocks.
-
-    Ties at the cut: when more items tie than the margin covers (logistic MF's never-clicked items
-    all score the user's bias; ALS's score 0), the proposals hold an arbitrary, batch-dependent
-    part of the tie. A row where an item left out comes within the float32 error bound of the
-    ``n``-th exact score is therefore decided again over every unfiltered item that could reach
-    it, all rescored exactly (``_exact_top``); elsewhere the proposals provably hold the answer.
     """
     n_items = item_vectors.shape[0]
     counts = np.diff(filter_rows.indptr)
@@ -136,46 +130,18 @@ def _top_by_vector(
         approx[rows, filter_rows.indices] = -np.inf
         k = min(n + RESCORE_MARGIN, n_items)
         ids = np.argpartition(-approx, k - 1, axis=1)[:, :k]
-        proposed = np.take_along_axis(approx, ids, axis=1)
         del approx
     else:
         k = min(n + int(counts.max(initial=0)) + RESCORE_MARGIN, n_items)
-        ids, proposed = topk(vectors32, query32, k)  # proposals, best first
-    slack = _float32_error_bound(item_vectors, query)
+        ids, _ = topk(vectors32, query32, k)  # proposals, best first
     out_ids = np.empty((ids.shape[0], min(n, n_items)), dtype=np.int64)
     out_scores = np.empty(out_ids.shape, dtype=np.float32)
-    unsure = np.zeros(ids.shape[0], dtype=bool)
     for lo in range(0, ids.shape[0], RESCORE_CHUNK):  # cache-sized blocks, not per request
         hi = min(lo + RESCORE_CHUNK, ids.shape[0])
-        out_ids[lo:hi], out_scores[lo:hi], unsure[lo:hi] = _rescore(
-            item_vectors,
-            query[lo:hi],
-            ids[lo:hi].astype(np.int64),
-            proposed[lo:hi],
-            n,
-            filter_rows[lo:hi],
-            slack[lo:hi],
-        )
-    rows = np.flatnonzero(unsure)
-    if rows.size:
-        # The n-th exact score bounds the answer from below: every item of the true top n
-        # scores at least that much, so its float32 score reaches it minus one slack (the
-        # other covers rounding the n-th score to float32).
-        floor = out_scores[rows, -1].astype(np.float64) - 2.0 * slack[rows]
-        out_ids[rows], out_scores[rows] = _exact_top(
-            item_vectors, query[rows], n, filter_rows[rows], floor
+        out_ids[lo:hi], out_scores[lo:hi] = _rescore(
+            item_vectors, query[lo:hi], ids[lo:hi].astype(np.int64), n, filter_rows[lo:hi]
         )
     return out_ids, out_scores
-
-
-def _float32_error_bound(item_vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """Per query, a bound on ``|float32 u·v - u·v|`` over all items, whatever the kernel's
-    summation order: ``(f + 4)·2⁻²³·‖u‖·max‖v‖`` (twice the textbook ``(f + 2)·u_32·Σ|u_j v_j|``,
-    casts to float32 included)."""
-    f = item_vectors.shape[1]
-    v_max = np.sqrt(np.max(np.sum(np.square(item_vectors, dtype=np.float64), axis=1), initial=0.0))
-    u = np.sqrt(np.sum(np.square(query, dtype=np.float64), axis=1))
-    return (f + 4) * 2.0**-23 * u * v_max
 
 
 def _blocked(ids: np.ndarray, filter_rows: sp.csr_matrix, n_items: int) -> np.ndarray:
@@ -192,72 +158,27 @@ def _blocked(ids: np.ndarray, filter_rows: sp.csr_matrix, n_items: int) -> np.nd
 
 
 RESCORE_CHUNK = 512  # rows per exact-rescoring block: keeps the (rows, k, f) gather in cache
-DENSE_ELEMENTS = 2**21  # (rows, items, f) elements per block when a tie is rescored in full
 
 
 def _rescore(
-    item_vectors: np.ndarray,
-    query: np.ndarray,
-    ids: np.ndarray,
-    proposed: np.ndarray,
-    n: int,
-    filter_rows: sp.csr_matrix,
-    slack: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    item_vectors: np.ndarray, query: np.ndarray, ids: np.ndarray, n: int, filter_rows: sp.csr_matrix
+) -> tuple[np.ndarray, np.ndarray]:
     """Drop filtered proposals, keep the ``n + margin`` best-proposed survivors per row, rescore
-    them exactly in float64 and return the top ``n`` (ties by item id), and per row whether an
-    item left out might still belong: its float32 score (at most the lowest kept survivor's,
-    ``proposed``) comes within ``slack`` of the ``n``-th exact score — a tie at the cut."""
+    them exactly in float64 and return the top ``n`` (ties by item id)."""
     n_items = item_vectors.shape[0]
     blocked = _blocked(ids, filter_rows, n_items)
-    complete = ids.shape[1] == n_items  # every item proposed and kept: nothing left out
     if filter_rows.nnz:
         keep = min(n + RESCORE_MARGIN, ids.shape[1])
         if keep < ids.shape[1]:  # survivors first, in proposal order
             first = np.argsort(blocked, axis=1, kind="stable")[:, :keep]
             ids = np.take_along_axis(ids, first, axis=1)
             blocked = np.take_along_axis(blocked, first, axis=1)
-            proposed = np.take_along_axis(proposed, first, axis=1)
-            complete = False
     exact = np.einsum("nf,nkf->nk", query.astype(np.float64), item_vectors[ids], dtype=np.float64)
     exact[blocked] = -np.inf
     order = np.lexsort((ids, -exact), axis=1)[:, :n]  # best first, ties by item id
-    top = np.take_along_axis(exact, order, axis=1)
-    left_out = np.where(blocked, np.inf, proposed).min(axis=1)
-    unsure = np.zeros(ids.shape[0], dtype=bool) if complete else ~(left_out + slack < top[:, -1])
-    return np.take_along_axis(ids, order, axis=1), top.astype(np.float32), unsure
-
-
-def _exact_top(
-    item_vectors: np.ndarray,
-    query: np.ndarray,
-    n: int,
-    filter_rows: sp.csr_matrix,
-    floor: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top ``n`` per row (ties by item id) among every unfiltered item whose float32 score reaches
-    ``floor``, all of them rescored exactly: the rows whose proposals cut through a tie."""
-    n_items, f = item_vectors.shape
-    vectors32 = np.ascontiguousarray(item_vectors, dtype=np.float32)
-    out_ids = np.empty((query.shape[0], min(n, n_items)), dtype=np.int64)
-    out_scores = np.empty(out_ids.shape, dtype=np.float32)
-    step = max(1, DENSE_ELEMENTS // (n_items * f))  # bounds the (rows, items, f) gather
-    for lo in range(0, query.shape[0], step):
-        hi = min(lo + step, query.shape[0])
-        approx = np.ascontiguousarray(query[lo:hi], dtype=np.float32) @ vectors32.T
-        rows = filter_rows[lo:hi]
-        approx[np.repeat(np.arange(hi - lo), np.diff(rows.indptr)), rows.indices] = -np.inf
-        wanted = (approx >= floor[lo:hi, None]) & (approx > -np.inf)
-        width = max(int(wanted.sum(axis=1).max()), out_ids.shape[1])
-        ids = np.argsort(~wanted, axis=1, kind="stable")[:, :width]  # wanted first, by item id
-        exact = np.einsum(
-            "nf,nkf->nk", query[lo:hi].astype(np.float64), item_vectors[ids], dtype=np.float64
-        )
-        exact[~np.take_along_axis(wanted, ids, axis=1)] = -np.inf
-        order = np.lexsort((ids, -exact), axis=1)[:, : out_ids.shape[1]]
-        out_ids[lo:hi] = np.take_along_axis(ids, order, axis=1)
-        out_scores[lo:hi] = np.take_along_axis(exact, order, axis=1)
-    return out_ids, out_scores
+    return np.take_along_axis(ids, order, axis=1), np.take_along_axis(exact, order, axis=1).astype(
+        np.float32
+    )
 
 
 @dataclass(frozen=True)

@@ -45,36 +45,3 @@ def test_light_and_heavy_requests_match_brute_force_and_do_not_depend_on_the_bat
         one_ids, one_scores = topk_by_vector(items, query[r : r + 1], n, filt[r : r + 1])
         np.testing.assert_array_equal(one_ids[0], ids[r])
         np.testing.assert_array_equal(one_scores[0], scores[r])
-
-
-@pytest.mark.parametrize("n_items", [400, 5000])
-def test_a_block_of_tied_items_at_the_cut_goes_by_item_id_whatever_the_batch(n_items):
-    """Like logistic MF's never-clicked items (all ``[0, …, 0, 1]``, scoring the user's bias): far
-    more items tie than the proposal margin covers, and the tie sits at the top-``n`` cut. The fast
-    proposals pick an arbitrary subset of the tie, so the answer has to come from the exact scores:
-    ties by item id, alone or in any batch."""
-    rng = np.random.default_rng(5)
-    f, n, n_query = 8, 12, 40
-    items = np.zeros((n_items, f), dtype=np.float32)
-    items[:, -1] = 1.0
-    live = rng.choice(n_items, 16, replace=False)  # about half beat the tie; the rest tie exactly
-    items[live, :-1] = rng.normal(0.0, 1.0, (live.size, f - 1))
-    query = np.abs(rng.standard_normal((n_query, f))).astype(
-        np.float32
-    )  # few live items beat the tie
-    tiers = filter_tiers(n_items)
-    sizes = rng.choice([0, 5, tiers[0], tiers[-1] + 1], size=n_query)  # fused tiers and dense
-    rows = [np.sort(rng.choice(n_items, s, replace=False)) for s in sizes]
-    filt = sp.csr_matrix(
-        (np.ones(sum(sizes)), np.concatenate(rows), np.r_[0, np.cumsum(sizes)]),
-        shape=(n_query, n_items),
-    )
-    ids, scores = topk_by_vector(items, query, n, filt)
-    expected = _brute(items, query, n, filt)
-    tied_in_answer = (items[expected][..., :-1] == 0).all(axis=2).sum(axis=1)
-    assert (tied_in_answer > 0).mean() > 0.5 and (tied_in_answer < n).mean() > 0.5  # at the cut
-    np.testing.assert_array_equal(ids, expected)
-    for lo in range(0, n_query, 7):  # in chunks of 7 requests: the same answers
-        part_ids, part_scores = topk_by_vector(items, query[lo : lo + 7], n, filt[lo : lo + 7])
-        np.testing.assert_array_equal(part_ids, ids[lo : lo + 7])
-        np.testing.assert_array_equal(part_scores, scores[lo : lo + 7])
