@@ -19,6 +19,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import ClassVar
 
 import numpy as np
@@ -33,7 +34,7 @@ from threadpoolctl import threadpool_limits
 from policies.baselines import PopularityScorer
 from policies.components import BuildContext, ScorerSpec
 from policies.interactions import Interactions
-from policies.models import SOURCE_CODE, PopularityModel, Retrieval, topk_by_vector
+from policies.models import SOURCE_CODE, PopularityModel, Retrieval, largest_tie, topk_by_vector
 
 SIMILARITIES = ("cosine", "bm25")
 # Requests per dense scoring block of the kNN model: bounds the (requests, n_items) float64 array
@@ -59,11 +60,18 @@ class FactorModel:
     source_name: str = "bpr"
 
     def retrieve(self, user_ids: np.ndarray, n: int, filter_rows: sp.csr_matrix) -> Retrieval:
-        ids, scores = topk_by_vector(self.item_factors, self.user_factors[user_ids], n, filter_rows)
+        ids, scores = topk_by_vector(
+            self.item_factors, self.user_factors[user_ids], n, filter_rows, margin=self.tie_margin
+        )
         source = np.full(user_ids.shape[0], SOURCE_CODE[self.source_name], dtype=np.int8)
         return _with_fallback(
             self.fallback, self.cold, user_ids, n, filter_rows, ids, scores, source
         )
+
+    @cached_property
+    def tie_margin(self) -> int:
+        """Never-clicked items share one vector: the whole tie must reach the exact rescoring."""
+        return largest_tie(self.item_factors)
 
     def score(self, user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
         u = self.user_factors[user_ids].astype(np.float64)

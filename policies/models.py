@@ -84,7 +84,11 @@ def filter_tiers(n_items: int) -> tuple[int, ...]:
 
 
 def topk_by_vector(
-    item_vectors: np.ndarray, query: np.ndarray, n: int, filter_rows: sp.csr_matrix
+    item_vectors: np.ndarray,
+    query: np.ndarray,
+    n: int,
+    filter_rows: sp.csr_matrix,
+    margin: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``n`` items per query by inner product, skipping each row's filtered items.
 
@@ -100,25 +104,36 @@ def topk_by_vector(
     the catalog go through a dense GEMM with the filtered items masked instead. A handful of
     groups, not a loop over requests. Only the ``n + margin`` best-proposed unfiltered items are
     rescored, in cache-sized row blocks.
+
+    Ties: the proposals hold the whole tie at the cut as long as no more than ``margin`` items tie
+    (``RESCORE_MARGIN`` unless a larger ``margin`` is given). A model whose items can share one
+    vector (logistic MF and BPR give every never-clicked item the same one) passes the size of its
+    largest group of identical item vectors, so the tie is decided by item id, whatever the batch.
     """
+    margin = max(margin, RESCORE_MARGIN)
     n_items = item_vectors.shape[0]
     counts = np.diff(filter_rows.indptr)
     tiers = filter_tiers(n_items)
     tier = np.searchsorted(np.asarray(tiers), counts)  # tier == len(tiers): dense
     if (tier == 0).all():
-        return _top_by_vector(item_vectors, query, n, filter_rows, dense=False)
+        return _top_by_vector(item_vectors, query, n, filter_rows, dense=False, margin=margin)
     ids = np.empty((query.shape[0], min(n, n_items)), dtype=np.int64)
     scores = np.empty(ids.shape, dtype=np.float32)
     for t in np.unique(tier):  # a handful of groups, not a loop over requests
         rows = np.flatnonzero(tier == t)
         ids[rows], scores[rows] = _top_by_vector(
-            item_vectors, query[rows], n, filter_rows[rows], dense=t == len(tiers)
+            item_vectors, query[rows], n, filter_rows[rows], dense=t == len(tiers), margin=margin
         )
     return ids, scores
 
 
 def _top_by_vector(
-    item_vectors: np.ndarray, query: np.ndarray, n: int, filter_rows: sp.csr_matrix, dense: bool
+    item_vectors: np.ndarray,
+    query: np.ndarray,
+    n: int,
+    filter_rows: sp.csr_matrix,
+    dense: bool,
+    margin: int = RESCORE_MARGIN,
 ) -> tuple[np.ndarray, np.ndarray]:
     n_items = item_vectors.shape[0]
     counts = np.diff(filter_rows.indptr)
@@ -128,18 +143,18 @@ def _top_by_vector(
         approx = query32 @ vectors32.T
         rows = np.repeat(np.arange(filter_rows.shape[0], dtype=np.int64), counts)
         approx[rows, filter_rows.indices] = -np.inf
-        k = min(n + RESCORE_MARGIN, n_items)
+        k = min(n + margin, n_items)
         ids = np.argpartition(-approx, k - 1, axis=1)[:, :k]
         del approx
     else:
-        k = min(n + int(counts.max(initial=0)) + RESCORE_MARGIN, n_items)
+        k = min(n + int(counts.max(initial=0)) + margin, n_items)
         ids, _ = topk(vectors32, query32, k)  # proposals, best first
     out_ids = np.empty((ids.shape[0], min(n, n_items)), dtype=np.int64)
     out_scores = np.empty(out_ids.shape, dtype=np.float32)
     for lo in range(0, ids.shape[0], RESCORE_CHUNK):  # cache-sized blocks, not per request
         hi = min(lo + RESCORE_CHUNK, ids.shape[0])
         out_ids[lo:hi], out_scores[lo:hi] = _rescore(
-            item_vectors, query[lo:hi], ids[lo:hi].astype(np.int64), n, filter_rows[lo:hi]
+            item_vectors, query[lo:hi], ids[lo:hi].astype(np.int64), n, filter_rows[lo:hi], margin
         )
     return out_ids, out_scores
 
@@ -161,14 +176,19 @@ RESCORE_CHUNK = 512  # rows per exact-rescoring block: keeps the (rows, k, f) ga
 
 
 def _rescore(
-    item_vectors: np.ndarray, query: np.ndarray, ids: np.ndarray, n: int, filter_rows: sp.csr_matrix
+    item_vectors: np.ndarray,
+    query: np.ndarray,
+    ids: np.ndarray,
+    n: int,
+    filter_rows: sp.csr_matrix,
+    margin: int = RESCORE_MARGIN,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Drop filtered proposals, keep the ``n + margin`` best-proposed survivors per row, rescore
     them exactly in float64 and return the top ``n`` (ties by item id)."""
     n_items = item_vectors.shape[0]
     blocked = _blocked(ids, filter_rows, n_items)
     if filter_rows.nnz:
-        keep = min(n + RESCORE_MARGIN, ids.shape[1])
+        keep = min(n + margin, ids.shape[1])
         if keep < ids.shape[1]:  # survivors first, in proposal order
             first = np.argsort(blocked, axis=1, kind="stable")[:, :keep]
             ids = np.take_along_axis(ids, first, axis=1)
@@ -320,3 +340,12 @@ class NoModel:
 
     def score(self, user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
         return np.full(np.shape(item_ids), np.nan, dtype=np.float32)
+
+
+def largest_tie(item_vectors: np.ndarray) -> int:
+    """Size of the largest group of items with identical vectors (what ``topk_by_vector``'s
+    ``margin`` must cover for ties among them to go by item id)."""
+    if item_vectors.shape[0] == 0:
+        return 0
+    _, counts = np.unique(item_vectors, axis=0, return_counts=True)
+    return int(counts.max())

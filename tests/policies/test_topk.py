@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from policies.models import filter_tiers, topk_by_vector
+from policies.models import filter_tiers, largest_tie, topk_by_vector
 
 
 def _brute(items, query, n, filt):
@@ -45,3 +45,9 @@ def test_light_and_heavy_requests_match_brute_force_and_do_not_depend_on_the_bat
         one_ids, one_scores = topk_by_vector(items, query[r : r + 1], n, filt[r : r + 1])
         np.testing.assert_array_equal(one_ids[0], ids[r])
         np.testing.assert_array_equal(one_scores[0], scores[r])
+
+
+def test_largest_tie_counts_identical_item_vectors():
+    vectors = np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [2.0, 2.0]])
+    assert largest_tie(vectors) == 3
+    assert largest_tie(np.empty((0, 2))) == 0

@@ -74,24 +74,8 @@ def _run_files(run_dir: Path) -> dict[str, bytes]:
     return files
 
 
-# Known and left open: logistic MF gives every never-clicked item the same vector, so more items
-# tie at the top-n cut than topk_by_vector's proposal margin covers, and which part of the tie is
-# served depends on the batch. An exact fix (rescore every item that can reach the cut) made S
-# serving 14% slower (43.5 s -> 50.4 s, benchmarks/loop.py --workload S) and was reverted; strict:
-# this fails as soon as lmf becomes batch-independent, so the marker is removed with the fix.
-BATCH_DEPENDENT = {"lmf": "ties at the top-n cut among identical cold-item vectors (see above)"}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "preset",
-    [
-        pytest.param(p, marks=pytest.mark.xfail(reason=BATCH_DEPENDENT[p], strict=True))
-        if p in BATCH_DEPENDENT
-        else p
-        for p in group_options("policy")
-    ],
-)
+@pytest.mark.parametrize("preset", group_options("policy"))
 def test_batch_size_does_not_change_any_policy_presets_outputs(preset, tmp_path):
     """Every shipped policy config, end to end: serving a round in chunks of 37 requests instead
     of one batch leaves every log partition, metric and the summary byte for byte the same. Three
