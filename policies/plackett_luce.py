@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -99,14 +100,21 @@ class Softmax(Selector):
     def _monte_carlo(
         self, logits: np.ndarray, shown: np.ndarray, rand: Randomness
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        n, c = logits.shape
-        parts = []
-        for lo in range(0, n, MC_CHUNK):  # chunks of requests, in request order
-            samples = sample_rankings(
-                logits[lo : lo + MC_CHUNK], self.slate_size, self.mc_samples, rand.monte_carlo
-            )
-            parts.append(mc_estimates(samples, shown[lo : lo + MC_CHUNK], c))
+        c = logits.shape[1]
+        parts = [
+            mc_estimates(samples, shown[rows], c)
+            for rows, samples in self._samples(logits, rand.monte_carlo)
+        ]
         return concat_estimates(parts, self.slate_size, c)
+
+    def _samples(
+        self, logits: np.ndarray, rng: np.random.Generator
+    ) -> Iterator[tuple[slice, np.ndarray]]:
+        """``mc_samples`` Plackett–Luce rankings per request, chunk after chunk in request order
+        (the draws do not depend on the batch): ``(rows, (chunk, M, K) indices)``."""
+        for lo in range(0, logits.shape[0], MC_CHUNK):
+            rows = slice(lo, lo + MC_CHUNK)
+            yield rows, sample_rankings(logits[rows], self.slate_size, self.mc_samples, rng)
 
     def probabilities(
         self, ctx: SelectionContext, items: np.ndarray, rand: Randomness | None
@@ -115,18 +123,13 @@ class Softmax(Selector):
         frequencies over ``mc_samples`` fresh Plackett–Luce samples."""
         if rand is None:
             raise ValueError("softmax marginals are Monte-Carlo estimates: pass rand")
-        k = self.slate_size
         logits = self.logits(ctx.scores)
         found, index = candidate_index(ctx.candidates, items)
         rows = np.arange(ctx.n)
         prefix = np.exp(np.cumsum(sequential_log_probs(logits, index, found), axis=1))
         marginal = np.zeros(items.shape)
-        for lo in range(0, ctx.n, MC_CHUNK):
-            samples = sample_rankings(
-                logits[lo : lo + MC_CHUNK], k, self.mc_samples, rand.monte_carlo
-            )
-            hits = samples == index[lo : lo + MC_CHUNK, None, :]
-            marginal[lo : lo + MC_CHUNK] = hits.mean(axis=1)
+        for chunk, samples in self._samples(logits, rand.monte_carlo):
+            marginal[chunk] = (samples == index[chunk, None, :]).mean(axis=1)
         marginal = np.where(found, marginal, 0.0)
         first = np.exp(logits[rows, index[:, 0]] - logsumexp(logits, axis=1))
         marginal[:, 0] = np.where(found[:, 0], first, 0.0)  # exact

@@ -7,6 +7,7 @@ with ``A_u = L Lᵀ``; the linear bandit: ``G = L⁻¹Φᵀ``). Both rerank the 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -101,17 +102,10 @@ class Thompson(Selector):
         order = top_k_indices(
             mean + self.beta * (z[:, None, :] @ g)[:, 0, :], k, continuous=self.beta > 0
         )
-        parts = []
-        for lo in range(0, ctx.n, MC_CHUNK):
-            samples = posterior_rankings(
-                mean[lo : lo + MC_CHUNK],
-                g[lo : lo + MC_CHUNK],
-                self.beta,
-                k,
-                self.mc_samples,
-                rand.monte_carlo,
-            )
-            parts.append(mc_estimates(samples, order[lo : lo + MC_CHUNK], mean.shape[1]))
+        parts = [
+            mc_estimates(samples, order[rows], mean.shape[1])
+            for rows, samples in self._samples(mean, g, rand.monte_carlo)
+        ]
         marginal, prefix, show = concat_estimates(parts, k, mean.shape[1])
         return Selection(
             items=np.take_along_axis(ctx.candidates, order, axis=1),
@@ -129,21 +123,26 @@ class Thompson(Selector):
         posterior samples (a logged slate no sample reproduces gets probability 0)."""
         if rand is None:
             raise ValueError("Thompson probabilities are Monte-Carlo estimates: pass rand")
-        k = self.slate_size
         mean, g = posterior(ctx, self.name)
         _, index = candidate_index(ctx.candidates, items)
         marginal = np.zeros(items.shape)
         prefix = np.zeros(items.shape)
-        for lo in range(0, ctx.n, MC_CHUNK):
-            samples = posterior_rankings(
-                mean[lo : lo + MC_CHUNK],
-                g[lo : lo + MC_CHUNK],
-                self.beta,
-                k,
-                self.mc_samples,
-                rand.monte_carlo,
-            )
-            hits = samples == index[lo : lo + MC_CHUNK, None, :]
-            marginal[lo : lo + MC_CHUNK] = hits.mean(axis=1)
-            prefix[lo : lo + MC_CHUNK] = np.cumprod(hits, axis=2).mean(axis=1)
+        for rows, samples in self._samples(mean, g, rand.monte_carlo):
+            hits = samples == index[rows, None, :]
+            marginal[rows] = hits.mean(axis=1)
+            prefix[rows] = np.cumprod(hits, axis=2).mean(axis=1)
         return marginal, prefix
+
+    def _samples(
+        self, mean: np.ndarray, g: np.ndarray, rng: np.random.Generator
+    ) -> Iterator[tuple[slice, np.ndarray]]:
+        """``mc_samples`` ranked posterior samples per request, chunk after chunk in request
+        order (the draws do not depend on the batch): ``(rows, (chunk, M, K) indices)``."""
+        for lo in range(0, mean.shape[0], MC_CHUNK):
+            rows = slice(lo, lo + MC_CHUNK)
+            yield (
+                rows,
+                posterior_rankings(
+                    mean[rows], g[rows], self.beta, self.slate_size, self.mc_samples, rng
+                ),
+            )

@@ -13,7 +13,6 @@ from policies.als import ALSScorer
 from policies.baselines import OracleScorer, PopularityScorer, RandomScorer
 from policies.components import BuildContext, Scorer, ScorerSpec
 from policies.debiasing import Debias
-from policies.interactions import Interactions
 from policies.linear_bandit import LinearScorer
 
 
@@ -105,4 +104,4 @@ class Oracle(ScorerSpec):
         return OracleScorer(relevance=ctx.relevance)
 
 
-__all__ = ["ALS", "Interactions", "Linear", "Oracle", "Popularity", "Random"]
+__all__ = ["ALS", "Linear", "Oracle", "Popularity", "Random"]

@@ -18,13 +18,13 @@ TINY_OVERRIDES = (
     "world.n_items=150",
     "policy.slate_size=5",
     "policy.n_candidates=12",
-    "policy.scorer.factors=8",
-    "policy.scorer.iterations=5",
     "sim.days=4",
     "metrics.homogenization_pairs=300",
     "report.enabled=false",
     "progress=false",
 )
+# Tiny model sizes, set only where the composed scorer has the key (ALS; not popularity, random…).
+TINY_SCORER = {"factors": 8, "iterations": 5}
 GROUP_KEYS = {f"policy.{g}" for g in ("scorer", "selector", "rerank", "debias", "intervention")}
 
 
@@ -57,17 +57,10 @@ def tiny_config(*overrides: str, **dotted: Any) -> dict[str, Any]:
     ]
     preset = [o for o in overrides if o.startswith("policy=")]
     rest = [o for o in overrides if not o.startswith("policy=")]
-    composed = list(TINY_OVERRIDES)
-    cfg = compose_config(*preset, *composed[:5], *groups, *rest)
-    # ALS-only tiny sizes apply when the scorer has them
-    scorer = cfg["policy"]["scorer"]
-    for key, value in (("factors", 8), ("iterations", 5)):
-        if key in scorer:
-            scorer[key] = value
-    cfg["sim"]["days"] = 4
-    cfg["metrics"]["homogenization_pairs"] = 300
-    cfg["report"]["enabled"] = False
-    cfg["progress"] = False
+    head = (*preset, *TINY_OVERRIDES, *groups)
+    scorer = _composed((*head, *rest))["policy"]["scorer"]
+    sizes = [f"policy.scorer.{k}={v}" for k, v in TINY_SCORER.items() if k in scorer]
+    cfg = compose_config(*head, *sizes, *rest)
     from policies.policy import MOVED_KEYS
 
     for key, value in dotted.items():
