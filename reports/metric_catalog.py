@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 Direction = Literal["higher", "lower", "neutral"]
 # How a value is printed on the HTML pages; ``pct`` marks a share (differences in pp).
-Kind = Literal["pct", "num", "num1", "signed", "int"]
+Kind = Literal["pct", "num", "num1", "signed", "int", "prob"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,12 @@ class Metric:
         print some metrics with more digits than the pages.
     direction : ``higher`` or ``lower`` is better for the catalog and its users, or ``neutral``
         (a count, or a knob rather than an outcome).
+    domain : the range every value lies in, ``(low, high)``; ``None`` for an open end. Plots fix
+        their axes to it and intervals never leave it (:mod:`reports.intervals`).
+    per_window : True for a rate measured within each window, whose mean over windows means
+        something; False for a running total or a count (a cumulative is summarized by its
+        final value, never averaged).
+    log_axis : plot on a log axis (values spanning orders of magnitude, e.g. propensities).
     """
 
     column: str
@@ -43,6 +49,9 @@ class Metric:
     kind: Kind
     text_format: str
     direction: Direction
+    domain: tuple[float | None, float | None] = (0.0, 1.0)
+    per_window: bool = True
+    log_axis: bool = False
 
     @property
     def title(self) -> str:
@@ -109,6 +118,7 @@ METRICS: tuple[Metric, ...] = (
         "signed",
         "{:+.3f}",
         "lower",
+        domain=(-1.0, 1.0),
     ),
     Metric(
         "homogenization",
@@ -145,6 +155,8 @@ METRICS: tuple[Metric, ...] = (
         "num1",
         "{:,.0f}",
         "higher",
+        domain=(0.0, None),
+        per_window=False,
     ),
     Metric(
         "ctr", "CTR", "clicks / impressions", "clicks per impression", "pct", "{:.2%}", "higher"
@@ -175,6 +187,7 @@ METRICS: tuple[Metric, ...] = (
         "num",
         "{:.3f}",
         "higher",
+        domain=(0.0, 2.0),
     ),
     Metric(
         "cum_coverage_exposure",
@@ -184,6 +197,7 @@ METRICS: tuple[Metric, ...] = (
         "pct",
         "{:.1%}",
         "higher",
+        per_window=False,
     ),
     Metric(
         "cum_gini_exposure",
@@ -193,6 +207,7 @@ METRICS: tuple[Metric, ...] = (
         "num",
         "{:.3f}",
         "lower",
+        per_window=False,
     ),
     Metric(
         "exploration_share",
@@ -208,13 +223,44 @@ METRICS: tuple[Metric, ...] = (
         "min propensity",
         "smallest logged marginal propensity in the window",
         "probability",
-        "num",
-        "{:.3f}",
+        "prob",
+        "{:.3g}",
         "neutral",
+        log_axis=True,
     ),
-    Metric("n_requests", "requests", "requests served", "requests", "int", "{:,}", "neutral"),
-    Metric("n_impressions", "impressions", "slots shown", "impressions", "int", "{:,}", "neutral"),
-    Metric("n_clicks", "clicks", "clicks", "clicks", "int", "{:,}", "neutral"),
+    Metric(
+        "n_requests",
+        "requests",
+        "requests served",
+        "requests",
+        "int",
+        "{:,}",
+        "neutral",
+        domain=(0.0, None),
+        per_window=False,
+    ),
+    Metric(
+        "n_impressions",
+        "impressions",
+        "slots shown",
+        "impressions",
+        "int",
+        "{:,}",
+        "neutral",
+        domain=(0.0, None),
+        per_window=False,
+    ),
+    Metric(
+        "n_clicks",
+        "clicks",
+        "clicks",
+        "clicks",
+        "int",
+        "{:,}",
+        "neutral",
+        domain=(0.0, None),
+        per_window=False,
+    ),
     Metric(
         "model_ndcg",
         "model true NDCG",
@@ -261,4 +307,6 @@ def format_metric(value: Any, kind: str) -> str:
         return f"{v:,.1f}"
     if kind == "int":
         return f"{int(v):,}"
+    if kind == "prob":  # probabilities spanning orders of magnitude: 3 significant digits
+        return f"{v:.3g}"
     return f"{v:.3f}"

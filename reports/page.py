@@ -1,7 +1,10 @@
-"""The HTML page every report shares: style, figure embedding and the self-contained page.
+"""The HTML page every report shares: style, figure embedding and the page itself.
 
-plotly.js is inlined once in the head and each figure is embedded without it, so a page works
-offline and stays small (one bundle per page, not per figure).
+Each figure is embedded without plotly.js; the page loads it once, in the head. A single run's
+page inlines it (one self-contained file). The pages of a sweep share one copy: the sweep folder
+gets ``plotly.min.js`` (:func:`shared_plotlyjs`) and the sweep report and every job's report load
+it by a relative path, so a 30-job sweep holds one 4.6 MB bundle instead of 31, and the folder
+still opens offline (moved or copied whole).
 """
 
 from __future__ import annotations
@@ -45,9 +48,35 @@ def figure_html(fig: go.Figure, div_id: str) -> str:
     )
 
 
-def write_page(path: Path, title: str, css: str, body: str) -> Path:
-    """Write a self-contained page atomically: plotly.js inlined once in the head, then
-    ``body`` (already-escaped HTML) in the container. Returns ``path``."""
+PLOTLY_JS = "plotly.min.js"
+
+
+def shared_plotlyjs(folder: Path) -> Path:
+    """``folder/plotly.min.js``: plotly.js written once (atomically, so parallel jobs of a sweep
+    can race for it) and rewritten only when it is not this plotly's bundle."""
+    path = Path(folder) / PLOTLY_JS
+    bundle = get_plotlyjs()
+    if path.is_file() and path.stat().st_size == len(bundle.encode("utf-8")):
+        if path.read_text(encoding="utf-8") == bundle:
+            return path
+    tmp = path.with_name(f".{PLOTLY_JS}.{os.getpid()}.tmp")
+    tmp.write_text(bundle, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def write_page(path: Path, title: str, css: str, body: str, plotly_src: str | None = None) -> Path:
+    """Write a page atomically: plotly.js once in the head, then ``body`` (already-escaped HTML)
+    in the container. Returns ``path``.
+
+    ``plotly_src`` None inlines plotly.js (a self-contained page); otherwise it is the relative
+    URL of a shared copy (``plotly.min.js``, ``../plotly.min.js``) that the caller has written
+    with :func:`shared_plotlyjs`.
+    """
+    if plotly_src is None:
+        script = f'<script type="text/javascript">{get_plotlyjs()}</script>'
+    else:
+        script = f'<script type="text/javascript" src="{html.escape(plotly_src)}"></script>'
     page = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -55,7 +84,7 @@ def write_page(path: Path, title: str, css: str, body: str) -> Path:
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)}</title>
 <style>{css}</style>
-<script type="text/javascript">{get_plotlyjs()}</script>
+{script}
 </head>
 <body>
 <main class="container">
