@@ -12,6 +12,7 @@ import logging
 import shutil
 import sys
 import traceback
+from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -81,9 +82,9 @@ def _parse(lines: list[str]) -> list[Any]:
         raise ConfigError(f"malformed override: {_first_line(exc)}") from None
 
 
-def _job_overrides(argv: list[str]) -> list[list[str]] | None:
-    """The override lists of every job ``argv`` describes; ``None`` when hydra should handle the
-    command itself (``--help``, ``--cfg``, shell completion …).
+def _job_overrides(argv: list[str]) -> tuple[list[list[str]], bool] | None:
+    """The override lists of every job ``argv`` describes and whether it is a multirun; ``None``
+    when hydra should handle the command itself (``--help``, ``--cfg``, shell completion …).
 
     A config may make itself a sweep (``hydra.mode: MULTIRUN`` with ``hydra.sweeper.params``, as
     the study configs do); its params are expanded like hydra's basic sweeper does, with the
@@ -106,12 +107,12 @@ def _job_overrides(argv: list[str]) -> list[list[str]] | None:
             raise ConfigError(
                 f"{sweeps[0].input_line}: a sweep needs -m/--multirun (recloop -m {sweeps[0].input_line})"
             )
-        return [fixed]
+        return [fixed], False
     given = {o.get_key_element().lstrip("+~") for o in ours}
     params = hydra_cfg.sweeper.get("params") or {}
     from_config = _parse([f"{k}={v}" for k, v in params.items() if k not in given])
     batches = BasicSweeper.split_arguments([*from_config, *ours], max_batch_size=None)
-    return [job for batch in batches for job in batch]
+    return [job for batch in batches for job in batch], True
 
 
 def _compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
@@ -143,13 +144,29 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def precheck(argv: list[str]) -> None:
-    """Compose and validate every job of ``argv``; raise :class:`ConfigError` on the first bad one."""
+@dataclass(frozen=True)
+class Plan:
+    """What the command line asks for: every job's composed config, and whether it is a sweep."""
+
+    jobs: list[DictConfig]
+    multirun: bool
+
+
+def precheck(argv: list[str]) -> Plan | None:
+    """Compose and validate every job of ``argv``; raise :class:`ConfigError` on the first bad one.
+
+    Returns the composed config of every job (None when hydra handles the command itself).
+    """
     argv, dirs = _split_config_dirs(argv)
     _SEARCH_DIRS[:] = dirs
-    jobs = _job_overrides(argv)
-    for overrides in jobs or []:
+    found = _job_overrides(argv)
+    if found is None:
+        return None
+    jobs, multirun = found
+    composed = []
+    for overrides in jobs:
         cfg = _compose(overrides)
+        composed.append(cfg)
         parse_config(cfg)
         runner = cfg.get("runner", "run")
         if runner not in RUNNERS:
@@ -165,6 +182,7 @@ def precheck(argv: list[str]) -> None:
                 check_bias_replay(OmegaConf.to_container(cfg, resolve=True))
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
+    return Plan(composed, multirun)
 
 
 def _composition_error(exc: HydraException, overrides: list[str]) -> str:
@@ -203,22 +221,63 @@ def _discard_unstarted(out_dir: Path) -> None:
         shutil.rmtree(out_dir)
 
 
+# The job this process is running, for the Ctrl-C message: its folder and the simulated day.
+_ACTIVE: dict[str, Any] = {}
+EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT
+
+
+def _tracking(progress: Any, days: float) -> Any:
+    """Wrap a ``progress(now, horizon)`` callback to remember the simulated day reached."""
+
+    def update(now: float, horizon: float) -> None:
+        _ACTIVE["day"] = now / 24.0
+        progress(now, horizon)
+
+    _ACTIVE.update(day=0.0, days=days)
+    return update
+
+
+def record_interrupted(out_dir: Path, day: float, days: float) -> None:
+    """Write ``status.json`` (``status: interrupted`` and the simulated day reached)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    status = {
+        "status": "interrupted",
+        "error": f"interrupted (Ctrl-C) at simulated day {day:.1f} of {days:g}",
+        "day": round(day, 3),
+        "days": days,
+    }
+    (out_dir / "status.json").write_text(json.dumps(status, indent=2) + "\n")
+
+
 @hydra.main(config_path="pkg://configs", config_name="config", version_base="1.3")
 def _app(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
-    out_dir = Path(hc.runtime.output_dir)
+    out_dir = Path(hc.runtime.output_dir).resolve()
     multirun = hc.mode == RunMode.MULTIRUN
-    console = Console(stderr=False)
+    console = _console()
+    _ACTIVE.clear()
+    _ACTIVE.update(out_dir=out_dir, multirun=multirun)
+    if multirun:
+        _ACTIVE["sweep_dir"] = Path(str(hc.sweep.dir)).resolve()
+        _ACTIVE["study_name"] = str(cfg.get("study_name", "sweep"))
     try:
         runner = cfg.get("runner", "run")
         if runner != "run":  # a study with its own runs and page
             RUNNERS[runner](cfg, out_dir, console)
             return
         show = bool(cfg.get("progress", True)) and not multirun
-        with day_progress(show, console, days=float(cfg.sim.days)) as progress:
+        days = float(cfg.sim.days)
+        with day_progress(show, console, days=days) as progress:
             summary = run(
-                cfg, out_dir, progress=progress, config_name=hc.job.config_name or "config"
+                cfg,
+                out_dir,
+                progress=_tracking(progress, days),
+                config_name=hc.job.config_name or "config",
             )
+    except KeyboardInterrupt:
+        if "day" in _ACTIVE:
+            record_interrupted(out_dir, _ACTIVE["day"], _ACTIVE["days"])
+        raise
     except (ConfigError, RunDirectoryError) as exc:
         _discard_unstarted(out_dir)
         print(f"recloop: error: {exc}", file=sys.stderr)
@@ -229,14 +288,63 @@ def _app(cfg: DictConfig) -> None:
         if not multirun:
             raise
         # A failed job must not take the sweep down (hydra then skips on_multirun_end): record
-        # the failure in the job's own folder and let the sweep go on.
+        # the failure in the job's own folder and let the sweep go on. One line here; the
+        # traceback is in status.json.
         record_failure(out_dir, exc)
-        log.exception("job %s failed; details in %s", hc.job.num, out_dir / "status.json")
+        log.error(
+            "job %s failed: %s: %s (traceback in %s)",
+            hc.job.num,
+            type(exc).__name__,
+            _first_line(exc),
+            out_dir / "status.json",
+        )
+        return
+    finally:
+        if sys.exc_info()[0] is not KeyboardInterrupt:
+            _ACTIVE.pop("day", None)  # this job is over: a later Ctrl-C is not about it
+    if multirun:  # the sweep prints one line per job (SweepProgress) and the comparison
         return
     console.print(summary_table(summary))
-    console.print(f"run directory: {out_dir}")
+    print(f"run directory: {out_dir}")
     if (out_dir / "report.html").exists():
-        console.print(f"report: {out_dir / 'report.html'}")
+        print(f"report: {out_dir / 'report.html'}")
+
+
+def _console() -> Console:
+    """rich console for tables; when stdout is a file or a pipe, wide enough not to wrap."""
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    return console
+
+
+def _on_interrupt() -> int:
+    """Ctrl-C: one line saying where it stopped, the sweep's comparison and report for the
+    jobs that finished; the exit code."""
+    out_dir = _ACTIVE.get("out_dir")
+    if out_dir is not None and "day" in _ACTIVE:
+        print(
+            f"recloop: interrupted at day {_ACTIVE['day']:.0f}/{_ACTIVE['days']:g}; "
+            f"partial run in {out_dir}",
+            file=sys.stderr,
+        )
+    else:
+        print("recloop: interrupted", file=sys.stderr)
+    sweep_dir = _ACTIVE.get("sweep_dir")
+    if _ACTIVE.get("multirun") and sweep_dir is not None and sweep_dir.is_dir():
+        from experiments.study import write_comparison
+        from reports.sweep_report import SweepReportError, build_sweep_report
+
+        try:
+            comparison = write_comparison(sweep_dir, _ACTIVE.get("study_name", "sweep"))
+            if comparison is not None:
+                print(f"comparison of the finished jobs: {comparison}")
+            print(f"sweep report of the finished jobs: {build_sweep_report(sweep_dir)}")
+        except SweepReportError as exc:
+            print(f"recloop: no sweep report: {exc}", file=sys.stderr)
+        except KeyboardInterrupt:  # a second Ctrl-C: stop now
+            pass
+    return EXIT_INTERRUPTED
 
 
 def _run_ope(cfg: DictConfig, out_dir: Path, console: Console) -> None:
@@ -260,14 +368,32 @@ def _run_bias_replay(cfg: DictConfig, out_dir: Path, console: Console) -> None:
 RUNNERS: dict[str, Any] = {"run": None, "ope": _run_ope, "bias_replay": _run_bias_replay}
 
 
+def _announce(plan: Plan) -> None:
+    """Before a sweep of simulation jobs starts: its size and the cost model's estimate."""
+    if not plan.multirun or any(c.get("runner", "run") != "run" for c in plan.jobs):
+        return
+    from experiments.sweep_progress import plan_lines, set_pending_plan
+
+    cfgs = [OmegaConf.to_container(c, resolve=True) for c in plan.jobs]
+    name = str(plan.jobs[0].get("study_name", "sweep"))
+    lines, estimate = plan_lines(cfgs, f"recloop {name}")  # type: ignore[arg-type]
+    print("\n".join(lines), flush=True)
+    set_pending_plan(estimate)
+
+
 def main() -> None:
     """Console entry point ``recloop``."""
     try:
-        precheck(sys.argv[1:])
-    except ConfigError as exc:
-        print(f"recloop: error: {exc}", file=sys.stderr)
-        sys.exit(EXIT_BAD_INPUT)
-    _app()
+        try:
+            plan = precheck(sys.argv[1:])
+        except ConfigError as exc:
+            print(f"recloop: error: {exc}", file=sys.stderr)
+            sys.exit(EXIT_BAD_INPUT)
+        if plan is not None:
+            _announce(plan)
+        _app()
+    except KeyboardInterrupt:
+        sys.exit(_on_interrupt())
 
 
 if __name__ == "__main__":

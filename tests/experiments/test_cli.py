@@ -129,9 +129,9 @@ def test_multirun_sweeps_policies(tmp_path):
         "-m", "policy=greedy,random", *TINY_ARGS, f"hydra.sweep.dir={sweep}", cwd=tmp_path
     )
     assert proc.returncode == 0, proc.stderr
-    policies = sorted(
-        json.loads((sweep / str(i) / "summary.json").read_text())["policy"] for i in range(2)
-    )
+    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert jobs == ["0_greedy_seed0", "1_random_seed0"]  # <job number>_<policy>_seed<seed>
+    policies = [json.loads((sweep / j / "summary.json").read_text())["policy"] for j in jobs]
     assert policies == ["greedy", "random"]
 
 
@@ -159,7 +159,8 @@ def test_progress_bar_and_summary_table_render_on_a_terminal(tmp_path):
 def test_study_configs_expand_their_own_sweep():
     from experiments.cli import _job_overrides
 
-    jobs = _job_overrides(["+study=exploration"])
+    jobs, multirun = _job_overrides(["+study=exploration"])
+    assert multirun
     policies = {line.split("=")[1] for job in jobs for line in job if line.startswith("policy=")}
     assert {
         "greedy",
@@ -172,7 +173,7 @@ def test_study_configs_expand_their_own_sweep():
     } <= policies
     assert len(jobs) == len(policies) * 3  # three seeds
     # the command line wins over the study's own params
-    assert len(_job_overrides(["+study=exploration", "seed=0"])) == len(policies)
+    assert len(_job_overrides(["+study=exploration", "seed=0"])[0]) == len(policies)
     with pytest.raises(ConfigError, match=r"policy\.selector\.epsilon=3"):
         precheck(["+study=exploration", "policy.selector.epsilon=3"])
 

@@ -136,7 +136,7 @@ def test_every_study_runs_on_a_tiny_world(study, tmp_path):
         table = run_bias_replay(runs, 50, tmp_path / "replay.csv")
         assert (tmp_path / "replay.csv").is_file() and table.height == 8
         return
-    jobs = _job_overrides([f"+study={study}", "seed=0"])
+    jobs, _ = _job_overrides([f"+study={study}", "seed=0"])
     assert len(jobs) >= 2
     for i, overrides in enumerate(jobs):
         cfg = _compose_tiny([*TINY_WORLD, *overrides])

@@ -1,0 +1,136 @@
+"""How long a sweep will take and how much disk it will use, before it starts.
+
+A calibrated model of one job's wall time and disk, from quantities the config fixes:
+
+* ``R`` — expected requests: ``n_users · sessions_per_day · days`` (sessions are Poisson with a
+  per-user rate of mean ``sessions_per_day``);
+* serving, logging, metrics and the model-quality probe cost ``serve_s`` seconds per request
+  (per thousand catalog items: scoring is linear in the catalog);
+* each retrain costs ``fit_s + fit_s_per_click · clicks_so_far``: ALS and friends refit on the
+  whole log, so a long run's later retrains are the expensive ones. The clicks so far at the
+  ``v``-th retrain are ``clicks_per_request · R · t_v / horizon``;
+* a fixed ``job_overhead_s`` (hydra's job setup, the report) per job and ``sweep_overhead_s``
+  per sweep (start-up, the sweep report);
+* disk: ``bytes_per_request · R`` plus the report.
+
+``serve_s``, ``fit_s``, ``fit_s_per_click``, ``clicks_per_request`` and ``bytes_per_request``
+are per policy preset, measured on this kind of machine (2 cores) by
+``benchmarks/calibrate_costs.py`` at two horizons (which separates the fixed from the
+growing part of retraining); the numbers live in :mod:`experiments.cost_calibration`. A preset
+that was not calibrated is estimated like the calibrated preset with the same selector, else
+like ``greedy``, and the plan says so. World sizes far from the calibration world (2,000 users ×
+1,000 items) are extrapolated linearly: expect a rougher estimate there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from experiments import cost_calibration
+
+CALIBRATION_ITEMS = 1000  # serve_s is per request at this catalog size
+
+
+@dataclass(frozen=True)
+class JobEstimate:
+    seconds: float
+    bytes: float
+    requests: float
+    calibrated_as: str | None  # the preset whose costs were used when this one has none
+
+
+@dataclass(frozen=True)
+class SweepEstimate:
+    jobs: tuple[JobEstimate, ...]
+    seconds: float  # sweep total, jobs run one after the other
+    bytes: float
+    uncalibrated: tuple[tuple[str, str], ...]  # (preset, estimated like)
+
+
+def _get(cfg: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
+    node: Any = cfg
+    for key in dotted.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return default
+        node = node[key]
+    return node
+
+
+def _selector_name(cfg: Mapping[str, Any]) -> str:
+    target = str(_get(cfg, "policy.selector._target_", "") or "")
+    return target.rpartition(".")[2]
+
+
+def policy_costs(cfg: Mapping[str, Any]) -> tuple[dict[str, float], str | None]:
+    """The calibrated costs of the job's preset, and the preset they were borrowed from (None
+    when the preset itself was calibrated)."""
+    presets = cost_calibration.PRESETS
+    name = str(_get(cfg, "policy.name", "greedy"))
+    if name in presets:
+        return presets[name], None
+    selector = _selector_name(cfg)
+    for other, costs in presets.items():
+        if costs.get("selector") == selector:
+            return costs, other
+    return presets["greedy"], "greedy"
+
+
+def estimate_job(cfg: Mapping[str, Any]) -> JobEstimate:
+    """Expected wall time (s) and disk (bytes) of one ``runner: run`` job."""
+    costs, like = policy_costs(cfg)
+    days = float(_get(cfg, "sim.days", 30))
+    horizon = days * 24.0
+    n_users = float(_get(cfg, "world.n_users", 2000))
+    n_items = float(_get(cfg, "world.n_items", 1000))
+    rate = float(_get(cfg, "world.sessions_per_day", 1.0))
+    requests = n_users * rate * days
+    every = float(_get(cfg, "sim.retrain_every_hours", 24.0))
+    train_hours = float(_get(cfg, "sim.train_hours", 1.0))
+    # retrains start at every, 2·every, … and must deploy before the horizon
+    n_retrains = max(0, int((horizon - train_hours) // every)) if every > 0 else 0
+    clicks_per_hour = costs["clicks_per_request"] * requests / horizon if horizon else 0.0
+    clicks_at_retrains = clicks_per_hour * every * n_retrains * (n_retrains + 1) / 2.0
+    seconds = (
+        cost_calibration.JOB_OVERHEAD_S
+        + requests * costs["serve_s"] * n_items / CALIBRATION_ITEMS
+        + n_retrains * costs["fit_s"]
+        + costs["fit_s_per_click"] * clicks_at_retrains
+    )
+    disk = cost_calibration.REPORT_BYTES + requests * costs["bytes_per_request"]
+    return JobEstimate(seconds, disk, requests, like)
+
+
+def estimate_sweep(cfgs: Sequence[Mapping[str, Any]]) -> SweepEstimate:
+    jobs = tuple(estimate_job(c) for c in cfgs)
+    uncalibrated = {
+        (str(_get(c, "policy.name")), j.calibrated_as)
+        for c, j in zip(cfgs, jobs, strict=True)
+        if j.calibrated_as is not None
+    }
+    return SweepEstimate(
+        jobs,
+        cost_calibration.SWEEP_OVERHEAD_S + sum(j.seconds for j in jobs),
+        sum(j.bytes for j in jobs),
+        tuple(sorted(uncalibrated)),  # type: ignore[arg-type]
+    )
+
+
+def fmt_duration(seconds: float) -> str:
+    """``42 s``, ``3 min 05 s``, ``1 h 12 min``."""
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def fmt_bytes(n: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n:.0f} B"

@@ -1,0 +1,207 @@
+"""A sweep's plan before it starts and one line per job as it ends.
+
+Before the first job, :func:`plan_lines` prints the number of jobs and the cost model's estimate
+of time and disk (:mod:`experiments.cost_model`), and how to make the sweep smaller. Hydra runs
+the jobs; the :class:`SweepProgress` callback prints, when each ends, the running count and an
+ETA: the cost model's estimate of the remaining jobs scaled by how the finished jobs compared
+with their own estimates (so a sweep whose first jobs are its cheapest ones does not promise too
+early an end).
+
+The plan travels to the jobs in ``SWEEP_DIR/.recloop-plan.json`` (written when the sweep
+starts), so the lines are right whether hydra runs the jobs in this process or, with the joblib
+or Ray launchers, in others; the running count is read from the jobs' folders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from experiments.cost_model import SweepEstimate, estimate_sweep, fmt_bytes, fmt_duration
+
+PLAN_FILE = ".recloop-plan.json"
+
+# the plan of the sweep this process is about to launch (set by the CLI before hydra starts)
+_PENDING: dict[str, Any] = {}
+
+
+def _get(cfg: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = cfg
+    for key in dotted.split("."):
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(key)
+    return node
+
+
+def _distinct(cfgs: Sequence[Mapping[str, Any]], key: str) -> list[Any]:
+    seen: list[Any] = []
+    for c in cfgs:
+        value = _get(c, key)
+        if value not in seen:
+            seen.append(value)
+    return seen
+
+
+def _shrunk(cfgs: Sequence[Mapping[str, Any]], **changes: Any) -> list[dict[str, Any]]:
+    out = []
+    for c in cfgs:
+        c = {k: dict(v) if isinstance(v, Mapping) else v for k, v in c.items()}
+        for dotted, value in changes.items():
+            section, _, key = dotted.partition("__")
+            c[section][key] = value
+        out.append(c)
+    return out
+
+
+def plan_lines(cfgs: Sequence[Mapping[str, Any]], name: str) -> tuple[list[str], SweepEstimate]:
+    """What the sweep will do and cost, and how to make it smaller (lines to print)."""
+    est = estimate_sweep(cfgs)
+    policies = _distinct(cfgs, "policy.name")
+    seeds = _distinct(cfgs, "seed")
+    days = _distinct(cfgs, "sim.days")
+    users = _distinct(cfgs, "world.n_users")
+    items = _distinct(cfgs, "world.n_items")
+    shape = f"{len(policies)} policies × {len(seeds)} seeds" if len(seeds) > 1 else ""
+    world = (
+        f"{users[0]:,} users × {items[0]:,} items"
+        if len(users) == 1 and len(items) == 1
+        else "several world sizes"
+    )
+    horizon = f"{days[0]} simulated days" if len(days) == 1 else "several horizons"
+    lines = [
+        f"{name}: {len(cfgs)} jobs{f' ({shape})' if shape else ''}, {horizon} each, {world}",
+        f"  estimate: {fmt_duration(est.seconds)} and {fmt_bytes(est.bytes)} of disk "
+        "(cost model calibrated on 2 cores, jobs run one after another)",
+    ]
+    for preset, like in est.uncalibrated:
+        lines.append(f"  ({preset} has no calibrated cost: estimated like {like})")
+    if est.seconds > 120:
+        tips = []
+        if len(days) == 1 and days[0] > 10:
+            d = max(10, days[0] // 3)
+            tips.append(
+                f"sim.days={d} (≈ {fmt_duration(estimate_sweep(_shrunk(cfgs, sim__days=d)).seconds)})"
+            )
+        if len(seeds) > 1:
+            first = [c for c in cfgs if _get(c, "seed") == seeds[0]]
+            tips.append(f"seed={seeds[0]} (≈ {fmt_duration(estimate_sweep(first).seconds)})")
+        if len(policies) > 3:
+            few = [p for p in ("greedy", "epsilon_greedy", "thompson") if p in policies]
+            few = few or policies[:3]
+            subset = [c for c in cfgs if _get(c, "policy.name") in few]
+            tips.append(
+                f"policy={','.join(str(p) for p in few)} "
+                f"(≈ {fmt_duration(estimate_sweep(subset).seconds)})"
+            )
+        if tips:
+            lines.append("  smaller: add " + ", or ".join(tips))
+    return lines, est
+
+
+def set_pending_plan(est: SweepEstimate) -> None:
+    """Remember the plan for :meth:`SweepProgress.on_multirun_start` (same process)."""
+    _PENDING.clear()
+    _PENDING.update(
+        {
+            "n_jobs": len(est.jobs),
+            "job_seconds": [j.seconds for j in est.jobs],
+            "created": time.time(),
+        }
+    )
+
+
+def _read_plan(sweep_dir: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((sweep_dir / PLAN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _job_states(sweep_dir: Path) -> dict[str, str]:
+    """Job folder name → ``finished`` / ``failed`` / ``interrupted`` for the jobs that ended."""
+    states: dict[str, str] = {}
+    for d in sweep_dir.iterdir():
+        if not d.is_dir() or d.name.startswith("."):
+            continue
+        if (d / "summary.json").is_file():
+            states[d.name] = "finished"
+        elif (d / "status.json").is_file():
+            try:
+                states[d.name] = str(json.loads((d / "status.json").read_text())["status"])
+            except (OSError, ValueError, KeyError, TypeError):
+                states[d.name] = "failed"
+    return states
+
+
+def progress_line(
+    sweep_dir: Path, job_name: str, job_seconds: float, plan: Mapping[str, Any] | None
+) -> str:
+    """``[ 4/30] 3_ucb_seed0 finished in 1 min 52 s · 4 done (0 failed) · elapsed … · ETA …``."""
+    states = _job_states(sweep_dir)
+    state = states.get(job_name, "ended")
+    done = len(states)
+    failed = sum(s != "finished" for s in states.values())
+    n_jobs = int(plan["n_jobs"]) if plan else None
+    head = f"[{done:>{len(str(n_jobs))}}/{n_jobs}]" if n_jobs else f"[{done}]"
+    text = f"{head} {job_name} {state} in {fmt_duration(job_seconds)}"
+    text += f" · {done} ended ({failed} failed)" if failed else ""
+    if not plan:
+        return text
+    elapsed = time.time() - float(plan["started"])
+    text += f" · elapsed {fmt_duration(elapsed)}"
+    remaining = max(0, n_jobs - done) if n_jobs else 0
+    if remaining == 0:
+        return text
+    estimates = list(plan.get("job_seconds") or [])
+    if len(estimates) == n_jobs and done:
+        # jobs end in launch order with hydra's launchers: the first `done` estimates are theirs
+        spent = sum(estimates[:done])
+        ratio = elapsed / spent if spent > 0 else 1.0
+        eta = ratio * sum(estimates[done:])
+    else:
+        eta = elapsed / max(done, 1) * remaining
+    finish = time.strftime("%H:%M", time.localtime(time.time() + eta))
+    return text + f" · ETA {fmt_duration(eta)} (about {finish})"
+
+
+class SweepProgress(Callback):
+    """Hydra callback: the plan file when the sweep starts; a line when each job ends."""
+
+    def __init__(self) -> None:
+        self._job_started: float | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not _PENDING:
+            return
+        sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        plan = {**_PENDING, "started": time.time()}
+        tmp = sweep_dir / f"{PLAN_FILE}.tmp"
+        tmp.write_text(json.dumps(plan), encoding="utf-8")
+        os.replace(tmp, sweep_dir / PLAN_FILE)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._job_started = time.time()
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+        if hc.mode != RunMode.MULTIRUN:
+            return
+        out_dir = Path(hc.runtime.output_dir)
+        sweep_dir = out_dir.parent
+        seconds = time.time() - self._job_started if self._job_started else 0.0
+        print(progress_line(sweep_dir, out_dir.name, seconds, _read_plan(sweep_dir)), flush=True)
+        sys.stdout.flush()
