@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import sys
 import traceback
@@ -368,14 +369,22 @@ def _run_bias_replay(cfg: DictConfig, out_dir: Path, console: Console) -> None:
 RUNNERS: dict[str, Any] = {"run": None, "ope": _run_ope, "bias_replay": _run_bias_replay}
 
 
-def _announce(plan: Plan) -> None:
+PLAN_FLAG = "--plan"  # print the plan and the estimate, run nothing
+
+
+def _announce(plan: Plan, plan_only: bool = False) -> None:
     """Before a sweep of simulation jobs starts: its size and the cost model's estimate."""
-    if not plan.multirun or any(c.get("runner", "run") != "run" for c in plan.jobs):
+    if plan_only and any(c.get("runner", "run") != "run" for c in plan.jobs):
+        print(
+            f"recloop: no estimate for runner={plan.jobs[0].get('runner')} (only for simulation runs)"
+        )
+        return
+    if not (plan.multirun or plan_only) or any(c.get("runner", "run") != "run" for c in plan.jobs):
         return
     from experiments.sweep_progress import plan_lines, set_pending_plan
 
     cfgs = [OmegaConf.to_container(c, resolve=True) for c in plan.jobs]
-    name = str(plan.jobs[0].get("study_name", "sweep"))
+    name = str(plan.jobs[0].get("study_name", "sweep")) if plan.multirun else "run"
     lines, estimate = plan_lines(cfgs, f"recloop {name}")  # type: ignore[arg-type]
     print("\n".join(lines), flush=True)
     set_pending_plan(estimate)
@@ -383,17 +392,27 @@ def _announce(plan: Plan) -> None:
 
 def main() -> None:
     """Console entry point ``recloop``."""
+    argv = sys.argv[1:]
+    plan_only = PLAN_FLAG in argv
+    if plan_only:
+        argv = [a for a in argv if a != PLAN_FLAG]
+        sys.argv = [sys.argv[0], *argv]
     try:
         try:
-            plan = precheck(sys.argv[1:])
+            plan = precheck(argv)
         except ConfigError as exc:
             print(f"recloop: error: {exc}", file=sys.stderr)
             sys.exit(EXIT_BAD_INPUT)
         if plan is not None:
-            _announce(plan)
+            _announce(plan, plan_only)
+        if plan_only:
+            return
         _app()
     except KeyboardInterrupt:
         sys.exit(_on_interrupt())
+    except BrokenPipeError:  # `recloop … | head`: the reader is gone; stop without a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
 
 
 if __name__ == "__main__":

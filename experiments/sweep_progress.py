@@ -51,6 +51,29 @@ def _distinct(cfgs: Sequence[Mapping[str, Any]], key: str) -> list[Any]:
     return seen
 
 
+def _flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in cfg.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = repr(value)
+    return flat
+
+
+def sweep_shape(cfgs: Sequence[Mapping[str, Any]]) -> str:
+    """``10 policies × 3 seeds`` or ``2 policies × 3 sim.retrain_every_hours × 3 seeds``: the
+    number of values of every key the sweep varies (a policy preset counts once)."""
+    flats = [_flatten(c) for c in cfgs]
+    keys = [k for k in flats[0] if any(f.get(k) != flats[0][k] for f in flats[1:])]
+    keys += [k for f in flats[1:] for k in f if k not in flats[0] and k not in keys]
+    others = [k for k in keys if not k.startswith("policy.") and k != "seed"]
+    parts = [(len(_distinct(cfgs, "policy.name")), "policies")]
+    parts += [(len({f.get(k) for f in flats}), k) for k in others]
+    parts.append((len(_distinct(cfgs, "seed")), "seeds"))
+    return " × ".join(f"{n} {name}" for n, name in parts if n > 1)
+
+
 def _shrunk(cfgs: Sequence[Mapping[str, Any]], **changes: Any) -> list[dict[str, Any]]:
     out = []
     for c in cfgs:
@@ -70,7 +93,7 @@ def plan_lines(cfgs: Sequence[Mapping[str, Any]], name: str) -> tuple[list[str],
     days = _distinct(cfgs, "sim.days")
     users = _distinct(cfgs, "world.n_users")
     items = _distinct(cfgs, "world.n_items")
-    shape = f"{len(policies)} policies × {len(seeds)} seeds" if len(seeds) > 1 else ""
+    shape = sweep_shape(cfgs) if len(cfgs) > 1 else ""
     world = (
         f"{users[0]:,} users × {items[0]:,} items"
         if len(users) == 1 and len(items) == 1
@@ -78,7 +101,8 @@ def plan_lines(cfgs: Sequence[Mapping[str, Any]], name: str) -> tuple[list[str],
     )
     horizon = f"{days[0]} simulated days" if len(days) == 1 else "several horizons"
     lines = [
-        f"{name}: {len(cfgs)} jobs{f' ({shape})' if shape else ''}, {horizon} each, {world}",
+        f"{name}: {len(cfgs)} job{'s' if len(cfgs) > 1 else ''}"
+        f"{f' ({shape})' if shape else ''}, {horizon}{' each' if len(cfgs) > 1 else ''}, {world}",
         f"  estimate: {fmt_duration(est.seconds)} and {fmt_bytes(est.bytes)} of disk "
         "(cost model calibrated on 2 cores, jobs run one after another)",
     ]
@@ -95,8 +119,8 @@ def plan_lines(cfgs: Sequence[Mapping[str, Any]], name: str) -> tuple[list[str],
             first = [c for c in cfgs if _get(c, "seed") == seeds[0]]
             tips.append(f"seed={seeds[0]} (≈ {fmt_duration(estimate_sweep(first).seconds)})")
         if len(policies) > 3:
-            few = [p for p in ("greedy", "epsilon_greedy", "thompson") if p in policies]
-            few = few or policies[:3]
+            named = [p for p in ("greedy", "epsilon_greedy", "thompson") if p in policies]
+            few = (named + [p for p in policies if p not in named])[:3]
             subset = [c for c in cfgs if _get(c, "policy.name") in few]
             tips.append(
                 f"policy={','.join(str(p) for p in few)} "

@@ -146,3 +146,12 @@ def test_ctrl_c_stops_cleanly_and_reports_what_finished(tmp_path):
     assert (sweep / "0_greedy_seed0" / "summary.json").is_file()
     assert (sweep / "report.html").is_file() and (sweep / "comparison.md").is_file()
     assert "sweep report of the finished jobs" in out
+
+
+def test_plan_flag_prints_the_estimate_and_runs_nothing(tmp_path):
+    proc = _recloop(["+study=quickstart", "--plan", f"hydra.sweep.dir={tmp_path / 's'}"], tmp_path)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert out.startswith("recloop quickstart: 3 jobs (3 policies), 30 simulated days each")
+    assert "estimate:" in out
+    assert not (tmp_path / "s").exists() and not (tmp_path / "outputs").exists()
