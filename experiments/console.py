@@ -53,15 +53,16 @@ def day_progress(
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
+    """The run's metrics: the final window's value and, for a per-window rate only, the mean
+    over windows (a running total or a count has no mean: "–")."""
     table = Table(title=f"recloop — {summary['policy']} (seed {summary['seed']})")
     table.add_column("metric")
     table.add_column("final window", justify="right")
     table.add_column("mean over windows", justify="right")
     for key in SUMMARY_ROWS:
         info = metric_info(key)
-        table.add_row(
-            info.label, info.text(summary["final"].get(key)), info.text(summary["mean"].get(key))
-        )
+        mean = summary["mean"].get(key) if info.per_window else None
+        table.add_row(info.label, info.text(summary["final"].get(key)), info.text(mean))
     table.caption = (
         f"{summary['n_requests']:,} requests, {summary['n_impressions']:,} impressions, "
         f"{summary['n_clicks']:,} clicks over {summary['days']} days; "

@@ -17,6 +17,7 @@ from agents.world import build_world
 from experiments.config import RunConfig, parse_config
 from policies.policy import Target, build_policy
 from policies.selection import Selector
+from reports.metric_catalog import CATALOG
 from sim.engine import Simulation
 from sim.event_log import write_parquet_atomic
 from sim.examination import estimate_examination
@@ -25,6 +26,10 @@ from sim.model_quality import NDCGProbe, sample_probe_users
 from sim.state import SimulationState
 
 SUMMARY_METRICS = tuple(c for c in METRIC_COLUMNS if c not in {"window", "t_start", "t_end"})
+# summary.json's "mean" section: the per-window rates only. A running total (cumulative_utility,
+# cum_*), a count or the model version has no meaningful mean over windows: its final value is
+# in "final", and it is left out of "mean".
+MEAN_METRICS = tuple(c for c in SUMMARY_METRICS if c in CATALOG and CATALOG[c].per_window)
 RUN_FILES = (
     "logs",
     "metrics.parquet",
@@ -188,7 +193,7 @@ def write_outputs(
         "n_impressions": stats.n_impressions,
         "n_clicks": stats.n_clicks,
         "final": {k: _clean(metrics[k][-1]) for k in SUMMARY_METRICS},
-        "mean": {k: _clean(metrics[k].fill_nan(None).mean()) for k in SUMMARY_METRICS},
+        "mean": {k: _clean(metrics[k].fill_nan(None).mean()) for k in MEAN_METRICS},
         "timing_seconds": {k: round(v, 3) for k, v in stats.seconds.items()},
     }
     _write_json_atomic(summary, out_dir / "summary.json")

@@ -3,7 +3,8 @@
 A run directory holds ``summary.json``, ``metrics.parquet``, ``item_exposure.parquet`` (per-item
 impressions and clicks per window, shown items only), ``config.yaml`` and ``logs/``
 (``snapshots.parquet``: the windows; ``deployments.parquet``: one row per deployed model). Reports
-never open the partitioned event log: what they need from it, the run writes beside it.
+never open the partitioned event log: what they need from it, the run writes beside it. A run
+started by hydra also has ``.hydra/overrides.yaml`` (its command-line overrides).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import yaml
 
 ITEM_EXPOSURE = "item_exposure.parquet"
 
@@ -71,3 +73,18 @@ def item_exposure(run_dir: Path, window: int, n_items: int) -> np.ndarray:
     counts = np.zeros(n_items, dtype=np.int64)
     counts[ids] = rows["impressions"].to_numpy()
     return counts
+
+
+def read_overrides(run_dir: Path) -> list[str] | None:
+    """The run's command-line overrides from hydra's ``.hydra/overrides.yaml`` (``[]`` for an
+    empty file); None when the file is missing or unreadable (a run not started by hydra)."""
+    path = Path(run_dir) / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return None
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if data is None:
+        return []
+    return [str(o) for o in data] if isinstance(data, list) else None

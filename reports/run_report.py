@@ -3,17 +3,24 @@
 Reads ``summary.json``, ``metrics.parquet``, ``item_exposure.parquet``, ``config.yaml``,
 ``examination.parquet`` and ``logs/snapshots.parquet`` / ``logs/deployments.parquet`` (never the
 simulator code, :mod:`reports.files`), so a report can be rebuilt at any time with
-``recloop-report RUN_DIR``. The page is self-contained: plotly.js is inlined once in the head, so
-it works offline.
+``recloop-report RUN_DIR``. A run on its own gets a self-contained page (plotly.js inlined once in
+the head); a job of a sweep loads the sweep folder's one shared ``plotly.min.js``. Either way the
+page works offline.
+
+The page opens with the run's trajectory in words (:func:`headline`). Each chart's y axis is
+fixed to its metrics' range from the metric catalog (:func:`y_axis`), with a log axis for
+propensities; a chart that does not apply to the run (no model to score, no exploration) is
+replaced by one line saying so.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import plotly.graph_objects as go
@@ -25,17 +32,30 @@ from reports.files import (
     deployment_days,
     has_item_exposure,
     item_exposure,
+    read_overrides,
     require,
     window_bounds,
 )
 from reports.inequality import lorenz
 from reports.metric_catalog import format_metric, is_missing, metric_info
-from reports.page import COLORS, CSS, FIG_HEIGHT, figure_html, write_page
+from reports.page import COLORS, CSS, FIG_HEIGHT, figure_html, shared_plotlyjs, write_page
 
-__all__ = ["KEY_METRICS", "PANELS", "REPORT_NAME", "ReportError", "build_run_report", "headline"]
+__all__ = [
+    "HEADLINE_METRICS",
+    "KEY_METRICS",
+    "PAD",
+    "PANELS",
+    "REPORT_NAME",
+    "ReportError",
+    "build_run_report",
+    "headline",
+    "in_sweep",
+    "nice_step",
+    "y_axis",
+]
 
 REPORT_NAME = "report.html"
-MAX_DEPLOY_MARKERS = 60  # beyond this the dotted lines drown the series
+MAX_RUG = 200  # deployment ticks drawn at most; beyond, every k-th (the caption says which)
 
 # the summary table's rows: first window, final window and mean over windows
 KEY_METRICS: tuple[str, ...] = (
@@ -54,6 +74,11 @@ KEY_METRICS: tuple[str, ...] = (
     "model_ndcg",
 )
 
+# How a panel's y axis is ranged: ``domain`` fixes it to the metrics' whole range (coverage
+# 0–100%); ``data`` runs from 0 (or the lowest value, if negative) to just above the highest
+# value, within the range (CTR, homogenization: small values a 0–1 axis would flatten).
+Scale = Literal["domain", "data"]
+
 
 @dataclass(frozen=True)
 class _Panel:
@@ -62,10 +87,10 @@ class _Panel:
     caption: str
     left: tuple[str, ...]  # columns; the legend shows their catalog labels
     left_title: str
-    left_pct: bool
+    left_scale: Scale = "domain"
     right: tuple[str, ...] = ()
     right_title: str = ""
-    right_pct: bool = False
+    right_scale: Scale = "domain"
 
 
 PANELS: tuple[_Panel, ...] = (
@@ -76,7 +101,6 @@ PANELS: tuple[_Panel, ...] = (
         "curve counts every item shown since the start of the run.",
         ("coverage_exposure", "coverage_clicks", "cum_coverage_exposure"),
         "share of catalog",
-        True,
     ),
     _Panel(
         "fig-concentration",
@@ -85,19 +109,18 @@ PANELS: tuple[_Panel, ...] = (
         "1 = one item takes everything), and the share of impressions taken by the top 1% of items.",
         ("gini_exposure", "gini_clicks", "top1pct_exposure_share"),
         "Gini / share",
-        False,
     ),
     _Panel(
         "fig-popularity",
         "Popularity drift and the long tail",
         "Change since the first window in the mean popularity percentile of shown items (left), "
-        "and the share of impressions on items outside the top 20% by past clicks (right).",
+        "and the share of impressions on items outside the top 20% by past clicks (right); the "
+        "long-tail share is undefined until items differ in past clicks (the first window).",
         ("popularity_drift",),
         "Δ popularity percentile",
-        False,
+        "data",
         ("long_tail_share",),
         "long-tail share of impressions",
-        True,
     ),
     _Panel(
         "fig-utility",
@@ -105,7 +128,6 @@ PANELS: tuple[_Panel, ...] = (
         "Mean true relevance of all shown items and of clicked items.",
         ("utility", "utility_clicked"),
         "mean true relevance",
-        False,
     ),
     _Panel(
         "fig-ctr",
@@ -113,7 +135,7 @@ PANELS: tuple[_Panel, ...] = (
         "Clicks / impressions per window.",
         ("ctr",),
         "CTR",
-        True,
+        "data",
     ),
     _Panel(
         "fig-diversity",
@@ -122,23 +144,22 @@ PANELS: tuple[_Panel, ...] = (
         "cosine distance of items within a slate (right).",
         ("homogenization",),
         "Jaccard similarity",
-        False,
+        "data",
         ("intra_list_diversity",),
         "cosine distance",
-        False,
+        "data",
     ),
     _Panel(
         "fig-exploration",
         "Exploration",
         "Share of impressions filled by exploration (left) and the smallest logged marginal "
-        "propensity in the window (right): 1 / min propensity bounds the inverse-propensity "
-        "weights an off-policy estimate on this log would use.",
+        "propensity in the window (right, log scale): 1 / min propensity bounds the "
+        "inverse-propensity weights an off-policy estimate on this log would use.",
         ("exploration_share",),
         "share of impressions",
-        True,
+        "data",
         ("min_propensity",),
-        "min propensity",
-        False,
+        "min propensity (log scale)",
     ),
     _Panel(
         "fig-model-quality",
@@ -148,11 +169,31 @@ PANELS: tuple[_Panel, ...] = (
         "Only a simulator can draw this line: it shows the model drifting from what users want.",
         ("model_ndcg",),
         "NDCG",
-        False,
+        "data",
     ),
 )
 
-# ---------------------------------------------------------------- tables
+# ---------------------------------------------------------------- headline
+
+# The headline's metrics, in order, and the subject of their sentence.
+HEADLINE_METRICS: tuple[tuple[str, str], ...] = (
+    ("ctr", "CTR"),
+    ("coverage_exposure", "Exposure coverage"),
+    ("utility", "True utility of shown items"),
+)
+
+
+@dataclass(frozen=True)
+class _Point:
+    """One window's value of a metric: what a headline clause names."""
+
+    day: float  # end of the window, in simulated days (the charts' x)
+    value: float
+    text: str  # the value as the summary table prints it
+
+    @property
+    def when(self) -> str:
+        return f"day {self.day:.4g}"
 
 
 def _nanmean(values: np.ndarray) -> float:
@@ -160,56 +201,142 @@ def _nanmean(values: np.ndarray) -> float:
     return float(finite.mean()) if finite.size else float("nan")
 
 
-def headline(metrics: pl.DataFrame) -> str:
-    """One or two sentences on what happened to the catalog, first window vs last window."""
-    m = metrics.sort("window")
-    first, last = m.row(0, named=True), m.row(-1, named=True)
-    days = float(last["t_end"]) / 24.0
-    if m.height == 1:
-        return (
-            f"A single window of {days:.1f} simulated days: exposure coverage "
-            f"{format_metric(first['coverage_exposure'], 'pct_short')}, exposure Gini "
-            f"{format_metric(first['gini_exposure'], 'num2')}, CTR {format_metric(first['ctr'], 'pct')}."
-        )
-    c0, c1 = first["coverage_exposure"], last["coverage_exposure"]
-    if is_missing(c0) or is_missing(c1):
-        verdict = ""
-    elif c1 < c0 - 0.05:
-        verdict = "The catalog narrowed. "
-    elif c1 > c0 + 0.05:
-        verdict = "The catalog broadened. "
+def _points(m: pl.DataFrame, col: str) -> list[_Point]:
+    kind = metric_info(col).kind
+    days = (m["t_end"].cast(pl.Float64) / 24.0).to_list()
+    values = m[col].cast(pl.Float64).fill_null(float("nan")).to_list()
+    return [
+        _Point(d, v, format_metric(v, kind))
+        for d, v in zip(days, values, strict=True)
+        if not is_missing(v)
+    ]
+
+
+def _turn(series: list[_Point]) -> _Point | None:
+    """The peak or trough between the first and the last point worth naming: the interior
+    extreme that reaches furthest outside the range of the two ends (a value printed like an
+    end is not a turn). None for a series without one (monotone, flat, or two points)."""
+    first, last = series[0], series[-1]
+    inner = series[1:-1]
+    if not inner:
+        return None
+    top = max(inner, key=lambda p: p.value)
+    bottom = min(inner, key=lambda p: p.value)
+    lo, hi = min(first.value, last.value), max(first.value, last.value)
+    candidates = [
+        (excursion, p)
+        for excursion, p in ((top.value - hi, top), (lo - bottom.value, bottom))
+        if excursion > 0 and p.text not in (first.text, last.text)
+    ]
+    return max(candidates, key=lambda c: c[0])[1] if candidates else None
+
+
+def _moved(a: _Point, b: _Point) -> str:
+    return "rose" if b.value > a.value else "fell"
+
+
+def _trajectory(subject: str, bootstrap: _Point | None, series: list[_Point]) -> str:
+    """One sentence on a metric's course: from the bootstrap (when given) to the first point
+    of ``series``, through its peak or trough (:func:`_turn`), to its last point."""
+    first, last = series[0], series[-1]
+    turn = _turn(series)
+    if turn is None and first.text == last.text and len(series) > 1:  # flat, as printed
+        since = "the bootstrap" if bootstrap is not None else first.when
+        if bootstrap is None or bootstrap.text == first.text:
+            return f"{subject} stayed at {first.text} from {since} to {last.when}."
+    if bootstrap is None:
+        text = f"{subject} was {first.text} on {first.when}"
+        verb = ""
+    elif bootstrap.text == first.text:
+        text = f"{subject} stayed at {first.text} from the bootstrap to {first.when}"
+        verb = ""
     else:
-        verdict = "Catalog exposure stayed roughly stable. "
-    return (
-        f"{verdict}Over {days:.1f} simulated days ({m.height} windows), exposure coverage went "
-        f"from {format_metric(c0, 'pct_short')} in the first window to {format_metric(c1, 'pct_short')} in the "
-        f"last; exposure Gini from {format_metric(first['gini_exposure'], 'num2')} to "
-        f"{format_metric(last['gini_exposure'], 'num2')}. CTR went from {format_metric(first['ctr'], 'pct')} to "
-        f"{format_metric(last['ctr'], 'pct')}, and the mean utility of shown items from "
-        f"{format_metric(first['utility'], 'num')} to {format_metric(last['utility'], 'num')}."
-    )
+        verb = _moved(bootstrap, first)
+        text = f"{subject} {verb} from {bootstrap.text} (bootstrap) to {first.text} on {first.when}"
+    if len(series) == 1:
+        return text + "."
+    previous = first
+    if turn is not None:
+        text += f", {'peaked' if turn.value > first.value else 'bottomed out'} at {turn.text} "
+        text += f"on {turn.when}"
+        previous, verb = turn, ""
+    if last.text == previous.text:
+        return text + f" and was still {last.text} by {last.when}."
+    moved = _moved(previous, last)
+    said = "" if moved == verb else f"{moved} "  # "fell from … to … and to …", not "and fell to"
+    return text + f" and {said}to {last.text} by {last.when}."
+
+
+def headline(metrics: pl.DataFrame) -> str:
+    """What happened over the run, one sentence per headline metric: its value in the bootstrap
+    (the windows before the first model, ``model_version`` −1), in the first window a model
+    served, at its peak or trough, and at the end. Every number is a window's value in
+    ``metrics.parquet`` printed as the summary table prints it; days are window ends."""
+    m = metrics.sort("window")
+    days = float(m["t_end"].max()) / 24.0
+    span = f"{days:.4g} simulated day{'' if days == 1 else 's'}"
+    booting = m["model_version"] < 0 if "model_version" in m.columns else pl.repeat(False, m.height)
+    served = m.filter(~booting)
+    boot = m.filter(booting)
+    if m.height == 1:
+        lead = f"A single window of {span}."
+    elif served.height == 0:
+        lead = (
+            f"{m.height} windows over {span}; no model was deployed: every "
+            "window was served by the bootstrap."
+        )
+    else:
+        lead = f"{m.height} windows over {span}."
+    sentences = [lead]
+    for col, subject in HEADLINE_METRICS:
+        if col not in m.columns:  # a run from an older version
+            continue
+        series = _points(served, col) if served.height else _points(m, col)
+        before = _points(boot, col) if served.height else []
+        if not series:
+            sentences.append(f"{subject}: no value in any window.")
+            continue
+        sentences.append(_trajectory(subject, before[-1] if before else None, series))
+    return " ".join(sentences)
+
+
+# ---------------------------------------------------------------- tables
 
 
 def _summary_table(metrics: pl.DataFrame) -> str:
     m = metrics.sort("window")
-    rows = []
+    rows, totals = [], []
     for col in KEY_METRICS:  # a dozen fixed metrics, not data
         if col not in m.columns:  # a run from an older version
             continue
         info = metric_info(col)
         values = m[col].cast(pl.Float64).fill_null(float("nan")).to_numpy()
+        mean = _nanmean(values) if info.per_window else float("nan")
+        if not info.per_window:
+            totals.append(info.label)
         cells = "".join(
             f'<td class="num">{format_metric(v, info.kind)}</td>'
-            for v in (values[0], values[-1], _nanmean(values))
+            for v in (values[0], values[-1], mean)
         )
         rows.append(
             f"<tr><td>{html.escape(info.title)}</td><td>{html.escape(info.description)}</td>"
             f"{cells}</tr>"
         )
+    bootstrap = "model_version" in m.columns and m["model_version"][0] < 0
+    first = "First window (bootstrap)" if bootstrap else "First window"
+    caption = (
+        "Mean over windows: the mean of a per-window rate over the windows where it is defined."
+    )
+    if totals:
+        caption += (
+            f" {', '.join(totals).capitalize()}: not a per-window rate but a running total "
+            "(or a count), read by its final value; its mean over windows would mean nothing (–)."
+        )
     return (
         '<table class="metrics"><thead><tr><th>Metric</th><th>Measures</th>'
-        "<th>First window</th><th>Final window</th><th>Mean over windows</th></tr></thead>"
+        f"<th>{first}</th><th>Final window</th><th>Mean over windows</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
+        f'<p class="caption">{html.escape(caption)}</p>'
     )
 
 
@@ -236,59 +363,126 @@ def _totals_table(summary: dict[str, Any], metrics: pl.DataFrame) -> str:
 # ---------------------------------------------------------------- figures
 
 
+def _series(m: pl.DataFrame, col: str) -> np.ndarray:
+    return m[col].cast(pl.Float64).fill_null(float("nan")).to_numpy()
+
+
+def nice_step(span: float, n_ticks: int = 5) -> float:
+    """A tick step of 1, 2 or 5 × 10^k giving about ``n_ticks`` intervals over ``span``."""
+    raw = span / n_ticks
+    power = 10.0 ** math.floor(math.log10(raw))
+    return next(f * power for f in (1.0, 2.0, 5.0, 10.0) if f * power >= raw * (1 - 1e-9))
+
+
+def _decimals(step: float) -> int:
+    """Fewest decimals that print every multiple of ``step`` exactly."""
+    return next(d for d in range(12) if abs(step * 10**d - round(step * 10**d)) < 1e-6)
+
+
+PAD = 0.02  # share of an axis's span left blank at each end, so edge values stay visible
+
+
+def y_axis(columns: tuple[str, ...], values: list[np.ndarray], scale: Scale) -> dict[str, Any]:
+    """Plotly y-axis settings for ``columns`` plotted together: the range (within the metrics'
+    domain, :data:`PAD` aside), ticks at round values, percent ticks for shares, and a log axis
+    with one tick per power of ten for a ``log_axis`` metric."""
+    infos = [metric_info(c) for c in columns]
+    lows = [i.domain[0] for i in infos]
+    highs = [i.domain[1] for i in infos]
+    low = -math.inf if None in lows else min(lows)
+    high = math.inf if None in highs else max(highs)
+    data = np.concatenate([v[np.isfinite(v)] for v in values] or [np.empty(0)])
+    if any(i.log_axis for i in infos):
+        positive = data[data > 0]
+        top = 0 if high == 1.0 or positive.size == 0 else math.ceil(math.log10(positive.max()))
+        bottom = math.floor(math.log10(positive.min())) if positive.size else top - 1
+        bottom = min(bottom, top - 1)
+        ticks = [10.0**k for k in range(bottom, top + 1)]
+        pad = PAD * (top - bottom)
+        return {
+            "type": "log",
+            "range": [bottom - pad, top + pad],
+            "tickmode": "array",
+            "tickvals": ticks,
+            "ticktext": [format_metric(t, "prob") for t in ticks],
+        }
+    if scale == "domain" and math.isfinite(low) and math.isfinite(high):
+        lo, hi = low, high
+    else:
+        lo = min(0.0, float(data.min())) if data.size else 0.0
+        hi = max(0.0, float(data.max())) if data.size else 0.0
+        if hi == lo:  # no data, or all zero: show the domain's first unit
+            hi = lo + (min(high, 1.0) - lo if math.isfinite(high) else 1.0)
+        step = nice_step(hi - lo)
+        lo = max(low, math.floor(lo / step + 1e-9) * step)
+        hi = min(high, math.ceil(hi / step - 1e-9) * step)
+    step = nice_step(hi - lo)
+    pct = all(i.kind == "pct" for i in infos)
+    places = _decimals(step * 100 if pct else step)
+    pad = PAD * (hi - lo)
+    return {
+        "range": [lo - pad, hi + pad],
+        "tickmode": "linear",
+        "tick0": 0.0,
+        "dtick": step,
+        "tickformat": f".{places}%" if pct else f".{places}f",
+    }
+
+
+def _rug(deploy_days: np.ndarray) -> tuple[list[dict[str, Any]], int]:
+    """Short ticks along the bottom of the plot, one per deployment (every ``k``-th beyond
+    :data:`MAX_RUG`): the shapes and ``k``."""
+    every = max(1, math.ceil(deploy_days.size / MAX_RUG))
+    shapes = [
+        {
+            "type": "line",
+            "xref": "x",
+            "yref": "paper",
+            "x0": d,
+            "x1": d,
+            "y0": 0,
+            "y1": 0.04,
+            "line": {"width": 1, "color": "rgba(0,0,0,0.45)"},
+        }
+        for d in deploy_days[::every]  # at most MAX_RUG shapes
+    ]
+    return shapes, every
+
+
 def _time_figure(panel: _Panel, metrics: pl.DataFrame, deploy_days: np.ndarray) -> go.Figure:
     m = metrics.sort("window")
     day = m["t_end"].to_numpy() / 24.0
     mode = "lines+markers" if m.height <= 60 else "lines"
     fig = make_subplots(specs=[[{"secondary_y": bool(panel.right)}]])
     # Runs written by older versions may lack newer metric columns: plot what is there.
-    series = [
-        (c, metric_info(c).label, False, panel.left_pct) for c in panel.left if c in m.columns
-    ]
-    series += [
-        (c, metric_info(c).label, True, panel.right_pct) for c in panel.right if c in m.columns
-    ]
-    for i, (col, label, secondary, pct) in enumerate(series):
-        fmt = ".1%" if pct else ".3f"
+    left = tuple(c for c in panel.left if c in m.columns)
+    right = tuple(c for c in panel.right if c in m.columns)
+    for i, (col, secondary) in enumerate([(c, False) for c in left] + [(c, True) for c in right]):
+        info = metric_info(col)
+        fmt = ".1%" if info.kind == "pct" else ".3g" if info.log_axis else ".3f"
         fig.add_trace(
             go.Scatter(
                 x=day,
-                y=m[col].cast(pl.Float64).fill_null(float("nan")).to_numpy(),
-                name=label,
+                y=_series(m, col),
+                name=info.label,
+                meta={"column": col},  # read back by the browser test
                 mode=mode,
                 line={"color": COLORS[i % len(COLORS)], "dash": "dash" if secondary else None},
-                hovertemplate=f"day %{{x:.2f}}: %{{y:{fmt}}}<extra>{label}</extra>",
+                hovertemplate=f"day %{{x:.2f}}: %{{y:{fmt}}}<extra>{info.label}</extra>",
             ),
             secondary_y=secondary,
         )
-    if 0 < deploy_days.size <= MAX_DEPLOY_MARKERS:
-        fig.update_layout(
-            shapes=[
-                {
-                    "type": "line",
-                    "xref": "x",
-                    "yref": "paper",
-                    "x0": d,
-                    "x1": d,
-                    "y0": 0,
-                    "y1": 1,
-                    "layer": "below",
-                    "line": {"width": 1, "dash": "dot", "color": "rgba(0,0,0,0.2)"},
-                }
-                for d in deploy_days  # at most MAX_DEPLOY_MARKERS shapes
-            ]
-        )
+    fig.update_layout(shapes=_rug(deploy_days)[0])
     fig.update_xaxes(title_text="simulated day (end of window)", rangemode="tozero")
-    fig.update_yaxes(
-        title_text=panel.left_title, tickformat=".0%" if panel.left_pct else None, secondary_y=False
-    )
-    if panel.right:
-        fig.update_yaxes(
-            title_text=panel.right_title,
-            tickformat=".0%" if panel.right_pct else None,
-            secondary_y=True,
-            showgrid=False,
-        )
+    for columns, title, scale, secondary in (
+        (left, panel.left_title, panel.left_scale, False),
+        (right, panel.right_title, panel.right_scale, True),
+    ):
+        if columns:
+            axis = y_axis(columns, [_series(m, c) for c in columns], scale)
+            fig.update_yaxes(title_text=title, secondary_y=secondary, **axis)
+    if right:
+        fig.update_yaxes(showgrid=False, secondary_y=True)
     fig.update_layout(
         template="plotly_white",
         height=FIG_HEIGHT,
@@ -297,6 +491,55 @@ def _time_figure(panel: _Panel, metrics: pl.DataFrame, deploy_days: np.ndarray) 
         hovermode="x unified",
     )
     return fig
+
+
+def _exploration_note(m: pl.DataFrame) -> str | None:
+    """One line instead of the exploration panel when nothing explored and the smallest
+    propensity changed at most once (e.g. a bootstrap's uniform slates, then a deterministic
+    ranking); None when the panel has something to show."""
+    if not {"exploration_share", "min_propensity"} <= set(m.columns):
+        return None
+    share = _series(m, "exploration_share")
+    if (share[np.isfinite(share)] > 0).any():
+        return None
+    prop = _series(m, "min_propensity")
+    known = np.isfinite(prop)
+    values, days = prop[known], m["t_end"].to_numpy()[known] / 24.0
+    if values.size == 0:
+        return None
+    steps = np.flatnonzero(values[1:] != values[:-1]) + 1
+    if steps.size > 1:
+        return None
+    text = "No exploration in this run: exploration share 0 in every window. The smallest logged "
+    first = format_metric(values[0], "prob")
+    if steps.size == 0:
+        text += f"propensity was {first} in every window"
+    else:
+        at = steps[0]
+        text += (
+            f"propensity was {first} up to day {days[at - 1]:.4g} and "
+            f"{format_metric(values[at], 'prob')} from day {days[at]:.4g} on"
+        )
+    if values[-1] == 1.0:
+        text += (
+            " (propensity 1: a deterministic log, on which inverse-propensity estimates of "
+            "other policies have no support)"
+        )
+    return text + "."
+
+
+def _model_note(m: pl.DataFrame) -> str | None:
+    """One line instead of the model-quality panel when no window has a model NDCG."""
+    if "model_ndcg" not in m.columns or np.isfinite(_series(m, "model_ndcg")).any():
+        return None
+    return (
+        "No model true NDCG in this run: the policy has no learned ranking to score (uniform "
+        "random slates), or the probe was off (metrics.ndcg_users=0)."
+    )
+
+
+# A panel that does not apply to a run is replaced by one line saying why.
+PANEL_NOTES = {"fig-exploration": _exploration_note, "fig-model-quality": _model_note}
 
 
 def equality_figure() -> go.Figure:
@@ -450,8 +693,69 @@ def _examination_section(run_dir: Path) -> str:
     )
 
 
+def in_sweep(run_dir: Path) -> bool:
+    """Whether the run is a job of a hydra sweep (hydra writes ``multirun.yaml`` in the sweep
+    folder when the sweep starts)."""
+    return (run_dir.parent / "multirun.yaml").is_file()
+
+
+def _header(run_dir: Path, summary: dict[str, Any], sweep_job: bool) -> str:
+    """What the run was: policy, seed, length, world size, how it was started, where it is."""
+    facts = [
+        f"policy <b>{html.escape(str(summary.get('policy', '?')))}</b>",
+        f"seed {html.escape(str(summary.get('seed', '?')))}",
+    ]
+    if not is_missing(summary.get("days")):
+        facts.append(f"{float(summary['days']):.4g} simulated days")
+    users, items = summary.get("n_users"), summary.get("catalog_size")
+    if not is_missing(users) and not is_missing(items):
+        facts.append(f"{int(users):,} users × {int(items):,} items")
+    elif not is_missing(items):
+        facts.append(f"{int(items):,} items")
+    facts.append(f"status {html.escape(str(summary.get('status', '?')))}")
+    lines = [" · ".join(facts)]
+    overrides = read_overrides(run_dir)
+    if overrides is not None:
+        given = " ".join(overrides)
+        if sweep_job:
+            lines.append(
+                "one job of the sweep in <code>..</code>, with overrides "
+                f"<code>{html.escape(given) or '(none)'}</code>"
+            )
+        else:
+            lines.append(f"command <code>{html.escape(('recloop ' + given).strip())}</code>")
+    lines.append(f"run directory <code>{html.escape(str(run_dir))}</code>")
+    return '<p class="meta">' + "<br>".join(lines) + "</p>"
+
+
+def _panel_section(panel: _Panel, metrics: pl.DataFrame, deploy_days: np.ndarray) -> str:
+    note_of = PANEL_NOTES.get(panel.div_id)
+    note = note_of(metrics) if note_of else None
+    if not set(panel.left + panel.right) & set(metrics.columns):
+        note = "Not in this run's metrics.parquet (written by an older version of recloop)."
+    if note is not None:
+        return (
+            f"<section><h3>{html.escape(panel.title)}</h3>"
+            f'<p class="caption">{html.escape(note)}</p></section>'
+        )
+    rug = ""
+    if deploy_days.size:
+        every = _rug(deploy_days)[1]
+        which = "each new model version" if every == 1 else f"every {every}th model version"
+        rug = f" Ticks along the bottom: deployment of {which}."
+    return (
+        f"<section><h3>{html.escape(panel.title)}</h3>"
+        f'<p class="caption">{html.escape(panel.caption)}{rug}</p>'
+        f"{figure_html(_time_figure(panel, metrics, deploy_days), panel.div_id)}</section>"
+    )
+
+
 def build_run_report(run_dir: Path) -> Path:
     """Write ``run_dir/report.html`` from the run's files and return its path.
+
+    A run on its own gets a self-contained page (plotly.js inlined); a job of a sweep (its
+    parent folder holds hydra's ``multirun.yaml``) loads the sweep's one shared
+    ``../plotly.min.js`` (:func:`reports.page.shared_plotlyjs`), written here if missing.
 
     Raises
     ------
@@ -471,36 +775,23 @@ def build_run_report(run_dir: Path) -> Path:
     )
     bounds = window_bounds(run_dir, metrics)
     deploy_days = deployment_days(run_dir)
+    sweep_job = in_sweep(run_dir)
 
     policy = str(summary.get("policy", "?"))
     seed = summary.get("seed", "?")
     title = f"recloop run report — {policy} (seed {seed})"
-    meta = (
-        f"config <code>{html.escape(str(summary.get('config_name', '?')))}</code> · "
-        f"status {html.escape(str(summary.get('status', '?')))} · run directory "
-        f"<code>{html.escape(str(run_dir))}</code>"
-    )
-    figures = []
-    for panel in PANELS:
-        deploy_note = (
-            " Dotted lines: deployment of each new model version."
-            if 0 < deploy_days.size <= MAX_DEPLOY_MARKERS
-            else ""
-        )
-        figures.append(
-            f"<section><h3>{html.escape(panel.title)}</h3>"
-            f'<p class="caption">{html.escape(panel.caption)}{deploy_note}</p>'
-            f"{figure_html(_time_figure(panel, metrics, deploy_days), panel.div_id)}</section>"
-        )
-
+    figures = "".join(_panel_section(panel, metrics, deploy_days) for panel in PANELS)
     body = f"""<h1>{html.escape(title)}</h1>
-<p class="meta">{meta}</p>
+{_header(run_dir, summary, sweep_job)}
 <p class="headline">{html.escape(headline(metrics))}</p>
+<p class="caption">Bootstrap: the last window before the first model was deployed (model
+version −1). Days are window ends, as on the charts' x axes; every number is that window's value in the
+table below or in metrics.parquet.</p>
 <h2>Summary</h2>
 {_summary_table(metrics)}
 {_totals_table(summary, metrics)}
 <h2>Over time</h2>
-{"".join(figures)}
+{figures}
 <h2>Exposure concentration: Lorenz curves</h2>
 {_lorenz_section(run_dir, bounds, metrics, summary.get("catalog_size"))}
 {_examination_section(run_dir)}
@@ -511,4 +802,7 @@ rebuilds this page from the run's files (summary.json, metrics.parquet, item_exp
 config.yaml, logs/).
 </footer>
 """
-    return write_page(run_dir / REPORT_NAME, title, CSS, body)
+    plotly_src = None
+    if sweep_job:
+        plotly_src = f"../{shared_plotlyjs(run_dir.parent).name}"
+    return write_page(run_dir / REPORT_NAME, title, CSS, body, plotly_src=plotly_src)

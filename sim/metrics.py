@@ -13,7 +13,11 @@ impressions and ``c_i`` clicks in a window:
 * ``utility`` — mean true relevance of shown items; ``utility_clicked`` — of clicked items;
   ``cumulative_utility`` — running sum of the true relevance of clicked items;
 * ``ctr`` — clicks / impressions; ``long_tail_share`` — share of impressions on items outside the
-  top 20% by prior clicks; ``top1pct_exposure_share`` — share of impressions taken by the
+  top 20% by prior clicks, NaN in a window before which every item has the same click count
+  (no clicks yet, as in the first window): every item then ties at percentile 0.5, so none is
+  in the head and the share would be 100% by construction, not by anything the policy did;
+  ``popularity_percentile`` keeps its 0.5 there (the percentile of any pick when nothing is
+  known: the baseline ``popularity_drift`` is measured from); ``top1pct_exposure_share`` — share of impressions taken by the
   ``ceil(n/100)`` most-shown items; ``intra_list_diversity`` — mean over slates of the mean
   pairwise cosine distance of the shown items' true latent factors;
 * ``exploration_share`` — share of impressions whose ``source`` is ``explore`` (filled by an
@@ -269,7 +273,7 @@ class MetricsAccumulator:
                     "gini_clicks": gini(c),
                     "popularity_percentile": float(e @ pct / total_e) if total_e else float("nan"),
                     "long_tail_share": float(e[pct <= HEAD_PERCENTILE].sum() / total_e)
-                    if total_e
+                    if total_e and np.ptp(prior_clicks[win]) > 0  # else no item is in the head
                     else float("nan"),
                     "top1pct_exposure_share": float(np.sort(e)[-top_m:].sum() / total_e)
                     if total_e

@@ -8,7 +8,8 @@ its top-K is scored by NDCG@K with the users' *true* relevance as graded gain:
 
 the ideal ranking being the K truly most relevant items. Both rankings skip the user's already
 clicked items (what the model filters when it serves), so the score is about what the model
-would recommend next, not about recalling the training clicks.
+would recommend next, not about recalling the training clicks. A model that ranks nothing (the
+uniform random policy's ``NoModel``) has no NDCG: NaN, not 0.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class NDCGProbe:
             users = self.user_ids[lo : lo + PROBE_CHUNK]
             filt = batch_filter(model.seen, users, min_allowed=self.k)
             ranked = model.retrieve(users, self.k, filt).items
+            if ranked.shape[1] == 0:  # no ranking to score (NoModel): undefined, not 0
+                return float("nan")
             rel = self.relevance_matrix(users)
             gains = np.take_along_axis(rel, ranked, axis=1)
             counts = np.diff(filt.indptr)

@@ -31,7 +31,7 @@ def test_entry_is_well_formed(entry) -> None:
     assert entry.title[0].isupper() and entry.title[1:] == entry.label[1:]
     assert entry.description and entry.unit
     assert entry.direction in ("higher", "lower", "neutral")
-    assert entry.kind in ("pct", "num", "num1", "signed", "int")
+    assert entry.kind in ("pct", "num", "num1", "signed", "int", "prob")
     value = 1234 if entry.kind == "int" else 0.1234
     assert entry.text(value) == entry.text_format.format(value)
     assert entry.text(None) == "–" and entry.text(math.nan) == "–"

@@ -143,6 +143,8 @@ def _write_run(run: Path) -> None:
         "seed": 3,
         "config_name": "config",
         "catalog_size": N_ITEMS,
+        "n_users": 13,
+        "days": 3,
         "n_windows": 3,
         "n_requests": 81,
         "n_impressions": 326,
@@ -240,13 +242,22 @@ def test_page_content(page: str) -> None:
         assert f'id="{fig_id}"' in page
     positions = [page.index(f'id="{fig_id}"') for fig_id in FIG_IDS]
     assert positions == sorted(positions)
-    assert "from 75% in the first window to 10% in the last" in page
-    assert "exposure Gini from 0.41 to 0.92" in page
+    assert (
+        "3 windows over 3 simulated days. CTR rose from 11.0% (bootstrap) to 12.0% on day 2 and "
+        "fell to 10.0% by day 3. Exposure coverage rose from 75.0% (bootstrap) to 100.0% on day 2 "
+        "and fell to 10.0% by day 3. True utility of shown items rose from 0.310 (bootstrap) to "
+        "0.350 on day 2 and fell to 0.330 by day 3."
+    ) in page
+    assert "<th>First window (bootstrap)</th>" in page
     assert "&lt;b&gt;not html&lt;/b&gt;" in page  # config is escaped
     assert "recloop-report" in page.split("<footer>")[1]
     homogenization_row = re.search(r"<tr><td>Homogenization</td>.*?</tr>", page)
     assert homogenization_row and '<td class="num">–</td>' in homogenization_row.group(0)
     assert "326" in page and "81" in page  # totals from summary.json
+    # this run's metrics.parquet predates the exploration and model-quality columns
+    for fig_id in ("fig-exploration", "fig-model-quality"):
+        assert f'id="{fig_id}"' not in page
+    assert page.count("Not in this run&#x27;s metrics.parquet") == 2
 
 
 def test_lorenz_labels_carry_window_gini(page: str) -> None:
@@ -260,11 +271,14 @@ def test_lorenz_labels_carry_window_gini(page: str) -> None:
     assert "last window (day 2\\u20133): Gini 0.920" in page
 
 
-def test_deployment_markers_from_deployments_file(page: str) -> None:
-    assert "Dotted lines: deployment of each new model version." in page
+def test_deployment_markers_are_a_rug(page: str) -> None:
+    """One short tick per deployment (logs/deployments.parquet) along the bottom of each chart,
+    not a full-height line."""
+    assert "Ticks along the bottom: deployment of each new model version." in page
     coverage = page.split('id="fig-coverage"')[1].split("</script>")[0]
-    markers = re.findall(r'"x0":([\d.]+),"x1":([\d.]+)', coverage)
-    assert [(float(a), float(b)) for a, b in markers] == [(1.0, 1.0), (2.0, 2.0)]
+    markers = re.findall(r'"x0":([\d.]+),"x1":([\d.]+),"xref":"x","y0":0,"y1":([\d.]+)', coverage)
+    assert [(float(a), float(b)) for a, b, _ in markers] == [(1.0, 1.0), (2.0, 2.0)]
+    assert all(float(top) <= 0.05 for _, _, top in markers)
 
 
 def test_run_without_item_exposure_skips_lorenz(tmp_path: Path) -> None:
@@ -278,9 +292,15 @@ def test_run_without_item_exposure_skips_lorenz(tmp_path: Path) -> None:
 
 def test_headline_single_window_and_nan(run_dir: Path) -> None:
     metrics = pl.read_parquet(run_dir / "metrics.parquet")
-    assert "A single window" in headline(metrics.head(1))
+    assert headline(metrics.head(1)) == (
+        "A single window of 1 simulated day. CTR was 11.0% on day 1. Exposure coverage was "
+        "75.0% on day 1. True utility of shown items was 0.310 on day 1."
+    )
     text = headline(metrics.with_columns(coverage_exposure=pl.lit(float("nan"))))
-    assert "went from – in the first window to – in the last" in text
+    assert "Exposure coverage: no value in any window." in text
+    # a NaN bootstrap value: the sentence starts at the first model window
+    text = headline(metrics.with_columns(ctr=pl.Series([float("nan"), 0.12, 0.10])))
+    assert "CTR was 12.0% on day 2 and fell to 10.0% by day 3." in text
 
 
 # ------------------------------------------------------------------ CLI

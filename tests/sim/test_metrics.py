@@ -442,7 +442,8 @@ def test_compute_metrics_handmade(handmade_log):
         # prior clicks before window 2: [2,0,1,0] → pct [0.875, 0.25, 0.625, 0.25]
         "popularity_percentile": [0.5, nan, (0.875 + 0.25 + 2 * 0.25) / 4],
         "popularity_drift": [0.0, nan, (0.875 + 0.25 + 2 * 0.25) / 4 - 0.5],
-        "long_tail_share": [1.0, nan, 0.75],
+        # window 0 has no prior clicks: no item is in the head, so no long tail either
+        "long_tail_share": [nan, nan, 0.75],
         "top1pct_exposure_share": [0.5, nan, 0.5],
         # window 0 users {0}: {0}, {1}: {0,2} → J = 1/2; window 2: one clicking user → NaN
         "homogenization": [0.5, nan, nan],
@@ -587,7 +588,10 @@ def _independent_metrics(cfg: dict, log_root: Path) -> dict[str, np.ndarray]:
         pct = ref_percentiles(prior.tolist())
         shown_pct = pct[item[sel]]
         out["popularity_percentile"].append(float(shown_pct.mean()) if n_imp else math.nan)
-        out["long_tail_share"].append(float(np.mean(shown_pct <= 0.8)) if n_imp else math.nan)
+        has_head = len(set(prior.tolist())) > 1  # all tied (no clicks yet): no head, no tail
+        out["long_tail_share"].append(
+            float(np.mean(shown_pct <= 0.8)) if n_imp and has_head else math.nan
+        )
         top = sum(sorted(e.tolist(), reverse=True)[:top_m])
         out["top1pct_exposure_share"].append(top / n_imp if n_imp else math.nan)
         # homogenization: clickers of this window, replicating the documented pair draws
@@ -678,9 +682,12 @@ def test_end_to_end_metric_ranges(e2e_run):
     assert np.all((v >= 0) & (v <= 2))
     assert np.all(np.diff(m["cumulative_utility"].to_numpy()) >= 0)
     assert np.all(np.diff(m["cum_coverage_exposure"].to_numpy()) >= 0)
-    # window 0 has no prior clicks: every item sits at percentile 0.5
+    # window 0 has no prior clicks: every item sits at percentile 0.5, none in the head, so
+    # the long-tail share is undefined there (it would be 100% by construction) and only there
     assert m["popularity_percentile"][0] == pytest.approx(0.5)
-    assert m["long_tail_share"][0] == pytest.approx(1.0)
+    assert np.isnan(m["long_tail_share"][0])
+    later = m.slice(1).filter(pl.col("n_impressions") > 0)
+    assert m["n_clicks"][0] > 0 and not later["long_tail_share"].is_nan().any()
 
 
 def test_end_to_end_item_exposure_matches_a_recount_of_the_log(e2e_run):

@@ -99,3 +99,15 @@ def test_model_ndcg_in_a_run(tmp_path):
             assert math.isnan(value)  # the bootstrap is not a learned model
         else:
             assert value == by_version[version]
+
+
+def test_a_model_that_ranks_nothing_has_no_ndcg():
+    """The uniform random policy's NoModel retrieves no items: its NDCG is undefined (NaN),
+    not 0, so reports do not plot a model quality for a policy without a model."""
+    from policies.models import NoModel
+
+    rel = np.random.default_rng(0).random((6, 10))
+    probe = NDCGProbe(np.arange(6), 3, lambda u: rel[u])
+    assert math.isnan(probe(NoModel(version=0, seen=sp.csr_matrix((6, 10)))))
+    # the same probe scores a model that does rank
+    assert 0.0 < probe(FixedRanking(rel, sp.csr_matrix((6, 10)))) == pytest.approx(1.0)

@@ -1,0 +1,85 @@
+"""summary.json and the terminal table: a mean over windows only where one means something."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from rich.console import Console
+
+from experiments import console
+from experiments.console import summary_table
+from reports.metric_catalog import CATALOG
+
+# Cumulative metrics and counts: a mean over windows of these is meaningless.
+NOT_PER_WINDOW = {
+    "cumulative_utility",
+    "cum_coverage_exposure",
+    "cum_gini_exposure",
+    "n_requests",
+    "n_impressions",
+    "n_clicks",
+}
+
+
+def test_catalog_marks_cumulatives_and_counts_as_not_per_window():
+    assert {c for c, m in CATALOG.items() if not m.per_window} == NOT_PER_WINDOW
+
+
+def test_summary_means_only_per_window_rates(run_tiny):
+    out = run_tiny()
+    summary = json.loads((out / "summary.json").read_text())
+    metrics = pl.read_parquet(out / "metrics.parquet")
+    per_window = {c for c, m in CATALOG.items() if m.per_window}
+    assert set(summary["mean"]) == per_window
+    assert not NOT_PER_WINDOW & set(summary["mean"]) and "model_version" not in summary["mean"]
+    for col, value in summary["mean"].items():
+        x = metrics[col].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        x = x[~np.isnan(x)]
+        if x.size == 0:
+            assert value is None, col
+        else:
+            assert value == pytest.approx(float(np.sum(x) / x.size), rel=1e-12), col
+    # the final values keep every metric, cumulatives included
+    for col in NOT_PER_WINDOW | {"model_version"}:
+        assert summary["final"][col] == pytest.approx(metrics[col][-1]), col
+
+
+def _rows(text: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip("│┃ ").split("│")]
+        if len(cells) == 3:
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_terminal_table_prints_no_mean_of_a_cumulative(monkeypatch):
+    """Even from a summary.json that holds such means (written before they were dropped)."""
+    monkeypatch.setattr(
+        console, "SUMMARY_ROWS", ("ctr", "cumulative_utility", "n_clicks", "homogenization")
+    )
+    summary = {
+        "policy": "greedy",
+        "seed": 0,
+        "final": {"ctr": 0.05, "cumulative_utility": 1234.0, "n_clicks": 40, "homogenization": 0},
+        "mean": {"ctr": 0.0625, "cumulative_utility": 617.0, "n_clicks": 20},
+        "n_requests": 10,
+        "n_impressions": 50,
+        "n_clicks": 80,
+        "days": 2,
+        "timing_seconds": {"total": 1.0},
+    }
+    buffer = io.StringIO()
+    Console(file=buffer, width=120, force_terminal=False).print(summary_table(summary))
+    text = buffer.getvalue()
+    assert "final window" in text and "mean over windows" in text
+    rows = _rows(text)
+    assert rows["CTR"] == ["5.00%", "6.25%"]
+    assert rows["cumulative utility"] == ["1,234", "–"]
+    assert rows["clicks"] == ["40", "–"]
+    assert rows["homogenization"] == ["0.0000", "–"]  # a rate without a mean: missing
+    assert "617" not in text
