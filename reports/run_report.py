@@ -369,7 +369,7 @@ def _series(m: pl.DataFrame, col: str) -> np.ndarray:
 
 def nice_step(span: float, n_ticks: int = 5) -> float:
     """A tick step of 1, 2 or 5 × 10^k giving about ``n_ticks`` intervals over ``span``."""
-    raw = span / n_ticks
+    raw = max(span / n_ticks, 1e-12)  # a degenerate (zero or subnormal) span: a tiny step
     power = 10.0 ** math.floor(math.log10(raw))
     return next(f * power for f in (1.0, 2.0, 5.0, 10.0) if f * power >= raw * (1 - 1e-9))
 
@@ -411,7 +411,7 @@ def y_axis(columns: tuple[str, ...], values: list[np.ndarray], scale: Scale) -> 
     else:
         lo = min(0.0, float(data.min())) if data.size else 0.0
         hi = max(0.0, float(data.max())) if data.size else 0.0
-        if hi == lo:  # no data, or all zero: show the domain's first unit
+        if hi - lo < 1e-9:  # no data, all zero or a vanishing span: show the domain's first unit
             hi = lo + (min(high, 1.0) - lo if math.isfinite(high) else 1.0)
         step = nice_step(hi - lo)
         lo = max(low, math.floor(lo / step + 1e-9) * step)
