@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from experiments import console, study
-from reports import run_report, sweep_report
+from experiments import console
+from reports import comparison, run_report, sweep_report
 from reports.metric_catalog import CATALOG, METRICS, NOT_METRICS, format_metric, metric_info
 from sim.metrics import METRIC_COLUMNS
 
@@ -31,7 +31,7 @@ def test_entry_is_well_formed(entry) -> None:
     assert entry.title[0].isupper() and entry.title[1:] == entry.label[1:]
     assert entry.description and entry.unit
     assert entry.direction in ("higher", "lower", "neutral")
-    assert entry.kind in ("pct", "num", "num1", "signed", "int")
+    assert entry.kind in ("pct", "num", "num1", "signed", "int", "prob")
     value = 1234 if entry.kind == "int" else 0.1234
     assert entry.text(value) == entry.text_format.format(value)
     assert entry.text(None) == "–" and entry.text(math.nan) == "–"
@@ -49,7 +49,8 @@ def test_labels_are_unique() -> None:
 def test_every_place_that_shows_metrics_uses_catalog_columns() -> None:
     shown = {
         "console": set(console.SUMMARY_ROWS),
-        "comparison": {m for _, m in study.COMPARED},
+        "comparison": set(comparison.COMPARED),
+        "sweep headline": set(sweep_report.HEADLINE_METRICS),
         "run report table": set(run_report.KEY_METRICS),
         "run report panels": {c for p in run_report.PANELS for c in (*p.left, *p.right)},
         "sweep table": set(sweep_report.TABLE_METRICS),
