@@ -38,6 +38,7 @@ from reports.sweep_folder import (
     load_sweep,
 )
 from reports.sweep_report import (
+    _series_figure,
     arm_lorenz,
     arm_series,
     axis_range,
@@ -640,6 +641,26 @@ def test_tradeoff_error_bars_stay_in_range(page: str) -> None:
         assert (x - ex["arrayminus"][0], x + ex["array"][0]) == pytest.approx(cov["ci"])
         assert (y - ey["arrayminus"][0], y + ey["array"][0]) == pytest.approx(util["ci"])
         assert 0 <= x - ex["arrayminus"][0] and x + ex["array"][0] <= 1
+
+
+def test_log_axis_metric_panel(sweep_dir: Path) -> None:
+    """A log-axis metric (min propensity) is drawn on a log axis left to plotly's autorange,
+    its band only where the interval stays above 0 (a log axis cannot show 0)."""
+    sweep = load_sweep(sweep_dir)
+    fig = _series_figure(sweep, "min_propensity")
+    assert fig.layout.yaxis.type == "log" and fig.layout.yaxis.range is None
+    bands = {t.name: t for t in fig.data if t.fill == "toself"}
+    assert bands and all(np.min(t.y) > 0 for t in bands.values())
+    cut_at_zero = 0
+    for arm in ARMS:
+        series = arm_series(sweep.jobs_of(arm, FINISHED), "min_propensity")
+        kept = series.filter(pl.col("low") > 0)
+        cut_at_zero += kept.height < series.height
+        band = bands.get(f"{html.escape(arm)} interval")
+        assert (band is None) == (kept.height == 0)
+        if band is not None:
+            np.testing.assert_allclose(band.x[: kept.height], kept["day"].to_numpy())
+    assert cut_at_zero  # the case that matters: some interval reaches 0
 
 
 @given(
