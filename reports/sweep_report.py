@@ -109,6 +109,7 @@ tr.group th span { font-weight: normal; color: #555; }
 td.sig, div.sig { background: #fff3c4; font-weight: 600; }
 table.headline-table td.num { white-space: normal; }
 td div.diff { font-size: 0.85rem; color: #444; max-width: 15rem; margin-left: auto; }
+.nowrap { white-space: nowrap; }
 tr.baseline td { color: #555; }
 .status-failed { color: #b00020; font-weight: 600; }
 .status-incomplete { color: #a15c00; font-weight: 600; }
@@ -373,11 +374,13 @@ def _diff_line(value: ArmValue, kind: str) -> str:
     if value.diff is None:
         return '<div class="diff">baseline</div>'
     d = value.diff
-    text = f"Δ {fmt_diff(d, kind)}"
+    # the line breaks between the difference and its p-value, never inside either
+    text = f'<span class="nowrap">{_esc(f"Δ {fmt_diff(d, kind)}")}</span>'
     if d.n >= 2:
-        text += f" · {p_text(d.p)}{' *' if d.significant else ''}"
+        p = f"{p_text(d.p)}{' *' if d.significant else ''}"
+        text += f' · <span class="nowrap">{_esc(p)}</span>'
     sig = " sig" if d.significant else ""
-    return f'<div class="diff{sig}">{_esc(text)}</div>'
+    return f'<div class="diff{sig}">{text}</div>'
 
 
 def _headline_table(comp: Comparison) -> str:
@@ -647,8 +650,8 @@ def _lorenz_section(sweep: Sweep, comp: Comparison) -> str:
         "window (items never shown included); the line is the mean curve across the arm's "
         "seeds, the shaded band the range across them (lowest to highest seed). The further a "
         "curve sags below the diagonal, the more exposure is concentrated on few items. The "
-        f"Gini in the legend is the arm's {FINAL} exposure Gini, mean over its seeds, as in the "
-        "tables (the Gini of the mean curve: Gini is linear in the curve).</p>"
+        "Gini in the legend is the arm's final-window exposure Gini, mean over its seeds, as in "
+        "the tables (the Gini of the mean curve: Gini is linear in the curve).</p>"
     )
     return caption + note_html + figure_html(fig, "fig-lorenz")
 

@@ -300,7 +300,11 @@ def _headline_rows(page: str) -> dict[str, dict[str, tuple[str, str]]]:
     for body in re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>")[1], re.S):
         cells = re.findall(r"<td[^>]*>(.*?)</td>", body, re.S)
         parts = [
-            [html.unescape(d) for d in re.findall(r"<div[^>]*>(.*?)</div>", c)] or [c]
+            [
+                html.unescape(re.sub(r"<[^>]+>", "", d))
+                for d in re.findall(r"<div[^>]*>(.*?)</div>", c)
+            ]
+            or [c]
             for c in cells
         ]
         rows[html.unescape(cells[0])] = {
