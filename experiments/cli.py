@@ -333,7 +333,7 @@ def _on_interrupt() -> int:
         print("recloop: interrupted", file=sys.stderr)
     sweep_dir = _ACTIVE.get("sweep_dir")
     if _ACTIVE.get("multirun") and sweep_dir is not None and sweep_dir.is_dir():
-        from experiments.study import write_comparison
+        from reports.comparison import write_comparison
         from reports.sweep_report import SweepReportError, build_sweep_report
 
         try:

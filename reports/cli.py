@@ -1,5 +1,6 @@
-"""``recloop-report DIR``: (re)build ``report.html`` of a finished run or of a sweep folder, or
-``ope.html`` of an off-policy evaluation study."""
+"""``recloop-report DIR``: (re)build ``report.html`` of a finished run, of a sweep folder (and
+the sweep's ``comparison.md`` / ``comparison.csv``), or ``ope.html`` of an off-policy evaluation
+study. Prints the absolute path of every file written, one a line."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from reports.comparison import write_comparison
 from reports.files import ReportError
 from reports.ope_report import TABLE as OPE_TABLE
 from reports.ope_report import build_ope_report
@@ -23,7 +25,8 @@ def _parser() -> argparse.ArgumentParser:
             "Build DIR/report.html, a self-contained offline HTML page, from the files of a "
             "finished run (summary.json, metrics.parquet, config.yaml, logs/) or of a sweep "
             "folder (one sub-folder per job: arms compared across seeds, failed and incomplete "
-            "jobs listed); DIR/ope.html for an off-policy evaluation study (ope.parquet). Safe "
+            "jobs listed; also DIR/comparison.md and DIR/comparison.csv); DIR/ope.html for an "
+            "off-policy evaluation study (ope.parquet). Prints the absolute paths written. Safe "
             "to re-run."
         ),
     )
@@ -50,22 +53,23 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = _parser().parse_args(argv)
     run_dir: Path = args.run_dir
+    paths: list[Path] = []
     try:
         if not run_dir.is_dir():
             raise ReportError(f"no such run directory: {run_dir}")
         if (run_dir / "summary.json").is_file():
             if args.baseline is not None:
                 raise ReportError(f"--baseline applies to sweep folders; {run_dir} is a run")
-            path = build_run_report(run_dir)
+            paths = [build_run_report(run_dir)]
         elif (run_dir / OPE_TABLE).is_file():
             if args.baseline is not None:
                 raise ReportError(f"--baseline applies to sweep folders; {run_dir} is an OPE study")
-            path = build_ope_report(run_dir)
+            paths = [build_ope_report(run_dir)]
         elif is_sweep_dir(run_dir):
-            path = build_sweep_report(run_dir, baseline=args.baseline)
+            paths = _sweep_files(run_dir, args.baseline)
         else:
             try:
-                path = build_run_report(run_dir)  # raises: summary.json is missing
+                build_run_report(run_dir)  # raises: summary.json is missing
             except ReportError as exc:
                 raise ReportError(
                     f"{exc} (nor a sweep folder: no multirun.yaml and no job sub-folders)"
@@ -73,8 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     except ReportError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    print(path)
+    for path in paths:
+        print(path.resolve())
     return 0
+
+
+def _sweep_files(sweep_dir: Path, baseline: str | None) -> list[Path]:
+    """The sweep's report.html, then comparison.md and .csv (none when no job finished)."""
+    report = build_sweep_report(sweep_dir, baseline=baseline)
+    md = write_comparison(sweep_dir, baseline=baseline)
+    return [report] if md is None else [report, md, md.with_suffix(".csv")]
 
 
 if __name__ == "__main__":

@@ -1,29 +1,23 @@
 """Build ``report.html`` for a hydra sweep folder from its jobs' files alone.
 
-A sweep folder holds ``multirun.yaml`` (hydra's, may be absent) and one sub-folder per job. A
-job is *finished* (``summary.json`` with status ``complete``), *failed* (``status.json`` written by
-``recloop`` when the job raised) or *incomplete* (neither: interrupted, or still running).
+The page opens with the finding: the study's name and question, the answer in a sentence or two
+generated from the data, and one small table of each arm's key final-window metrics with the
+paired difference to the baseline arm. Then each metric over time, the utility/coverage
+trade-off, the last window's Lorenz curves, the full final-window table, the failed and
+incomplete jobs, and each arm's command and config.
 
-Jobs are grouped into **arms**: the policy name plus the overrides (from ``.hydra/overrides.yaml``)
-that set the job apart from the other jobs of the sweep, leaving out the seed, the policy, the
-study and hydra's own settings; overrides shared by every job are not part of the label
-(``softmax [policy.temperature=0.1]`` or just ``greedy``). This is the rule of
-``experiments.study`` (the end-of-sweep comparison), reimplemented here because reports read files
-only. Seeds are the replicates of an arm; arms are compared with the baseline arm paired by seed.
-
-The page is self-contained like the run report: plotly.js is inlined once in the head.
+Reading the folder (jobs, arms, baseline) is :mod:`reports.sweep_folder`; every number compared
+is :mod:`reports.comparison`'s (the same definitions as ``comparison.md``); intervals are
+:mod:`reports.intervals`' (t across seeds, cut to the metric's range). The sweep's pages share
+one plotly.js, ``plotly.min.js`` in the sweep folder (job reports load ``../plotly.min.js``).
 """
 
 from __future__ import annotations
 
 import html
-import json
 import math
-import re
 import shlex
-import warnings
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -31,32 +25,56 @@ from urllib.parse import quote
 import numpy as np
 import plotly.graph_objects as go
 import polars as pl
-import yaml
 from plotly.colors import qualitative
-from scipy import stats
 
-from reports.files import ReportError, has_item_exposure, item_exposure
+from reports.comparison import (
+    ALPHA,
+    FINAL,
+    ArmValue,
+    Comparison,
+    Paired,
+    compare,
+    difference_text,
+    interval_text,
+    job_finals,
+    p_text,
+)
 from reports.inequality import lorenz
-from reports.metric_catalog import format_metric, metric_info
-from reports.page import CSS, FIG_HEIGHT, figure_html, write_page
+from reports.intervals import METHOD, Interval, column_intervals
+from reports.metric_catalog import Metric, format_metric, metric_info
+from reports.page import CSS, FIG_HEIGHT, figure_html, shared_plotlyjs, write_page
 from reports.run_report import REPORT_NAME, equality_figure
+from reports.sweep_folder import (
+    FAILED,
+    FINISHED,
+    INCOMPLETE,
+    Job,
+    Sweep,
+    SweepReportError,
+    is_sweep_dir,
+    last_window_exposure,
+    load_sweep,
+    metric_values,
+)
 
-FINISHED, FAILED, INCOMPLETE = "finished", "failed", "incomplete"
-DEFAULT_BASELINE = "greedy"
-CONFIDENCE = 0.95
-ALPHA = 0.05
-# override keys that never name an arm: the replicate, the label's own policy, the study, hydra
-IGNORED_KEYS = ("seed", "policy", "study")
+__all__ = ["SweepReportError", "build_sweep_report", "is_sweep_dir"]
 
-# columns of metrics.parquet; labels, formats and descriptions come from the metric catalog
-TABLE_METRICS: tuple[str, ...] = (
+# columns of metrics.parquet; labels, formats, ranges and descriptions come from the catalog
+HEADLINE_METRICS: tuple[str, ...] = (
+    "cumulative_utility",
     "coverage_exposure",
     "gini_exposure",
+    "model_ndcg",
+)
+TABLE_METRICS: tuple[str, ...] = (
+    "cumulative_utility",
+    "coverage_exposure",
+    "gini_exposure",
+    "model_ndcg",
     "popularity_drift",
     "homogenization",
     "utility",
     "ctr",
-    "cumulative_utility",
     "long_tail_share",
     "coverage_clicks",
     "top1pct_exposure_share",
@@ -71,15 +89,27 @@ SERIES_METRICS: tuple[str, ...] = (
     "ctr",
     "homogenization",
     "cumulative_utility",
+    "model_ndcg",
     "exploration_share",
 )
+UTILITY, COVERAGE, GINI = "cumulative_utility", "coverage_exposure", "gini_exposure"
+MORE_SEEDS = "seed=0,1,2"  # the override a single-seed sweep is told to rerun with
+# A bounded axis spans the metric's whole range unless the data fill less than this share of it
+# (a CTR of 4% on a 0–100% axis is a flat line); then it zooms in, never past the range.
+ZOOM_BELOW = 0.1
 PALETTE: tuple[str, ...] = tuple(qualitative.D3) + tuple(qualitative.Dark24)
 
 SWEEP_CSS = """
 .container { max-width: 1150px; }
+p.question { font-size: 1.15rem; margin: 0.2rem 0 0.6rem; color: #333; }
+.answer { font-size: 1.05rem; }
+.subtitle { color: #555; margin-top: 0; }
 tr.group th { background: #e9eef5; font-weight: 600; }
 tr.group th span { font-weight: normal; color: #555; }
-td.sig { background: #fff3c4; font-weight: 600; }
+td.sig, div.sig { background: #fff3c4; font-weight: 600; }
+table.headline-table td.num { white-space: normal; }
+td div.diff { font-size: 0.85rem; color: #444; max-width: 15rem; margin-left: auto; }
+.nowrap { white-space: nowrap; }
 tr.baseline td { color: #555; }
 .status-failed { color: #b00020; font-weight: 600; }
 .status-incomplete { color: #a15c00; font-weight: 600; }
@@ -93,480 +123,94 @@ ul.jobs { margin: 0.3rem 0; font-size: 0.92rem; }
 """
 
 
-class SweepReportError(ReportError):
-    """The directory is not a usable sweep folder (e.g. it has no job sub-folders)."""
-
-
-# ---------------------------------------------------------------- reading the sweep
-
-
-@dataclass
-class Job:
-    """One job sub-folder of a sweep, read from its files."""
-
-    path: Path
-    status: str  # FINISHED, FAILED or INCOMPLETE
-    overrides: list[str] | None  # .hydra/overrides.yaml; None when missing or unreadable
-    policy: str | None
-    seed: Any
-    summary: dict[str, Any] | None = None
-    metrics: pl.DataFrame | None = None
-    error: str | None = None  # the error line (failed) or why the job counts as incomplete
-    traceback: str | None = None
-    arm: str | None = None
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-
-@dataclass
-class Sweep:
-    """A sweep folder: its jobs (natural order of the folder names) and its arms."""
-
-    path: Path
-    jobs: list[Job]
-    arms: list[str]  # every known arm; the baseline first, then by first appearance
-    baseline: str | None  # None when no job finished
-    command: list[str] | None = None  # the sweep's task overrides from multirun.yaml
-    shared_overrides: list[str] = field(default_factory=list)
-
-    def jobs_of(self, arm: str, status: str | None = None) -> list[Job]:
-        found = [j for j in self.jobs if j.arm == arm and (status is None or j.status == status)]
-        return sorted(found, key=lambda j: (_seed_key(j.seed), _natural_key(j.name)))
-
-    @property
-    def finished(self) -> list[Job]:
-        return [j for j in self.jobs if j.status == FINISHED]
-
-    @property
-    def finished_arms(self) -> list[str]:
-        return [a for a in self.arms if self.jobs_of(a, FINISHED)]
-
-
-def _natural_key(name: str) -> list[Any]:
-    """``2_x`` before ``10_x``: digit runs compare as numbers (types alternate str/int)."""
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
-
-
-def _seed_key(seed: Any) -> tuple[int, float, str]:
-    if seed is None:
-        return (2, 0.0, "")
-    if isinstance(seed, int | float) and not isinstance(seed, bool):
-        return (0, float(seed), "")
-    return (1, 0.0, str(seed))
-
-
-def _job_dirs(sweep_dir: Path) -> list[Path]:
-    """Every non-hidden sub-folder (a job, whatever its name), in natural order."""
-    dirs = [p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    return sorted(dirs, key=lambda p: _natural_key(p.name))
-
-
-def _looks_like_job(path: Path) -> bool:
-    return (
-        (path / "summary.json").is_file()
-        or (path / "status.json").is_file()
-        or (path / ".hydra").is_dir()
-    )
-
-
-def is_sweep_dir(path: Path) -> bool:
-    """True for a sweep folder: it has hydra's ``multirun.yaml``, or it has no ``summary.json``
-    of its own and sub-folders that look like jobs (``summary.json``, ``status.json`` or
-    ``.hydra/``)."""
-    path = Path(path)
-    if not path.is_dir():
-        return False
-    if (path / "multirun.yaml").is_file():
-        return True
-    if (path / "summary.json").exists():
-        return False
-    return any(_looks_like_job(d) for d in _job_dirs(path))
-
-
-def _first_line(text: str) -> str:
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    return lines[0] if lines else ""
-
-
-def _read_yaml(path: Path) -> Any:
-    """Parsed YAML (plain ``yaml.safe_load``: hydra interpolations stay strings), or None."""
-    if not path.is_file():
-        return None
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
-
-
-def read_overrides(job_dir: Path) -> list[str] | None:
-    """The job's override strings from ``.hydra/overrides.yaml`` (None when missing/unreadable)."""
-    path = Path(job_dir) / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        return None
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
-    if data is None:  # an empty file: no overrides
-        return []
-    return [str(o) for o in data] if isinstance(data, list) else None
-
-
-def override_key(override: str) -> str:
-    """``+study=exploration`` → ``study``; ``~a.b`` → ``a.b``."""
-    return override.partition("=")[0].strip().lstrip("+~")
-
-
-def is_arm_override(override: str) -> bool:
-    """Can this override tell arms apart? Not the seed, policy, study or hydra's settings."""
-    key = override_key(override)
-    return key not in IGNORED_KEYS and key != "hydra" and not key.startswith("hydra.")
-
-
-def _override_value(overrides: Sequence[str] | None, key: str) -> str | None:
-    for o in overrides or ():
-        if override_key(o) == key and "=" in o:
-            return o.partition("=")[2]
-    return None
-
-
-def _dig(data: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(data, Mapping):
-            return None
-        data = data.get(key)
-    return data
-
-
-def _as_seed(value: Any) -> Any:
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return value
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        return str(value)
-
-
-def _load_json(path: Path) -> dict[str, Any]:
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
-    return data
-
-
-def load_job(job_dir: Path) -> Job:
-    """Read one job folder; never raises for a broken job (it becomes failed/incomplete)."""
-    job_dir = Path(job_dir)
-    overrides = read_overrides(job_dir)
-    hydra_cfg = _read_yaml(job_dir / ".hydra" / "config.yaml")
-    run_cfg = _read_yaml(job_dir / "config.yaml")
-    summary: dict[str, Any] | None = None
-    metrics: pl.DataFrame | None = None
-    status, error, trace = INCOMPLETE, "incomplete (no summary.json)", None
-
-    summary_path, status_path = job_dir / "summary.json", job_dir / "status.json"
-    if summary_path.is_file():
-        try:
-            summary = _load_json(summary_path)
-        except (OSError, ValueError) as exc:
-            error = f"incomplete (unreadable summary.json: {_first_line(str(exc))})"
-        else:
-            if summary.get("status", "complete") != "complete":
-                error = f"incomplete (summary.json status {summary.get('status')!r})"
-            else:
-                try:
-                    metrics = pl.read_parquet(job_dir / "metrics.parquet").sort("window")
-                except Exception as exc:  # missing or corrupt file: report it, never crash
-                    error = f"incomplete (metrics.parquet unreadable: {_first_line(str(exc))})"
-                else:
-                    status, error = FINISHED, None
-    elif status_path.is_file():
-        status = FAILED
-        try:
-            data = _load_json(status_path)
-        except (OSError, ValueError) as exc:
-            error = f"failed (unreadable status.json: {_first_line(str(exc))})"
-        else:
-            if str(data.get("status", "failed")) != "failed":
-                status = INCOMPLETE
-                error = f"incomplete (status.json status {data.get('status')!r})"
-            else:
-                error = _first_line(str(data.get("error") or "")) or "failed (no error recorded)"
-                trace = str(data["traceback"]) if data.get("traceback") else None
-
-    policy = next(
-        (
-            str(p)
-            for p in (
-                (summary or {}).get("policy"),
-                _dig(hydra_cfg, "policy", "name"),
-                _override_value(overrides, "policy"),
-                _dig(run_cfg, "policy", "name"),
-            )
-            if p is not None and str(p) != ""
-        ),
-        None,
-    )
-    seed = next(
-        (
-            _as_seed(s)
-            for s in (
-                (summary or {}).get("seed"),
-                _override_value(overrides, "seed"),
-                _dig(hydra_cfg, "seed"),
-                _dig(run_cfg, "seed"),
-            )
-            if s is not None
-        ),
-        None,
-    )
-    return Job(job_dir, status, overrides, policy, seed, summary, metrics, error, trace)
-
-
-def label_arms(jobs: Sequence[Job]) -> list[str]:
-    """Set ``job.arm`` for every job whose policy is known; return the overrides shared by every
-    job that has an ``overrides.yaml`` (none of them is part of a label).
-
-    The label is the policy plus the job's remaining arm overrides in file order, e.g.
-    ``softmax [policy.temperature=0.1]``; jobs of every status count when finding what is
-    shared, so a failed job does not change the other arms' labels.
-    """
-    with_overrides = [j.overrides for j in jobs if j.overrides is not None]
-    shared = set.intersection(*(set(o) for o in with_overrides)) if with_overrides else set()
-    for job in jobs:
-        if job.policy is None:
-            job.arm = None
-            continue
-        extra = [o for o in job.overrides or () if is_arm_override(o) and o not in shared]
-        job.arm = f"{job.policy} [{', '.join(extra)}]" if extra else job.policy
-    first = with_overrides[0] if with_overrides else []
-    return [o for o in first if o in shared]
-
-
-def choose_baseline(arms: Sequence[str], policies: Mapping[str, str], wanted: str | None) -> str:
-    """The baseline arm: ``wanted`` (an arm label, or a policy with exactly one arm), else
-    ``greedy`` (or the first greedy arm), else the first arm."""
-    if wanted is not None:
-        if wanted in arms:
-            return wanted
-        by_policy = [a for a in arms if policies.get(a) == wanted]
-        if len(by_policy) == 1:
-            return by_policy[0]
-        choices = ", ".join(repr(a) for a in arms) or "none"
-        raise SweepReportError(
-            f"baseline arm {wanted!r} not among the arms with finished jobs ({choices})"
-        )
-    if DEFAULT_BASELINE in arms:
-        return DEFAULT_BASELINE
-    greedy = [a for a in arms if policies.get(a) == DEFAULT_BASELINE]
-    return greedy[0] if greedy else arms[0]
-
-
-def _sweep_command(sweep_dir: Path) -> list[str] | None:
-    task = _dig(_read_yaml(sweep_dir / "multirun.yaml"), "hydra", "overrides", "task")
-    return [str(o) for o in task] if isinstance(task, list) else None
-
-
-def load_sweep(sweep_dir: Path, baseline: str | None = None) -> Sweep:
-    """Read every job of ``sweep_dir`` and label the arms.
-
-    Raises
-    ------
-    SweepReportError
-        When the folder has no job sub-folders, or ``baseline`` is not an arm with finished jobs.
-    """
-    sweep_dir = Path(sweep_dir)
-    if not sweep_dir.is_dir():
-        raise SweepReportError(f"no such sweep directory: {sweep_dir}")
-    dirs = _job_dirs(sweep_dir)
-    if not dirs:
-        raise SweepReportError(f"not a sweep: {sweep_dir} has no job sub-folders")
-    jobs = [load_job(d) for d in dirs]
-    shared = label_arms(jobs)
-    arms: list[str] = []
-    for job in jobs:
-        if job.arm is not None and job.arm not in arms:
-            arms.append(job.arm)
-    policies = {j.arm: j.policy for j in jobs if j.arm is not None and j.policy is not None}
-    done = [a for a in arms if any(j.arm == a and j.status == FINISHED for j in jobs)]
-    base = choose_baseline(done, policies, baseline) if done else None  # nothing to compare
-    if base is not None:
-        arms.remove(base)
-        arms.insert(0, base)
-    return Sweep(sweep_dir, jobs, arms, base, _sweep_command(sweep_dir), shared)
-
-
-# ---------------------------------------------------------------- statistics
-
-
-def _finite(values: Iterable[Any]) -> np.ndarray:
-    arr = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
-    return arr[np.isfinite(arr)]
-
-
-def t_halfwidth(std: float, n: int, confidence: float = CONFIDENCE) -> float:
-    """Half-width of the two-sided t confidence interval of a mean (NaN when ``n < 2``)."""
-    if n < 2 or not np.isfinite(std):
-        return float("nan")
-    return float(stats.t.ppf(0.5 + confidence / 2, n - 1) * std / math.sqrt(n))
-
-
-@dataclass(frozen=True)
-class MeanCI:
-    mean: float
-    half: float  # NaN when n < 2
-    n: int
-
-
-def mean_ci(values: Iterable[Any]) -> MeanCI:
-    """Mean and 95% t-interval half-width of the finite values (None/NaN are dropped)."""
-    x = _finite(values)
-    if x.size == 0:
-        return MeanCI(float("nan"), float("nan"), 0)
-    std = float(x.std(ddof=1)) if x.size > 1 else float("nan")
-    return MeanCI(float(x.mean()), t_halfwidth(std, x.size), int(x.size))
-
-
-@dataclass(frozen=True)
-class Paired:
-    n: int  # seeds with a finite value in both arms
-    mean: float  # mean of (arm − baseline); NaN when n < 2
-    low: float
-    high: float
-    p: float  # paired t-test; NaN when n < 2 or the differences do not vary
-
-    @property
-    def significant(self) -> bool:
-        return bool(np.isfinite(self.p) and self.p < ALPHA)
-
-
-def paired_difference(arm: Mapping[Any, float], base: Mapping[Any, float]) -> Paired:
-    """Arm minus baseline, paired by seed (seeds with finite values in both): mean difference,
-    95% t-interval and ``scipy.stats.ttest_rel`` p-value; all NaN with fewer than 2 pairs."""
-    seeds = [
-        s
-        for s in arm
-        if s in base
-        and arm[s] is not None
-        and base[s] is not None
-        and np.isfinite(arm[s])
-        and np.isfinite(base[s])
-    ]
-    nan = float("nan")
-    if len(seeds) < 2:
-        return Paired(len(seeds), nan, nan, nan, nan)
-    a = np.array([arm[s] for s in seeds], dtype=np.float64)
-    b = np.array([base[s] for s in seeds], dtype=np.float64)
-    d = a - b
-    mean, half = float(d.mean()), t_halfwidth(float(d.std(ddof=1)), d.size)
-    if np.ptp(d) == 0:  # no spread: the t statistic is undefined
-        p = nan
-    else:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            p = float(stats.ttest_rel(a, b).pvalue)
-    return Paired(len(seeds), mean, mean - half, mean + half, p)
-
-
-def _metric_values(job: Job, metric: str) -> np.ndarray | None:
-    """The job's per-window values of ``metric`` (NaN for null), None when the column is missing."""
-    if job.metrics is None or metric not in job.metrics.columns:
-        return None
-    return job.metrics[metric].cast(pl.Float64).fill_null(float("nan")).to_numpy()
-
-
-def final_value(job: Job, metric: str) -> float | None:
-    """The metric in the job's last window (NaN if null there); None when the column is missing."""
-    values = _metric_values(job, metric)
-    if values is None or values.size == 0:
-        return None
-    return float(values[-1])
-
-
-def final_by_seed(jobs: Sequence[Job], metric: str) -> dict[Any, float]:
-    """Final value per seed (jobs sharing a seed are averaged); jobs without a seed are left out."""
-    grouped: dict[Any, list[float]] = {}
-    for job in jobs:
-        value = final_value(job, metric)
-        if job.seed is not None and value is not None and np.isfinite(value):
-            grouped.setdefault(job.seed, []).append(value)
-    return {s: float(np.mean(v)) for s, v in grouped.items()}
+# ---------------------------------------------------------------- series across seeds
 
 
 def arm_series(jobs: Sequence[Job], metric: str) -> pl.DataFrame | None:
-    """Per window: ``day`` (t_end / 24, mean over the jobs), the mean across the jobs, the 95%
-    t-interval ``low``/``high`` (null with fewer than 2 finite values) and ``n``.
+    """Per window: ``day`` (t_end / 24, mean over the jobs with a value), the mean across the
+    jobs, the interval ``low``/``high`` of :func:`reports.intervals.column_intervals` (cut to the
+    metric's range; null with fewer than 2 finite values) and ``n``.
 
-    Jobs whose metrics lack the column are skipped; None when none has it.
+    Jobs whose metrics lack the column are skipped; None when no job has a finite value.
     """
-    frames = [
-        pl.DataFrame(
-            {
-                "window": j.metrics["window"].cast(pl.Int64),
-                "t_end": j.metrics["t_end"].cast(pl.Float64),
-                "value": _metric_values(j, metric),
-            }
-        )
+    runs = [
+        (j.metrics["window"].to_numpy(), j.metrics["t_end"].to_numpy(), values)
         for j in jobs
         if j.metrics is not None
-        and {metric, "window", "t_end"} <= set(j.metrics.columns)
-        and j.metrics.height
+        and {"window", "t_end"} <= set(j.metrics.columns)
+        and (values := metric_values(j, metric)) is not None
     ]
-    if not frames:
+    windows = np.unique(np.concatenate([w for w, _, _ in runs])) if runs else np.empty(0)
+    values = np.full((len(runs), windows.size), np.nan)
+    t_end = np.full_like(values, np.nan)
+    for row, (w, t, v) in enumerate(runs):
+        col = np.searchsorted(windows, w)
+        values[row, col] = v
+        t_end[row, col] = np.where(np.isfinite(v), t, np.nan)
+    mean, low, high, n = column_intervals(values, metric_info(metric).domain)
+    keep = n > 0
+    if not keep.any():
         return None
-    data = pl.concat(frames).filter(pl.col("value").is_not_nan())
-    if data.height == 0:
-        return None
-    agg = (
-        data.group_by("window")
-        .agg(
-            (pl.col("t_end").mean() / 24.0).alias("day"),
-            pl.col("value").mean().alias("mean"),
-            pl.col("value").std(ddof=1).alias("std"),
-            pl.len().alias("n"),
-        )
-        .sort("window")
-    )
-    half = [
-        t_halfwidth(s if s is not None else float("nan"), int(n))
-        for s, n in zip(agg["std"].to_list(), agg["n"].to_list(), strict=True)
-    ]
-    agg = agg.with_columns(pl.Series("half", half, dtype=pl.Float64).fill_nan(None))
-    return agg.with_columns(
-        (pl.col("mean") - pl.col("half")).alias("low"),
-        (pl.col("mean") + pl.col("half")).alias("high"),
-    ).select("window", "day", "mean", "low", "high", "n")
+    with np.errstate(invalid="ignore"):
+        day = np.nanmean(t_end[:, keep], axis=0) / 24.0
+    band = n[keep] >= 2
+    return pl.DataFrame(
+        {
+            "window": windows[keep].astype(np.int64),
+            "day": day,
+            "mean": mean[keep],
+            "low": np.where(band, low[keep], np.nan),
+            "high": np.where(band, high[keep], np.nan),
+            "n": n[keep].astype(np.int64),
+        }
+    ).with_columns(pl.col("low", "high").fill_nan(None))
 
 
-def pooled_last_window_exposure(jobs: Sequence[Job]) -> tuple[np.ndarray | None, list[str]]:
-    """Impressions per catalog item in each job's last window (``item_exposure.parquet``),
-    summed over the jobs, items never shown included; plus notes on jobs that could not be
-    used."""
-    total: np.ndarray | None = None
+# ---------------------------------------------------------------- Lorenz curves per seed
+
+
+def arm_lorenz(jobs: Sequence[Job]) -> tuple[np.ndarray | None, list[str]]:
+    """Each job's last-window Lorenz curve (:func:`reports.inequality.lorenz` of its impressions
+    per catalog item), one row per seed on the exact grid ``k / n`` of item shares, and notes on
+    jobs left out (no file, no impressions, a catalog size unlike the arm's first job)."""
+    curves: list[np.ndarray] = []
     notes: list[str] = []
     for job in jobs:
-        n_items = (job.summary or {}).get("catalog_size")
-        if not isinstance(n_items, int) or n_items <= 0:
-            notes.append(f"{job.name}: no catalog_size in summary.json")
-            continue
-        if not has_item_exposure(job.path) or job.metrics is None or job.metrics.height == 0:
-            notes.append(f"{job.name}: no item_exposure.parquet")
-            continue
-        try:
-            last_window = int(job.metrics["window"].max())
-            counts = item_exposure(job.path, last_window, n_items)
-        except Exception as exc:  # a broken log must not take the page down
-            notes.append(f"{job.name}: {_first_line(str(exc)) or type(exc).__name__}")
-            continue
-        if total is not None and total.size != counts.size:
-            notes.append(f"{job.name}: catalog of {counts.size} items, not {total.size}; left out")
-            continue
-        total = counts if total is None else total + counts
-    return total, notes
+        counts, note = last_window_exposure(job)
+        if counts is None:
+            notes.append(note or f"{job.name}: no item exposure")
+        elif counts.sum() == 0:
+            notes.append(f"{job.name}: no impressions in the last window")
+        elif curves and counts.size + 1 != curves[0].size:
+            notes.append(f"{job.name}: catalog of {counts.size} items, not {curves[0].size - 1}")
+        else:
+            curves.append(lorenz(counts)[1])
+    return (np.vstack(curves) if curves else None), notes
+
+
+def gini_of_lorenz(curve: np.ndarray) -> float:
+    """The Gini coefficient of a Lorenz curve on the grid ``k / n``: ``1 − (1/n) Σ (L_{k−1} + L_k)``.
+
+    Equal to the metric's ``G = Σ_k (2k − n − 1) x_(k) / (n Σ x)`` for the curve of ``x``, and
+    linear in the curve: the Gini of the mean of several seeds' curves is the mean of their
+    Ginis. So the mean curve drawn for an arm has exactly the Gini printed in its legend (the
+    mean over its seeds of ``metrics.parquet``'s ``gini_exposure``), when every seed has a curve.
+    """
+    n = curve.size - 1
+    return float(1.0 - (curve[:-1] + curve[1:]).sum() / n)
+
+
+def _vertices(*curves: np.ndarray) -> np.ndarray:
+    """Indices where any of the curves (same grid) changes slope: drawing only these points
+    is exact (the curves are linear in between), and far smaller for large catalogs."""
+    n = curves[0].size
+    if n <= 2:
+        return np.arange(n)
+    bends = np.zeros(n - 2, dtype=bool)
+    for y in curves:
+        slope = np.diff(y)
+        bends |= ~np.isclose(slope[1:], slope[:-1], rtol=1e-9, atol=1e-12)
+    return np.concatenate([[0], np.flatnonzero(bends) + 1, [n - 1]])
 
 
 # ---------------------------------------------------------------- formatting
@@ -576,27 +220,9 @@ def _esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _nan(value: float | None) -> bool:
-    return value is None or not np.isfinite(value)
-
-
-def fmt_value(v: float | None, kind: str) -> str:
-    """A metric value; NaN/None becomes an en dash."""
-    return "–" if _nan(v) else format_metric(v, kind)
-
-
-def fmt_spread(v: float, kind: str) -> str:
-    """A half-width (unsigned): percentage points for shares."""
-    if kind == "pct":
-        return f"{v * 100:.1f} pp"
-    if kind == "num1":
-        return f"{v:,.1f}"
-    return f"{v:.3f}"
-
-
-def fmt_delta(v: float | None, kind: str) -> str:
+def fmt_delta(v: float, kind: str) -> str:
     """A signed difference: percentage points for shares."""
-    if _nan(v):
+    if not math.isfinite(v):
         return "–"
     if kind == "pct":
         return f"{v * 100:+.1f} pp"
@@ -605,19 +231,21 @@ def fmt_delta(v: float | None, kind: str) -> str:
     return f"{v:+.3f}"
 
 
-def fmt_mean_ci(ci: MeanCI, kind: str) -> str:
-    if ci.n == 0:
-        return "–"
-    text = fmt_value(ci.mean, kind)
-    if ci.n >= 2 and not _nan(ci.half):
-        text += f" ± {fmt_spread(ci.half, kind)}"
-    return text
+def fmt_interval(iv: Interval, kind: str) -> str:
+    """``mean [low, high]`` in the page's format of ``kind`` (the mean alone with one seed)."""
+    return interval_text(iv, lambda v: format_metric(v, kind))
 
 
-def fmt_p(p: float) -> str:
-    if _nan(p):
-        return "–"
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+def fmt_diff(pair: Paired, kind: str) -> str:
+    """A paired difference ``+Δ [low, high]`` (ends without "pp"), or ``+Δ (seed s)``."""
+    bound = (lambda v: f"{v * 100:+.1f}") if kind == "pct" else None
+    return difference_text(pair, lambda v: fmt_delta(v, kind), bound)
+
+
+def _names(items: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    items = list(items)
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 def shell_command(overrides: Sequence[str], program: str = "recloop") -> str:
@@ -653,96 +281,230 @@ def _layout(fig: go.Figure, height: int = FIG_HEIGHT) -> go.Figure:
     return fig
 
 
-# ---------------------------------------------------------------- page sections
+# ---------------------------------------------------------------- the finding first
 
 
-def _final_table(sweep: Sweep) -> str:
-    arms = sweep.finished_arms
-    base = sweep.baseline
-    base_jobs = sweep.jobs_of(base, FINISHED) if base else []
-    rows = []
-    for metric in TABLE_METRICS:
-        if not any(j.metrics is not None and metric in j.metrics.columns for j in sweep.finished):
-            continue  # older runs: a metric no job has
+def _question(sweep: Sweep, comp: Comparison) -> str:
+    """The study's ``study_question``, else which arms are compared with which."""
+    if sweep.question:
+        return sweep.question
+    others = comp.arms[1:]
+    if not others:
+        return f"What does {comp.baseline} deliver?"
+    if len(others) == 1:
+        return f"How does {others[0]} compare with {comp.baseline}?"
+    named = _names(others) if len(others) <= 3 else f"the {len(others)} arms"
+    return f"How do {named} compare with {comp.baseline}?"
+
+
+def _seeds_phrase(counts: Sequence[int]) -> str:
+    low, high = min(counts), max(counts)
+    return f"{low} seeds" if low == high else f"{low}–{high} seeds"
+
+
+def _utility_sentence(comp: Comparison) -> str:
+    """What the arms delivered against the baseline, paired by seed; honest about one seed."""
+    base, label = comp.baseline, metric_info(UTILITY).label
+    diffs = {a: v.diff for a, v in comp.values[UTILITY].items() if v.diff is not None}
+    if not diffs:
+        return f"One arm only ({base}): nothing to compare it with."
+    tested = {a: d for a, d in diffs.items() if d.n >= 2}
+    single = {a: d for a, d in diffs.items() if d.n == 1}
+    parts: list[str] = []
+    if tested:
+        more = [a for a, d in tested.items() if d.significant and d.mean > 0]
+        less = [a for a, d in tested.items() if d.significant and d.mean < 0]
+        same = [a for a in tested if a not in more and a not in less]
+        if more:
+            best = max(more, key=lambda a: tested[a].mean)
+            parts.append(
+                f"{_names(more)} delivered significantly more {label} than {base} "
+                f"({best}: {fmt_diff(tested[best], 'num1')}, {p_text(tested[best].p)})"
+            )
+        if less:
+            parts.append(f"{_names(less)} significantly less")
+        if same:
+            with_p = [
+                f"{a} ({fmt_delta(tested[a].mean, 'num1')}, {p_text(tested[a].p)})" for a in same
+            ]
+            parts.append(f"{_names(with_p)} did not differ significantly from {base} in {label}")
+        sentence = f"Paired by seed over {_seeds_phrase([d.n for d in tested.values()])}: "
+        sentence += "; ".join(parts) + "."
+    else:
+        sentence = ""
+    if single:
+        clauses = [
+            f"{a} delivered {format_metric(abs(d.mean), 'num1')} "
+            f"{'more' if d.mean > 0 else 'less'} {label} than {base}"
+            if d.mean != 0
+            else f"{a} delivered the same {label} as {base}"
+            for a, d in single.items()
+        ]
+        seeds = {d.seeds[0] for d in single.values()}
+        where = f"On seed {seeds.pop()}, " if len(seeds) == 1 else "On single seeds, "
+        sentence += (" " if sentence else "") + where + "; ".join(clauses)
+        sentence += f"; one seed — no interval, run more seeds: {MORE_SEEDS}."
+    apart = [a for a, d in diffs.items() if d.n == 0]
+    if apart:
+        sentence += f" {_names(apart)}: no seed in common with {base}, no difference."
+    return sentence.strip()
+
+
+def _exposure_sentence(comp: Comparison) -> str:
+    """Which arm spread exposure widest and which concentrated it most, in the final window."""
+    parts = []
+    for metric in (COVERAGE, GINI):
         info = metric_info(metric)
-        kind = info.kind
-        rows.append(
-            f'<tr class="group"><th colspan="7">{_esc(info.title)} '
-            f"<span>— {_esc(info.description)}</span></th></tr>"
+        means = {a: v.value.mean for a, v in comp.values[metric].items()}
+        means = {a: m for a, m in means.items() if math.isfinite(m)}
+        if len(means) < 2:
+            continue
+        low, high = min(means, key=means.get), max(means, key=means.get)
+        parts.append(
+            f"{info.label} from {format_metric(means[low], info.kind)} ({low}) to "
+            f"{format_metric(means[high], info.kind)} ({high})"
         )
-        base_by_seed = final_by_seed(base_jobs, metric)
-        for arm in arms:
-            jobs = sweep.jobs_of(arm, FINISHED)
-            values = [final_value(j, metric) for j in jobs]
-            ci = mean_ci(v for v in values if v is not None)
-            cells = [f"<td>{_esc(arm)}</td>", f'<td class="num">{ci.n}</td>']
-            cells.append(f'<td class="num">{fmt_mean_ci(ci, kind)}</td>')
-            if arm == base:
-                cells.append('<td colspan="4">baseline</td>')
-                rows.append(f'<tr class="baseline">{"".join(cells)}</tr>')
-                continue
-            pair = paired_difference(final_by_seed(jobs, metric), base_by_seed)
-            sig = ' sig"' if pair.significant else '"'
-            if pair.n < 2:
-                cells += ['<td class="num">–</td>'] * 3
-            else:
-                star = " *" if pair.significant else ""
-                cells += [
-                    f'<td class="num{sig}>{fmt_delta(pair.mean, kind)}</td>',
-                    f'<td class="num{sig}>[{fmt_delta(pair.low, kind)}, '
-                    f"{fmt_delta(pair.high, kind)}]</td>",
-                    f'<td class="num{sig}>{_esc(fmt_p(pair.p))}{star}</td>',
-                ]
-            cells.append(f'<td class="num">{pair.n}</td>')
-            rows.append(f"<tr>{''.join(cells)}</tr>")
-    head = (
-        "<tr><th>Arm</th><th>n</th><th>Mean ± 95% CI</th>"
-        f"<th>Δ vs {_esc(base)}</th><th>95% CI of Δ</th><th>p (paired t)</th>"
-        "<th>pairs</th></tr>"
-    )
-    caption = (
-        '<p class="caption">Value in each job\'s last window. <b>Mean ± 95% CI</b>: mean across '
-        "the arm's seeds with a t-interval (none with a single seed). <b>Δ</b>: the arm minus "
-        f"the baseline <code>{_esc(base)}</code> on the same seed, averaged over the seeds both "
-        "finished (<b>pairs</b>), with its 95% t-interval and the paired t-test p-value "
-        "(scipy.stats.ttest_rel); – with fewer than 2 pairs. "
-        '<span style="background:#fff3c4;font-weight:600">Highlighted *</span> cells: p &lt; 0.05 '
-        "(not corrected for the number of comparisons). Shares are in percent; their "
-        "differences and interval widths in percentage points (pp).</p>"
-    )
+    if not parts:
+        return ""
+    mean = " (means over seeds)" if max(comp.n_seeds.values()) >= 2 else ""
+    return f"In the {FINAL}{mean}, " + " and ".join(parts) + "."
+
+
+def _diff_line(value: ArmValue, kind: str) -> str:
+    if value.diff is None:
+        return '<div class="diff">baseline</div>'
+    d = value.diff
+    # the line breaks between the difference and its p-value, never inside either
+    text = f'<span class="nowrap">{_esc(f"Δ {fmt_diff(d, kind)}")}</span>'
+    if d.n >= 2:
+        p = f"{p_text(d.p)}{' *' if d.significant else ''}"
+        text += f' · <span class="nowrap">{_esc(p)}</span>'
+    sig = " sig" if d.significant else ""
+    return f'<div class="diff{sig}">{text}</div>'
+
+
+def _headline_table(comp: Comparison) -> str:
+    metrics = [m for m in HEADLINE_METRICS if comp.shown(m)]
+    head = "".join(f"<th>{_esc(metric_info(m).title)}</th>" for m in metrics)
+    rows = []
+    for arm in comp.arms:
+        cells = [f"<td>{_esc(arm)}</td>", f'<td class="num">{comp.n_seeds[arm]}</td>']
+        for metric in metrics:
+            value, kind = comp.values[metric][arm], metric_info(metric).kind
+            cells.append(
+                f'<td class="num"><div>{_esc(fmt_interval(value.value, kind))}</div>'
+                f"{_diff_line(value, kind)}</td>"
+            )
+        rows.append(f"<tr>{''.join(cells)}</tr>")
     return (
-        caption
-        + f'<table class="final"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+        f'<table class="headline-table"><thead><tr><th>Arm</th><th>Seeds</th>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _method_caption(comp: Comparison) -> str:
+    base = _esc(comp.baseline)
+    if comp.max_pairs < 2 and max(comp.n_seeds.values(), default=0) < 2:
+        return (
+            '<p class="caption"><b>1 seed: no interval.</b> Each value is the arm\'s single '
+            f"job in its {FINAL}; Δ is the arm minus <code>{base}</code> on that seed — one "
+            f"observation, not a test. Run more seeds (<code>{MORE_SEEDS}</code>) for intervals "
+            "and paired tests.</p>"
+        )
+    return (
+        f"<p class=\"caption\">Values in each job's {FINAL} (a cumulative metric: the run's "
+        f"total), mean across the arm's seeds as <b>mean [low, high]</b>: {_esc(METHOD)}. "
+        f"<b>Δ</b>: the arm minus <code>{base}</code> on the same seed, averaged over the seeds "
+        "both finished, with its interval (cut to the range a difference can take) and the "
+        f"paired t-test (scipy.stats.ttest_rel); highlighted * : p &lt; {ALPHA} (not corrected "
+        "for the number of comparisons). Shares in %, their differences in percentage points "
+        "(pp).</p>"
+    )
+
+
+def _headline(sweep: Sweep, comp: Comparison) -> str:
+    sentences = [_utility_sentence(comp), _exposure_sentence(comp)]
+    answer = " ".join(_esc(s) for s in sentences if s)
+    unfinished = [j for j in sweep.jobs if j.status != FINISHED]
+    if unfinished:
+        answer += (
+            f" {len(unfinished)} of {len(sweep.jobs)} jobs did not finish and are left out "
+            '(<a href="#problems">listed below</a>).'
+        )
+    return (
+        f'<p class="question">{_esc(_question(sweep, comp))}</p>'
+        f'<p class="answer">{answer}</p>'
+        f"{_headline_table(comp)}{_method_caption(comp)}"
+    )
+
+
+# ---------------------------------------------------------------- figures
+
+
+def axis_range(info: Metric, values: np.ndarray) -> list[float] | None:
+    """The y range of a panel of ``info``: its whole range when bounded (2% padding), zoomed
+    in but still inside it when the data fill less than :data:`ZOOM_BELOW` of it; from the
+    bound to the data for a half-open range; None (plotly's autorange) otherwise."""
+    low, high = info.domain
+    data = values[np.isfinite(values)]
+    if info.log_axis or data.size == 0 or (low is None and high is None):
+        return None
+    dmin, dmax = float(data.min()), float(data.max())
+    if low is not None and high is not None:
+        span = dmax - dmin
+        if span >= ZOOM_BELOW * (high - low):
+            a, b = low, high
+        else:
+            margin = max(0.15 * span, 0.01 * (high - low))
+            # stay anchored at a bound the data are close to: a share near 0 keeps its 0
+            a = low if dmin - low <= 2 * max(span, margin) else max(low, dmin - margin)
+            b = high if high - dmax <= 2 * max(span, margin) else min(high, dmax + margin)
+    elif low is not None:
+        a, b = low, max(dmax, low + 1e-9)
+    else:
+        a, b = min(dmin, high - 1e-9), high
+    pad = 0.02 * (b - a)
+    return [a - pad, b + pad]
+
+
+def _band(
+    x: np.ndarray, low: np.ndarray, high: np.ndarray, color: str, group: str, name: str
+) -> go.Scatter:
+    """A shaded band from ``low`` to ``high`` over ``x`` (one closed polygon, no legend entry)."""
+    return go.Scatter(
+        x=np.concatenate([x, x[::-1]]),
+        y=np.concatenate([high, low[::-1]]),
+        fill="toself",
+        fillcolor=_rgba(color, 0.18),
+        line={"width": 0},
+        mode="lines",
+        hoverinfo="skip",
+        showlegend=False,
+        legendgroup=group,
+        name=name,
     )
 
 
 def _series_figure(sweep: Sweep, metric: str) -> go.Figure | None:
     info = metric_info(metric)
-    label, kind = info.title, info.kind
+    kind = info.kind
     fig = go.Figure()
-    fmt = ".1%" if kind == "pct" else ".3f"
-    for i, arm in enumerate(sweep.arms):
+    fmt = ".1%" if kind == "pct" else (".3g" if kind == "prob" else ".3f")
+    shown: list[np.ndarray] = []
+    for i, arm in enumerate(sweep.finished_arms):
         series = arm_series(sweep.jobs_of(arm, FINISHED), metric)
         if series is None:
             continue
         color, name = _color(i), _esc(arm)
         band = series.filter(pl.col("low").is_not_null())
+        if info.log_axis:  # a log axis cannot draw a band reaching 0
+            band = band.filter(pl.col("low") > 0)
         if band.height:
-            x = band["day"].to_list()
-            fig.add_trace(
-                go.Scatter(
-                    x=x + x[::-1],
-                    y=band["high"].to_list() + band["low"].to_list()[::-1],
-                    fill="toself",
-                    fillcolor=_rgba(color, 0.18),
-                    line={"width": 0},
-                    mode="lines",
-                    hoverinfo="skip",
-                    showlegend=False,
-                    legendgroup=f"arm{i}",
-                    name=f"{name} 95% CI",
-                )
-            )
+            low, high = band["low"].to_numpy(), band["high"].to_numpy()
+            day = band["day"].to_numpy()
+            fig.add_trace(_band(day, low, high, color, f"arm{i}", f"{name} interval"))
+            shown += [low, high]
+        shown.append(series["mean"].to_numpy())
         fig.add_trace(
             go.Scatter(
                 x=series["day"].to_list(),
@@ -758,7 +520,12 @@ def _series_figure(sweep: Sweep, metric: str) -> go.Figure | None:
     if not fig.data:
         return None
     fig.update_xaxes(title_text="simulated day (end of window)", rangemode="tozero")
-    fig.update_yaxes(title_text=label, tickformat=".0%" if kind == "pct" else None)
+    fig.update_yaxes(
+        title_text=info.title,
+        tickformat=".0%" if kind == "pct" else None,
+        type="log" if info.log_axis else None,
+        range=axis_range(info, np.concatenate(shown)),
+    )
     _layout(fig).update_layout(hovermode="x unified")
     return fig
 
@@ -766,12 +533,13 @@ def _series_figure(sweep: Sweep, metric: str) -> go.Figure | None:
 def _series_section(sweep: Sweep) -> str:
     parts = [
         '<p class="caption">One line per arm: the mean across its seeds in each window; the '
-        "shaded band is the 95% t-interval across seeds (no band with a single seed).</p>"
+        f"shaded band is its interval ({_esc(METHOD)}). Axes span each metric's range, zoomed "
+        "in (never past it) when the values fill a small part of it.</p>"
     ]
     for metric in SERIES_METRICS:
         fig = _series_figure(sweep, metric)
         if fig is None:
-            continue
+            continue  # no arm has a value (a model metric of model-free arms)
         info = metric_info(metric)
         parts.append(
             f'<section><h3>{_esc(info.title)}</h3><p class="caption">{_esc(info.description)}.</p>'
@@ -780,15 +548,15 @@ def _series_section(sweep: Sweep) -> str:
     return "".join(parts)
 
 
-def _tradeoff_section(sweep: Sweep) -> str:
+def _tradeoff_section(comp: Comparison) -> str:
     fig = go.Figure()
-    for i, arm in enumerate(sweep.arms):
-        jobs = sweep.jobs_of(arm, FINISHED)
-        cov = mean_ci(v for j in jobs if (v := final_value(j, "coverage_exposure")) is not None)
-        util = mean_ci(v for j in jobs if (v := final_value(j, "cumulative_utility")) is not None)
-        if cov.n == 0 or util.n == 0:
+    tops: list[float] = []
+    for i, arm in enumerate(comp.arms):
+        cov, util = comp.values[COVERAGE][arm].value, comp.values[UTILITY][arm].value
+        if not (math.isfinite(cov.mean) and math.isfinite(util.mean)):
             continue
         name = _esc(arm)
+        tops.append(util.high if util.has_interval else util.mean)
         fig.add_trace(
             go.Scatter(
                 x=[cov.mean],
@@ -798,54 +566,74 @@ def _tradeoff_section(sweep: Sweep) -> str:
                 mode="markers+text",
                 textposition="top center",
                 marker={"color": _color(i), "size": 11},
-                error_x={"type": "data", "array": [cov.half], "visible": not _nan(cov.half)},
-                error_y={"type": "data", "array": [util.half], "visible": not _nan(util.half)},
-                customdata=[[cov.n, util.n]],
+                error_x=_error_bar(cov),
+                error_y=_error_bar(util),
+                customdata=[[cov.n]],
                 hovertemplate="exposure coverage %{x:.1%}<br>cumulative utility %{y:,.1f}"
                 "<br>seeds %{customdata[0]}",
             )
         )
     if not fig.data:
         return '<p class="caption">No arm has both final exposure coverage and utility.</p>'
-    fig.update_xaxes(title_text="exposure coverage, final window", tickformat=".0%")
-    fig.update_yaxes(title_text="cumulative utility, final")
+    fig.update_xaxes(
+        title_text=f"exposure coverage ({FINAL})", tickformat=".0%", range=[-0.02, 1.02]
+    )
+    fig.update_yaxes(title_text=f"cumulative utility ({FINAL})", range=[0, max(tops) * 1.12])
     _layout(fig, FIG_HEIGHT + 100).update_layout(showlegend=False)
     caption = (
-        '<p class="caption">One point per arm: mean across seeds, with 95% t-interval error bars '
-        "(none with a single seed). Up and to the right is better on both: more of the catalog "
-        "seen, more relevance delivered.</p>"
+        '<p class="caption">One point per arm: mean across seeds, with error bars from '
+        f"{_esc(METHOD)}. Up and to the right is better on both: more of the catalog seen, more "
+        "relevance delivered.</p>"
     )
     return caption + figure_html(fig, "fig-tradeoff")
 
 
-def _lorenz_section(sweep: Sweep) -> str:
+def _error_bar(iv: Interval) -> dict[str, Any]:
+    """Asymmetric error bar to the cut interval (none with one seed)."""
+    if not iv.has_interval:
+        return {"visible": False}
+    return {
+        "type": "data",
+        "symmetric": False,
+        "array": [iv.high - iv.mean],
+        "arrayminus": [iv.mean - iv.low],
+        "visible": True,
+    }
+
+
+def _lorenz_section(sweep: Sweep, comp: Comparison) -> str:
     fig = equality_figure()
     notes: list[str] = []
-    for i, arm in enumerate(sweep.arms):
-        jobs = sweep.jobs_of(arm, FINISHED)
-        if not jobs:
+    kind = metric_info(GINI).kind
+    for i, arm in enumerate(comp.arms):
+        curves, arm_notes = arm_lorenz(sweep.jobs_of(arm, FINISHED))
+        notes += arm_notes
+        if curves is None:
             continue
-        exposure, arm_notes = pooled_last_window_exposure(jobs)
-        notes += [f"{arm}: {n}" for n in arm_notes]
-        if exposure is None or exposure.sum() == 0:
-            notes.append(f"{arm}: no impressions in the last window")
-            continue
-        xs, ys = lorenz(exposure, vertices_only=True)
-        gini = mean_ci(v for j in jobs if (v := final_value(j, "gini_exposure")) is not None)
-        name = f"{_esc(arm)}: Gini {fmt_value(gini.mean, 'num')}"
+        n = curves.shape[1] - 1
+        mean, low, high = curves.mean(axis=0), curves.min(axis=0), curves.max(axis=0)
+        keep = _vertices(mean, low, high)
+        x = (np.arange(n + 1) / n)[keep]
+        color, group = _color(i), f"arm{i}"
+        if curves.shape[0] >= 2:
+            name = f"{_esc(arm)} range across seeds"
+            fig.add_trace(_band(x, low[keep], high[keep], color, group, name))
+        # the table's number for this arm: mean over its seeds of metrics.parquet's Gini
+        gini = format_metric(comp.values[GINI][arm].value.mean, kind)
         fig.add_trace(
             go.Scatter(
-                x=xs,
-                y=ys,
-                name=name,
+                x=x,
+                y=mean[keep],
+                name=f"{_esc(arm)}: Gini {gini}",
+                legendgroup=group,
                 mode="lines",
-                line={"color": _color(i), "width": 2},
+                line={"color": color, "width": 2},
                 hovertemplate="%{x:.1%} of items get %{y:.1%} of impressions",
             )
         )
     note_html = "".join(f'<p class="caption">{_esc(n)}</p>' for n in notes)
     if len(fig.data) == 1:
-        return note_html + '<p class="caption">No impression logs to draw Lorenz curves.</p>'
+        return note_html + '<p class="caption">No item exposure to draw Lorenz curves.</p>'
     fig.update_xaxes(
         title_text="cumulative share of items (fewest impressions first)",
         tickformat=".0%",
@@ -858,12 +646,66 @@ def _lorenz_section(sweep: Sweep) -> str:
         legend={"x": 0.02, "y": 0.98, "orientation": "v", "bgcolor": "rgba(255,255,255,0.8)"}
     )
     caption = (
-        '<p class="caption">Impressions per catalog item in the last window of each job, summed '
-        "over the arm's seeds, items never shown included. The further a curve sags below the "
-        "diagonal, the more exposure is concentrated on few items. The Gini in the legend is the "
-        "arm's final-window exposure Gini, mean over its seeds (as in the table above).</p>"
+        '<p class="caption">Each seed\'s Lorenz curve of impressions per catalog item in its last '
+        "window (items never shown included); the line is the mean curve across the arm's "
+        "seeds, the shaded band the range across them (lowest to highest seed). The further a "
+        "curve sags below the diagonal, the more exposure is concentrated on few items. The "
+        "Gini in the legend is the arm's final-window exposure Gini, mean over its seeds, as in "
+        "the tables (the Gini of the mean curve: Gini is linear in the curve).</p>"
     )
     return caption + note_html + figure_html(fig, "fig-lorenz")
+
+
+# ---------------------------------------------------------------- the full table
+
+
+def _final_table(comp: Comparison) -> str:
+    base = comp.baseline
+    tested = comp.max_pairs >= 2
+    n_cols = 6 if tested else 4
+    rows = []
+    for metric in comp.metrics:
+        if not comp.shown(metric):
+            continue  # no arm has a value (a model metric of model-free arms, older runs)
+        info = metric_info(metric)
+        kind = info.kind
+        rows.append(
+            f'<tr class="group"><th colspan="{n_cols}">{_esc(info.title)} '
+            f"<span>— {_esc(info.description)}</span></th></tr>"
+        )
+        for arm in comp.arms:
+            value = comp.values[metric][arm]
+            cells = [
+                f"<td>{_esc(arm)}</td>",
+                f'<td class="num">{value.value.n}</td>',
+                f'<td class="num">{_esc(fmt_interval(value.value, kind))}</td>',
+            ]
+            d = value.diff
+            if d is None:
+                cells.append(f'<td colspan="{n_cols - 3}">baseline</td>')
+                rows.append(f'<tr class="baseline">{"".join(cells)}</tr>')
+                continue
+            sig = " sig" if d.significant else ""
+            cells.append(f'<td class="num{sig}">{_esc(fmt_diff(d, kind))}</td>')
+            if tested:
+                star = " *" if d.significant else ""
+                cells.append(f'<td class="num{sig}">{_esc(p_text(d.p))}{star}</td>')
+                cells.append(f'<td class="num">{d.n}</td>')
+            rows.append(f"<tr>{''.join(cells)}</tr>")
+    if tested:
+        head = (
+            "<tr><th>Arm</th><th>n</th><th>Mean [interval]</th>"
+            f"<th>Δ vs {_esc(base)} [interval]</th><th>p (paired t)</th><th>pairs</th></tr>"
+        )
+    else:
+        head = (
+            "<tr><th>Arm</th><th>n</th><th>Value (1 seed: no interval)</th>"
+            f"<th>Δ vs {_esc(base)} on the same seed</th></tr>"
+        )
+    return (
+        _method_caption(comp)
+        + f'<table class="final"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+    )
 
 
 def _problems_section(sweep: Sweep) -> str:
@@ -936,26 +778,22 @@ def _arms_section(sweep: Sweep) -> str:
     return "".join(parts)
 
 
-def build_sweep_report(sweep_dir: Path, baseline: str | None = None) -> Path:
-    """Write ``sweep_dir/report.html`` comparing the sweep's arms and return its path.
+NAV = {
+    "series": "Over time",
+    "tradeoff": "Trade-off: utility vs exposure coverage",
+    "lorenz": "Lorenz curves",
+    "final": "Final window: every metric",
+    "problems": "Failed and incomplete jobs",
+    "arms": "Arms: commands and configs",
+}
 
-    Works on interrupted or partly failed sweeps: unfinished jobs are listed, never hidden; with
-    no finished job the page lists the failures and has no figures.
 
-    Raises
-    ------
-    SweepReportError
-        When ``sweep_dir`` has no job sub-folders, or ``baseline`` is not an arm with finished
-        jobs.
-    """
-    sweep_dir = Path(sweep_dir)
-    sweep = load_sweep(sweep_dir, baseline)
+def _meta(sweep: Sweep) -> str:
     n_done = len(sweep.finished)
     n_failed = sum(j.status == FAILED for j in sweep.jobs)
     n_incomplete = sum(j.status == INCOMPLETE for j in sweep.jobs)
-    title = f"recloop sweep report — {sweep_dir.name}"
     meta = (
-        f"Sweep folder <code>{_esc(sweep_dir)}</code><br>"
+        f"Sweep folder <code>{_esc(sweep.path)}</code><br>"
         f"<b>{len(sweep.arms)}</b> arms · <b>{len(sweep.jobs)}</b> jobs: "
         f"<b>{n_done}</b> finished, <b>{n_failed}</b> failed, <b>{n_incomplete}</b> incomplete"
     )
@@ -969,43 +807,56 @@ def build_sweep_report(sweep_dir: Path, baseline: str | None = None) -> Path:
     if sweep.shared_overrides:
         shared = ", ".join(f"<code>{_esc(o)}</code>" for o in sweep.shared_overrides)
         meta += f"<br>Shared by every job (not in the arm labels): {shared}"
+    return f'<p class="meta">{meta}</p>'
 
-    if n_done:
+
+def build_sweep_report(sweep_dir: Path, baseline: str | None = None) -> Path:
+    """Write ``sweep_dir/report.html`` comparing the sweep's arms and return its path; the
+    page loads the sweep's shared ``plotly.min.js`` (written beside it when missing).
+
+    Works on interrupted or partly failed sweeps: unfinished jobs are listed, never hidden; with
+    no finished job the page lists the failures and has no figures.
+
+    Raises
+    ------
+    SweepReportError
+        When ``sweep_dir`` has no job sub-folders, or ``baseline`` is not an arm with finished
+        jobs.
+    """
+    sweep_dir = Path(sweep_dir)
+    sweep = load_sweep(sweep_dir, baseline)
+    if sweep.finished:
+        arms = sweep.finished_arms
+        comp = compare(job_finals(sweep, TABLE_METRICS), arms, sweep.baseline, TABLE_METRICS)
+        top = _headline(sweep, comp)
         body = (
-            f'<h2 id="final">Final window: arms compared</h2>{_final_table(sweep)}'
-            f'<h2 id="series">Over time</h2>{_series_section(sweep)}'
-            f'<h2 id="tradeoff">Trade-off: utility vs exposure coverage</h2>'
-            f"{_tradeoff_section(sweep)}"
+            f'<h2 id="series">{NAV["series"]}</h2>{_series_section(sweep)}'
+            f'<h2 id="tradeoff">{NAV["tradeoff"]}</h2>{_tradeoff_section(comp)}'
             f'<h2 id="lorenz">Exposure concentration in the last window: Lorenz curves</h2>'
-            f"{_lorenz_section(sweep)}"
+            f"{_lorenz_section(sweep, comp)}"
+            f'<h2 id="final">{NAV["final"]}</h2>{_final_table(comp)}'
         )
-        nav = ["final", "series", "tradeoff", "lorenz"]
+        nav = ["series", "tradeoff", "lorenz", "final"]
     else:
-        body = (
-            '<h2 id="final">Final window: arms compared</h2>'
-            '<p class="status-failed">No job finished: nothing to compare.</p>'
-        )
-        nav = ["final"]
-    titles = {
-        "final": "Final window: arms compared",
-        "series": "Over time",
-        "tradeoff": "Trade-off: utility vs exposure coverage",
-        "lorenz": "Lorenz curves",
-        "problems": "Failed and incomplete jobs",
-        "arms": "Arms: commands and configs",
-    }
-    nav_html = "".join(
-        f'<li><a href="#{k}">{titles[k]}</a></li>' for k in [*nav, "problems", "arms"]
-    )
-    page_body = f"""<h1>{_esc(title)}</h1>
-<p class="meta">{meta}</p>
+        top = '<p class="status-failed answer">No job finished: nothing to compare.</p>'
+        body, nav = "", []
+    nav_html = "".join(f'<li><a href="#{k}">{NAV[k]}</a></li>' for k in [*nav, "problems", "arms"])
+    page_body = f"""<h1>{_esc(sweep.name)}</h1>
+<p class="subtitle">recloop sweep report</p>
+{top}
+{_meta(sweep)}
 <nav><ul>{nav_html}</ul></nav>
 {body}
-<h2 id="problems">Failed and incomplete jobs</h2>
+<h2 id="problems">{NAV["problems"]}</h2>
 {_problems_section(sweep)}
-<h2 id="arms">Arms: commands and configs</h2>
+<h2 id="arms">{NAV["arms"]}</h2>
 {_arms_section(sweep)}
 <footer>Produced by recloop-report: <code>recloop-report {_esc(sweep_dir)}</code> rebuilds this
-page from the jobs' files (summary.json, metrics.parquet, status.json, .hydra/, logs/).</footer>
+page and comparison.md/.csv from the jobs' files (summary.json, metrics.parquet,
+item_exposure.parquet, status.json, .hydra/).</footer>
 """
-    return write_page(sweep_dir / REPORT_NAME, title, CSS + SWEEP_CSS, page_body)
+    shared_plotlyjs(sweep_dir)
+    title = f"{sweep.name} — recloop sweep report"
+    return write_page(
+        sweep_dir / REPORT_NAME, title, CSS + SWEEP_CSS, page_body, plotly_src="plotly.min.js"
+    )

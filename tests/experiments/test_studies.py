@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from omegaconf import OmegaConf
 
 from experiments.cli import group_options
 from experiments.run import run
-from experiments.study import collect_summaries, comparison_table, to_markdown
+from reports.comparison import collect_summaries
 from sim.event_log import scan_table
 
 TINY = [
@@ -86,27 +85,6 @@ def _fake_sweep(root: Path, rows: list[tuple[str, int, float, float]]) -> None:
     (root / "broken_job").mkdir()  # a failed job leaves no summary: skipped
 
 
-def test_comparison_table_is_mean_and_std_across_seeds(tmp_path):
-    _fake_sweep(
-        tmp_path, [("greedy", 0, 0.4, 100.0), ("greedy", 1, 0.5, 140.0), ("random", 0, 1.0, 50.0)]
-    )
-    jobs = collect_summaries(tmp_path)
-    assert jobs.height == 3
-    table = comparison_table(jobs, order=["random", "greedy"])
-    assert table["policy"].to_list() == ["random", "greedy"]
-    greedy = table.filter(pl.col("policy") == "greedy").row(0, named=True)
-    assert greedy["n_seeds"] == 2
-    assert greedy["final_coverage_exposure__mean"] == pytest.approx(0.45)
-    assert greedy["final_cumulative_utility__std"] == pytest.approx(math.sqrt(800.0))  # sample sd
-    text = to_markdown(table, "exploration")
-    assert "| greedy | 2 | 45.0% ± 7.1% |" in text
-    # paired by seed: random seed 0 (50) minus greedy seed 0 (100)
-    random = table.filter(pl.col("policy") == "random").row(0, named=True)
-    assert random["utility_gain__mean"] == pytest.approx(-50.0)
-    assert greedy["utility_gain__mean"] == 0.0
-    assert text.splitlines()[4].endswith("| -50 |")
-
-
 TINY_WORLD = [o for o in TINY if not o.startswith(("policy.slate_size", "policy.n_candidates"))]
 
 
@@ -115,7 +93,7 @@ TINY_WORLD = [o for o in TINY if not o.startswith(("policy.slate_size", "policy.
 def test_every_study_runs_on_a_tiny_world(study, tmp_path):
     """``recloop +study=NAME`` in miniature: every arm of the study, one seed, a comparison."""
     from experiments.cli import _job_overrides
-    from experiments.study import write_comparison
+    from reports.comparison import write_comparison
 
     if study == "ope":  # one job that runs its own logging and truth runs
         from experiments.ope import run_ope
@@ -162,6 +140,6 @@ def test_jobs_that_differ_beyond_the_seed_are_compared_separately(tmp_path):
             f"- policy=softmax\n- policy.temperature={temperature}\n- seed=0\n- sim.days=9\n"
             "- hydra.verbose=false\n"
         )
-    labels = collect_summaries(tmp_path)["policy"].to_list()
+    labels = collect_summaries(tmp_path)["arm"].to_list()
     # sim.days is shared by every job, so it does not label a variant
     assert labels == ["softmax [policy.temperature=0.02]", "softmax [policy.temperature=0.1]"]

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from experiments import console, study
-from reports import run_report, sweep_report
+from experiments import console
+from reports import comparison, run_report, sweep_report
 from reports.metric_catalog import CATALOG, METRICS, NOT_METRICS, format_metric, metric_info
 from sim.metrics import METRIC_COLUMNS
 
@@ -49,7 +49,8 @@ def test_labels_are_unique() -> None:
 def test_every_place_that_shows_metrics_uses_catalog_columns() -> None:
     shown = {
         "console": set(console.SUMMARY_ROWS),
-        "comparison": {m for _, m in study.COMPARED},
+        "comparison": set(comparison.COMPARED),
+        "sweep headline": set(sweep_report.HEADLINE_METRICS),
         "run report table": set(run_report.KEY_METRICS),
         "run report panels": {c for p in run_report.PANELS for c in (*p.left, *p.right)},
         "sweep table": set(sweep_report.TABLE_METRICS),

@@ -2,11 +2,13 @@
 
 The main sweep has 3 arms x 3 seeds (4 windows, a 20-item catalog), one failed job (status.json)
 and one interrupted job (no summary.json). Expected numbers are recomputed here with plain
-numpy/scipy from the arrays the sweep was written from.
+numpy/scipy from the arrays the sweep was written from: t-intervals from ``scipy.stats.t``, then
+cut to the metric's range by hand.
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import re
@@ -18,23 +20,30 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 from plotly.offline import get_plotlyjs
 from scipy import stats
 
 from reports.cli import main
+from reports.inequality import lorenz
+from reports.metric_catalog import CATALOG, METRICS
 from reports.run_report import ReportError
-from reports.sweep_report import (
+from reports.sweep_folder import (
     FAILED,
     FINISHED,
     INCOMPLETE,
     SweepReportError,
-    arm_series,
-    build_sweep_report,
     is_sweep_dir,
     load_sweep,
-    mean_ci,
-    paired_difference,
-    pooled_last_window_exposure,
+)
+from reports.sweep_report import (
+    _series_figure,
+    arm_lorenz,
+    arm_series,
+    axis_range,
+    build_sweep_report,
+    gini_of_lorenz,
     shell_command,
 )
 
@@ -71,8 +80,11 @@ FINAL_FIXED: dict[str, dict[str, list[float]]] = {
         "utility": [0.33, 0.31, 0.32],
         "coverage_exposure": [0.22, 0.21, 0.19],
         "cumulative_utility": [41.0, 44.0, 43.0],
+        "gini_exposure": [0.99, 0.93, 0.98],  # near 1: the raw t-interval passes 1 and is cut
     },
 }
+STUDY = "exploration"
+QUESTION = "Does exploring pay off in utility and exposure?"
 FLOAT_COLUMNS = (
     "coverage_exposure",
     "coverage_clicks",
@@ -195,7 +207,9 @@ def _write_finished(
         "n_impressions": int(imp.height),
         "n_clicks": 24,
         "final": final,
-        "mean": {k: float(np.nanmean(v)) for k, v in metrics.items()},
+        "mean": {
+            k: float(np.nanmean(v)) if np.isfinite(v).any() else None for k, v in metrics.items()
+        },
     }
     (job / "summary.json").write_text(json.dumps(summary))
     (job / "config.yaml").write_text(config_text)
@@ -223,7 +237,10 @@ def _write_sweep(root: Path) -> dict[str, Any]:
             metrics = _metric_rows(arm, seed)
             if (arm, seed) == NO_EXPLORATION_COLUMN:
                 del metrics["exploration_share"]
-            config = f"seed: {seed}\npolicy:\n  name: {policy}\n  arm: {arm}\n"
+            config = (
+                f"seed: {seed}\npolicy:\n  name: {policy}\n  arm: {arm}\n"
+                f"study_name: {STUDY}\nstudy_question: {QUESTION}\n"
+            )
             overrides = _overrides(policy, extra, seed, num)
             _write_finished(
                 job, policy, seed, overrides, _last_window_counts(arm, seed), metrics, config
@@ -254,6 +271,12 @@ def page(sweep_dir: Path) -> str:
     return build_sweep_report(sweep_dir).read_text(encoding="utf-8")
 
 
+def _cells(row: str) -> list[tuple[str, str]]:
+    """(td class, text without tags) of each cell of a table row."""
+    cells = re.findall(r'<td(?: class="([^"]*)")?[^>]*>(.*?)</td>', row, re.S)
+    return [(c, html.unescape(re.sub(r"<[^>]+>", " ", text)).strip()) for c, text in cells]
+
+
 def _final_rows(page: str) -> dict[tuple[str, str], list[tuple[str, str]]]:
     """(metric label, arm) -> [(td class, text), ...] of the final-window table."""
     table = page.split('<table class="final">')[1].split("</table>")[0]
@@ -263,30 +286,89 @@ def _final_rows(page: str) -> dict[tuple[str, str], list[tuple[str, str]]]:
         if 'class="group"' in attrs:
             group = html.unescape(re.sub(r"<[^>]+>", "", body)).split(" — ")[0].strip()
             continue
-        cells = re.findall(r'<td(?: class="([^"]*)")?[^>]*>(.*?)</td>', body, re.S)
+        cells = _cells(body)
         if cells:
-            arm = html.unescape(cells[0][1])
-            rows[(group, arm)] = [(c, html.unescape(text)) for c, text in cells[1:]]
+            rows[(group, cells[0][1])] = cells[1:]
     return rows
+
+
+def _headline_rows(page: str) -> dict[str, dict[str, tuple[str, str]]]:
+    """arm -> column title -> (value text, difference line) of the headline table."""
+    table = page.split('<table class="headline-table">')[1].split("</table>")[0]
+    titles = [html.unescape(t) for t in re.findall(r"<th>(.*?)</th>", table)]
+    rows = {}
+    for body in re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>")[1], re.S):
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", body, re.S)
+        parts = [
+            [
+                html.unescape(re.sub(r"<[^>]+>", "", d))
+                for d in re.findall(r"<div[^>]*>(.*?)</div>", c)
+            ]
+            or [c]
+            for c in cells
+        ]
+        rows[html.unescape(cells[0])] = {
+            t: (p[0], p[1] if len(p) > 1 else "") for t, p in zip(titles, parts, strict=True)
+        }
+    return rows
+
+
+def _answer(page: str) -> str:
+    return html.unescape(
+        re.sub(r"<[^>]+>", "", page.split('<p class="answer">')[1].split("</p>")[0])
+    )
 
 
 def _numbers(text: str) -> list[float]:
     return [float(s.replace(",", "")) for s in re.findall(r"[-+]?\d[\d,]*\.\d+", text)]
 
 
-def _expected_stats(metric: str, arm: str) -> dict[str, float]:
-    """Mean/CI across seeds and the paired difference to greedy, computed from the inputs."""
+def _decode(obj: Any) -> Any:
+    """Plotly's JSON with its base64 typed arrays (``{"dtype", "bdata"}``) as numpy arrays."""
+    if isinstance(obj, dict):
+        if {"dtype", "bdata"} <= set(obj):
+            return np.frombuffer(base64.b64decode(obj["bdata"]), dtype=np.dtype(obj["dtype"]))
+        return {k: _decode(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_decode(v) for v in obj]
+    return obj
+
+
+def figure(page: str, div_id: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The traces and layout the page hands to ``Plotly.newPlot`` for ``div_id``."""
+    match = re.search(r'Plotly\.newPlot\(\s*"' + re.escape(div_id) + r'",\s*', page)
+    assert match, div_id
+    decoder = json.JSONDecoder()
+    data, end = decoder.raw_decode(page, match.end())
+    layout, _ = decoder.raw_decode(page[end:].lstrip().removeprefix(",").lstrip())
+    return _decode(data), _decode(layout)
+
+
+def _cut(low: float, high: float, domain: tuple[float | None, float | None]) -> list[float]:
+    a, b = domain
+    return [low if a is None else max(low, a), high if b is None else min(high, b)]
+
+
+def _expected_stats(metric: str, arm: str) -> dict[str, Any]:
+    """Mean and cut interval across seeds, and the paired difference to greedy, from the inputs."""
+    domain = CATALOG[metric].domain
     a = np.array([_finals(arm, s)[metric] for s in SEEDS])
     b = np.array([_finals(GREEDY, s)[metric] for s in SEEDS])
-    lo, hi = stats.t.interval(0.95, a.size - 1, loc=a.mean(), scale=stats.sem(a))
+    raw = stats.t.interval(0.95, a.size - 1, loc=a.mean(), scale=stats.sem(a))
     d = a - b
-    dlo, dhi = stats.t.interval(0.95, d.size - 1, loc=d.mean(), scale=stats.sem(d))
+    draw = (
+        stats.t.interval(0.95, d.size - 1, loc=d.mean(), scale=stats.sem(d))
+        if arm != GREEDY
+        else (np.nan, np.nan)
+    )
+    width = None if None in domain else domain[1] - domain[0]
+    ddomain = (None, None) if width is None else (-width, width)
     return {
         "mean": a.mean(),
-        "half": (hi - lo) / 2,
+        "raw": raw,
+        "ci": _cut(*raw, domain),
         "diff": d.mean(),
-        "dlo": dlo,
-        "dhi": dhi,
+        "dci": _cut(*draw, ddomain),
         "p": stats.ttest_rel(a, b).pvalue,
     }
 
@@ -299,6 +381,7 @@ def test_arms_labelled_by_distinguishing_overrides(sweep_dir: Path) -> None:
     assert sweep.arms == [GREEDY, SOFT01, SOFT10]  # baseline greedy first
     assert sweep.baseline == GREEDY
     assert sweep.shared_overrides == SHARED
+    assert (sweep.name, sweep.question) == (STUDY, QUESTION)
     by_name = {j.name: j for j in sweep.jobs}
     assert [j.name for j in sweep.jobs][:3] == [
         "0_greedy_seed0",
@@ -313,12 +396,12 @@ def test_arms_labelled_by_distinguishing_overrides(sweep_dir: Path) -> None:
     assert (incomplete.status, incomplete.arm, incomplete.seed) == (INCOMPLETE, GREEDY, 4)
 
 
-def test_labels_agree_with_study_comparison(sweep_dir: Path) -> None:
-    from experiments.study import collect_summaries  # the rule the report reimplements
+def test_labels_agree_with_the_comparison(sweep_dir: Path) -> None:
+    from reports.comparison import collect_summaries
 
     study = collect_summaries(sweep_dir)
     ours = {(j.name, j.arm) for j in load_sweep(sweep_dir).finished}
-    assert set(zip(study["job"].to_list(), study["policy"].to_list(), strict=True)) == ours
+    assert set(zip(study["job"].to_list(), study["arm"].to_list(), strict=True)) == ours
 
 
 def test_baseline_choice(sweep_dir: Path) -> None:
@@ -341,30 +424,121 @@ def test_no_greedy_baseline_is_first_arm(tmp_path: Path) -> None:
     sweep = load_sweep(tmp_path)
     assert sweep.arms == ["softmax [policy.temperature=0.5]", "softmax [policy.temperature=0.1]"]
     assert sweep.baseline == "softmax [policy.temperature=0.5]"
+    assert (sweep.name, sweep.question) == ("sweep", None)  # no study in the configs
 
 
-# ------------------------------------------------------------------ statistics
+# ------------------------------------------------------------------ the headline
 
 
-def test_mean_ci_and_paired_difference_match_scipy() -> None:
-    rng = np.random.default_rng(5)
-    a, b = rng.normal(1, 0.3, 6), rng.normal(0.8, 0.3, 6)
-    ci = mean_ci([*a, None, float("nan")])  # missing values are dropped
-    lo, hi = stats.t.interval(0.95, 5, loc=a.mean(), scale=stats.sem(a))
-    assert (ci.n, ci.mean, ci.half) == (6, pytest.approx(a.mean()), pytest.approx((hi - lo) / 2))
-    one = mean_ci([0.4])
-    assert one.n == 1 and one.mean == 0.4 and np.isnan(one.half)
+def test_headline_comes_first_and_names_the_study(page: str) -> None:
+    assert f"<title>{STUDY} — recloop sweep report</title>" in page
+    body = page.split("<main")[1]
+    assert re.match(r"[^>]*>\s*<h1>exploration</h1>", body)
+    first = [
+        body.index('<p class="question">'),
+        body.index('<p class="answer">'),
+        body.index('<table class="headline-table">'),
+        body.index('class="meta"'),
+        body.index('id="fig-ts-coverage_exposure"'),
+        body.index('id="fig-tradeoff"'),
+        body.index('id="fig-lorenz"'),
+        body.index('<table class="final">'),
+        body.index('id="problems"'),
+        body.index('id="arms"'),
+    ]
+    assert first == sorted(first)
+    assert html.escape(QUESTION) in body.split('<p class="answer">')[0]
+    assert "00-" not in page.split("</title>")[0]  # not the time folder
 
-    seeds_a = {s: v for s, v in enumerate(a)} | {10: 5.0}  # seed 10 has no baseline: unpaired
-    seeds_b = {s: v for s, v in enumerate(b)} | {11: 5.0}
-    pair = paired_difference(seeds_a, seeds_b)
-    d = a - b
-    dlo, dhi = stats.t.interval(0.95, 5, loc=d.mean(), scale=stats.sem(d))
-    assert pair.n == 6
-    assert (pair.mean, pair.low, pair.high) == pytest.approx((d.mean(), dlo, dhi))
-    assert pair.p == pytest.approx(stats.ttest_rel(a, b).pvalue)
-    few = paired_difference({0: 1.0, 1: 2.0}, {0: 0.5, 2: 1.0})
-    assert few.n == 1 and np.isnan(few.mean) and np.isnan(few.p) and not few.significant
+
+def test_headline_answer_is_honest_about_significance(page: str) -> None:
+    good, none = (
+        _expected_stats("cumulative_utility", SOFT01),
+        _expected_stats("cumulative_utility", SOFT10),
+    )
+    assert good["p"] < 0.05 < none["p"]  # the data are built that way
+    lo, hi = good["dci"]
+    expected = (
+        f"Paired by seed over 3 seeds: {SOFT01} delivered significantly more cumulative "
+        f"utility than greedy ({SOFT01}: {good['diff']:+,.1f} [{lo:+,.1f}, {hi:+,.1f}], "
+        f"p = {good['p']:.3f}); {SOFT10} ({none['diff']:+,.1f}, p = {none['p']:.3f}) did not "
+        "differ significantly from greedy in cumulative utility."
+    )
+    answer = _answer(page)
+    assert answer.startswith(expected)
+    cov = {a: np.mean([_finals(a, s)["coverage_exposure"] for s in SEEDS]) for a in ARMS}
+    gini = {a: np.mean([_finals(a, s)["gini_exposure"] for s in SEEDS]) for a in ARMS}
+    lo_c, hi_c = min(cov, key=cov.get), max(cov, key=cov.get)
+    lo_g, hi_g = min(gini, key=gini.get), max(gini, key=gini.get)
+    assert (
+        f"In the final window (means over seeds), exposure coverage from {cov[lo_c]:.1%} "
+        f"({lo_c}) to {cov[hi_c]:.1%} ({hi_c}) and exposure Gini from {gini[lo_g]:.3f} ({lo_g}) "
+        f"to {gini[hi_g]:.3f} ({hi_g})."
+    ) in answer
+    assert answer.endswith("2 of 11 jobs did not finish and are left out (listed below).")
+
+
+def test_headline_table_is_the_final_tables_numbers(page: str) -> None:
+    head, final = _headline_rows(page), _final_rows(page)
+    assert list(head) == [GREEDY, SOFT01, SOFT10]
+    titles = ["Arm", "Seeds", "Cumulative utility", "Exposure coverage", "Exposure Gini"]
+    assert list(head[GREEDY]) == titles  # no arm has a model NDCG: no column
+    for arm in ARMS:
+        assert head[arm]["Seeds"][0] == "3"
+        for title in titles[2:]:
+            value, diff = head[arm][title]
+            assert value == final[(title, arm)][1][1]
+            if arm == GREEDY:
+                assert diff == "baseline"
+            else:
+                delta, p = final[(title, arm)][2][1], final[(title, arm)][3][1]
+                assert diff == f"Δ {delta} · {p}"
+    assert head[SOFT01]["Cumulative utility"][1].endswith(" *")  # significant
+    assert not head[SOFT10]["Cumulative utility"][1].endswith("*")
+
+
+def test_question_falls_back_to_the_arms(tmp_path: Path) -> None:
+    for i, (policy, arm, seed) in enumerate(
+        [("greedy", GREEDY, 0), ("softmax", SOFT01, 0), ("greedy", GREEDY, 1)]
+    ):
+        ov = [f"policy={policy}", f"seed={seed}"]
+        counts = _last_window_counts(arm, seed)
+        config = "study_name: quickstart\n" if i == 2 else "a: 1\n"  # from any job
+        _write_finished(
+            tmp_path / f"{i}", policy, seed, ov, counts, _metric_rows(arm, seed), config
+        )
+    page = build_sweep_report(tmp_path).read_text(encoding="utf-8")
+    assert "<h1>quickstart</h1>" in page
+    assert '<p class="question">How does softmax compare with greedy?</p>' in page
+
+
+def test_single_seed_has_no_interval_and_says_so(tmp_path: Path) -> None:
+    for i, (policy, arm) in enumerate((("greedy", GREEDY), ("softmax", SOFT01))):
+        ov = [f"policy={policy}", "seed=0"]
+        counts = _last_window_counts(arm, 0)
+        _write_finished(tmp_path / f"{i}", policy, 0, ov, counts, _metric_rows(arm, 0), "a: 1\n")
+    page = build_sweep_report(tmp_path).read_text(encoding="utf-8")
+    rows = _final_rows(page)
+    assert rows[("Utility", "greedy")] == [("num", "1"), ("num", "0.300"), ("", "baseline")]
+    assert rows[("Utility", "softmax")] == [
+        ("num", "1"),
+        ("num", "0.400"),
+        ("num", "+0.100 (seed 0)"),
+    ]
+    # the single-seed utility gain, in words and in both tables
+    assert _answer(page).startswith(
+        "On seed 0, softmax delivered 15.0 more cumulative utility than greedy; one seed — no "
+        "interval, run more seeds: seed=0,1,2."
+    )
+    assert _headline_rows(page)["softmax"]["Cumulative utility"] == ("55.0", "Δ +15.0 (seed 0)")
+    assert rows[("Cumulative utility", "softmax")][2] == ("num", "+15.0 (seed 0)")
+    assert "1 seed: no interval." in page
+    # no column of dashes: no p, no pairs, no interval header
+    assert "p (paired t)" not in page and "<th>pairs</th>" not in page
+    assert "<h1>sweep</h1>" in page and "<title>sweep — recloop sweep report</title>" in page
+
+
+# ------------------------------------------------------------------ the final table
 
 
 def test_final_table_numbers(page: str) -> None:
@@ -374,22 +548,31 @@ def test_final_table_numbers(page: str) -> None:
         ("Exposure coverage", "coverage_exposure", 1e-1, 100.0),  # percent / pp
         ("Cumulative utility", "cumulative_utility", 1e-1, 1.0),
         ("CTR", "ctr", 1e-1, 100.0),
+        ("Exposure Gini", "gini_exposure", 1e-3, 1.0),
+        ("Homogenization", "homogenization", 1e-3, 1.0),
     ):
         tol = unit / 2 + 1e-9
         for arm in (SOFT01, SOFT10):
             exp = _expected_stats(metric, arm)
-            (_, n), (_, mean_text), (_, diff), (_, ci), (_, p), (_, pairs) = rows[(label, arm)]
+            (_, n), (_, mean_text), (_, diff), (_, p), (_, pairs) = rows[(label, arm)]
             assert n == "3" and pairs == "3"
-            assert _numbers(mean_text) == pytest.approx(
-                [exp["mean"] * scale, exp["half"] * scale], abs=tol
+            expected = [exp["mean"], *exp["ci"]]
+            assert _numbers(mean_text) == pytest.approx([v * scale for v in expected], abs=tol)
+            assert _numbers(diff) == pytest.approx(
+                [v * scale for v in (exp["diff"], *exp["dci"])], abs=tol
             )
-            assert _numbers(diff) == pytest.approx([exp["diff"] * scale], abs=tol)
-            assert _numbers(ci) == pytest.approx([exp["dlo"] * scale, exp["dhi"] * scale], abs=tol)
             if exp["p"] >= 0.001:
                 assert _numbers(p) == pytest.approx([exp["p"]], abs=5e-4 + 1e-9)
             else:
-                assert p.startswith("< 0.001")
+                assert p.startswith("p < 0.001")
         assert rows[(label, GREEDY)][2] == ("", "baseline")
+
+
+def test_interval_near_a_bound_is_cut(page: str) -> None:
+    exp = _expected_stats("gini_exposure", SOFT10)
+    assert exp["raw"][1] > 1.0  # the raw t-interval claims a Gini above 1
+    mean_text = _final_rows(page)[("Exposure Gini", SOFT10)][1][1]
+    assert mean_text == f"{exp['mean']:.3f} [{exp['ci'][0]:.3f}, 1.000]"
 
 
 def test_significant_cells_marked(page: str) -> None:
@@ -397,8 +580,8 @@ def test_significant_cells_marked(page: str) -> None:
     util_good, util_none = rows[("Utility", SOFT01)], rows[("Utility", SOFT10)]
     assert _expected_stats("utility", SOFT01)["p"] < 0.05  # the data are built that way
     assert _expected_stats("utility", SOFT10)["p"] > 0.05
-    assert all("sig" in cls for cls, _ in util_good[2:5]) and util_good[4][1].endswith("*")
-    assert not any("sig" in cls for cls, _ in util_none) and "*" not in util_none[4][1]
+    assert all("sig" in cls for cls, _ in util_good[2:4]) and util_good[3][1].endswith("*")
+    assert not any("sig" in cls for cls, _ in util_none) and "*" not in util_none[3][1]
 
 
 def test_metric_missing_in_one_run_is_skipped(sweep_dir: Path, page: str) -> None:
@@ -422,59 +605,209 @@ def test_time_series_mean_and_band(sweep_dir: Path) -> None:
     assert series["n"].to_list() == [3, 3, 3]
     for row, w in zip(series.iter_rows(named=True), (1, 2, 3), strict=True):
         x = values[:, w]
-        lo, hi = stats.t.interval(0.95, 2, loc=x.mean(), scale=stats.sem(x))
-        assert (row["mean"], row["low"], row["high"]) == pytest.approx((x.mean(), lo, hi))
+        raw = stats.t.interval(0.95, 2, loc=x.mean(), scale=stats.sem(x))
+        expected = (x.mean(), *_cut(*raw, (0.0, 1.0)))
+        assert (row["mean"], row["low"], row["high"]) == pytest.approx(expected)
     one_seed = arm_series(sweep.jobs_of(SOFT01, FINISHED)[:1], "utility")
     assert one_seed["low"].null_count() == N_WINDOWS  # a single seed: no band
+
+
+# ------------------------------------------------------------------ figures
+
+
+def test_bands_and_axes_stay_in_each_metrics_range(page: str) -> None:
+    seen = 0
+    for metric in re.findall(r'id="fig-ts-([a-z0-9_]+)"', page):
+        low, high = CATALOG[metric].domain
+        data, layout = figure(page, f"fig-ts-{metric}")
+        for trace in data:
+            y = np.asarray(trace["y"], dtype=np.float64)
+            assert low is None or y.min() >= low, (metric, trace["name"])
+            assert high is None or y.max() <= high, (metric, trace["name"])
+            seen += trace.get("fill") == "toself"
+        a, b = layout["yaxis"]["range"]
+        pad = 0.021 * (b - a) / 1.04
+        assert low is None or a >= low - pad, metric
+        assert high is None or b <= high + pad, metric
+    assert seen >= 3 * 5  # a band per arm in most panels
+
+
+def test_tradeoff_error_bars_stay_in_range(page: str) -> None:
+    data, layout = figure(page, "fig-tradeoff")
+    assert layout["xaxis"]["range"] == [-0.02, 1.02] and layout["yaxis"]["range"][0] == 0
+    for trace, arm in zip(data, ARMS, strict=True):
+        cov = _expected_stats("coverage_exposure", arm)
+        util = _expected_stats("cumulative_utility", arm)
+        x, y = trace["x"][0], trace["y"][0]
+        assert (x, y) == pytest.approx((cov["mean"], util["mean"]))
+        ex, ey = trace["error_x"], trace["error_y"]
+        assert ex["symmetric"] is False
+        assert (x - ex["arrayminus"][0], x + ex["array"][0]) == pytest.approx(cov["ci"])
+        assert (y - ey["arrayminus"][0], y + ey["array"][0]) == pytest.approx(util["ci"])
+        assert 0 <= x - ex["arrayminus"][0] and x + ex["array"][0] <= 1
+
+
+def test_log_axis_metric_panel(sweep_dir: Path) -> None:
+    """A log-axis metric (min propensity) is drawn on a log axis left to plotly's autorange,
+    its band only where the interval stays above 0 (a log axis cannot show 0)."""
+    sweep = load_sweep(sweep_dir)
+    fig = _series_figure(sweep, "min_propensity")
+    assert fig.layout.yaxis.type == "log" and fig.layout.yaxis.range is None
+    bands = {t.name: t for t in fig.data if t.fill == "toself"}
+    assert bands and all(np.min(t.y) > 0 for t in bands.values())
+    cut_at_zero = 0
+    for arm in ARMS:
+        series = arm_series(sweep.jobs_of(arm, FINISHED), "min_propensity")
+        kept = series.filter(pl.col("low") > 0)
+        cut_at_zero += kept.height < series.height
+        band = bands.get(f"{html.escape(arm)} interval")
+        assert (band is None) == (kept.height == 0)
+        if band is not None:
+            np.testing.assert_allclose(band.x[: kept.height], kept["day"].to_numpy())
+    assert cut_at_zero  # the case that matters: some interval reaches 0
+
+
+@given(
+    st.sampled_from([m for m in METRICS if not m.log_axis]),
+    st.lists(st.floats(0, 1, allow_nan=False), min_size=1, max_size=20),
+)
+def test_axis_range_lies_in_the_domain_and_holds_the_data(metric, shares) -> None:
+    low, high = metric.domain
+    top = 1.0 if high is None else high
+    bottom = -top if low is None else low
+    values = np.array([bottom + s * (top - bottom) for s in shares])
+    span = axis_range(metric, values)
+    if low is None and high is None:
+        assert span is None
+        return
+    a, b = span
+    width = b - a
+    assert a <= values.min() and values.max() <= b
+    assert low is None or a >= low - 0.021 * width
+    assert high is None or b <= high + 0.021 * width
 
 
 # ------------------------------------------------------------------ Lorenz
 
 
-def test_pooled_last_window_exposure_and_gini(sweep_dir: Path, page: str) -> None:
+def test_lorenz_curves_are_per_seed(sweep_dir: Path) -> None:
     sweep = load_sweep(sweep_dir)
-    pooled, notes = pooled_last_window_exposure(sweep.jobs_of(GREEDY, FINISHED))
-    expected = np.zeros(N_ITEMS, dtype=np.int64)
-    expected[0] = 10 + 10 + 3  # seeds 0 and 1, plus one impression at the horizon per job
-    expected[1] = 10
-    assert notes == []
-    np.testing.assert_array_equal(pooled, expected)
-    for arm in (SOFT01, SOFT10):
-        pooled, _ = pooled_last_window_exposure(sweep.jobs_of(arm, FINISHED))
-        counts = sum(_last_window_counts(arm, s) for s in SEEDS) + 3 * np.eye(N_ITEMS)[0]
-        np.testing.assert_array_equal(pooled, counts)
-    # the legend prints the arm's mean final exposure Gini from metrics.parquet (the table's)
     for arm in ARMS:
-        g = np.mean([_finals(arm, s)["gini_exposure"] for s in SEEDS])
-        assert f"{html.escape(arm)}: Gini {g:.3f}" in page
+        curves, notes = arm_lorenz(sweep.jobs_of(arm, FINISHED))
+        assert notes == []
+        # each job's last window, plus its one impression at the horizon (item 0)
+        expected = [
+            lorenz(_last_window_counts(arm, s) + np.eye(N_ITEMS, dtype=int)[0])[1] for s in SEEDS
+        ]
+        np.testing.assert_allclose(curves, expected)
+
+
+def test_lorenz_mean_curve_band_and_legend(sweep_dir: Path, page: str) -> None:
+    sweep = load_sweep(sweep_dir)
+    data, _ = figure(page, "fig-lorenz")
+    lines = {t["name"]: t for t in data if t.get("fill") != "toself"}
+    bands = [t for t in data if t.get("fill") == "toself"]
+    final = _final_rows(page)
+    head = _headline_rows(page)
+    assert len(bands) == len(ARMS)
+    for arm in ARMS:
+        gini = np.mean([_finals(arm, s)["gini_exposure"] for s in SEEDS])
+        table = final[("Exposure Gini", arm)][1][1].split(" [")[0]
+        assert table == head[arm]["Exposure Gini"][0].split(" [")[0] == f"{gini:.3f}"
+        line = lines[f"{html.escape(arm)}: Gini {table}"]
+        curves, _ = arm_lorenz(sweep.jobs_of(arm, FINISHED))
+        grid = np.arange(N_ITEMS + 1) / N_ITEMS
+        # the drawn points are exact points of the mean curve, and drawing straight lines
+        # between them gives the mean curve everywhere on the grid
+        np.testing.assert_allclose(np.interp(grid, line["x"], line["y"]), curves.mean(axis=0))
+    for band, arm in zip(bands, ARMS, strict=True):
+        curves, _ = arm_lorenz(sweep.jobs_of(arm, FINISHED))
+        x, y = np.asarray(band["x"]), np.asarray(band["y"])
+        half = x.size // 2
+        grid = np.arange(N_ITEMS + 1) / N_ITEMS
+        np.testing.assert_allclose(np.interp(grid, x[:half], y[:half]), curves.max(axis=0))
+        np.testing.assert_allclose(
+            np.interp(grid, x[half:][::-1], y[half:][::-1]), curves.min(axis=0)
+        )
+        assert 0 <= y.min() and y.max() <= 1
+
+
+def test_lorenz_of_real_runs_has_the_metrics_gini(tmp_path: Path) -> None:
+    """Two tiny runs: each seed's curve drawn from item_exposure.parquet has exactly the Gini of
+    metrics.parquet's last window (sim.inequality.gini), and the mean curve the legend's Gini."""
+    from conftest import tiny_config
+
+    from experiments.run import run
+
+    for seed in (0, 1):
+        run(tiny_config("policy=epsilon_greedy", seed=seed), tmp_path / f"{seed}")
+        (tmp_path / f"{seed}" / ".hydra").mkdir()
+        (tmp_path / f"{seed}" / ".hydra" / "overrides.yaml").write_text(f"- seed={seed}\n")
+    sweep = load_sweep(tmp_path)
+    jobs = sweep.jobs_of("epsilon_greedy", FINISHED)
+    curves, notes = arm_lorenz(jobs)
+    assert notes == [] and curves.shape[0] == 2
+    metric = [float(pl.read_parquet(j.path / "metrics.parquet")["gini_exposure"][-1]) for j in jobs]
+    for curve, value in zip(curves, metric, strict=True):
+        assert gini_of_lorenz(curve) == pytest.approx(value, abs=1e-12)
+    assert gini_of_lorenz(curves.mean(axis=0)) == pytest.approx(np.mean(metric), abs=1e-12)
+    page = build_sweep_report(tmp_path).read_text(encoding="utf-8")
+    names = [t["name"] for t in figure(page, "fig-lorenz")[0]]
+    assert f"epsilon_greedy: Gini {np.mean(metric):.3f}" in names
 
 
 # ------------------------------------------------------------------ the page
 
 
-def test_page_is_self_contained(page: str) -> None:
+def test_page_loads_the_sweeps_shared_plotlyjs(sweep_dir: Path, page: str) -> None:
     bundle = get_plotlyjs()
-    assert page.count(bundle) == 1
-    assert page.count(bundle.splitlines()[1]) == 1  # the "plotly.js vX.Y.Z" banner
-    assert page.index(bundle) < page.index("</head>")
-    rest = page.replace(bundle, "")
-    assert not re.search(r"<script[^>]*\bsrc\s*=", rest)
-    assert "<link" not in rest and "https://" not in rest and "cdn.plot.ly" not in rest
+    assert bundle.splitlines()[1] not in page  # the "plotly.js vX.Y.Z" banner: not inlined
+    head = page.split("</head>")[0]
+    assert head.count('<script type="text/javascript" src="plotly.min.js"></script>') == 1
+    assert (sweep_dir / "plotly.min.js").read_text(encoding="utf-8") == bundle
+    assert len(re.findall(r"<script[^>]*\bsrc\s*=", page)) == 1
+    assert "<link" not in page and "https://" not in page and "cdn.plot.ly" not in page
 
 
 def test_page_content(page: str, sweep_dir: Path) -> None:
-    assert "<title>recloop sweep report — " in page
     assert "<b>3</b> arms" in page
     assert "<b>11</b> jobs: <b>9</b> finished, <b>1</b> failed, <b>1</b> incomplete" in page
     for metric in TS_FIGS:
         assert f'id="fig-ts-{metric}"' in page
+    assert 'id="fig-ts-model_ndcg"' not in page  # no job has a model NDCG
     assert 'id="fig-tradeoff"' in page and 'id="fig-lorenz"' in page
-    ids = ["final", "fig-ts-coverage_exposure", "fig-tradeoff", "fig-lorenz", "problems", "arms"]
-    positions = [page.index(f'id="{i}"') for i in ids]
-    assert positions == sorted(positions)
     assert 'href="0_greedy_seed0/report.html"' in page
     assert 'href="1_greedy_seed1/report.html"' not in page  # no report there
     assert page.count("<details><summary>Resolved config") == 3
+    assert "config config" not in page
+
+
+def test_panels_and_rows_without_values_are_hidden(tmp_path: Path) -> None:
+    """Model NDCG NaN in every job (no model): no column, row or panel. Exploration share 0 in
+    every job is a real value: kept."""
+    for i, (policy, arm) in enumerate((("greedy", GREEDY), ("random", SOFT01))):
+        for seed in (0, 1):
+            metrics = _metric_rows(arm, seed)
+            metrics["model_ndcg"] = [float("nan")] * N_WINDOWS
+            metrics["exploration_share"] = [0.0] * N_WINDOWS
+            ov = [f"policy={policy}", f"seed={seed}"]
+            counts = _last_window_counts(arm, seed)
+            _write_finished(tmp_path / f"{i}{seed}", policy, seed, ov, counts, metrics, "a: 1\n")
+    page = build_sweep_report(tmp_path).read_text(encoding="utf-8")
+    assert "Model true NDCG" not in page and 'id="fig-ts-model_ndcg"' not in page
+    assert 'id="fig-ts-exploration_share"' in page
+    assert _final_rows(page)[("Exploration share", "random")][1] == ("num", "0.0% [0.0%, 0.0%]")
+    # one arm with a model: the column, row and panel are back, "–" for the other arm
+    job = tmp_path / "00"
+    frame = pl.read_parquet(job / "metrics.parquet")
+    frame.with_columns(model_ndcg=pl.Series([np.nan, 0.3, 0.35, 0.4])).write_parquet(
+        job / "metrics.parquet"
+    )
+    page = build_sweep_report(tmp_path).read_text(encoding="utf-8")
+    head = _headline_rows(page)
+    assert head["greedy"]["Model true NDCG"][0] == "0.400"
+    assert head["random"]["Model true NDCG"] == ("–", "Δ –")
+    assert 'id="fig-ts-model_ndcg"' in page
 
 
 def test_failed_and_incomplete_jobs_listed(page: str) -> None:
@@ -503,7 +836,10 @@ def test_html_escaping_of_file_strings(tmp_path: Path) -> None:
     evil = "<script>alert(1)</script>"
     job = tmp_path / "0_<b>evil"
     metrics = _metric_rows(GREEDY, 0)
-    config = 'policy:\n  name: "<script>alert(1)</script>"  # </pre><script>alert(3)</script>\n'
+    config = (
+        'policy:\n  name: "<script>alert(1)</script>"  # </pre><script>alert(3)</script>\n'
+        'study_name: "<i>s</i>"\nstudy_question: "<img src=y onerror=alert(4)>"\n'
+    )
     _write_finished(
         job, evil, 0, [f"policy={evil}", "seed=0"], _last_window_counts(GREEDY, 0), metrics, config
     )
@@ -522,16 +858,16 @@ def test_html_escaping_of_file_strings(tmp_path: Path) -> None:
     (failed / "status.json").write_text(json.dumps(status))
     (job / "report.html").write_text("run")
     page = build_sweep_report(tmp_path).read_text(encoding="utf-8")
-    rest = page.replace(get_plotlyjs(), "")
-    assert "alert(1)</script>" not in rest and "<script>alert" not in rest
-    assert "<img" not in rest and "<b>evil" not in rest and "</pre><script>" not in rest
-    # every script left is plotly's: the emptied bundle in the head, then one per figure
-    scripts = re.findall(r"<script[^>]*>(.*?)</script>", rest, re.S)
-    assert scripts[0] == "" and len(scripts) == 1 + rest.count('class="plotly-graph-div"')
+    assert "alert(1)</script>" not in page and "<script>alert" not in page
+    assert "<img" not in page and "<b>evil" not in page and "</pre><script>" not in page
+    assert "<i>s</i>" not in page and "&lt;i&gt;s&lt;/i&gt;" in page
+    # every script is plotly's: the shared bundle in the head, then one per figure
+    scripts = re.findall(r"<script[^>]*>(.*?)</script>", page, re.S)
+    assert scripts[0] == "" and len(scripts) == 1 + page.count('class="plotly-graph-div"')
     assert all(body.strip().startswith("window.PLOTLYENV") for body in scripts[1:])
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in rest
-    assert "&lt;img src=x onerror=alert(2)&gt;" in rest
-    assert 'href="0_%3Cb%3Eevil/report.html"' in rest
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;img src=x onerror=alert(2)&gt;" in page
+    assert 'href="0_%3Cb%3Eevil/report.html"' in page
 
 
 # ------------------------------------------------------------------ edge cases and CLI
@@ -547,18 +883,39 @@ def test_is_sweep_dir(sweep_dir: Path, tmp_path: Path) -> None:
     assert not is_sweep_dir(tmp_path)
 
 
-def test_cli_on_sweep(sweep_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    report = sweep_dir / "report.html"
-    report.unlink(missing_ok=True)
-    assert main([str(sweep_dir)]) == 0
-    assert capsys.readouterr().out.strip() == str(report)
-    assert report.is_file() and not (sweep_dir / ".report.html.tmp").exists()
+def test_cli_on_sweep_rebuilds_report_and_comparison(
+    sweep_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written = [sweep_dir / name for name in ("report.html", "comparison.md", "comparison.csv")]
+    for path in written:
+        path.unlink(missing_ok=True)
+    monkeypatch.chdir(sweep_dir.parent)
+    assert main([sweep_dir.name]) == 0  # a relative argument: absolute paths printed
+    assert capsys.readouterr().out.splitlines() == [str(p.resolve()) for p in written]
+    assert all(p.is_file() for p in written) and not (sweep_dir / ".report.html.tmp").exists()
     assert main([str(sweep_dir), "--baseline", SOFT10]) == 0
-    assert f"<th>Δ vs {SOFT10}</th>" in report.read_text(encoding="utf-8")
+    assert f"<th>Δ vs {SOFT10} [interval]</th>" in written[0].read_text(encoding="utf-8")
+    assert f"cumulative utility gain vs {SOFT10}" in written[1].read_text(encoding="utf-8")
     capsys.readouterr()
     assert main([str(sweep_dir), "--baseline", "nope"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("recloop-report: error: baseline arm 'nope'") and err.count("\n") == 1
+    main([str(sweep_dir)])  # leave the default baseline for the other tests
+
+
+def test_comparison_md_shows_the_reports_numbers(sweep_dir: Path, page: str) -> None:
+    from reports.comparison import write_comparison
+
+    text = write_comparison(sweep_dir, "x").read_text(encoding="utf-8")
+    header, _, *rows = [line for line in text.splitlines() if line.startswith("| ")]
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    final = _final_rows(page)
+    for row in rows:
+        cells = dict(zip(columns, (c.strip() for c in row.strip("|").split("|")), strict=True))
+        arm = cells["arm"]
+        for metric in ("gini_exposure", "coverage_exposure"):
+            info = CATALOG[metric]
+            assert cells[f"{info.label} (final window)"] == final[(info.title, arm)][1][1]
 
 
 def test_cli_on_run_inside_sweep_still_builds_run_report(
@@ -566,6 +923,7 @@ def test_cli_on_run_inside_sweep_still_builds_run_report(
 ) -> None:
     run = sweep_dir / "1_greedy_seed1"
     assert main([str(run)]) == 0
+    assert capsys.readouterr().out.strip() == str((run / "report.html").resolve())
     assert "recloop run report — greedy (seed 1)" in (run / "report.html").read_text()
     (run / "report.html").unlink()
 
@@ -578,12 +936,14 @@ def test_cli_sweep_with_only_failures(tmp_path: Path, capsys: pytest.CaptureFixt
     (tmp_path / "2").mkdir()  # created, never started
     (tmp_path / "multirun.yaml").write_text("hydra: {}\n")
     assert main([str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines() == [str(tmp_path / "report.html")]
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "RuntimeError: boom" in page and "MemoryError: out of memory" in page
     assert "No job finished" in page and 'id="fig-' not in page
     assert "<b>0</b> finished, <b>2</b> failed, <b>1</b> incomplete" in page
     rows = re.findall(r"<tr><td><code>(.*?)</code></td><td>(.*?)</td>", page)
     assert rows == [("0", "greedy"), ("1", "greedy"), ("2", "unknown")]
+    assert not (tmp_path / "comparison.md").exists()
 
 
 def test_cli_all_finished_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -596,18 +956,7 @@ def test_cli_all_finished_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main([str(tmp_path)]) == 0
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "All 2 jobs finished." in page
-
-
-def test_single_seed_has_no_interval(tmp_path: Path) -> None:
-    for i, (policy, arm) in enumerate((("greedy", GREEDY), ("softmax", SOFT01))):
-        ov = [f"policy={policy}", "seed=0"]
-        counts = _last_window_counts(arm, 0)
-        _write_finished(tmp_path / f"{i}", policy, 0, ov, counts, _metric_rows(arm, 0), "a: 1\n")
-    rows = _final_rows(build_sweep_report(tmp_path).read_text(encoding="utf-8"))
-    assert rows[("Utility", "greedy")][:2] == [("num", "1"), ("num", "0.300")]  # n=1: no ±
-    assert rows[("Utility", "softmax")] == [("num", "1"), ("num", "0.400")] + [("num", "–")] * 3 + [
-        ("num", "1")
-    ]
+    assert "One arm only (greedy): nothing to compare it with." in _answer(page)
 
 
 def test_cli_empty_dir_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
