@@ -119,8 +119,11 @@ def test_a_sweep_prints_its_plan_and_one_line_per_job(tmp_path):
     assert all("ETA" in p for p in progress[:3]) and "ETA" not in progress[3]
     assert json.loads((sweep / PLAN_FILE).read_text())["n_jobs"] == 4
     # paths are printed absolute, whole (no wrapping)
-    report_lines = [line for line in lines if "report.html" in line]
-    assert report_lines and all(str(sweep) in line for line in report_lines)
+    paths = [line for line in lines if line.startswith(("comparison: ", "sweep report: "))]
+    assert [p.split(": ")[1] for p in paths] == [
+        str(sweep / "comparison.md"),
+        str(sweep / "report.html"),
+    ]
 
 
 @pytest.mark.slow
