@@ -26,7 +26,7 @@ class StudyComparison(Callback):
     """Hydra callback: when the sweep ends, write its comparison table and its report."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir = Path(config.hydra.sweep.dir).resolve()  # the page and the terminal: absolute
         params = config.hydra.sweeper.get("params") or {}
         order = [p.strip() for p in str(params.get("policy", "")).split(",") if p.strip()]
         path = write_comparison(sweep_dir, str(config.get("study_name", "sweep")), order)

@@ -212,10 +212,15 @@ def _points(m: pl.DataFrame, col: str) -> list[_Point]:
     ]
 
 
+TURN_SHARE = 0.1  # a peak or trough is named when it stands this share of the range past the ends
+
+
 def _turn(series: list[_Point]) -> _Point | None:
     """The peak or trough between the first and the last point worth naming: the interior
-    extreme that reaches furthest outside the range of the two ends (a value printed like an
-    end is not a turn). None for a series without one (monotone, flat, or two points)."""
+    extreme that reaches furthest outside the range of the two ends, by at least
+    :data:`TURN_SHARE` of the series' whole range (a value printed like an end, or a wobble
+    next to one, is not a turn). None for a series without one (monotone, flat, or two
+    points)."""
     first, last = series[0], series[-1]
     inner = series[1:-1]
     if not inner:
@@ -223,10 +228,13 @@ def _turn(series: list[_Point]) -> _Point | None:
     top = max(inner, key=lambda p: p.value)
     bottom = min(inner, key=lambda p: p.value)
     lo, hi = min(first.value, last.value), max(first.value, last.value)
+    span = max(top.value, hi) - min(bottom.value, lo)  # the whole series' range
     candidates = [
         (excursion, p)
         for excursion, p in ((top.value - hi, top), (lo - bottom.value, bottom))
-        if excursion > 0 and p.text not in (first.text, last.text)
+        if excursion > 0
+        and excursion >= TURN_SHARE * span
+        and p.text not in (first.text, last.text)
     ]
     return max(candidates, key=lambda c: c[0])[1] if candidates else None
 
@@ -719,7 +727,8 @@ def _header(run_dir: Path, summary: dict[str, Any], sweep_job: bool) -> str:
         given = " ".join(overrides)
         if sweep_job:
             lines.append(
-                "one job of the sweep in <code>..</code>, with overrides "
+                f"one job of the sweep in <code>{html.escape(str(run_dir.resolve().parent))}</code>, "
+                "with overrides "
                 f"<code>{html.escape(given) or '(none)'}</code>"
             )
         else:

@@ -353,15 +353,16 @@ def _utility_sentence(comp: Comparison) -> str:
 def _exposure_sentence(comp: Comparison) -> str:
     """Which arm spread exposure widest and which concentrated it most, in the final window."""
     parts = []
-    for metric in (COVERAGE, GINI):
+    for i, metric in enumerate((COVERAGE, GINI)):
         info = metric_info(metric)
         means = {a: v.value.mean for a, v in comp.values[metric].items()}
         means = {a: m for a, m in means.items() if math.isfinite(m)}
         if len(means) < 2:
             continue
         low, high = min(means, key=means.get), max(means, key=means.get)
+        verb = " ranged" if i == 0 else ""  # "coverage ranged from … and Gini from …"
         parts.append(
-            f"{info.label} from {format_metric(means[low], info.kind)} ({low}) to "
+            f"{info.label}{verb} from {format_metric(means[low], info.kind)} ({low}) to "
             f"{format_metric(means[high], info.kind)} ({high})"
         )
     if not parts:

@@ -86,6 +86,20 @@ BOOT = [-1, 0, 1, 2, 3]  # one bootstrap window, then a model per window
             [0.05, 0.06, 0.0801, 0.08],
             "CTR rose from 5.0% (bootstrap) to 6.0% on day 2 and to 8.0% by day 4.",
         ),
+        (  # a wobble next to the end (under a tenth of the range) is no trough: the quickstart's
+            # greedy coverage, 38.4% on day 4 then 38.8% at the end
+            BOOT,
+            "coverage_exposure",
+            [1.0, 0.763, 0.5, 0.384, 0.388],
+            "Exposure coverage fell from 100.0% (bootstrap) to 76.3% on day 2 and to 38.8% by day 5.",
+        ),
+        (  # … and a dip of just over a tenth of the range is named
+            BOOT,
+            "coverage_exposure",
+            [1.0, 0.763, 0.5, 0.34, 0.388],
+            "Exposure coverage fell from 100.0% (bootstrap) to 76.3% on day 2, bottomed out at "
+            "34.0% on day 4 and rose to 38.8% by day 5.",
+        ),
         (  # no bootstrap window
             [0, 1, 2],
             "ctr",
@@ -415,4 +429,7 @@ def test_jobs_of_a_sweep_share_one_plotly(tiny_runs, tmp_path):
     for page in pages:
         assert '<script type="text/javascript" src="../plotly.min.js"></script>' in page
         assert banner not in page and len(page) < len(get_plotlyjs()) / 4
-        assert "one job of the sweep in <code>..</code>, with overrides <code>policy=" in page
+        assert (
+            f"one job of the sweep in <code>{sweep.resolve()}</code>, with overrides <code>policy="
+            in page
+        )

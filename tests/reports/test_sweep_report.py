@@ -471,7 +471,7 @@ def test_headline_answer_is_honest_about_significance(page: str) -> None:
     lo_c, hi_c = min(cov, key=cov.get), max(cov, key=cov.get)
     lo_g, hi_g = min(gini, key=gini.get), max(gini, key=gini.get)
     assert (
-        f"In the final window (means over seeds), exposure coverage from {cov[lo_c]:.1%} "
+        f"In the final window (means over seeds), exposure coverage ranged from {cov[lo_c]:.1%} "
         f"({lo_c}) to {cov[hi_c]:.1%} ({hi_c}) and exposure Gini from {gini[lo_g]:.3f} ({lo_g}) "
         f"to {gini[hi_g]:.3f} ({hi_g})."
     ) in answer
