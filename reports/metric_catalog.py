@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 Direction = Literal["higher", "lower", "neutral"]
 # How a value is printed on the HTML pages; ``pct`` marks a share (differences in pp).
-Kind = Literal["pct", "num", "num1", "signed", "int", "prob"]
+Kind = Literal["pct", "num", "num0", "num1", "signed", "int", "prob"]
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,7 @@ METRICS: tuple[Metric, ...] = (
         "cumulative utility",
         "running sum of relevance of clicked items",
         "sum of true relevance",
-        "num1",
+        "num0",
         "{:,.0f}",
         "higher",
         domain=(0.0, None),
@@ -303,6 +303,8 @@ def format_metric(value: Any, kind: str) -> str:
         return f"{v:+.3f}"
     if kind == "num2":
         return f"{v:.2f}"
+    if kind == "num0":  # large totals: whole numbers with thousands separators
+        return f"{v:,.0f}"
     if kind == "num1":
         return f"{v:,.1f}"
     if kind == "int":

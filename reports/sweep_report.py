@@ -108,6 +108,7 @@ tr.group th { background: #e9eef5; font-weight: 600; }
 tr.group th span { font-weight: normal; color: #555; }
 td.sig, div.sig { background: #fff3c4; font-weight: 600; }
 table.headline-table td.num { white-space: normal; }
+div.table-scroll { overflow-x: auto; }
 td div.diff { font-size: 0.85rem; color: #444; max-width: 15rem; margin-left: auto; }
 .nowrap { white-space: nowrap; }
 tr.baseline td { color: #555; }
@@ -226,6 +227,8 @@ def fmt_delta(v: float, kind: str) -> str:
         return "–"
     if kind == "pct":
         return f"{v * 100:+.1f} pp"
+    if kind == "num0":
+        return f"{v:+,.0f}"
     if kind == "num1":
         return f"{v:+,.1f}"
     return f"{v:+.3f}"
@@ -304,7 +307,7 @@ def _seeds_phrase(counts: Sequence[int]) -> str:
 
 def _utility_sentence(comp: Comparison) -> str:
     """What the arms delivered against the baseline, paired by seed; honest about one seed."""
-    base, label = comp.baseline, metric_info(UTILITY).label
+    base, label, kind = comp.baseline, metric_info(UTILITY).label, metric_info(UTILITY).kind
     diffs = {a: v.diff for a, v in comp.values[UTILITY].items() if v.diff is not None}
     if not diffs:
         return f"One arm only ({base}): nothing to compare it with."
@@ -319,13 +322,13 @@ def _utility_sentence(comp: Comparison) -> str:
             best = max(more, key=lambda a: tested[a].mean)
             parts.append(
                 f"{_names(more)} delivered significantly more {label} than {base} "
-                f"({best}: {fmt_diff(tested[best], 'num1')}, {p_text(tested[best].p)})"
+                f"({best}: {fmt_diff(tested[best], kind)}, {p_text(tested[best].p)})"
             )
         if less:
             parts.append(f"{_names(less)} significantly less")
         if same:
             with_p = [
-                f"{a} ({fmt_delta(tested[a].mean, 'num1')}, {p_text(tested[a].p)})" for a in same
+                f"{a} ({fmt_delta(tested[a].mean, kind)}, {p_text(tested[a].p)})" for a in same
             ]
             parts.append(f"{_names(with_p)} did not differ significantly from {base} in {label}")
         sentence = f"Paired by seed over {_seeds_phrase([d.n for d in tested.values()])}: "
@@ -334,7 +337,7 @@ def _utility_sentence(comp: Comparison) -> str:
         sentence = ""
     if single:
         clauses = [
-            f"{a} delivered {format_metric(abs(d.mean), 'num1')} "
+            f"{a} delivered {format_metric(abs(d.mean), kind)} "
             f"{'more' if d.mean > 0 else 'less'} {label} than {base}"
             if d.mean != 0
             else f"{a} delivered the same {label} as {base}"
@@ -398,8 +401,8 @@ def _headline_table(comp: Comparison) -> str:
             )
         rows.append(f"<tr>{''.join(cells)}</tr>")
     return (
-        f'<table class="headline-table"><thead><tr><th>Arm</th><th>Seeds</th>{head}</tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table>"
+        f'<div class="table-scroll"><table class="headline-table"><thead><tr><th>Arm</th><th>Seeds</th>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
 
 

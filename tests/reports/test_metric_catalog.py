@@ -4,12 +4,20 @@ used by every place that shows metrics."""
 from __future__ import annotations
 
 import math
+import typing
 
 import pytest
 
 from experiments import console
 from reports import comparison, run_report, sweep_report
-from reports.metric_catalog import CATALOG, METRICS, NOT_METRICS, format_metric, metric_info
+from reports.metric_catalog import (
+    CATALOG,
+    METRICS,
+    NOT_METRICS,
+    Kind,
+    format_metric,
+    metric_info,
+)
 from sim.metrics import METRIC_COLUMNS
 
 
@@ -31,7 +39,7 @@ def test_entry_is_well_formed(entry) -> None:
     assert entry.title[0].isupper() and entry.title[1:] == entry.label[1:]
     assert entry.description and entry.unit
     assert entry.direction in ("higher", "lower", "neutral")
-    assert entry.kind in ("pct", "num", "num1", "signed", "int", "prob")
+    assert entry.kind in typing.get_args(Kind)
     value = 1234 if entry.kind == "int" else 0.1234
     assert entry.text(value) == entry.text_format.format(value)
     assert entry.text(None) == "–" and entry.text(math.nan) == "–"

@@ -359,7 +359,7 @@ def test_no_mean_over_windows_of_a_cumulative(tiny_runs):
     page = (tiny_runs["greedy"] / "report.html").read_text(encoding="utf-8")
     metrics = pl.read_parquet(tiny_runs["greedy"] / "metrics.parquet")
     _, final, mean = _table_cells(page, "Cumulative utility")
-    assert mean == "–" and final == format_metric(metrics["cumulative_utility"][-1], "num1")
+    assert mean == "–" and final == format_metric(metrics["cumulative_utility"][-1], "num0")
     assert "Cumulative utility: not a per-window rate" in page
     ctr = metrics["ctr"].drop_nans().to_numpy()
     assert _table_cells(page, "CTR")[2] == format_metric(ctr.sum() / ctr.size, "pct")

@@ -320,7 +320,8 @@ def _answer(page: str) -> str:
 
 
 def _numbers(text: str) -> list[float]:
-    return [float(s.replace(",", "")) for s in re.findall(r"[-+]?\d[\d,]*\.\d+", text)]
+    """Every number in ``text`` ("1,234", "-0.5", "+12.0"); none glued to a letter or a %."""
+    return [float(s.replace(",", "")) for s in re.findall(r"[-+]?\d[\d,]*(?:\.\d+)?", text)]
 
 
 def _decode(obj: Any) -> Any:
@@ -460,8 +461,8 @@ def test_headline_answer_is_honest_about_significance(page: str) -> None:
     lo, hi = good["dci"]
     expected = (
         f"Paired by seed over 3 seeds: {SOFT01} delivered significantly more cumulative "
-        f"utility than greedy ({SOFT01}: {good['diff']:+,.1f} [{lo:+,.1f}, {hi:+,.1f}], "
-        f"p = {good['p']:.3f}); {SOFT10} ({none['diff']:+,.1f}, p = {none['p']:.3f}) did not "
+        f"utility than greedy ({SOFT01}: {good['diff']:+,.0f} [{lo:+,.0f}, {hi:+,.0f}], "
+        f"p = {good['p']:.3f}); {SOFT10} ({none['diff']:+,.0f}, p = {none['p']:.3f}) did not "
         "differ significantly from greedy in cumulative utility."
     )
     answer = _answer(page)
@@ -527,11 +528,11 @@ def test_single_seed_has_no_interval_and_says_so(tmp_path: Path) -> None:
     ]
     # the single-seed utility gain, in words and in both tables
     assert _answer(page).startswith(
-        "On seed 0, softmax delivered 15.0 more cumulative utility than greedy; one seed — no "
+        "On seed 0, softmax delivered 15 more cumulative utility than greedy; one seed — no "
         "interval, run more seeds: seed=0,1,2."
     )
-    assert _headline_rows(page)["softmax"]["Cumulative utility"] == ("55.0", "Δ +15.0 (seed 0)")
-    assert rows[("Cumulative utility", "softmax")][2] == ("num", "+15.0 (seed 0)")
+    assert _headline_rows(page)["softmax"]["Cumulative utility"] == ("55", "Δ +15 (seed 0)")
+    assert rows[("Cumulative utility", "softmax")][2] == ("num", "+15 (seed 0)")
     assert "1 seed: no interval." in page
     # no column of dashes: no p, no pairs, no interval header
     assert "p (paired t)" not in page and "<th>pairs</th>" not in page
@@ -546,7 +547,7 @@ def test_final_table_numbers(page: str) -> None:
     for label, metric, unit, scale in (
         ("Utility", "utility", 1e-3, 1.0),
         ("Exposure coverage", "coverage_exposure", 1e-1, 100.0),  # percent / pp
-        ("Cumulative utility", "cumulative_utility", 1e-1, 1.0),
+        ("Cumulative utility", "cumulative_utility", 1.0, 1.0),  # whole numbers
         ("CTR", "ctr", 1e-1, 100.0),
         ("Exposure Gini", "gini_exposure", 1e-3, 1.0),
         ("Homogenization", "homogenization", 1e-3, 1.0),
