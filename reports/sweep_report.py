@@ -109,6 +109,8 @@ tr.group th span { font-weight: normal; color: #555; }
 td.sig, div.sig { background: #fff3c4; font-weight: 600; }
 table.headline-table td.num { white-space: normal; }
 div.table-scroll { overflow-x: auto; }
+table.headline-table { font-size: 0.88rem; }
+table.headline-table th, table.headline-table td { padding: 0.3rem 0.45rem; }
 td div.diff { font-size: 0.85rem; color: #444; max-width: 15rem; margin-left: auto; }
 .nowrap { white-space: nowrap; }
 tr.baseline td { color: #555; }
@@ -647,7 +649,14 @@ def _lorenz_section(sweep: Sweep, comp: Comparison) -> str:
         title_text="cumulative share of impressions", tickformat=".0%", range=[-0.01, 1.01]
     )
     _layout(fig, FIG_HEIGHT + 120).update_layout(
-        legend={"x": 0.02, "y": 0.98, "orientation": "v", "bgcolor": "rgba(255,255,255,0.8)"}
+        legend={
+            "x": 0.02,
+            "y": 0.98,
+            "xanchor": "left",
+            "yanchor": "top",  # _layout anchors legends at the bottom: hang this one from the top
+            "orientation": "v",
+            "bgcolor": "rgba(255,255,255,0.8)",
+        }
     )
     caption = (
         '<p class="caption">Each seed\'s Lorenz curve of impressions per catalog item in its last '
