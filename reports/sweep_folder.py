@@ -235,7 +235,10 @@ def load_job(job_dir: Path) -> Job:
         except (OSError, ValueError) as exc:
             error = f"failed (unreadable status.json: {_first_line(str(exc))})"
         else:
-            if str(data.get("status", "failed")) != "failed":
+            if str(data.get("status", "failed")) == "interrupted":  # Ctrl-C (experiments.cli)
+                status = INCOMPLETE
+                error = _first_line(str(data.get("error") or "")) or "interrupted"
+            elif str(data.get("status", "failed")) != "failed":
                 status = INCOMPLETE
                 error = f"incomplete (status.json status {data.get('status')!r})"
             else:

@@ -149,6 +149,8 @@ def test_ctrl_c_stops_cleanly_and_reports_what_finished(tmp_path):
     assert (sweep / "0_greedy_seed0" / "summary.json").is_file()
     assert (sweep / "report.html").is_file() and (sweep / "comparison.md").is_file()
     assert "sweep report of the finished jobs" in out
+    page = (sweep / "report.html").read_text(encoding="utf-8")
+    assert "interrupted (Ctrl-C) at simulated day" in page  # the job is listed, not hidden
 
 
 def test_plan_flag_prints_the_estimate_and_runs_nothing(tmp_path):
