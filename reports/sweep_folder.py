@@ -334,9 +334,22 @@ def choose_baseline(arms: Sequence[str], policies: Mapping[str, str], wanted: st
     return greedy[0] if greedy else arms[0]
 
 
+# hydra settings that do not belong in a command re-running the sweep: -m implies the mode, and
+# the folder is stated on its own (a re-run writes a new one)
+NOT_IN_COMMAND = ("hydra.mode", "hydra.sweep.dir", "hydra.run.dir")
+
+
 def _sweep_command(sweep_dir: Path) -> list[str] | None:
-    task = _dig(_read_yaml(sweep_dir / "multirun.yaml"), "hydra", "overrides", "task")
-    return [str(o) for o in task] if isinstance(task, list) else None
+    """The overrides that reproduce the sweep, from ``multirun.yaml``: hydra's own (the launcher
+    and its settings, e.g. ``hydra/launcher=ray_cluster``), then the task's."""
+    overrides = _dig(_read_yaml(sweep_dir / "multirun.yaml"), "hydra", "overrides")
+    task = _dig(overrides, "task")
+    if not isinstance(task, list):
+        return None
+    own = _dig(overrides, "hydra")
+    own = [str(o) for o in own] if isinstance(own, list) else []
+    launcher = [o for o in own if override_key(o) not in NOT_IN_COMMAND]
+    return [*launcher, *(str(o) for o in task)]
 
 
 def load_sweep(sweep_dir: Path, baseline: str | None = None) -> Sweep:

@@ -814,7 +814,7 @@ def _meta(sweep: Sweep) -> str:
         meta += f" · baseline arm <code>{_esc(sweep.baseline)}</code>"
     if sweep.command is not None:
         meta += (
-            "<br>Sweep command (multirun.yaml): "
+            "<br>Sweep command, launcher settings included (multirun.yaml): "
             f"<code>{_esc(shell_command(sweep.command, 'recloop -m'))}</code>"
         )
     if sweep.shared_overrides:

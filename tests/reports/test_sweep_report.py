@@ -971,3 +971,28 @@ def test_cli_empty_dir_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert issubclass(SweepReportError, ReportError)
     assert main([str(tmp_path)]) == 2
     assert "no job sub-folders" in capsys.readouterr().err
+
+
+def test_sweep_command_keeps_the_launcher_and_drops_mode_and_folder(tmp_path: Path) -> None:
+    """The page's sweep command re-runs the sweep on the same launcher: hydra's own overrides
+    from multirun.yaml (the launcher and its settings) come first; -m implies hydra.mode and the
+    folder is shown on its own line."""
+    _write_sweep(tmp_path)
+    multirun = yaml.safe_load((tmp_path / "multirun.yaml").read_text())
+    multirun["hydra"]["overrides"]["hydra"] = [
+        "hydra.mode=MULTIRUN",
+        "hydra/launcher=ray_cluster",
+        "+hydra.launcher.ray.init.address=10.0.0.5:6379",
+        f"hydra.sweep.dir={tmp_path}",
+    ]
+    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump(multirun))
+    page = build_sweep_report(tmp_path).read_text(encoding="utf-8")
+    shown = html.unescape(re.search(r"Sweep command[^:]*: <code>(.*?)</code>", page).group(1))
+    assert shlex.split(shown) == [
+        "recloop",
+        "-m",
+        "hydra/launcher=ray_cluster",
+        "+hydra.launcher.ray.init.address=10.0.0.5:6379",
+        *SHARED,
+        "policy=greedy,softmax",
+    ]
