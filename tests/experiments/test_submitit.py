@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,56 @@ def test_submitit_local_sweep_equals_the_basic_launcher(tmp_path):
     assert proc.returncode == 0, proc.stderr
     for job in JOBS:
         assert _job_files(submitit_dir / job) == _job_files(basic_dir / job), job
+
+
+class _Rendered(Exception):
+    """Raised instead of calling sbatch: carries the script submitit would have submitted."""
+
+
+def test_slurm_preset_renders_the_sbatch_script(tmp_path, monkeypatch):
+    """No SLURM here: compose ``hydra/launcher=slurm`` with a worked example's overrides, let the
+    plugin's launcher build its submitit executor as on a cluster, and stop at the sbatch call."""
+    from hydra import compose, initialize_config_module
+    from hydra.utils import instantiate
+    from submitit.slurm.slurm import SlurmExecutor
+
+    def render(executor: SlurmExecutor, command: str) -> None:
+        raise _Rendered(executor._make_submission_file_text(command, "uid"))
+
+    monkeypatch.setattr(SlurmExecutor, "affinity", classmethod(lambda cls: 1))  # "srun exists"
+    monkeypatch.setattr(SlurmExecutor, "_submit_command", render)
+    sweep = tmp_path / "sweep"
+    overrides = [
+        "hydra/launcher=slurm",
+        "hydra.launcher.partition=cpu",
+        "hydra.launcher.timeout_min=120",
+        "hydra.launcher.cpus_per_task=4",
+        "hydra.launcher.mem_gb=16",
+        "hydra.launcher.array_parallelism=8",
+        "hydra.launcher.setup=[module load python/3.11]",
+        f"hydra.sweep.dir={sweep}",
+        "hydra.job.name=recloop",
+    ]
+    with initialize_config_module(config_module="configs", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    launcher = instantiate(cfg.hydra.launcher)
+    launcher.config = cfg
+    jobs = [[f"policy={p}", f"seed={s}"] for p in ("greedy", "random") for s in (0, 1)]
+    with pytest.raises(_Rendered) as rendered:
+        launcher.launch(jobs, initial_job_idx=0)
+    script = str(rendered.value)
+    folder = sweep / ".submitit"
+    for line in (
+        "#SBATCH --partition=cpu",
+        "#SBATCH --time=120",
+        "#SBATCH --cpus-per-task=4",
+        "#SBATCH --mem=16GB",
+        "#SBATCH --array=0-3%4",  # 4 jobs, at most min(4, array_parallelism) at once
+        "#SBATCH --job-name=recloop",
+        f"#SBATCH --output={folder}/%A_%a/%A_%a_0_log.out",
+        "module load python/3.11",
+    ):
+        assert line in script.splitlines(), (line, script)
+    # the job runs this environment's python by absolute path, on the sweep's own submitit folder
+    assert f"-u -m submitit.core._submit {folder}/%j" in script
+    assert sys.executable in script
