@@ -2,8 +2,9 @@
 
 ``hydra/launcher=submitit_local`` runs each job as its own subprocess the way ``submitit_slurm``
 runs it as a SLURM array task (same pickled job, same hydra entry point), so the local launcher
-is the test for both; ``submitit_slurm`` itself is checked by composing its config and rendering
-the sbatch script it would submit (no SLURM here).
+is the test for both; the ``hydra/launcher=slurm`` preset (``submitit_slurm`` with recloop's
+defaults) is checked by composing it and rendering the sbatch script it would submit (no SLURM
+here).
 """
 
 from __future__ import annotations
