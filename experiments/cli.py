@@ -422,11 +422,12 @@ def _check_launcher(plan: Plan) -> None:
             f"hydra/launcher={plan.hydra.runtime.choices.get('hydra/launcher')}: "
             'hydra-ray-launcher is not installed (pip install -e ".[ray]")'
         )
-    from experiments.ray_cluster import check_reachable, launcher_address
+    from experiments.ray_cluster import check_reachable, launcher_address, use_token_if_available
 
     address = launcher_address(launcher)  # type: ignore[arg-type]
     if address is not None:
         check_reachable(address)
+        use_token_if_available()  # hydra imports ray and calls ray.init in this process
 
 
 def _check_cluster(arg: str) -> int:

@@ -88,6 +88,21 @@ def host_port(address: str) -> tuple[str, int]:
         raise ConfigError(f"Ray address {address!r}: expected HOST:PORT") from None
 
 
+def use_token_if_available() -> None:
+    """Send this user's Ray auth token when one exists and ``RAY_AUTH_MODE`` is unset.
+
+    Since Ray 2.5x a local ``ray.init()`` writes ``~/.ray/auth_token``, and from then on
+    ``ray start --head`` turns token authentication on; ``ray.init(address=HOST:PORT)`` does not
+    (only ``auto`` does), so every job would fail "InvalidAuthToken". A token sent to a cluster
+    without authentication is ignored, so sending it whenever there is one is safe."""
+    if os.environ.get("RAY_AUTH_MODE"):
+        return
+    token_path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    path = Path(token_path) if token_path else Path.home() / ".ray" / "auth_token"
+    if os.environ.get("RAY_AUTH_TOKEN") or path.is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> str:
     """Raise :class:`ConfigError` (one line: the address and what to check) unless a TCP
     connection to the cluster's address opens within ``timeout`` seconds; the resolved address."""
@@ -129,11 +144,12 @@ def _node_probe() -> tuple[str, dict[str, str]]:
 def check_cluster(address: str) -> int:
     """Run :func:`_node_probe` on every alive node of the cluster at ``address``, print one
     row per node beside the driver's, and return 0 when every node matches, 1 otherwise."""
+    resolved = check_reachable(address)
+    use_token_if_available()  # before ray is imported: it reads RAY_AUTH_MODE once
     import cloudpickle
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    resolved = check_reachable(address)
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     ray.init(address=resolved, log_to_driver=False, logging_level="ERROR")
     try:
