@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import run_recloop
 
 from experiments.config import ConfigError
 from experiments.ray_cluster import check_reachable, host_port, launcher_address, resolve_auto
@@ -47,17 +48,7 @@ JOBS = ["0_greedy_seed0", "1_greedy_seed1", "2_random_seed0", "3_random_seed1"]
 
 
 def recloop(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    code = "import sys; from experiments.cli import main; sys.argv[0] = 'recloop'; main()"
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
-    env.pop("RAY_ADDRESS", None)
-    return subprocess.run(
-        [sys.executable, "-c", code, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
+    return run_recloop(*args, cwd=cwd, timeout=timeout, drop_env=("RAY_ADDRESS",))
 
 
 def free_port() -> int:
