@@ -422,12 +422,11 @@ def _check_launcher(plan: Plan) -> None:
             f"hydra/launcher={plan.hydra.runtime.choices.get('hydra/launcher')}: "
             'hydra-ray-launcher is not installed (pip install -e ".[ray]")'
         )
-    from experiments.ray_cluster import check_reachable, launcher_address, use_token_if_available
+    from experiments.ray_cluster import check_address, launcher_address
 
     address = launcher_address(launcher)  # type: ignore[arg-type]
-    if address is not None:
-        check_reachable(address)
-        use_token_if_available()  # hydra imports ray and calls ray.init in this process
+    if address is not None:  # hydra's ray.init runs in this process, with what this sets up
+        check_address(address)
 
 
 def _check_cluster(arg: str) -> int:

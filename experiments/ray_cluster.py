@@ -10,16 +10,19 @@ simple: ``RAY_ADDRESS``, else the file ``ray start --head`` leaves on this machi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from experiments.config import ConfigError
 
 CONNECT_TIMEOUT_S = 5.0
+GCS_TIMEOUT_S = 10.0  # then the Ray handshake
 DEFAULT_PORT = 6379  # ray start --head's default GCS port
 RAY_CLIENT_PORT = 10001  # ray://HOST without a port
 # What every node must share with the driver (distributions, plus Python itself).
@@ -119,6 +122,71 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> str:
         ) from None
 
 
+def check_address(address: str) -> str:
+    """Before ``ray.init``: something answers at ``address`` (:func:`check_reachable`) and it is
+    a Ray cluster that accepts us (one request to its GCS, which fails at once where
+    ``ray.init`` would retry for about 20 s and then raise). The resolved address."""
+    resolved = check_reachable(address)
+    use_token_if_available()  # before ray is imported: it reads RAY_AUTH_MODE once
+    try:
+        from ray._raylet import GcsClient  # private: skip the probe if it moves
+    except ImportError:
+        return resolved
+    failure: list[BaseException] = []
+
+    def probe() -> None:
+        try:
+            GcsClient(address=resolved)
+        except Exception as exc:
+            failure.append(exc)
+
+    # A daemon thread, so a server that accepts and then stays silent cannot hold us up.
+    thread = threading.Thread(target=probe, daemon=True)
+    with _quiet_stderr() as still_quiet:  # ray's C++ client logs each failed attempt to fd 2
+        thread.start()
+        thread.join(GCS_TIMEOUT_S)
+        if thread.is_alive():  # it will go on logging until the process ends
+            still_quiet()
+    if thread.is_alive():
+        raise ConfigError(
+            f"something answers at {resolved} but not as a Ray cluster (no reply within "
+            f"{GCS_TIMEOUT_S:g} s); {WHAT_TO_CHECK}"
+        )
+    if failure:
+        exc = failure[0]
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "auth" in type(exc).__name__.lower() or "AuthToken" in first:
+            raise ConfigError(
+                f"the Ray cluster at {resolved} refuses this driver ({first[:60]}): copy the "
+                "head's ~/.ray/auth_token here or set RAY_AUTH_TOKEN, with RAY_AUTH_MODE unset or token"
+            ) from None
+        raise ConfigError(
+            f"something answers at {resolved} but not as a Ray cluster ({first[:80]}); "
+            f"{WHAT_TO_CHECK}"
+        ) from None
+    return resolved
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[Callable[[], None]]:
+    """fd 2 to /dev/null inside the block; calling the yielded function keeps it there after
+    the block and gives Python's ``sys.stderr`` its own copy of the real stderr instead."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    keep = []
+    try:
+        os.dup2(devnull, 2)
+        yield lambda: keep.append(True)
+    finally:
+        if keep:
+            sys.stderr = os.fdopen(saved, "w", buffering=1)
+        else:
+            os.dup2(saved, 2)
+            os.close(saved)
+        os.close(devnull)
+
+
 def environment() -> dict[str, str]:
     """The versions :data:`ENVIRONMENT` lists, as this process sees them."""
     # Runs on every node as a Ray task, pickled by value: stdlib only, no recloop import (a node
@@ -144,8 +212,7 @@ def _node_probe() -> tuple[str, dict[str, str]]:
 def check_cluster(address: str) -> int:
     """Run :func:`_node_probe` on every alive node of the cluster at ``address``, print one
     row per node beside the driver's, and return 0 when every node matches, 1 otherwise."""
-    resolved = check_reachable(address)
-    use_token_if_available()  # before ray is imported: it reads RAY_AUTH_MODE once
+    resolved = check_address(address)
     import cloudpickle
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy

@@ -226,3 +226,25 @@ def test_the_preset_composes_without_object_store_memory(monkeypatch):
     assert launcher.ray.init.address == "10.0.0.5:6379"
     assert launcher.ray.init.object_store_memory is None  # hydra issue #2893
     assert launcher.ray.remote.num_cpus == 2
+
+
+@needs_ray
+def test_a_port_that_is_not_ray_fails_fast_with_one_line(tmp_path):
+    with socket.socket() as server:  # accepts TCP connections, speaks no Ray
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        port = server.getsockname()[1]
+        start = time.monotonic()
+        proc = recloop(
+            "-m",
+            "hydra/launcher=ray_cluster",
+            f"hydra.launcher.ray.init.address=127.0.0.1:{port}",
+            *SWEEP,
+            cwd=tmp_path,
+            timeout=60,
+        )
+    assert time.monotonic() - start < 30
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert f"something answers at 127.0.0.1:{port} but not as a Ray cluster" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
