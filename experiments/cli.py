@@ -3,6 +3,9 @@
 Before hydra creates any output directory, :func:`precheck` composes the config of every job the
 command line asks for (one for a run, the cartesian product for ``-m``) and validates it, so a bad
 value stops the command with one line naming the key and value, exit code 2, and nothing written.
+The same goes for a sweep on a Ray cluster that does not answer (:mod:`experiments.ray_cluster`).
+A sweep's directory is made absolute before hydra starts, so jobs that run in other processes
+or on other machines write where the sweep report looks.
 """
 
 from __future__ import annotations
@@ -411,10 +414,9 @@ def _check_launcher(plan: Plan) -> None:
     (hydra-ray-launcher would retry an unreachable address forever)."""
     if not plan.multirun or plan.hydra is None:
         return
-    launcher = OmegaConf.to_container(plan.hydra.launcher, resolve=True)
-    target = str(launcher.get("_target_", ""))  # type: ignore[union-attr]
-    if "hydra_ray_launcher" not in target:
+    if "hydra_ray_launcher" not in str(plan.hydra.launcher.get("_target_", "")):
         return
+    launcher = OmegaConf.to_container(plan.hydra.launcher, resolve=True)
     import importlib.util
 
     if importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None:
