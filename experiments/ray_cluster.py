@@ -236,13 +236,8 @@ def check_cluster(address: str) -> int:
     rows += [
         (n["NodeManagerAddress"], host, env) for n, (host, env) in zip(nodes, answers, strict=True)
     ]
-    print(_table(rows, driver))
-    differ = [
-        f"{node} {key} {env[key]} ≠ {driver[key]}"
-        for node, _, env in rows[1:]
-        for key in ENVIRONMENT
-        if env[key] != driver[key]
-    ]
+    print(version_table(rows, driver))
+    differ = differences(rows[1:], driver)
     if differ:
         print(f"recloop: error: nodes differ from the driver: {'; '.join(differ)}", file=sys.stderr)
         return 1
@@ -252,7 +247,21 @@ def check_cluster(address: str) -> int:
     return 0
 
 
-def _table(rows: list[tuple[str, str, dict[str, str]]], driver: dict[str, str]) -> str:
+Row = tuple[str, str, dict[str, str]]  # node address, host name, versions
+
+
+def differences(rows: list[Row], driver: dict[str, str]) -> list[str]:
+    """``NODE KEY VERSION ≠ DRIVER_VERSION`` for every version a node does not share."""
+    return [
+        f"{node} {key} {env.get(key, 'missing')} ≠ {driver[key]}"
+        for node, _, env in rows
+        for key in ENVIRONMENT
+        if env.get(key, "missing") != driver[key]
+    ]
+
+
+def version_table(rows: list[Row], driver: dict[str, str]) -> str:
+    """One aligned line per row; a version that differs from the driver's is marked ``≠``."""
     header = ["node", "host", *ENVIRONMENT]
     body = [
         [node, host, *(env[k] if env[k] == driver[k] else f"{env[k]} ≠" for k in ENVIRONMENT)]

@@ -248,3 +248,27 @@ def test_a_port_that_is_not_ray_fails_fast_with_one_line(tmp_path):
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert f"something answers at 127.0.0.1:{port} but not as a Ray cluster" in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_node_that_differs_is_named_and_marked():
+    from experiments.ray_cluster import differences, environment, version_table
+
+    driver = environment()
+    assert set(driver) == {
+        "recloop",
+        "Python",
+        "hydra-core",
+        "ray",
+        "cloudpickle",
+        "numpy",
+        "implicit",
+    }
+    other = {**driver, "cloudpickle": "3.1.2", "recloop": "missing"}
+    rows = [("driver", "here", driver), ("10.0.0.7", "node7", other)]
+    assert differences(rows[1:], driver) == [
+        f"10.0.0.7 recloop missing ≠ {driver['recloop']}",
+        f"10.0.0.7 cloudpickle 3.1.2 ≠ {driver['cloudpickle']}",
+    ]
+    assert differences(rows[:1], driver) == []
+    lines = version_table(rows, driver).splitlines()
+    assert "≠" not in lines[1] and lines[2].count("≠") == 2
