@@ -433,6 +433,10 @@ def _check_launcher(plan: Plan) -> None:
 
 def _check_cluster(arg: str) -> int:
     """``recloop --check-cluster[=ADDRESS]`` (default: RAY_ADDRESS, else ``auto``)."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise ConfigError(f'{CHECK_CLUSTER_FLAG}: ray is not installed (pip install -e ".[ray]")')
     from experiments.ray_cluster import check_cluster
 
     address = arg.partition("=")[2] or os.environ.get("RAY_ADDRESS") or "auto"
