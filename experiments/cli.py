@@ -3,6 +3,9 @@
 Before hydra creates any output directory, :func:`precheck` composes the config of every job the
 command line asks for (one for a run, the cartesian product for ``-m``) and validates it, so a bad
 value stops the command with one line naming the key and value, exit code 2, and nothing written.
+The same goes for a sweep on a Ray cluster that does not answer (:mod:`experiments.ray_cluster`).
+A sweep's directory is made absolute before hydra starts, so jobs that run in other processes
+or on other machines write where the sweep report looks.
 """
 
 from __future__ import annotations
@@ -85,7 +88,13 @@ def _parse(lines: list[str]) -> list[Any]:
 
 def _job_overrides(argv: list[str]) -> tuple[list[list[str]], bool] | None:
     """The override lists of every job ``argv`` describes and whether it is a multirun; ``None``
-    when hydra should handle the command itself (``--help``, ``--cfg``, shell completion …).
+    when hydra should handle the command itself (``--help``, ``--cfg``, shell completion …)."""
+    found = _expand(argv)
+    return None if found is None else found[:2]
+
+
+def _expand(argv: list[str]) -> tuple[list[list[str]], bool, DictConfig] | None:
+    """:func:`_job_overrides`, plus the composed ``hydra`` config (launcher, sweep dir …).
 
     A config may make itself a sweep (``hydra.mode: MULTIRUN`` with ``hydra.sweeper.params``, as
     the study configs do); its params are expanded like hydra's basic sweeper does, with the
@@ -108,12 +117,12 @@ def _job_overrides(argv: list[str]) -> tuple[list[list[str]], bool] | None:
             raise ConfigError(
                 f"{sweeps[0].input_line}: a sweep needs -m/--multirun (recloop -m {sweeps[0].input_line})"
             )
-        return [fixed], False
+        return [fixed], False, hydra_cfg
     given = {o.get_key_element().lstrip("+~") for o in ours}
     params = hydra_cfg.sweeper.get("params") or {}
     from_config = _parse([f"{k}={v}" for k, v in params.items() if k not in given])
     batches = BasicSweeper.split_arguments([*from_config, *ours], max_batch_size=None)
-    return [job for batch in batches for job in batch], True
+    return [job for batch in batches for job in batch], True, hydra_cfg
 
 
 def _compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
@@ -147,10 +156,12 @@ def _first_line(exc: BaseException) -> str:
 
 @dataclass(frozen=True)
 class Plan:
-    """What the command line asks for: every job's composed config, and whether it is a sweep."""
+    """What the command line asks for: every job's composed config, whether it is a sweep, and
+    hydra's own settings (launcher, sweep dir)."""
 
     jobs: list[DictConfig]
     multirun: bool
+    hydra: DictConfig | None = None
 
 
 def precheck(argv: list[str]) -> Plan | None:
@@ -160,10 +171,10 @@ def precheck(argv: list[str]) -> Plan | None:
     """
     argv, dirs = _split_config_dirs(argv)
     _SEARCH_DIRS[:] = dirs
-    found = _job_overrides(argv)
+    found = _expand(argv)
     if found is None:
         return None
-    jobs, multirun = found
+    jobs, multirun, hydra_cfg = found
     composed = []
     for overrides in jobs:
         cfg = _compose(overrides)
@@ -183,7 +194,7 @@ def precheck(argv: list[str]) -> Plan | None:
                 check_bias_replay(OmegaConf.to_container(cfg, resolve=True))
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
-    return Plan(composed, multirun)
+    return Plan(composed, multirun, hydra_cfg)
 
 
 def _composition_error(exc: HydraException, overrides: list[str]) -> str:
@@ -370,6 +381,66 @@ RUNNERS: dict[str, Any] = {"run": None, "ope": _run_ope, "bias_replay": _run_bia
 
 
 PLAN_FLAG = "--plan"  # print the plan and the estimate, run nothing
+CHECK_CLUSTER_FLAG = "--check-cluster"  # [=ADDRESS]: compare every Ray node's versions with ours
+SWEEP_DIR_KEY = "hydra.sweep.dir"
+
+
+def _absolute_sweep_dir(plan: Plan, argv: list[str]) -> list[str]:
+    """``argv`` with the sweep directory made absolute (resolved here, once): launchers run jobs
+    in other processes and on other machines, whose working directory is not ours (a Ray
+    worker's is where ``ray start`` ran)."""
+    if not plan.multirun or plan.hydra is None:
+        return argv
+    try:
+        sweep_dir = Path(str(plan.hydra.sweep.dir))
+    except Exception:  # an interpolation only hydra's run can resolve: leave it to hydra
+        return argv
+    if sweep_dir.is_absolute():
+        return argv
+    path = str(Path.cwd() / sweep_dir)
+    quote = "'" if '"' in path else '"'
+    rest = [a for a in argv if _parse_key(a) != SWEEP_DIR_KEY]
+    return [*rest, f"{SWEEP_DIR_KEY}={quote}{path}{quote}"]
+
+
+def _parse_key(arg: str) -> str | None:
+    if arg.startswith("-") or "=" not in arg:
+        return None
+    return arg.partition("=")[0].lstrip("+~")
+
+
+def _check_launcher(plan: Plan) -> None:
+    """Before a sweep on a Ray cluster: the launcher is installed and its cluster answers
+    (hydra-ray-launcher would retry an unreachable address forever)."""
+    if not plan.multirun or plan.hydra is None:
+        return
+    if "hydra_ray_launcher" not in str(plan.hydra.launcher.get("_target_", "")):
+        return
+    launcher = OmegaConf.to_container(plan.hydra.launcher, resolve=True)
+    import importlib.util
+
+    if importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None:
+        raise ConfigError(
+            f"hydra/launcher={plan.hydra.runtime.choices.get('hydra/launcher')}: "
+            'hydra-ray-launcher is not installed (pip install -e ".[ray]")'
+        )
+    from experiments.ray_cluster import check_address, launcher_address
+
+    address = launcher_address(launcher)  # type: ignore[arg-type]
+    if address is not None:  # hydra's ray.init runs in this process, with what this sets up
+        check_address(address)
+
+
+def _check_cluster(arg: str) -> int:
+    """``recloop --check-cluster[=ADDRESS]`` (default: RAY_ADDRESS, else ``auto``)."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise ConfigError(f'{CHECK_CLUSTER_FLAG}: ray is not installed (pip install -e ".[ray]")')
+    from experiments.ray_cluster import check_cluster
+
+    address = arg.partition("=")[2] or os.environ.get("RAY_ADDRESS") or "auto"
+    return check_cluster(address)
 
 
 def _announce(plan: Plan, plan_only: bool = False) -> None:
@@ -393,6 +464,13 @@ def _announce(plan: Plan, plan_only: bool = False) -> None:
 def main() -> None:
     """Console entry point ``recloop``."""
     argv = sys.argv[1:]
+    check = [a for a in argv if a.partition("=")[0] == CHECK_CLUSTER_FLAG]
+    if check:
+        try:
+            sys.exit(_check_cluster(check[0]))
+        except ConfigError as exc:
+            print(f"recloop: error: {exc}", file=sys.stderr)
+            sys.exit(EXIT_BAD_INPUT)
     plan_only = PLAN_FLAG in argv
     if plan_only:
         argv = [a for a in argv if a != PLAN_FLAG]
@@ -400,6 +478,9 @@ def main() -> None:
     try:
         try:
             plan = precheck(argv)
+            if plan is not None and not plan_only:
+                _check_launcher(plan)
+                sys.argv = [sys.argv[0], *_absolute_sweep_dir(plan, argv)]
         except ConfigError as exc:
             print(f"recloop: error: {exc}", file=sys.stderr)
             sys.exit(EXIT_BAD_INPUT)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +120,21 @@ def policy_config(preset: str = "greedy", *, lenient: bool = False, **keys: Any)
             continue
         node[path[-1]] = value
     return build_policy_config(cfg)
+
+
+def run_recloop(
+    *args: str, cwd: Path, timeout: float = 300, drop_env: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """``recloop ARGS`` in a subprocess (this interpreter), run from ``cwd``; ``drop_env``:
+    environment variables the command must not see."""
+    code = "import sys; from experiments.cli import main; sys.argv[0] = 'recloop'; main()"
+    env = {k: v for k, v in os.environ.items() if k not in drop_env}
+    env["HYDRA_FULL_ERROR"] = "0"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import run_recloop
 
 from experiments.cli import group_options, precheck
 from experiments.config import ConfigError
@@ -24,16 +24,7 @@ TINY_ARGS = [
 
 
 def recloop(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    code = "import sys; from experiments.cli import main; sys.argv[0] = 'recloop'; main()"
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run(
-        [sys.executable, "-c", code, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    return run_recloop(*args, cwd=cwd)
 
 
 @pytest.mark.parametrize(
