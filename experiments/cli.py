@@ -414,7 +414,15 @@ def _check_launcher(plan: Plan) -> None:
     (hydra-ray-launcher would retry an unreachable address forever)."""
     if not plan.multirun or plan.hydra is None:
         return
-    if "hydra_ray_launcher" not in str(plan.hydra.launcher.get("_target_", "")):
+    target = str(plan.hydra.launcher.get("_target_", ""))
+    if target.endswith(".SlurmLauncher") and shutil.which("sbatch") is None:
+        # submitit would fail after seconds with a traceback and leave a sweep folder behind
+        choice = plan.hydra.runtime.choices.get("hydra/launcher")
+        raise ConfigError(
+            f"hydra/launcher={choice}: no sbatch on this machine; submit from a SLURM login "
+            "node (hydra/launcher=submitit_local runs the same machinery here)"
+        )
+    if "hydra_ray_launcher" not in target:
         return
     launcher = OmegaConf.to_container(plan.hydra.launcher, resolve=True)
     import importlib.util

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -157,3 +158,27 @@ def test_slurm_preset_renders_the_sbatch_script(tmp_path, monkeypatch):
     # the job runs this environment's python by absolute path, on the sweep's own submitit folder
     assert f"-u -m submitit.core._submit {folder}/%j" in script
     assert sys.executable in script
+
+
+def test_slurm_without_sbatch_stops_with_one_line(tmp_path):
+    """No SLURM here: the preset stops before hydra starts (submitit would raise after seconds
+    and leave a sweep folder behind)."""
+    if shutil.which("sbatch") is not None:
+        pytest.skip("this machine has sbatch")
+    from conftest import run_recloop
+
+    sweep = tmp_path / "sweep"
+    proc = run_recloop(
+        "-m",
+        "hydra/launcher=slurm",
+        "policy=greedy,random",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines == [
+        "recloop: error: hydra/launcher=slurm: no sbatch on this machine; submit from a SLURM "
+        "login node (hydra/launcher=submitit_local runs the same machinery here)"
+    ]
+    assert not sweep.exists()
