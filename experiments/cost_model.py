@@ -49,7 +49,8 @@ class SweepEstimate:
     uncalibrated: tuple[tuple[str, str], ...]  # (preset, estimated like)
 
 
-def _get(cfg: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
+def config_value(cfg: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
+    """``cfg["a"]["b"]`` for ``"a.b"`` in a plain config dict; ``default`` when a key is missing."""
     node: Any = cfg
     for key in dotted.split("."):
         if not isinstance(node, Mapping) or key not in node:
@@ -59,7 +60,7 @@ def _get(cfg: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
 
 
 def _selector_name(cfg: Mapping[str, Any]) -> str:
-    target = str(_get(cfg, "policy.selector._target_", "") or "")
+    target = str(config_value(cfg, "policy.selector._target_", "") or "")
     return target.rpartition(".")[2]
 
 
@@ -67,7 +68,7 @@ def policy_costs(cfg: Mapping[str, Any]) -> tuple[dict[str, float], str | None]:
     """The calibrated costs of the job's preset, and the preset they were borrowed from (None
     when the preset itself was calibrated)."""
     presets = cost_calibration.PRESETS
-    name = str(_get(cfg, "policy.name", "greedy"))
+    name = str(config_value(cfg, "policy.name", "greedy"))
     if name in presets:
         return presets[name], None
     selector = _selector_name(cfg)
@@ -80,14 +81,14 @@ def policy_costs(cfg: Mapping[str, Any]) -> tuple[dict[str, float], str | None]:
 def estimate_job(cfg: Mapping[str, Any]) -> JobEstimate:
     """Expected wall time (s) and disk (bytes) of one ``runner: run`` job."""
     costs, like = policy_costs(cfg)
-    days = float(_get(cfg, "sim.days", 30))
+    days = float(config_value(cfg, "sim.days", 30))
     horizon = days * 24.0
-    n_users = float(_get(cfg, "world.n_users", 2000))
-    n_items = float(_get(cfg, "world.n_items", 1000))
-    rate = float(_get(cfg, "world.sessions_per_day", 1.0))
+    n_users = float(config_value(cfg, "world.n_users", 2000))
+    n_items = float(config_value(cfg, "world.n_items", 1000))
+    rate = float(config_value(cfg, "world.sessions_per_day", 1.0))
     requests = n_users * rate * days
-    every = float(_get(cfg, "sim.retrain_every_hours", 24.0))
-    train_hours = float(_get(cfg, "sim.train_hours", 1.0))
+    every = float(config_value(cfg, "sim.retrain_every_hours", 24.0))
+    train_hours = float(config_value(cfg, "sim.train_hours", 1.0))
     # retrains start at every, 2·every, … and must deploy before the horizon
     n_retrains = max(0, int((horizon - train_hours) // every)) if every > 0 else 0
     clicks_per_hour = costs["clicks_per_request"] * requests / horizon if horizon else 0.0
@@ -105,7 +106,7 @@ def estimate_job(cfg: Mapping[str, Any]) -> JobEstimate:
 def estimate_sweep(cfgs: Sequence[Mapping[str, Any]]) -> SweepEstimate:
     jobs = tuple(estimate_job(c) for c in cfgs)
     uncalibrated = {
-        (str(_get(c, "policy.name")), j.calibrated_as)
+        (str(config_value(c, "policy.name")), j.calibrated_as)
         for c, j in zip(cfgs, jobs, strict=True)
         if j.calibrated_as is not None
     }

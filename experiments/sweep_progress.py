@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,7 +24,13 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from experiments.cost_model import SweepEstimate, estimate_sweep, fmt_bytes, fmt_duration
+from experiments.cost_model import (
+    SweepEstimate,
+    config_value,
+    estimate_sweep,
+    fmt_bytes,
+    fmt_duration,
+)
 
 PLAN_FILE = ".recloop-plan.json"
 
@@ -33,19 +38,10 @@ PLAN_FILE = ".recloop-plan.json"
 _PENDING: dict[str, Any] = {}
 
 
-def _get(cfg: Mapping[str, Any], dotted: str) -> Any:
-    node: Any = cfg
-    for key in dotted.split("."):
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(key)
-    return node
-
-
 def _distinct(cfgs: Sequence[Mapping[str, Any]], key: str) -> list[Any]:
     seen: list[Any] = []
     for c in cfgs:
-        value = _get(c, key)
+        value = config_value(c, key)
         if value not in seen:
             seen.append(value)
     return seen
@@ -116,12 +112,12 @@ def plan_lines(cfgs: Sequence[Mapping[str, Any]], name: str) -> tuple[list[str],
                 f"sim.days={d} (≈ {fmt_duration(estimate_sweep(_shrunk(cfgs, sim__days=d)).seconds)})"
             )
         if len(seeds) > 1:
-            first = [c for c in cfgs if _get(c, "seed") == seeds[0]]
+            first = [c for c in cfgs if config_value(c, "seed") == seeds[0]]
             tips.append(f"seed={seeds[0]} (≈ {fmt_duration(estimate_sweep(first).seconds)})")
         if len(policies) > 3:
             named = [p for p in ("greedy", "epsilon_greedy", "thompson") if p in policies]
             few = (named + [p for p in policies if p not in named])[:3]
-            subset = [c for c in cfgs if _get(c, "policy.name") in few]
+            subset = [c for c in cfgs if config_value(c, "policy.name") in few]
             tips.append(
                 f"policy={','.join(str(p) for p in few)} "
                 f"(≈ {fmt_duration(estimate_sweep(subset).seconds)})"
@@ -228,4 +224,3 @@ class SweepProgress(Callback):
         sweep_dir = out_dir.parent
         seconds = time.time() - self._job_started if self._job_started else 0.0
         print(progress_line(sweep_dir, out_dir.name, seconds, _read_plan(sweep_dir)), flush=True)
-        sys.stdout.flush()

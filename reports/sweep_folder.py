@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 import yaml
 
-from reports.files import ReportError, has_item_exposure, item_exposure
+from reports.files import ReportError, has_item_exposure, item_exposure, read_overrides
 
 FINISHED, FAILED, INCOMPLETE = "finished", "failed", "incomplete"
 DEFAULT_BASELINE = "greedy"
@@ -142,20 +142,6 @@ def _read_yaml(path: Path) -> Any:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
-
-
-def read_overrides(job_dir: Path) -> list[str] | None:
-    """The job's override strings from ``.hydra/overrides.yaml`` (None when missing/unreadable)."""
-    path = Path(job_dir) / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        return None
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
-    if data is None:  # an empty file: no overrides
-        return []
-    return [str(o) for o in data] if isinstance(data, list) else None
 
 
 def override_key(override: str) -> str:
