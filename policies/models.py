@@ -29,6 +29,11 @@ SOURCES: tuple[str, ...] = (
     "bpr",
     "lmf",
     "item_knn",
+    # issue 15: the retrievers of policy/retrieve=mixed, and the popularity list served when the
+    # model servers cannot meet the latency budget (sim.serving_system; not the cold-user fallback)
+    "covisit",
+    "content",
+    "degraded_fallback",
 )
 SOURCE_CODE = {name: code for code, name in enumerate(SOURCES)}
 
