@@ -15,6 +15,7 @@ from agents.world import WorldConfig
 from policies.components import Component, registered
 from policies.policy import COMPONENT_GROUPS, MOVED_KEYS, POLICY_KEYS, PolicyConfig
 from sim.engine import SimConfig
+from sim.serving_system import ServingConfig
 
 
 class ConfigError(ValueError):
@@ -79,6 +80,7 @@ class RunConfig:
     report_config: ReportConfig
     debug: DebugConfig
     progress: bool = True
+    serving: ServingConfig = dataclasses.field(default_factory=ServingConfig)
 
     # The names the rest of the code reads.
     @property
@@ -273,6 +275,7 @@ def parse_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
         report_config=_section(data, "report", ReportConfig, required=False),
         debug=_section(data, "debug", DebugConfig, required=False),
         progress=_bool(data.get("progress", True), "progress"),
+        serving=_section(data, "serving", ServingConfig, required=False),
     )
 
 

@@ -103,6 +103,11 @@ def check_ope(cfg: dict[str, Any]) -> tuple[PolicyConfig, dict[str, Target], lis
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise ConfigError(f"ope.seeds={seeds!r}: must be integers")
     logging = parse_policy(cfg.get("policy"))
+    if not parse_config({k: v for k, v in cfg.items() if k != "ope"}).serving.is_default:
+        raise ConfigError(
+            "serving: runner=ope needs the default serving system (unlimited servers, no "
+            "budget, no cache); use serving=default"
+        )
     logging_scorer = (cfg["policy"].get("scorer") or {}).get("_target_")
     resolved = {}
     for name in targets:

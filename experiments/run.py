@@ -124,7 +124,7 @@ def build_simulation(
                 shadow_targets,
                 seed=streams.int_seed("policy.shadow"),
             )
-        state = SimulationState.initial(world, policy, streams)
+        state = SimulationState.initial(world, policy, streams, rc.serving)
     probe = None
     if rc.ndcg_users > 0:
         probe = NDCGProbe(
@@ -142,6 +142,7 @@ def build_simulation(
         fail_at_hour=rc.fail_at_hour,
         quality_probe=probe,
         switch=switch,
+        serving=rc.serving,
     )
 
 

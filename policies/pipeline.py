@@ -30,10 +30,12 @@ class SlateBatch:
     items: np.ndarray  # (n, K) int64
     propensity: np.ndarray  # (n, K) float64 marginal P(item in slot | context)
     prefix_propensity: np.ndarray  # (n, K) float64 P(slots 0..k as shown | context)
-    propensity_method: str  # policies.propensity.METHODS
+    # policies.propensity.METHODS; per row (int8 codes into METHODS) when requests of one
+    # batch were served differently (sim.serving_system: cache hits, the degraded fallback)
+    propensity_method: str | np.ndarray
     score: np.ndarray  # (n, K) float32 (NaN where no model scored the item)
     source: np.ndarray  # (n, K) int8 codes into policies.models.SOURCES
-    model_version: int
+    model_version: int | np.ndarray  # per row (n,) when a cache hit carries an older version
     policy_name: str
     candidates: np.ndarray  # (n, C) int64: the retrieved ranking
     candidate_scores: np.ndarray  # (n, C) float32
@@ -44,6 +46,9 @@ class SlateBatch:
     intervention: np.ndarray | None = None  # (n,) int8 code into INTERVENTIONS
     # Off-policy evaluation: each shadow target's (marginal, prefix) probabilities of this slate.
     shadow: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+    # (n, C) bool: which candidate cells are logged (None: all). A cache hit retrieves nothing
+    # and a degraded request logs its K fallback items only.
+    candidate_logged: np.ndarray | None = None
 
     @property
     def slate_propensity(self) -> np.ndarray:

@@ -48,7 +48,15 @@ from agents.validation import is_number, is_positive_int
 from agents.world import World
 from policies.models import Model
 from policies.policy import ServingPolicy, Target
+from policies.rerank import Identity
 from sim.event_log import EventLog, partition_path, write_parquet_atomic
+from sim.serving_system import (
+    RequestOutcome,
+    ServingConfig,
+    popularity_order,
+    route,
+    serve_routed,
+)
 from sim.state import InTraining, RunStats, SimulationState, Wakeup
 
 HOURS_PER_DAY = 24.0
@@ -93,8 +101,9 @@ class Simulation:
     for a new run, or a paused run's state — possibly a deep copy — to continue it); the rest is
     static: the ``sim`` config, the log directory ``log_root``, a ``progress(now, horizon)``
     callback, the injected fault hour, the truth-side score of each fitted model
-    (``quality_probe``) and the OPE switch ``(hour, config)``: serve with another selector from
-    then on. A continued run must get the same static configuration.
+    (``quality_probe``), the OPE switch ``(hour, config)``: serve with another selector from
+    then on, and the ``serving`` config (:mod:`sim.serving_system`; the state must have been
+    made with the same one). A continued run must get the same static configuration.
     """
 
     def __init__(
@@ -106,6 +115,7 @@ class Simulation:
         fail_at_hour: float | None = None,
         quality_probe: Callable[[Model], float] | None = None,
         switch: tuple[float, Target] | None = None,
+        serving: ServingConfig | None = None,
     ) -> None:
         if state.done:
             raise ValueError("the state is of a finished run: there is nothing left to simulate")
@@ -117,6 +127,11 @@ class Simulation:
         self.fail_at_hour = fail_at_hour
         self.quality_probe = quality_probe
         self.switch = switch
+        self.serving = serving or ServingConfig()
+        policy_cfg = state.policy.config
+        self._expected_service_ms = self.serving.expected_service_ms(
+            state.policy.n_candidates, reranks=not isinstance(policy_cfg.rerank, Identity)
+        )
         self._pause_from: float | None = None
         self._paused = False
         # A resumed clock starts at 0 and every process first waits for the exact hour the state
@@ -226,6 +241,10 @@ class Simulation:
         interactions = state.training.interactions()
         start = time.perf_counter()
         deployment = state.policy.fit(interactions, state.counters.next_model_version)
+        fallback = None
+        if self.serving.latency_budget_ms is not None:
+            # The degraded path's list: the training log's clicks per item, ties by item id.
+            fallback = popularity_order(np.asarray(interactions.clicks.sum(axis=0)).ravel())
         state.stats.seconds["fit"] += time.perf_counter() - start
         model_ndcg = float("nan")
         if self.quality_probe is not None:
@@ -238,6 +257,7 @@ class Simulation:
             n_train_clicks=int(interactions.clicks.sum()),
             n_train_users=int((interactions.user_activity > 0).sum()),
             model_ndcg=model_ndcg,
+            fallback=fallback,
         )
         if self._pause_from is not None and t_cutoff >= self._pause_from:
             self._paused = True  # run() returns once this step has scheduled the deployment
@@ -248,6 +268,7 @@ class Simulation:
         assert trained is not None
         self._serve_until(self.env.now)  # the old model serves everything before deployment
         state.policy.deploy(trained.deployment)
+        state.serving.fallback = trained.fallback
         state.deployments.append(
             {
                 "model_version": state.counters.next_model_version,
@@ -314,11 +335,32 @@ class Simulation:
     def _serve_batch(self, times: np.ndarray, users: np.ndarray, ids: np.ndarray) -> None:
         state = self.state
         clock = time.perf_counter()
-        batch = state.policy.serve(users, state.policy_randomness)
+        # One service-time draw per request, in request order, whatever happens to it.
+        service_ms = self._expected_service_ms * self.serving.service.unit_draws(
+            state.service_rng, users.size
+        )
+        if state.policy.deployment is None:
+            # Bootstrap: the gate is off until the first deployment (no queue, no cache).
+            batch = state.policy.serve(users, state.policy_randomness)
+            outcome = RequestOutcome.model_served(service_ms)
+        else:
+            routing = route(
+                state.serving,
+                self.serving,
+                times,
+                users,
+                service_ms,
+                self._expected_service_ms,
+                state.policy.model_version,
+            )
+            batch = serve_routed(
+                state.policy, state.policy_randomness, users, routing, state.serving
+            )
+            outcome = RequestOutcome.of(routing, times)
         clock = self._tick("serve", clock)
         response = state.world.respond(users, times, batch.items, state.response_randomness)
         clock = self._tick("respond", clock)
-        self.log.append(ids, times, users, batch, response.clicked, response.relevance)
+        self.log.append(ids, times, users, batch, response.clicked, response.relevance, outcome)
         self._tick("log", clock)
         state.stats.n_requests += users.size
         state.stats.n_impressions += batch.items.size

@@ -35,10 +35,12 @@ from policies.intervention import INTERVENTIONS
 from policies.models import SOURCES
 from policies.policy import SlateBatch
 from policies.propensity import METHODS
+from sim.serving_system import DEGRADED, RequestOutcome
 
 SOURCE_DTYPE = pl.Enum(list(SOURCES))
 METHOD_DTYPE = pl.Enum(list(METHODS))
 INTERVENTION_DTYPE = pl.Enum(list(INTERVENTIONS))
+DEGRADED_DTYPE = pl.Enum(list(DEGRADED))
 
 IMPRESSIONS_SCHEMA: dict[str, pl.DataType] = {
     "request_id": pl.Int64(),
@@ -57,6 +59,10 @@ IMPRESSIONS_SCHEMA: dict[str, pl.DataType] = {
     "propensity_method": METHOD_DTYPE,
     "intervention": INTERVENTION_DTYPE,
     "original_position": pl.Int16(),
+    "latency_ms": pl.Float32(),
+    "degraded": DEGRADED_DTYPE,
+    "cache_hit": pl.Boolean(),
+    "slate_age_h": pl.Float32(),
 }
 CANDIDATES_SCHEMA: dict[str, pl.DataType] = {
     "request_id": pl.Int64(),
@@ -120,9 +126,20 @@ class EventLog:
         batch: SlateBatch,
         clicked: np.ndarray,
         relevance: np.ndarray,
+        outcome: RequestOutcome | None = None,
     ) -> None:
-        """Add one served batch (``n`` requests × ``K`` slots) to the round buffer."""
+        """Add one served batch (``n`` requests × ``K`` slots) to the round buffer, with how
+        the serving system handled each request (``outcome``; ``None``: all model-served,
+        latency unknown = NaN)."""
         n, k = batch.items.shape
+        if outcome is None:
+            outcome = RequestOutcome.model_served(np.full(n, np.nan))
+        method = batch.propensity_method
+        method_codes = (
+            np.full(n * k, METHODS.index(method), dtype=np.uint32)
+            if isinstance(method, str)
+            else np.repeat(np.asarray(method).astype(np.uint32), k)
+        )
         rid = np.repeat(request_ids.astype(np.int64), k)
         position = np.tile(np.arange(k, dtype=np.int16), n)
         impressions = pl.DataFrame(
@@ -132,7 +149,9 @@ class EventLog:
                 "user_id": np.repeat(user_ids.astype(np.int32), k),
                 "item_id": batch.items.ravel().astype(np.int32),
                 "position": position,
-                "model_version": np.full(n * k, batch.model_version, dtype=np.int32),
+                "model_version": np.repeat(
+                    np.broadcast_to(np.asarray(batch.model_version, dtype=np.int32), (n,)), k
+                ),
                 "score": batch.score.ravel(),
                 "propensity": batch.propensity.ravel().astype(np.float64),
                 "clicked": clicked.ravel(),
@@ -145,10 +164,20 @@ class EventLog:
                 "original_position": position
                 if batch.original_position is None
                 else batch.original_position.ravel().astype(np.int16),
+                "propensity_method": method_codes,
+                "latency_ms": np.repeat(outcome.latency_ms.astype(np.float32), k),
+                "degraded": np.repeat(outcome.degraded.astype(np.uint32), k),
+                "cache_hit": np.repeat(outcome.cache_hit, k),
+                "slate_age_h": np.repeat(outcome.slate_age_h.astype(np.float32), k),
             }
         ).with_columns(
             pl.lit(batch.policy_name, dtype=pl.Categorical()).alias("policy"),
-            pl.lit(batch.propensity_method, dtype=METHOD_DTYPE).alias("propensity_method"),
+            pl.col("propensity_method").replace_strict(
+                list(range(len(METHODS))), list(METHODS), return_dtype=METHOD_DTYPE
+            ),
+            pl.col("degraded").replace_strict(
+                list(range(len(DEGRADED))), list(DEGRADED), return_dtype=DEGRADED_DTYPE
+            ),
             pl.col("source").replace_strict(
                 list(range(len(SOURCES))), list(SOURCES), return_dtype=SOURCE_DTYPE
             ),
@@ -181,18 +210,20 @@ class EventLog:
                     )
                 )
         c = batch.candidates.shape[1]
+        columns = {
+            "request_id": np.repeat(request_ids.astype(np.int64), c),
+            "item_id": batch.candidates.ravel().astype(np.int32),
+            "score": batch.candidate_scores.ravel().astype(np.float32),
+            "rank": np.tile(np.arange(c, dtype=np.int16), n),
+            "shown": batch.candidate_shown.ravel(),
+            "show_probability": batch.candidate_show_probability.ravel(),
+            "source": batch.candidate_source.ravel().astype(np.uint32),
+        }
+        if batch.candidate_logged is not None:
+            keep = batch.candidate_logged.ravel()
+            columns = {name: values[keep] for name, values in columns.items()}
         self._buffers["candidates"].append(
-            pl.DataFrame(
-                {
-                    "request_id": np.repeat(request_ids.astype(np.int64), c),
-                    "item_id": batch.candidates.ravel().astype(np.int32),
-                    "score": batch.candidate_scores.ravel().astype(np.float32),
-                    "rank": np.tile(np.arange(c, dtype=np.int16), n),
-                    "shown": batch.candidate_shown.ravel(),
-                    "show_probability": batch.candidate_show_probability.ravel(),
-                    "source": batch.candidate_source.ravel().astype(np.uint32),
-                }
-            ).with_columns(
+            pl.DataFrame(columns).with_columns(
                 pl.col("source").replace_strict(
                     list(range(len(SOURCES))), list(SOURCES), return_dtype=SOURCE_DTYPE
                 )

@@ -25,6 +25,7 @@ from agents.world import World
 from policies.policy import Deployment, ServingPolicy
 from policies.randomness import Randomness
 from sim.event_log import TABLES
+from sim.serving_system import ServingConfig, ServingSystemState
 from sim.training_data import TrainingLog
 
 
@@ -92,6 +93,7 @@ class InTraining:
     n_train_clicks: int
     n_train_users: int
     model_ndcg: float
+    fallback: np.ndarray | None = None  # the degraded path's popularity list (with a budget)
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,9 @@ class SimulationState:
     policy_randomness: Randomness  # serving draws (streams policy.*)
     response_randomness: ResponseRandomness  # users' clicks (streams sim.responses*)
     arrivals_rng: np.random.Generator  # sessions (stream sim.arrivals)
+    service_rng: np.random.Generator  # model servers' service times (stream sim.service)
+    # The model servers' next-free hours and the slate cache (sim.serving_system)
+    serving: ServingSystemState
     training: TrainingLog  # the training view of the rounds written so far
     # The current round's rows, not yet written: table -> frames (sim.event_log.EventLog).
     log_buffers: dict[str, list[pl.DataFrame]]
@@ -132,8 +137,15 @@ class SimulationState:
     done: bool = False  # the run reached its horizon and wrote its tables
 
     @classmethod
-    def initial(cls, world: World, policy: ServingPolicy, streams: Streams) -> SimulationState:
-        """The state at hour 0: nothing arrived, nothing logged, no model deployed."""
+    def initial(
+        cls,
+        world: World,
+        policy: ServingPolicy,
+        streams: Streams,
+        serving: ServingConfig | None = None,
+    ) -> SimulationState:
+        """The state at hour 0: nothing arrived, nothing logged, no model deployed, servers
+        idle, cache empty (``serving``: the run's serving config, default unlimited)."""
         needs = policy.training_needs()
         return cls(
             world=world,
@@ -141,6 +153,10 @@ class SimulationState:
             policy_randomness=Randomness.from_streams(streams),
             response_randomness=ResponseRandomness.from_streams(streams),
             arrivals_rng=streams.generator("sim.arrivals"),
+            service_rng=streams.generator("sim.service"),
+            serving=ServingSystemState.initial(
+                serving or ServingConfig(), world.users.n_users, policy.config.slate_size
+            ),
             training=TrainingLog(
                 world.users.n_users,
                 world.catalog.n_items,
