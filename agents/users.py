@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agents.arrivals import ArrivalIntensity
+
 
 @dataclass
 class UserPopulation:
@@ -18,6 +20,7 @@ class UserPopulation:
     topic: np.ndarray  # (n_users,) int32, the mixture component the user was drawn from
     session_rate: np.ndarray  # (n_users,) float64, expected sessions per simulated day
     drift_rate: float = 0.0
+    arrivals: ArrivalIntensity | None = None  # world.diurnal / world.flash_crowds (None: flat)
 
     @property
     def n_users(self) -> int:
@@ -29,12 +32,20 @@ class UserPopulation:
         """Per-user Poisson session arrivals in ``[t_start, t_end)`` hours, sorted by time.
 
         Returns ``(times, user_ids)``. Vectorized over users: one Poisson count per user, then
-        uniform times (the superposition of independent Poisson processes).
+        uniform times (the superposition of independent Poisson processes). With a varying
+        intensity (:mod:`agents.arrivals`) the count's mean is the integrated intensity and the
+        times come from its inverse CDF — the same generator calls, so flat keeps its draws.
         """
         hours = t_end - t_start
-        counts = rng.poisson(self.session_rate * (hours / 24.0))
-        user_ids = np.repeat(np.arange(self.n_users, dtype=np.int32), counts)
-        times = t_start + hours * rng.random(user_ids.shape[0])
+        if self.arrivals is None or self.arrivals.is_flat:
+            counts = rng.poisson(self.session_rate * (hours / 24.0))
+            user_ids = np.repeat(np.arange(self.n_users, dtype=np.int32), counts)
+            times = t_start + hours * rng.random(user_ids.shape[0])
+        else:
+            _, cum = self.arrivals.cumulative(t_start, t_end)
+            counts = rng.poisson(self.session_rate * (cum[-1] / 24.0))
+            user_ids = np.repeat(np.arange(self.n_users, dtype=np.int32), counts)
+            times = self.arrivals.times(t_start, t_end, rng.random(user_ids.shape[0]))
         order = np.argsort(times, kind="stable")
         return times[order], user_ids[order]
 

@@ -13,9 +13,11 @@ intrinsic one, so popularity causes clicks without making items better.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from agents.arrivals import ArrivalIntensity, diurnal_profile, flash_crowds
 from agents.catalog import Catalog, generate_catalog, topic_centers
 from agents.click_model import CLICK_MODELS, ClickModel, make_click_model
 from agents.response import Response, ResponseRandomness
@@ -49,8 +51,12 @@ class WorldConfig:
     trust_bias: float = 0.0
     conformity: float = 0.0
     conformity_halflife_days: float = 7.0
+    diurnal: Any = "flat"  # agents.arrivals: flat | a named shape | 24 values
+    flash_crowds: Any = ()  # agents.arrivals: [{start_hour, duration_hours, multiplier}, ...]
 
     def __post_init__(self) -> None:
+        diurnal_profile(self.diurnal)  # one-line errors naming world.diurnal / flash_crowds
+        flash_crowds(self.flash_crowds)
         for key in ("n_users", "n_items", "dim", "n_topics", "content_dim", "items_per_creator"):
             value = getattr(self, key)
             if not is_positive_int(value):
@@ -90,6 +96,11 @@ class WorldConfig:
                 f"world.conformity_halflife_days={self.conformity_halflife_days!r}: must be a"
                 " number of days > 0"
             )
+
+    @property
+    def arrivals(self) -> ArrivalIntensity:
+        """The arrival intensity of ``world.diurnal`` and ``world.flash_crowds``."""
+        return ArrivalIntensity(diurnal_profile(self.diurnal), flash_crowds(self.flash_crowds))
 
 
 @dataclass
@@ -262,6 +273,8 @@ def build_world(config: WorldConfig, streams: Streams) -> World:
         drift_rate=config.drift_rate,
         rng=streams.generator("world.users"),
     )
+    arrivals = config.arrivals
+    users.arrivals = None if arrivals.is_flat else arrivals
     return World(
         config=config,
         catalog=catalog,
