@@ -311,6 +311,7 @@ def test_hits_carry_the_filling_draw_and_fallbacks_are_deterministic(tmp_path):
         by=["user_id", "position"],
         strategy="backward",
         allow_exact_matches=False,
+        check_sortedness=False,
         suffix="_fill",
     )
     for col in cols:

@@ -61,6 +61,18 @@ CASES: dict[str, dict[str, Any]] = {
         "sim.snapshot_every_hours": 6,
         "sim.max_batch_requests": 97,
     },
+    # the serving system: servers' free times, the slate cache and its payload, the fallback
+    # list, the service-time stream, and a diurnal profile with a flash crowd
+    "serving_system": {
+        "serving.model_servers": 1,
+        "serving.latency_budget_ms": 60_000.0,
+        "serving.service.mean_ms": 30_000.0,
+        "serving.cache_ttl_hours": 3.0,
+        "serving.cache_invalidate_on_deploy": False,
+        "world.diurnal": "evening_peak",
+        "world.flash_crowds": [{"start_hour": 30, "duration_hours": 3, "multiplier": 4.0}],
+        "sim.max_batch_requests": 61,
+    },
     # the snapshot at hour 49 was scheduled at hour 0, the deployment at 49 at the cut-off (48):
     # the snapshot records version 0; resumed in the processes' start order, it would record 1
     "snapshot_at_a_deployment": {"sim.snapshot_every_hours": 49},
