@@ -14,6 +14,9 @@ serves and trains. Serving is vectorized: pending requests are served as numpy b
 event changes what the policy knows (a retrain cut-off, a deployment, a switch, the end of the
 run). The policy's random draws come from generators consumed in request order (see
 :mod:`policies.randomness`), so how requests are chunked into batches does not change any outcome.
+Each chunk first goes through the serving system (:mod:`sim.serving_system`: queue, latency
+budget, slate cache, one compiled pass in arrival order whose state lives in the simulation
+state); only the rows it sends to a model server reach ``policy.serve``, in order.
 
 Order of events at equal times: simpy fires them in the order they were scheduled (its queue is
 ordered by time, then priority — all ours are NORMAL —, then scheduling order). Each process

@@ -9,9 +9,13 @@ Tables under ``<run>/logs/``:
   ``propensity`` Monte-Carlo past slot 0; ``monte_carlo``: all three estimated),
   ``intervention`` (``none``/``shuffle``/``swap``: whether this request's order was randomized,
   :mod:`policies.intervention`) and ``original_position`` (the slot the ranking gave the item
-  before any intervention; equal to ``position`` otherwise);
+  before any intervention; equal to ``position`` otherwise), and how the serving system
+  (:mod:`sim.serving_system`) handled the request: ``latency_ms``, ``degraded``
+  (``none``/``budget``/``overload``), ``cache_hit`` and ``slate_age_h``; ``model_version`` and
+  ``propensity_method`` are per request (a cache hit keeps those of the draw that filled it);
 * ``candidates`` — every retrieved item, shown or not ("the road not taken"), with its rank,
-  score, ``shown`` and ``show_probability`` (P(anywhere in the slate | context));
+  score, ``shown`` and ``show_probability`` (P(anywhere in the slate | context)); a degraded
+  request logs its fallback list, a cache hit nothing (no retrieval happened);
 * ``targets`` (off-policy evaluation runs only) — for each shown slot and each shadow target
   policy, the target's marginal and prefix probability of the logged slate on the logged context
   (:mod:`policies.replay`);
