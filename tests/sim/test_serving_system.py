@@ -281,10 +281,21 @@ def _tables(run_dir: Path) -> dict[str, pl.DataFrame]:
 
 
 @pytest.mark.slow
-def test_batch_size_changes_nothing_with_queue_budget_and_cache(tmp_path):
-    cfg = tiny_config(**BUSY, **{"sim.days": 4})
+@pytest.mark.parametrize(
+    "policy",
+    [
+        {},
+        # stochastic selectors: explore draws, Monte-Carlo propensities (mixed methods per batch)
+        {"policy.name": "epsilon_greedy", "policy.selector": "epsilon_greedy"},
+        {"policy.name": "thompson", "policy.selector": "thompson", "policy.mc_samples": 20},
+    ],
+    ids=["greedy", "epsilon_greedy", "thompson"],
+)
+def test_batch_size_changes_nothing_with_queue_budget_and_cache(tmp_path, policy):
+    cfg = tiny_config(**BUSY, **policy, **{"sim.days": 4})
     run(cfg, tmp_path / "default")
-    run(tiny_config(**BUSY, **{"sim.days": 4, "sim.max_batch_requests": 1}), tmp_path / "one")
+    one = tiny_config(**BUSY, **policy, **{"sim.days": 4, "sim.max_batch_requests": 1})
+    run(one, tmp_path / "one")
     a, b = _tables(tmp_path / "default"), _tables(tmp_path / "one")
     for table in a:
         assert a[table].equals(b[table]), table
