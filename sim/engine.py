@@ -342,8 +342,9 @@ class Simulation:
         service_ms = self._expected_service_ms * self.serving.service.unit_draws(
             state.service_rng, users.size
         )
-        if state.policy.deployment is None:
-            # Bootstrap: the gate is off until the first deployment (no queue, no cache).
+        if state.policy.deployment is None or self.serving.is_default:
+            # Bootstrap: the gate is off until the first deployment (no queue, no cache); with
+            # unlimited servers, no budget and no cache every request is model-served at once.
             batch = state.policy.serve(users, state.policy_randomness)
             outcome = RequestOutcome.model_served(service_ms)
         else:

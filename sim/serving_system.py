@@ -43,11 +43,11 @@ queue, no budget, no cache; latency = the drawn service time, servers untouched)
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from numba import njit
 
 from agents.validation import is_number, is_positive_int
 from policies.models import SOURCE_CODE
@@ -258,7 +258,7 @@ def route(
 ) -> Routing:
     """Apply the module's rules to one chunk (arrival order), updating ``state`` in place."""
     budget = -1.0 if config.latency_budget_ms is None else float(config.latency_budget_ms)
-    status, latency, hit_row, fill_t = _route(
+    status, latency, hit_row, fill_t = _compiled_route()(
         np.ascontiguousarray(t, dtype=np.float64),
         np.ascontiguousarray(users, dtype=np.int64),
         np.ascontiguousarray(service_ms, dtype=np.float64),
@@ -276,7 +276,15 @@ def route(
     return Routing(status, latency, hit_row, fill_t)
 
 
-@njit(cache=True)
+@functools.cache
+def _compiled_route() -> Any:
+    """:func:`_route` compiled by numba (``njit(cache=True)``), imported on first use only: a
+    run with the default serving system never loads numba."""
+    from numba import njit
+
+    return njit(cache=True)(_route)
+
+
 def _route(
     t: np.ndarray,
     users: np.ndarray,
