@@ -11,7 +11,9 @@ Tables under ``<run>/logs/``:
   :mod:`policies.intervention`) and ``original_position`` (the slot the ranking gave the item
   before any intervention; equal to ``position`` otherwise);
 * ``candidates`` — every retrieved item, shown or not ("the road not taken"), with its rank,
-  score, ``shown`` and ``show_probability`` (P(anywhere in the slate | context));
+  score, ``shown`` and ``show_probability`` (P(anywhere in the slate | context)), its ``source``
+  (the retriever that produced it) and ``retriever_rank`` (its rank in that retriever's own list:
+  ``rank`` for a single retriever, see :mod:`policies.retrieval`);
 * ``targets`` (off-policy evaluation runs only) — for each shown slot and each shadow target
   policy, the target's marginal and prefix probability of the logged slate on the logged context
   (:mod:`policies.replay`);
@@ -66,6 +68,7 @@ CANDIDATES_SCHEMA: dict[str, pl.DataType] = {
     "shown": pl.Boolean(),
     "show_probability": pl.Float64(),
     "source": SOURCE_DTYPE,
+    "retriever_rank": pl.Int16(),
 }
 TRUTH_SCHEMA: dict[str, pl.DataType] = {
     "request_id": pl.Int64(),
@@ -191,6 +194,9 @@ class EventLog:
                     "shown": batch.candidate_shown.ravel(),
                     "show_probability": batch.candidate_show_probability.ravel(),
                     "source": batch.candidate_source.ravel().astype(np.uint32),
+                    "retriever_rank": np.tile(np.arange(c, dtype=np.int16), n)
+                    if batch.candidate_retriever_rank is None
+                    else batch.candidate_retriever_rank.ravel().astype(np.int16),
                 }
             ).with_columns(
                 pl.col("source").replace_strict(

@@ -92,6 +92,8 @@ class InTraining:
     n_train_clicks: int
     n_train_users: int
     model_ndcg: float
+    retrieval_recall: float = float("nan")  # sim.model_quality.RetrievalRecallProbe
+    retrieval_recall_n: float = float("nan")
 
 
 @dataclass(frozen=True)
