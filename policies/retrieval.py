@@ -112,7 +112,8 @@ class RetrievalIndex:
     recent: sp.csr_matrix  # (n_users, n_items) 1.0 at each user's seed clicks
     covisit: sp.csr_matrix  # (n_items, n_items) float64 co-click user counts, zero diagonal
     popularity: PopularityModel  # clicks per item, ties by item id
-    content: np.ndarray | None  # (n_items, d) float64 unit rows (zero rows stay zero)
+    content: np.ndarray | None  # (n_items, d) float64 content features (the seeds' mean)
+    content_unit: np.ndarray | None  # the same scaled to unit rows (zero rows stay zero)
 
 
 def recent_clicks(interactions: Interactions, limit: int) -> sp.csr_matrix:
@@ -188,7 +189,7 @@ def quota_slots(quotas: Mapping[str, float], n: int) -> dict[str, int]:
     exact = np.array([quotas.get(r, 0.0) * n for r in RETRIEVERS])
     base = np.floor(exact + QUOTA_TOLERANCE * n).astype(np.int64)
     left = n - int(base.sum())
-    remainder = exact - base
+    remainder = np.round(exact - base, 9)  # 0.6 * 6 and 0.1 * 6 leave equal remainders: a tie
     # the largest remainders first, ties in priority order
     order = np.lexsort((np.arange(len(RETRIEVERS)), -remainder))
     if left > 0:
@@ -260,15 +261,15 @@ class MixedRetrieval(Retriever):
     def build_index(
         self, interactions: Interactions, model: Model, item_content: np.ndarray | None
     ) -> RetrievalIndex:
-        content = None
+        content = unit = None
         if self.quotas["content"] > 0:
             if item_content is None:
                 raise ValueError(
                     "policy.retrieve.quotas.content: needs item content features (item_content)"
                 )
-            vectors = np.asarray(item_content, dtype=np.float64)
-            norm = np.linalg.norm(vectors, axis=1, keepdims=True)
-            content = np.divide(vectors, norm, out=np.zeros_like(vectors), where=norm > 0)
+            content = np.asarray(item_content, dtype=np.float64)
+            norm = np.linalg.norm(content, axis=1, keepdims=True)
+            unit = np.divide(content, norm, out=np.zeros_like(content), where=norm > 0)
         covisit = sp.csr_matrix((interactions.n_items, interactions.n_items))
         if self.quotas["covisit"] > 0:
             covisit = covisitation(recent_clicks(interactions, self.covisit_user_clicks))
@@ -283,6 +284,7 @@ class MixedRetrieval(Retriever):
             covisit=covisit,
             popularity=popularity,
             content=content,
+            content_unit=unit,
         )
 
     def retrieve(
@@ -359,7 +361,7 @@ class MixedRetrieval(Retriever):
         # inner product with the mean is the same as by cosine)
         n_seeds = np.diff(seeds.indptr)
         query = np.asarray(seeds @ index.content) / np.maximum(n_seeds, 1)[:, None]
-        items, _ = topk_by_vector(index.content, query, k, filter_rows)
+        items, _ = topk_by_vector(index.content_unit, query, k, filter_rows)
         valid = ~_blocked(items, filter_rows, n_items) & (n_seeds > 0)[:, None]
         return _pad(items, valid, k)
 
