@@ -14,8 +14,10 @@ the model's, :func:`policies.exclusion.batch_filter`):
 * ``model`` (config alias ``als``) — the deployed model's exact top-N, as above;
 * ``covisit`` — item-to-item co-visitation: ``covisit[x, y]`` = the number of users who clicked
   both ``x`` and ``y`` (each user counted once per pair, over their ``covisit_user_clicks`` most
-  recent distinct clicks), summed over the request's *seeds* — the user's ``seed_clicks`` most
-  recent distinct clicks; items with a zero count are not candidates; ties by item id;
+  recent distinct clicks), each item keeping its ``covisit_neighbours`` largest counts (ties by item
+  id; the usual item-to-item table, and what bounds the serving cost), summed over the request's
+  *seeds* — the user's ``seed_clicks`` most recent distinct clicks; items with a zero sum are not
+  candidates; ties by item id;
 * ``content`` — cosine similarity of ``ItemMetadata.content`` to the mean content of the seeds
   (users without seeds get none); ties by item id;
 * ``popularity`` — clicks in the training log, ties by item id.
@@ -152,6 +154,18 @@ def covisitation(recent: sp.csr_matrix) -> sp.csr_matrix:
     return counts
 
 
+def top_neighbours(counts: sp.csr_matrix, m: int) -> sp.csr_matrix:
+    """Each row of ``counts`` cut to its ``m`` largest positive entries (ties by column)."""
+    empty = sp.csr_matrix((counts.shape[0], 0))
+    cols, valid = sparse_topk(counts, m, empty)
+    rows = np.broadcast_to(np.arange(counts.shape[0])[:, None], cols.shape)[valid]
+    cols = cols[valid]
+    data = np.asarray(counts[rows, cols]).ravel()
+    out = sp.csr_matrix((data, (rows, cols)), shape=counts.shape)
+    out.sort_indices()
+    return out
+
+
 def sparse_topk(
     scores: sp.csr_matrix, k: int, filter_rows: sp.csr_matrix
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -214,7 +228,7 @@ class MixedRetrieval(Retriever):
     ``content``, ``popularity``), non-negative, summing to 1. ``seed_clicks``: how many of the
     user's most recent distinct clicks seed covisit and content. ``covisit_user_clicks``: how many
     of each user's most recent distinct clicks count in the co-visitation counts (bounds the
-    quadratic cost of very active users).
+    quadratic cost of very active users). ``covisit_neighbours``: co-visited items kept per item.
     """
 
     quotas: dict[str, float] = field(
@@ -222,10 +236,11 @@ class MixedRetrieval(Retriever):
     )
     seed_clicks: int = 5
     covisit_user_clicks: int = 50
+    covisit_neighbours: int = 100
     name: ClassVar[str] = "mixed"
 
     def __post_init__(self) -> None:
-        self._positive_int("seed_clicks", "covisit_user_clicks")
+        self._positive_int("seed_clicks", "covisit_user_clicks", "covisit_neighbours")
         raw = self.quotas
         if not isinstance(raw, Mapping) or not raw:
             self._fail("quotas", "must be a non-empty mapping retriever: share")
@@ -272,7 +287,8 @@ class MixedRetrieval(Retriever):
             unit = np.divide(content, norm, out=np.zeros_like(content), where=norm > 0)
         covisit = sp.csr_matrix((interactions.n_items, interactions.n_items))
         if self.quotas["covisit"] > 0:
-            covisit = covisitation(recent_clicks(interactions, self.covisit_user_clicks))
+            counts = covisitation(recent_clicks(interactions, self.covisit_user_clicks))
+            covisit = top_neighbours(counts, self.covisit_neighbours)
         popularity = PopularityModel(
             version=-1,
             seen=model.seen,
@@ -401,4 +417,5 @@ __all__ = [
     "quota_slots",
     "recent_clicks",
     "sparse_topk",
+    "top_neighbours",
 ]

@@ -28,11 +28,13 @@ from policies.retrieval import (
     quota_slots,
     recent_clicks,
     sparse_topk,
+    top_neighbours,
 )
 from sim.model_quality import RetrievalRecallProbe
 
 N_USERS, N_ITEMS, K, C = 40, 30, 3, 8
 QUOTAS = {"als": 0.5, "covisit": 0.25, "popularity": 0.125, "content": 0.125}
+NEIGHBOURS = 4  # co-visited items kept per item: small enough to cut the tiny world's lists
 
 
 # --- slots ---------------------------------------------------------------------------------
@@ -103,6 +105,19 @@ def test_covisitation_counts_match_a_brute_force_count(seed, limit):
     np.testing.assert_array_equal(counts, ref)
 
 
+@pytest.mark.parametrize("m", [1, 3, 40])
+def test_top_neighbours_keep_each_items_largest_counts(m):
+    users, items = _events(3)
+    inter = Interactions.from_pairs(users, items, 12, 15, click_positions=np.zeros(users.size))
+    counts = covisitation(recent_clicks(inter, 50)).toarray()
+    got = top_neighbours(sp.csr_matrix(counts), m).toarray()
+    for x in range(15):
+        row = sorted((y for y in range(15) if counts[x, y] > 0), key=lambda y: (-counts[x, y], y))
+        expected = np.zeros(15)
+        expected[row[:m]] = counts[x, row[:m]]
+        np.testing.assert_array_equal(got[x], expected)
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_sparse_topk_matches_a_per_row_sort(seed):
     rng = np.random.default_rng(seed)
@@ -163,7 +178,8 @@ def _mixed_policy(world, log, preset="greedy", **keys):
         iterations=3,
         **keys,
     )
-    config = dataclasses.replace(config, retrieve=MixedRetrieval(quotas=QUOTAS, seed_clicks=3))
+    mixed = MixedRetrieval(quotas=QUOTAS, seed_clicks=3, covisit_neighbours=NEIGHBOURS)
+    config = dataclasses.replace(config, retrieve=mixed)
     policy = build_policy(
         config, N_ITEMS, N_USERS, seed=3, item_content=world.catalog.metadata.content
     )
@@ -186,9 +202,15 @@ def _reference(policy, deployment, log, world, user: int):
     for clicked in everyone.values():
         for x, y in itertools.permutations(set(clicked), 2):
             co[(x, y)] = co.get((x, y), 0) + 1
+    kept = set()  # each item's NEIGHBOURS largest co-visit counts, ties by item id
+    for x in range(N_ITEMS):
+        row = sorted(
+            (y for y in range(N_ITEMS) if co.get((x, y), 0) > 0), key=lambda y: (-co[(x, y)], y)
+        )
+        kept |= {(x, y) for y in row[:NEIGHBOURS]}
     allowed = [j for j in range(N_ITEMS) if j not in seen]
     lists = {}
-    covisit = {j: sum(co.get((x, j), 0) for x in seeds) for j in allowed}
+    covisit = {j: sum(co[(x, j)] for x in seeds if (x, j) in kept) for j in allowed}
     lists["covisit"] = sorted(
         (j for j in allowed if covisit[j] > 0), key=lambda j: (-covisit[j], j)
     )
