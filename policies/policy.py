@@ -2,7 +2,9 @@
 
 A policy is composed of components, each a node of the ``policy`` config group
 (``configs/policy/<group>/``): a *scorer* (the model family that ranks candidates), a *selector*
-(how the slate is drawn from the ranking, with propensities), a *reranker* (identity today), a
+(how the slate is drawn from the ranking, with propensities), a *retrieve* component (where the
+candidates come from: the model's own top-N, or several retrievers with quotas,
+:mod:`policies.retrieval`), a *reranker* (identity today), a
 *debiasing* mode (how the scorer's training data is reweighted) and an *intervention*
 (randomized re-ordering for bias estimation). Serving a batch runs the stages in order
 (:data:`policies.pipeline.STAGES`): retrieve → rerank → select → intervene → annotate (→ replay for OPE).

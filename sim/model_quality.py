@@ -26,6 +26,7 @@ from policies.exclusion import batch_filter
 from policies.models import Model
 from policies.pipeline import Deployment
 from policies.policy import ServingPolicy
+from policies.retrieval import ModelRetrieval
 
 PROBE_CHUNK = 256  # users per block: bounds the (users, n_items) truth matrix
 
@@ -75,7 +76,8 @@ class RetrievalRecallProbe:
     For each probe user: the share of the deployed model's exact top-``slate_size`` (and
     top-``n_candidates``) — filtered the way serving filters (``Retrieve.filter``) — that the
     policy's retrieval stage returns; averaged over the users. The model's own retrieval
-    (``policy/retrieve=model``) returns its exact top-``n_candidates``, so both are 1.0 there.
+    (``policy/retrieve=model``) *is* the exhaustive ranking (the same call), so both are 1.0 there
+    and the ranking is not fetched twice.
     ``(nan, nan)`` without probe users or without a ranking (no candidates).
     """
 
@@ -89,7 +91,10 @@ class RetrievalRecallProbe:
         for lo in range(0, self.user_ids.size, PROBE_CHUNK):
             users = self.user_ids[lo : lo + PROBE_CHUNK]
             retrieved, filt = policy.retrieve(users, deployment)
-            exact = deployment.model.retrieve(users, n, filt).items  # exhaustive, best first
+            if isinstance(policy.config.retrieve, ModelRetrieval):
+                exact = retrieved.items  # the stage is the model's exhaustive retrieval itself
+            else:
+                exact = deployment.model.retrieve(users, n, filt).items  # best first
             exact_k, got = exact[:, :k], retrieved.items
             hits_k.append((exact_k[:, :, None] == got[:, None, :]).any(axis=2).mean(axis=1))
             hits_n.append((exact[:, :, None] == got[:, None, :]).any(axis=2).mean(axis=1))

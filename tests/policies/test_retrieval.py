@@ -318,6 +318,20 @@ def test_model_retrieval_is_todays_retrieve_and_its_recall_is_one(world, log):
     assert RetrievalRecallProbe(users)(policy, deployment) == (1.0, 1.0)
 
 
+def test_mixed_with_the_whole_quota_on_the_model_is_the_model_retrieval(world, log):
+    policy, deployment = _mixed_policy(world, log)
+    only_model = dataclasses.replace(policy.config.retrieve, quotas={"als": 1.0})
+    policy.config = dataclasses.replace(policy.config, retrieve=only_model)
+    deployment = policy.fit(log, version=0)
+    users = np.arange(N_USERS)
+    got, filt = policy.retrieve(users, deployment)
+    today = deployment.model.retrieve(users, C, filt)
+    np.testing.assert_array_equal(got.items, today.items)
+    np.testing.assert_array_equal(got.scores, today.scores)
+    np.testing.assert_array_equal(got.candidate_source, today.sources)
+    np.testing.assert_array_equal(got.rank, np.broadcast_to(np.arange(C), (N_USERS, C)))
+
+
 def test_recall_probe_against_a_brute_force_share(world, log):
     policy, deployment = _mixed_policy(world, log)
     users = np.arange(N_USERS)
