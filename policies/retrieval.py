@@ -312,7 +312,6 @@ class MixedRetrieval(Retriever):
         filter_rows: sp.csr_matrix,
     ) -> Retrieval:
         n_items = model.seen.shape[1]
-        n_req = user_ids.shape[0]
         slots = self.slots(n)
         head = slots["model"]
         # The model fills freed slots: its first ``head`` items, then at most ``n - head`` more
@@ -352,7 +351,7 @@ class MixedRetrieval(Retriever):
         return Retrieval(
             items=np.take_along_axis(items, order, axis=1),
             scores=np.take_along_axis(scores, order, axis=1),
-            source=fetched.source if n_req else np.empty(0, np.int8),
+            source=fetched.source,
             candidate_source=np.take_along_axis(source, order, axis=1),
             rank=np.take_along_axis(rank, order, axis=1).astype(np.int16),
         )
