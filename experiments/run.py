@@ -22,7 +22,7 @@ from sim.engine import Simulation
 from sim.event_log import write_parquet_atomic
 from sim.examination import estimate_examination
 from sim.metrics import METRIC_COLUMNS, measure_log
-from sim.model_quality import NDCGProbe, sample_probe_users
+from sim.model_quality import NDCGProbe, RetrievalRecallProbe, sample_probe_users
 from sim.state import SimulationState
 
 SUMMARY_METRICS = tuple(c for c in METRIC_COLUMNS if c not in {"window", "t_start", "t_end"})
@@ -125,15 +125,17 @@ def build_simulation(
                 seed=streams.int_seed("policy.shadow"),
             )
         state = SimulationState.initial(world, policy, streams, rc.serving)
-    probe = None
+    probe = recall = None
     if rc.ndcg_users > 0:
+        probe_users = sample_probe_users(
+            state.world.users.n_users, rc.ndcg_users, streams.generator("metrics.ndcg_users")
+        )
         probe = NDCGProbe(
-            sample_probe_users(
-                state.world.users.n_users, rc.ndcg_users, streams.generator("metrics.ndcg_users")
-            ),
+            probe_users,
             rc.ndcg_k,
             state.world.relevance_matrix,  # the truth of the run's own (drifting) world
         )
+        recall = RetrievalRecallProbe(probe_users)  # the same users: no new draw
     return Simulation(
         state,
         rc.sim,
@@ -143,6 +145,7 @@ def build_simulation(
         quality_probe=probe,
         switch=switch,
         serving=rc.serving,
+        retrieval_probe=recall,
     )
 
 

@@ -1,8 +1,9 @@
 """Config-facing components: frozen dataclasses that validate their own parameters.
 
-Every swappable piece of a policy (scorer, selector, debiasing, intervention, reranker) is a frozen
-dataclass whose fields are exactly the keys of its config node (``configs/policy/<group>/*.yaml``)
-and whose ``__post_init__`` names a bad key and value (the Open Bandit Pipeline pattern). A config
+Every swappable piece of a policy (scorer, retrieve, selector, debiasing, intervention, reranker)
+is a frozen dataclass whose fields are exactly the keys of its config node
+(``configs/policy/<group>/*.yaml``) and whose ``__post_init__`` names a bad key and value (the Open
+Bandit Pipeline pattern). A config
 node names its class with hydra's ``_target_``, so a user's own component in their own module
 plugs in the same way as a built-in one; ``experiments.config`` builds it (policies never import
 by name) and turns an unknown key or a wrong type into one line naming ``policy.<group>.<key>``.

@@ -40,9 +40,32 @@ SOURCE_CODE = {name: code for code, name in enumerate(SOURCES)}
 
 @dataclass(frozen=True)
 class Retrieval:
+    """Ranked candidates of a batch of requests.
+
+    A model's own retrieval has one ``source`` per request; a merged retrieval
+    (:mod:`policies.retrieval`) also says, per candidate, which retriever produced it
+    (``candidate_source``) and the candidate's rank in that retriever's list (``rank``).
+    """
+
     items: np.ndarray  # (n, C) int64, ranked best first
     scores: np.ndarray  # (n, C) float32
-    source: np.ndarray  # (n,) int8 code into SOURCES, per request
+    source: np.ndarray  # (n,) int8 code into SOURCES, per request (the model retriever's)
+    candidate_source: np.ndarray | None = None  # (n, C) int8; None: ``source`` for every one
+    rank: np.ndarray | None = None  # (n, C) int16 rank in its retriever; None: the column
+
+    @property
+    def sources(self) -> np.ndarray:
+        """(n, C) int8: the retriever of each candidate."""
+        if self.candidate_source is not None:
+            return self.candidate_source
+        return np.broadcast_to(self.source[:, None], self.items.shape)
+
+    @property
+    def retriever_rank(self) -> np.ndarray:
+        """(n, C) int16: each candidate's rank in the retriever that produced it."""
+        if self.rank is not None:
+            return self.rank
+        return np.broadcast_to(np.arange(self.items.shape[1], dtype=np.int16), self.items.shape)
 
 
 class Model(Protocol):

@@ -9,7 +9,8 @@ the :class:`Serving` batch; the result is a :class:`SlateBatch`, what ``sim`` lo
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -20,6 +21,7 @@ from policies.models import SOURCE_CODE, Model, Retrieval
 from policies.randomness import Randomness
 from policies.replay import slate_probabilities
 from policies.rerank import Reranker
+from policies.retrieval import ModelRetrieval, Retriever
 from policies.selection import Selection, SelectionContext, Selector
 
 
@@ -49,6 +51,8 @@ class SlateBatch:
     # (n, C) bool: which candidate cells are logged (None: all). A cache hit retrieves nothing
     # and a degraded request logs its K fallback items only.
     candidate_logged: np.ndarray | None = None
+    # (n, C) int16: each candidate's rank in the retriever that produced it (None: its ``rank``)
+    candidate_retriever_rank: np.ndarray | None = None
 
     @property
     def slate_propensity(self) -> np.ndarray:
@@ -61,6 +65,9 @@ class Deployment:
 
     model: Model
     item_impressions: np.ndarray
+    # What the policy's retrieve component built from the same log (policies.retrieval); None
+    # for the model's own retrieval.
+    retrieval_index: Any = None
 
     @property
     def version(self) -> int:
@@ -88,18 +95,34 @@ class Serving:
 
 @dataclass(frozen=True)
 class Retrieve:
-    """Candidates from the deployed model (the one retriever today): the top ``n_candidates``
-    per request, skipping what the user may not be shown."""
+    """Candidates of the policy's retrieve component (:mod:`policies.retrieval`; by default the
+    deployed model's top ``n_candidates``) per request, skipping what the user may not be shown."""
 
     n_candidates: int
     slate_size: int
     n_items: int
+    retriever: Retriever = field(default_factory=ModelRetrieval)
+
+    def filter(self, model: Model, user_ids: np.ndarray) -> sp.csr_matrix:
+        """What each request may not be shown (every retriever skips the same items)."""
+        c, k = self.n_candidates, self.slate_size
+        return batch_filter(model.seen, user_ids, min_allowed=max(c, 2 * k))
+
+    def candidates(
+        self, deployment: Deployment, user_ids: np.ndarray, filter_rows: sp.csr_matrix
+    ) -> Retrieval:
+        return self.retriever.retrieve(
+            deployment.model,
+            deployment.retrieval_index,
+            user_ids,
+            self.n_candidates,
+            filter_rows,
+        )
 
     def __call__(self, s: Serving) -> None:
         model = s.deployment.model
-        c, k = self.n_candidates, self.slate_size
-        s.filter_rows = batch_filter(model.seen, s.user_ids, min_allowed=max(c, 2 * k))
-        s.retrieval = model.retrieve(s.user_ids, c, s.filter_rows)
+        s.filter_rows = self.filter(model, s.user_ids)
+        s.retrieval = self.candidates(s.deployment, s.user_ids, s.filter_rows)
         s.ctx = SelectionContext(
             user_ids=s.user_ids,
             candidates=s.retrieval.items,
@@ -146,7 +169,8 @@ class Annotate:
 
     ``score`` is the score the policy saw: the retrieval score for a retrieved item, else (an
     item explored from beyond the candidates) the deployed model's score. ``source`` is the
-    retriever of the candidate, or the selector's exploration source where it explored.
+    retriever of the candidate, or the selector's exploration source where it explored (an item
+    from beyond the candidates not marked explored: the request's model retriever).
     """
 
     explore_source: str
@@ -162,7 +186,12 @@ class Annotate:
             score = np.where(retrieved, score, s.deployment.model.score(s.user_ids, items))
         s.score = score.astype(np.float32)
         code = SOURCE_CODE[self.explore_source]
-        s.source = np.where(s.selection.explored, code, retrieval.source[:, None]).astype(np.int8)
+        if retrieval.candidate_source is None:
+            found = retrieval.source[:, None]
+        else:
+            found = np.take_along_axis(retrieval.candidate_source, match.argmax(axis=1), axis=1)
+            found = np.where(retrieved, found, retrieval.source[:, None])
+        s.source = np.where(s.selection.explored, code, found).astype(np.int8)
         s.candidate_shown = match.any(axis=2)
 
 

@@ -2,7 +2,9 @@
 
 A policy is composed of components, each a node of the ``policy`` config group
 (``configs/policy/<group>/``): a *scorer* (the model family that ranks candidates), a *selector*
-(how the slate is drawn from the ranking, with propensities), a *reranker* (identity today), a
+(how the slate is drawn from the ranking, with propensities), a *retrieve* component (where the
+candidates come from: the model's own top-N, or several retrievers with quotas,
+:mod:`policies.retrieval`), a *reranker* (identity today), a
 *debiasing* mode (how the scorer's training data is reweighted) and an *intervention*
 (randomized re-ordering for bias estimation). Serving a batch runs the stages in order
 (:data:`policies.pipeline.STAGES`): retrieve → rerank → select → intervene → annotate (→ replay for OPE).
@@ -13,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +27,7 @@ from policies.components import BuildContext, Scorer, ScorerSpec
 from policies.debiasing import Debias
 from policies.interactions import Interactions, TrainingNeeds
 from policies.intervention import Intervention
-from policies.models import SOURCE_CODE, Model
+from policies.models import SOURCE_CODE, Model, Retrieval
 from policies.pipeline import (
     Annotate,
     Deployment,
@@ -39,6 +42,7 @@ from policies.pipeline import (
 )
 from policies.randomness import Randomness
 from policies.rerank import Identity, Reranker
+from policies.retrieval import ModelRetrieval, Retriever
 from policies.scorers import Popularity, Random
 from policies.selection import Greedy, Selector, UniformRandom
 
@@ -50,6 +54,7 @@ COMPONENT_GROUPS: dict[str, type] = {
     "rerank": Reranker,
     "debias": Debias,
     "intervention": Intervention,
+    "retrieve": Retriever,
 }
 POLICY_KEYS = ("name", "slate_size", "n_candidates", "bootstrap", "training_window_rounds")
 # Keys of the flat policy config before the nested groups: where each one lives now.
@@ -94,6 +99,7 @@ class PolicyConfig:
     rerank: Reranker = field(default_factory=Identity)
     debias: Debias = field(default_factory=Debias)
     intervention: Intervention | None = None
+    retrieve: Retriever = field(default_factory=ModelRetrieval)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -120,6 +126,11 @@ class PolicyConfig:
             raise ValueError(
                 f"policy.selector={selector!r}: scorer {scorer!r} has no ranking to select "
                 "from; use policy/selector=uniform"
+            )
+        if not isinstance(self.retrieve, ModelRetrieval) and not self.scorer.retrieves:
+            raise ValueError(
+                f"policy.retrieve={self.retrieve.label!r}: its model retriever needs a scorer "
+                f"that ranks items; scorer {scorer!r} retrieves nothing (use policy/retrieve=model)"
             )
         if self.selector.needs_posterior and not self.scorer.has_posterior:
             raise ValueError(
@@ -177,6 +188,7 @@ class ServingPolicy:
     scorer: Scorer
     n_items: int
     bootstrap: ServingPolicy | None = None
+    item_content: np.ndarray | None = field(default=None, repr=False)  # for retrieve=mixed
     deployment: Deployment | None = field(default=None, init=False)
     # Target selectors replayed on every served slate (policies.replay), with their own stream.
     shadow: dict[str, Selector] = field(default_factory=dict, init=False)
@@ -189,9 +201,7 @@ class ServingPolicy:
     def _build_stages(self) -> None:
         """The pipeline, in :data:`policies.pipeline.STAGES` order (identity stages are left out)."""
         cfg = self.config
-        stages: list[Callable[[Serving], None]] = [
-            Retrieve(self.n_candidates, cfg.slate_size, self.n_items)
-        ]
+        stages: list[Callable[[Serving], None]] = [self.retrieve_stage]
         if not isinstance(cfg.rerank, Identity):
             stages.append(Rerank(cfg.rerank))
         stages.append(Select(cfg.selector))
@@ -201,6 +211,18 @@ class ServingPolicy:
         if self.shadow:
             stages.append(Replay(self.shadow, self._shadow_rand))
         self.stages = stages
+
+    @property
+    def retrieve_stage(self) -> Retrieve:
+        cfg = self.config
+        return Retrieve(self.n_candidates, cfg.slate_size, self.n_items, cfg.retrieve)
+
+    def retrieve(self, user_ids: np.ndarray, deployment: Deployment) -> tuple[Retrieval, Any]:
+        """What the retrieval stage returns for ``user_ids`` from ``deployment`` (deployed or
+        not), and the filter it applied (the model-quality probe's recall@N)."""
+        stage = self.retrieve_stage
+        filter_rows = stage.filter(deployment.model, user_ids)
+        return stage.candidates(deployment, user_ids, filter_rows), filter_rows
 
     @property
     def selector(self) -> Selector:
@@ -250,7 +272,8 @@ class ServingPolicy:
     def fit(self, interactions: Interactions, version: int) -> Deployment:
         """Train on the log; the result serves only after :meth:`deploy`."""
         model = self.scorer.fit(interactions, version)
-        return Deployment(model, interactions.item_impressions.copy())
+        index = self.config.retrieve.build_index(interactions, model, self.item_content)
+        return Deployment(model, interactions.item_impressions.copy(), index)
 
     def deploy(self, deployment: Deployment) -> None:
         self.deployment = deployment
@@ -285,10 +308,11 @@ class ServingPolicy:
             candidate_scores=s.retrieval.scores,
             candidate_shown=s.candidate_shown,
             candidate_show_probability=sel.candidate_show_probability,
-            candidate_source=np.broadcast_to(s.retrieval.source[:, None], s.retrieval.items.shape),
+            candidate_source=s.retrieval.sources,
             original_position=s.original_position,
             intervention=s.intervention,
             shadow=s.shadow or None,
+            candidate_retriever_rank=s.retrieval.rank,
         )
 
 
@@ -331,7 +355,7 @@ def build_policy(
         debias=config.debias,
     )
     scorer = config.scorer.build(ctx)
-    return ServingPolicy(config, scorer, n_items, bootstrap=bootstrap)
+    return ServingPolicy(config, scorer, n_items, bootstrap=bootstrap, item_content=item_content)
 
 
 __all__ = [

@@ -50,6 +50,7 @@ import simpy
 from agents.validation import is_number, is_positive_int
 from agents.world import World
 from policies.models import Model
+from policies.pipeline import Deployment
 from policies.policy import ServingPolicy, Target
 from policies.rerank import Identity
 from sim.event_log import EventLog, partition_path, write_parquet_atomic
@@ -104,9 +105,11 @@ class Simulation:
     for a new run, or a paused run's state — possibly a deep copy — to continue it); the rest is
     static: the ``sim`` config, the log directory ``log_root``, a ``progress(now, horizon)``
     callback, the injected fault hour, the truth-side score of each fitted model
-    (``quality_probe``), the OPE switch ``(hour, config)``: serve with another selector from
-    then on, and the ``serving`` config (:mod:`sim.serving_system`; the state must have been
-    made with the same one). A continued run must get the same static configuration.
+    (``quality_probe``), the retrieval stage's recall against the model's exhaustive ranking
+    (``retrieval_probe``: ``(recall@slate_size, recall@n_candidates)``), the OPE switch
+    ``(hour, config)``: serve with another selector from then on, and the ``serving`` config
+    (:mod:`sim.serving_system`; the state must have been made with the same one). A continued run
+    must get the same static configuration.
     """
 
     def __init__(
@@ -119,6 +122,7 @@ class Simulation:
         quality_probe: Callable[[Model], float] | None = None,
         switch: tuple[float, Target] | None = None,
         serving: ServingConfig | None = None,
+        retrieval_probe: Callable[[ServingPolicy, Deployment], tuple[float, float]] | None = None,
     ) -> None:
         if state.done:
             raise ValueError("the state is of a finished run: there is nothing left to simulate")
@@ -129,6 +133,7 @@ class Simulation:
         self.log = EventLog.continuing(log_root, state.log_buffers)
         self.fail_at_hour = fail_at_hour
         self.quality_probe = quality_probe
+        self.retrieval_probe = retrieval_probe
         self.switch = switch
         self.serving = serving or ServingConfig()
         policy_cfg = state.policy.config
@@ -254,6 +259,11 @@ class Simulation:
             start = time.perf_counter()
             model_ndcg = self.quality_probe(deployment.model)
             state.stats.seconds["quality"] += time.perf_counter() - start
+        recall = (float("nan"), float("nan"))
+        if self.retrieval_probe is not None:
+            start = time.perf_counter()
+            recall = self.retrieval_probe(state.policy, deployment)
+            state.stats.seconds["quality"] += time.perf_counter() - start
         state.in_training = InTraining(
             deployment=deployment,
             t_train_start=t_cutoff,
@@ -261,6 +271,8 @@ class Simulation:
             n_train_users=int((interactions.user_activity > 0).sum()),
             model_ndcg=model_ndcg,
             fallback=fallback,
+            retrieval_recall=recall[0],
+            retrieval_recall_n=recall[1],
         )
         if self._pause_from is not None and t_cutoff >= self._pause_from:
             self._paused = True  # run() returns once this step has scheduled the deployment
@@ -280,6 +292,8 @@ class Simulation:
                 "n_train_clicks": trained.n_train_clicks,
                 "n_train_users": trained.n_train_users,
                 "model_ndcg": trained.model_ndcg,
+                "retrieval_recall": trained.retrieval_recall,
+                "retrieval_recall_n": trained.retrieval_recall_n,
             }
         )
         state.in_training = None
@@ -423,6 +437,8 @@ class Simulation:
                 "n_train_clicks": pl.Int64,
                 "n_train_users": pl.Int64,
                 "model_ndcg": pl.Float64,
+                "retrieval_recall": pl.Float64,
+                "retrieval_recall_n": pl.Float64,
             },
         )
         write_parquet_atomic(deployments, self.log_root / "deployments.parquet")

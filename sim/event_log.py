@@ -14,8 +14,10 @@ Tables under ``<run>/logs/``:
   (``none``/``budget``/``overload``), ``cache_hit`` and ``slate_age_h``; ``model_version`` and
   ``propensity_method`` are per request (a cache hit keeps those of the draw that filled it);
 * ``candidates`` — every retrieved item, shown or not ("the road not taken"), with its rank,
-  score, ``shown`` and ``show_probability`` (P(anywhere in the slate | context)); a degraded
-  request logs its fallback list, a cache hit nothing (no retrieval happened);
+  score, ``shown`` and ``show_probability`` (P(anywhere in the slate | context)), its ``source``
+  (the retriever that produced it) and ``retriever_rank`` (its rank in that retriever's own list:
+  ``rank`` for a single retriever, see :mod:`policies.retrieval`); a degraded request logs its
+  fallback list, a cache hit nothing (no retrieval happened);
 * ``targets`` (off-policy evaluation runs only) — for each shown slot and each shadow target
   policy, the target's marginal and prefix probability of the logged slate on the logged context
   (:mod:`policies.replay`);
@@ -76,6 +78,7 @@ CANDIDATES_SCHEMA: dict[str, pl.DataType] = {
     "shown": pl.Boolean(),
     "show_probability": pl.Float64(),
     "source": SOURCE_DTYPE,
+    "retriever_rank": pl.Int16(),
 }
 TRUTH_SCHEMA: dict[str, pl.DataType] = {
     "request_id": pl.Int64(),
@@ -222,6 +225,9 @@ class EventLog:
             "shown": batch.candidate_shown.ravel(),
             "show_probability": batch.candidate_show_probability.ravel(),
             "source": batch.candidate_source.ravel().astype(np.uint32),
+            "retriever_rank": np.tile(np.arange(c, dtype=np.int16), n)
+            if batch.candidate_retriever_rank is None
+            else batch.candidate_retriever_rank.ravel().astype(np.int16),
         }
         if batch.candidate_logged is not None:
             keep = batch.candidate_logged.ravel()

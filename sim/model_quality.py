@@ -10,6 +10,9 @@ the ideal ranking being the K truly most relevant items. Both rankings skip the 
 clicked items (what the model filters when it serves), so the score is about what the model
 would recommend next, not about recalling the training clicks. A model that ranks nothing (the
 uniform random policy's ``NoModel``) has no NDCG: NaN, not 0.
+
+:class:`RetrievalRecallProbe` scores the retrieval stage on the same users: how much of the model's
+exhaustive top-K the (possibly mixed) candidate list holds.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ import numpy as np
 
 from policies.exclusion import batch_filter
 from policies.models import Model
+from policies.pipeline import Deployment
+from policies.policy import ServingPolicy
+from policies.retrieval import ModelRetrieval
 
 PROBE_CHUNK = 256  # users per block: bounds the (users, n_items) truth matrix
 
@@ -61,3 +67,35 @@ class NDCGProbe:
 def sample_probe_users(n_users: int, n_probe: int, rng: np.random.Generator) -> np.ndarray:
     """``min(n_probe, n_users)`` distinct users, sorted."""
     return np.sort(rng.choice(n_users, size=min(n_probe, n_users), replace=False))
+
+
+@dataclass(frozen=True)
+class RetrievalRecallProbe:
+    """Recall of the retrieval stage against the model's exhaustive ranking, on fixed users.
+
+    For each probe user: the share of the deployed model's exact top-``slate_size`` (and
+    top-``n_candidates``) — filtered the way serving filters (``Retrieve.filter``) — that the
+    policy's retrieval stage returns; averaged over the users. The model's own retrieval
+    (``policy/retrieve=model``) *is* the exhaustive ranking (the same call), so both are 1.0 there
+    and the ranking is not fetched twice.
+    ``(nan, nan)`` without probe users or without a ranking (no candidates).
+    """
+
+    user_ids: np.ndarray
+
+    def __call__(self, policy: ServingPolicy, deployment: Deployment) -> tuple[float, float]:
+        n, k = policy.n_candidates, policy.config.slate_size
+        if self.user_ids.size == 0 or n == 0:
+            return float("nan"), float("nan")
+        hits_k, hits_n = [], []
+        for lo in range(0, self.user_ids.size, PROBE_CHUNK):
+            users = self.user_ids[lo : lo + PROBE_CHUNK]
+            retrieved, filt = policy.retrieve(users, deployment)
+            if isinstance(policy.config.retrieve, ModelRetrieval):
+                exact = retrieved.items  # the stage is the model's exhaustive retrieval itself
+            else:
+                exact = deployment.model.retrieve(users, n, filt).items  # best first
+            exact_k, got = exact[:, :k], retrieved.items
+            hits_k.append((exact_k[:, :, None] == got[:, None, :]).any(axis=2).mean(axis=1))
+            hits_n.append((exact[:, :, None] == got[:, None, :]).any(axis=2).mean(axis=1))
+        return float(np.mean(np.concatenate(hits_k))), float(np.mean(np.concatenate(hits_n)))

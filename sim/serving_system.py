@@ -402,6 +402,8 @@ def serve_routed(
         "candidate_show_probability": np.zeros((n, c)),
         "candidate_source": np.full((n, c), SOURCE_CODE["degraded_fallback"], dtype=np.int8),
         "candidate_logged": np.zeros((n, c), dtype=bool),
+        # a fallback list's own order is its retriever rank
+        "candidate_retriever_rank": np.tile(np.arange(c, dtype=np.int16), (n, 1)),
     }
     if sub is not None:
         m = model_rows
@@ -426,6 +428,8 @@ def serve_routed(
         cand["candidate_show_probability"][m, :c_model] = sub.candidate_show_probability
         cand["candidate_source"][m, :c_model] = sub.candidate_source
         cand["candidate_logged"][m, :c_model] = True
+        if sub.candidate_retriever_rank is not None:
+            cand["candidate_retriever_rank"][m, :c_model] = sub.candidate_retriever_rank
     degraded = np.flatnonzero(status >= BUDGET)
     if degraded.size:
         assert system.fallback is not None and policy.model is not None

@@ -94,6 +94,8 @@ class InTraining:
     n_train_users: int
     model_ndcg: float
     fallback: np.ndarray | None = None  # the degraded path's popularity list (with a budget)
+    retrieval_recall: float = float("nan")  # sim.model_quality.RetrievalRecallProbe
+    retrieval_recall_n: float = float("nan")
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,9 @@ TINY_OVERRIDES = (
 )
 # Tiny model sizes, set only where the composed scorer has the key (ALS; not popularity, random…).
 TINY_SCORER = {"factors": 8, "iterations": 5}
-GROUP_KEYS = {f"policy.{g}" for g in ("scorer", "selector", "rerank", "debias", "intervention")}
+GROUP_KEYS = {
+    f"policy.{g}" for g in ("scorer", "selector", "rerank", "debias", "intervention", "retrieve")
+}
 
 
 @functools.lru_cache(maxsize=256)

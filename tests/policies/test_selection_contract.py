@@ -596,11 +596,14 @@ def _build(config: PolicyConfig, world, seed: int = 5):
 SLATE_FIELDS = [f.name for f in fields(SlateBatch)]
 
 
-def policy_server(path: Path, world, clicks) -> Server:
+def policy_server(path: Path, world, clicks, retrieve: str | None = None) -> Server:
     inter, per_user = clicks
-    config = _tiny(path)
+    config = _tiny(path) if retrieve is None else _tiny(path, retrieve=retrieve)
     policy = _build(config, world)
     policy.deploy(policy.fit(inter, version=FIT_VERSION))
+    if retrieve == "mixed":  # the contexts do get candidates from the other retrievers
+        sources = policy.serve(POLICY_USERS, Randomness.from_seed(0)).candidate_source
+        assert np.isin(sources, [SOURCE_CODE[s] for s in ("covisit", "content")]).any()
 
     def serve(ctx, rand):
         batch = policy.serve(POLICY_USERS[np.asarray(ctx, dtype=np.int64)], rand)
@@ -618,7 +621,7 @@ def policy_server(path: Path, world, clicks) -> Server:
         "thompson": MONTE_CARLO,
     }.get(config.selector.name, EXACT)
     return Server(
-        name=f"policy:{path.stem}",
+        name=f"policy:{path.stem}" + ("" if retrieve is None else f"+retrieve={retrieve}"),
         k=K,
         clicked=clicked,
         relaxed=relaxed,
@@ -630,7 +633,24 @@ def policy_server(path: Path, world, clicks) -> Server:
     )
 
 
-SERVER_IDS = [f"selector:{s}" for s in SELECTORS] + [f"policy:{p.stem}" for p in POLICY_FILES]
+# Presets also served through the mixed retrieval stage (policies.retrieval): every selector kind
+# (deterministic, exact-stochastic, Monte-Carlo, posterior, boost, intervention) and another scorer.
+MIXED_PRESETS = (
+    "greedy",
+    "epsilon_greedy",
+    "softmax",
+    "ucb",
+    "thompson",
+    "item_boost",
+    "randomized_topk",
+    "bpr",
+    "popularity",
+)
+SERVER_IDS = (
+    [f"selector:{s}" for s in SELECTORS]
+    + [f"policy:{p.stem}" for p in POLICY_FILES]
+    + [f"policy+mixed:{name}" for name in MIXED_PRESETS]
+)
 
 
 @pytest.fixture(scope="module", params=SERVER_IDS)
@@ -638,7 +658,8 @@ def server(request, world, clicks) -> Server:
     kind, name = request.param.split(":")
     if kind == "selector":
         return selector_server(name)
-    return policy_server(CONFIG_DIR / f"{name}.yaml", world, clicks)
+    retrieve = "mixed" if kind == "policy+mixed" else None
+    return policy_server(CONFIG_DIR / f"{name}.yaml", world, clicks, retrieve=retrieve)
 
 
 def _assert_same(a: dict, b: dict):
