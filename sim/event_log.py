@@ -9,7 +9,9 @@ Tables under ``<run>/logs/``:
   ``propensity`` Monte-Carlo past slot 0; ``monte_carlo``: all three estimated),
   ``intervention`` (``none``/``shuffle``/``swap``: whether this request's order was randomized,
   :mod:`policies.intervention`) and ``original_position`` (the slot the ranking gave the item
-  before any intervention; equal to ``position`` otherwise);
+  before any intervention; equal to ``position`` otherwise) and ``rerank_score`` (the learned
+  reranker's predicted click probability of the item at its reference slot; NaN without one,
+  :mod:`policies.learned_rerank`);
 * ``candidates`` — every retrieved item, shown or not ("the road not taken"), with its rank,
   score, ``shown`` and ``show_probability`` (P(anywhere in the slate | context));
 * ``targets`` (off-policy evaluation runs only) — for each shown slot and each shadow target
@@ -57,6 +59,7 @@ IMPRESSIONS_SCHEMA: dict[str, pl.DataType] = {
     "propensity_method": METHOD_DTYPE,
     "intervention": INTERVENTION_DTYPE,
     "original_position": pl.Int16(),
+    "rerank_score": pl.Float32(),
 }
 CANDIDATES_SCHEMA: dict[str, pl.DataType] = {
     "request_id": pl.Int64(),
@@ -145,6 +148,9 @@ class EventLog:
                 "original_position": position
                 if batch.original_position is None
                 else batch.original_position.ravel().astype(np.int16),
+                "rerank_score": np.full(n * k, np.nan, dtype=np.float32)
+                if batch.rerank_score is None
+                else batch.rerank_score.ravel().astype(np.float32),
             }
         ).with_columns(
             pl.lit(batch.policy_name, dtype=pl.Categorical()).alias("policy"),
