@@ -75,6 +75,7 @@ def _write_log(root: Path) -> Path:
                     "propensity_method": "exact",
                     "intervention": "none",
                     "original_position": position,
+                    "rerank_score": float("nan"),
                 }
                 for name, value in row.items():
                     imp[name].append(value)
