@@ -3,11 +3,15 @@
 ``policy/rerank=learned``. At every fit (each retrain cut-off) it trains a gradient-boosted click
 classifier on the model-served impressions of the last ``training_rounds`` log rounds
 (:class:`policies.interactions.RerankRows`: impressions joined to their candidates rows; labels =
-``clicked``) and deploys it with the new model. Serving scores the ``(n, C)`` retrieved candidates
-of a batch in one ``predict`` and reorders them best first by the predicted click probability at
-``reference_slot``; the selector then draws from that order as it would from the retrieval order.
+``clicked``) and deploys it with the new model. Serving builds the feature matrix of the ``(n, C)``
+retrieved candidates of a batch with numpy (no per-request loop) and scores it with ``predict``
+calls of at most ``PREDICT_ROWS`` rows (one call for a batch of up to ~540 requests of 30
+candidates; a handful for 8,192), then reorders each request's candidates best first by the
+predicted click probability at ``reference_slot`` (ties keep the retrieval order); the selector
+then draws from that order as it would from the retrieval order. LightGBM predicts each row on its
+own, so the batch size changes no prediction (``sim.max_batch_requests=1`` gives the same log).
 
-Features (:data:`FEATURES`), one row per (request, candidate), all from the logs and item metadata:
+Features (:func:`feature_names`), one row per (request, candidate), all from the logs and item metadata:
 
 * ``model_score`` — the deployed model's score: the logged ``score`` of the impression at training
   time, the new model's retrieval score at serving time;
@@ -38,8 +42,8 @@ What is logged and what the selector sees: the impressions' ``score`` stays the 
 probability at the reference slot (NaN without a trained reranker). The selector gets the
 reranked candidates with ``scores = logit(p)``: a score-driven selector (softmax, epsilon-greedy,
 exposure boost) acts on the reranker's belief, on a log-odds scale. The candidates table is
-logged in the reranked order (``rank`` = the rank the selector saw; the retriever's rank is
-``retriever_rank``), so ``candidate_shown``/``show_probability`` and the greedy slate agree with it.
+logged in the reranked order (``rank`` = the rank the selector saw; the retriever's own rank is
+the column ``retriever_rank`` where the log has it), so ``candidate_shown``/``show_probability`` and the greedy slate agree with it.
 
 Before a reranker can be trained — no model-served impressions yet (the first model trains on
 bootstrap traffic), or fewer than ``min_train_clicks`` clicks or non-clicks among the rows — the

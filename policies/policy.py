@@ -137,6 +137,15 @@ class PolicyConfig:
                     "posterior, not from the reranked order; use a selector without a posterior "
                     "(greedy, epsilon_greedy, softmax, boost)"
                 )
+            if (
+                getattr(self.rerank, "position_ipw", False)
+                and getattr(self.rerank, "ipw_propensity", "") == "randomized"
+                and (self.intervention is None or self.intervention.kind != "shuffle")
+            ):
+                raise ValueError(
+                    "policy.rerank.ipw_propensity='randomized': estimates θ from shuffled "
+                    "traffic; needs policy/intervention=shuffle (or ipw_propensity=em)"
+                )
             slot = getattr(self.rerank, "reference_slot", 0)
             if slot >= self.slate_size:
                 raise ValueError(

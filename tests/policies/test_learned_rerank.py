@@ -551,6 +551,14 @@ def test_incompatible_components_are_refused(groups, message):
         policy_config(rerank="learned", **dict(g.split("=") for g in groups))
 
 
+def test_randomized_ipw_needs_shuffled_traffic():
+    keys = {"rerank.position_ipw": True, "rerank.ipw_propensity": "randomized"}
+    with pytest.raises(ValueError, match=r"policy\.rerank\.ipw_propensity='randomized'"):
+        policy_config(rerank="learned", **keys)
+    config = policy_config(rerank="learned", intervention="shuffle", **keys)
+    assert config.rerank.position_ipw and config.intervention.kind == "shuffle"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
