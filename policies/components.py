@@ -95,6 +95,7 @@ class BuildContext:
     needs_posterior: bool = False  # the selector draws from the scorer's posterior
     relevance: Callable[[np.ndarray], np.ndarray] | None = None  # oracle only: true relevance
     item_content: np.ndarray | None = None  # ItemMetadata.content (what a platform knows)
+    item_arrival_t: np.ndarray | None = None  # ItemMetadata.arrival_t (learned reranker)
     examination: np.ndarray | None = None  # true θ_k: debias propensity=oracle only
     debias: Any = None  # policies.debiasing.Debias: how the training data is reweighted
 

@@ -18,6 +18,7 @@ class TrainingNeeds:
 
     window_rounds: int | None = None
     keep_exposures: bool = False
+    rerank_rounds: int = 0  # > 0: keep the last N rounds' impressions as reranker rows (RerankData)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,55 @@ class RoundImpressions:
     def empty(cls) -> RoundImpressions:
         e = np.empty(0, np.int64)
         return cls(e, e, np.empty(0, bool), e, e, np.empty(0))
+
+
+@dataclass(frozen=True)
+class RerankRows:
+    """Model-served impressions (``model_version >= 0``) of the last ``rerank_rounds`` log rounds,
+    joined to their candidates rows, with what was known at the start of each row's round.
+
+    Every count is over the whole log *before* the row's round (rounds ``< r`` for a row of round
+    ``r``): what the model that served round ``r`` knew at its cut-off. ``as_of_t`` is the last
+    logged hour before the round (0 for the first round): the "now" of item age.
+    """
+
+    user_ids: np.ndarray  # (m,) int64
+    item_ids: np.ndarray  # (m,) int64
+    position: np.ndarray  # (m,) int64: the slot shown
+    score: np.ndarray  # (m,) float64: the logged model score (NaN: none)
+    clicked: np.ndarray  # (m,) bool
+    source: np.ndarray  # (m,) int64: code into policies.models.SOURCES (of the impression)
+    retriever_rank: np.ndarray  # (m,) float64: rank in its retriever (NaN: not a candidate)
+    item_clicks: np.ndarray  # (m,) float64
+    item_impressions: np.ndarray  # (m,) float64
+    user_clicks: np.ndarray  # (m,) float64
+    user_impressions: np.ndarray  # (m,) float64
+    as_of_t: np.ndarray  # (m,) float64
+
+    @property
+    def n(self) -> int:
+        return int(self.user_ids.shape[0])
+
+    @classmethod
+    def concat(cls, parts: list[RerankRows]) -> RerankRows:
+        names = [f for f in cls.__dataclass_fields__]
+        if not parts:
+            e = np.empty(0)
+            return cls(**{f: e.astype(bool) if f == "clicked" else e for f in names})
+        return cls(**{f: np.concatenate([getattr(p, f) for p in parts]) for f in names})
+
+
+@dataclass(frozen=True)
+class RerankData:
+    """What the learned reranker trains on (``rows``) and serves with: whole-log counts per item
+    and per user up to the cut-off, and ``now``, the last logged hour."""
+
+    rows: RerankRows
+    item_clicks: np.ndarray  # (n_items,) float64
+    item_impressions: np.ndarray  # (n_items,) float64
+    user_clicks: np.ndarray  # (n_users,) float64
+    user_impressions: np.ndarray  # (n_users,) float64
+    now: float
 
 
 @dataclass(frozen=True)
@@ -79,6 +129,7 @@ class Interactions:
     # training (they are ~10x the clicks).
     exposures: tuple[np.ndarray, np.ndarray] | None = None
     randomized_slots: SlotCounts | None = None
+    rerank: RerankData | None = None  # kept when TrainingNeeds.rerank_rounds > 0
 
     def __post_init__(self) -> None:
         if self.item_impressions.size == 0:
@@ -100,6 +151,7 @@ class Interactions:
         click_positions: np.ndarray | None = None,
         exposures: tuple[np.ndarray, np.ndarray] | None = None,
         randomized_slots: SlotCounts | None = None,
+        rerank: RerankData | None = None,
     ) -> Interactions:
         """Sum one click per ``(user, item)`` pair into a canonical CSR matrix."""
         data = np.ones(user_ids.shape[0], dtype=np.float32)
@@ -120,6 +172,7 @@ class Interactions:
             events,
             exposures,
             randomized_slots,
+            rerank,
         )
 
     @property

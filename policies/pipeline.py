@@ -53,6 +53,9 @@ class SlateBatch:
     candidate_logged: np.ndarray | None = None
     # (n, C) int16: each candidate's rank in the retriever that produced it (None: its ``rank``)
     candidate_retriever_rank: np.ndarray | None = None
+    # (n, K) float32: the learned reranker's predicted click probability (at its reference slot)
+    # of each shown item; None (logged NaN) without a trained reranker.
+    rerank_score: np.ndarray | None = None
 
     @property
     def slate_propensity(self) -> np.ndarray:
@@ -68,6 +71,7 @@ class Deployment:
     # What the policy's retrieve component built from the same log (policies.retrieval); None
     # for the model's own retrieval.
     retrieval_index: Any = None
+    reranker: Any = None  # policies.learned_rerank.FittedReranker trained with the model
 
     @property
     def version(self) -> int:
@@ -90,7 +94,9 @@ class Serving:
     score: np.ndarray | None = None
     source: np.ndarray | None = None
     candidate_shown: np.ndarray | None = None
+    rerank_score: np.ndarray | None = None
     shadow: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+    rerank_prob: np.ndarray | None = None  # (n, C) learned reranker's P(click), candidate order
 
 
 @dataclass(frozen=True)
@@ -137,10 +143,18 @@ class Retrieve:
 
 @dataclass(frozen=True)
 class Rerank:
+    """The configured reranker; a learned one serves the model deployed with the scorer's
+    (``Deployment.reranker``), which reorders the candidate list itself (``s.retrieval``: the
+    candidates as logged and annotated, best first in the order the selector sees)."""
+
     reranker: Reranker
 
     def __call__(self, s: Serving) -> None:
-        s.ctx = self.reranker.rerank(s.ctx)
+        fitted = s.deployment.reranker
+        if fitted is None:
+            s.ctx = self.reranker.rerank(s.ctx)
+            return
+        s.ctx, s.retrieval, s.rerank_prob = fitted.rerank(s.ctx, s.retrieval)
 
 
 @dataclass(frozen=True)
@@ -185,6 +199,9 @@ class Annotate:
         if not retrieved.all():
             score = np.where(retrieved, score, s.deployment.model.score(s.user_ids, items))
         s.score = score.astype(np.float32)
+        if s.rerank_prob is not None:
+            prob = np.take_along_axis(s.rerank_prob, match.argmax(axis=1), axis=1)
+            s.rerank_score = np.where(retrieved, prob, np.nan).astype(np.float32)
         code = SOURCE_CODE[self.explore_source]
         if retrieval.candidate_source is None:
             found = retrieval.source[:, None]

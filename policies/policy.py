@@ -22,7 +22,13 @@ import numpy as np
 from agents.validation import is_positive_int
 
 # The built-in components register themselves on import (policies.components.registered).
-from policies import exposure_boost, implicit_models, plackett_luce, posterior_sampling  # noqa: F401
+from policies import (  # noqa: F401
+    exposure_boost,
+    implicit_models,
+    learned_rerank,
+    plackett_luce,
+    posterior_sampling,
+)
 from policies.components import BuildContext, Scorer, ScorerSpec
 from policies.debiasing import Debias
 from policies.interactions import Interactions, TrainingNeeds
@@ -122,6 +128,35 @@ class PolicyConfig:
                 f"policy.slate_size={self.slate_size}"
             )
         scorer, selector = self.scorer.label, self.selector.label
+        if self.rerank.learns:
+            rerank = self.rerank.label
+            if not self.scorer.retrieves:
+                raise ValueError(
+                    f"policy.rerank={rerank!r}: scorer {scorer!r} retrieves no candidates and has "
+                    "no model scores to rerank; use a scorer that ranks (als, bpr, lmf, item_knn, "
+                    "linear, popularity)"
+                )
+            if self.selector.needs_posterior:
+                raise ValueError(
+                    f"policy.rerank={rerank!r}: selector {selector!r} draws from the model's "
+                    "posterior, not from the reranked order; use a selector without a posterior "
+                    "(greedy, epsilon_greedy, softmax, boost)"
+                )
+            if (
+                getattr(self.rerank, "position_ipw", False)
+                and getattr(self.rerank, "ipw_propensity", "") == "randomized"
+                and (self.intervention is None or self.intervention.kind != "shuffle")
+            ):
+                raise ValueError(
+                    "policy.rerank.ipw_propensity='randomized': estimates θ from shuffled "
+                    "traffic; needs policy/intervention=shuffle (or ipw_propensity=em)"
+                )
+            slot = getattr(self.rerank, "reference_slot", 0)
+            if slot >= self.slate_size:
+                raise ValueError(
+                    f"policy.rerank.reference_slot={slot!r}: must be < policy.slate_size="
+                    f"{self.slate_size}"
+                )
         if not self.scorer.retrieves and not isinstance(self.selector, UniformRandom):
             raise ValueError(
                 f"policy.selector={selector!r}: scorer {scorer!r} has no ranking to select "
@@ -177,6 +212,7 @@ class PolicyConfig:
         return TrainingNeeds(
             window_rounds=self.training_window_rounds,
             keep_exposures=self.debias.training_needs.keep_exposures,
+            rerank_rounds=getattr(self.rerank, "training_rounds", 1) if self.rerank.learns else 0,
         )
 
 
@@ -189,6 +225,8 @@ class ServingPolicy:
     n_items: int
     bootstrap: ServingPolicy | None = None
     item_content: np.ndarray | None = field(default=None, repr=False)  # for retrieve=mixed
+    # The learned reranker's trainer (policy/rerank=learned): fits a reranker with every model.
+    reranker: Any = None
     deployment: Deployment | None = field(default=None, init=False)
     # Target selectors replayed on every served slate (policies.replay), with their own stream.
     shadow: dict[str, Selector] = field(default_factory=dict, init=False)
@@ -273,7 +311,8 @@ class ServingPolicy:
         """Train on the log; the result serves only after :meth:`deploy`."""
         model = self.scorer.fit(interactions, version)
         index = self.config.retrieve.build_index(interactions, model, self.item_content)
-        return Deployment(model, interactions.item_impressions.copy(), index)
+        fitted = None if self.reranker is None else self.reranker.fit(interactions, version)
+        return Deployment(model, interactions.item_impressions.copy(), index, reranker=fitted)
 
     def deploy(self, deployment: Deployment) -> None:
         self.deployment = deployment
@@ -313,6 +352,7 @@ class ServingPolicy:
             intervention=s.intervention,
             shadow=s.shadow or None,
             candidate_retriever_rank=s.retrieval.rank,
+            rerank_score=s.rerank_score,
         )
 
 
@@ -324,6 +364,8 @@ def build_policy(
     relevance: Callable[[np.ndarray], np.ndarray] | None = None,
     item_content: np.ndarray | None = None,
     examination: np.ndarray | None = None,
+    item_arrival_t: np.ndarray | None = None,
+    rerank_seed: int | None = None,
 ) -> ServingPolicy:
     """Compose a serving policy (and its bootstrap) from a validated config.
 
@@ -332,6 +374,8 @@ def build_policy(
     ``relevance`` is the truth callback (oracle only); ``item_content`` is item metadata
     (``ItemMetadata.content``, linear bandit only); ``examination`` the world's true
     examination curve θ_k (``policy.debias.propensity=oracle`` only: a simulator-only reference).
+    ``item_arrival_t`` (``ItemMetadata.arrival_t``) and ``rerank_seed`` (an int from the run's
+    stream ``policy.rerank``; ``seed`` when not given) serve a learned reranker.
     """
     config.check_catalog(n_items)
     k = config.slate_size
@@ -351,11 +395,17 @@ def build_policy(
         needs_posterior=config.selector.needs_posterior,
         relevance=relevance if config.scorer.uses_ground_truth else None,
         item_content=item_content,
+        item_arrival_t=item_arrival_t,
         examination=examination,
         debias=config.debias,
     )
     scorer = config.scorer.build(ctx)
-    return ServingPolicy(config, scorer, n_items, bootstrap=bootstrap, item_content=item_content)
+    reranker = None
+    if config.rerank.learns:
+        reranker = config.rerank.build(ctx, seed if rerank_seed is None else rerank_seed)
+    return ServingPolicy(
+        config, scorer, n_items, bootstrap=bootstrap, item_content=item_content, reranker=reranker
+    )
 
 
 __all__ = [

@@ -18,6 +18,9 @@ class Reranker(Component):
     ``candidates`` (and ``scores``) reordered best first."""
 
     group: ClassVar[str] = "rerank"
+    # Trains a model from the log at every fit (``build(ctx, seed)`` makes its runtime trainer,
+    # whose fitted model is deployed with the scorer's; policies.learned_rerank).
+    learns: ClassVar[bool] = False
 
     def rerank(self, ctx: SelectionContext) -> SelectionContext:
         raise NotImplementedError

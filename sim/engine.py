@@ -393,7 +393,7 @@ class Simulation:
         start = time.perf_counter()
         counters = self.state.counters
         paths = self.log.write_round(counters.log_round)
-        self.state.training.add_partition(paths["impressions"])
+        self.state.training.add_partition(paths["impressions"], paths["candidates"])
         counters.log_round += 1
         self.state.stats.seconds["log"] += time.perf_counter() - start
 

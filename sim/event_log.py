@@ -9,7 +9,9 @@ Tables under ``<run>/logs/``:
   ``propensity`` Monte-Carlo past slot 0; ``monte_carlo``: all three estimated),
   ``intervention`` (``none``/``shuffle``/``swap``: whether this request's order was randomized,
   :mod:`policies.intervention`) and ``original_position`` (the slot the ranking gave the item
-  before any intervention; equal to ``position`` otherwise), and how the serving system
+  before any intervention; equal to ``position`` otherwise), ``rerank_score`` (the learned
+  reranker's predicted click probability of the item at its reference slot; NaN without one,
+  :mod:`policies.learned_rerank`), and how the serving system
   (:mod:`sim.serving_system`) handled the request: ``latency_ms``, ``degraded``
   (``none``/``budget``/``overload``), ``cache_hit`` and ``slate_age_h``; ``model_version`` and
   ``propensity_method`` are per request (a cache hit keeps those of the draw that filled it);
@@ -69,6 +71,7 @@ IMPRESSIONS_SCHEMA: dict[str, pl.DataType] = {
     "degraded": DEGRADED_DTYPE,
     "cache_hit": pl.Boolean(),
     "slate_age_h": pl.Float32(),
+    "rerank_score": pl.Float32(),
 }
 CANDIDATES_SCHEMA: dict[str, pl.DataType] = {
     "request_id": pl.Int64(),
@@ -176,6 +179,9 @@ class EventLog:
                 "degraded": np.repeat(outcome.degraded.astype(np.uint32), k),
                 "cache_hit": np.repeat(outcome.cache_hit, k),
                 "slate_age_h": np.repeat(outcome.slate_age_h.astype(np.float32), k),
+                "rerank_score": np.full(n * k, np.nan, dtype=np.float32)
+                if batch.rerank_score is None
+                else batch.rerank_score.ravel().astype(np.float32),
             }
         ).with_columns(
             pl.lit(batch.policy_name, dtype=pl.Categorical()).alias("policy"),

@@ -165,6 +165,7 @@ class CachedSlates:
     propensity: np.ndarray  # (n_users, K) float64
     prefix_propensity: np.ndarray  # (n_users, K) float64
     score: np.ndarray  # (n_users, K) float32
+    rerank_score: np.ndarray  # (n_users, K) float32 (NaN: no learned reranker)
     source: np.ndarray  # (n_users, K) int8
     original_position: np.ndarray  # (n_users, K) int16
     intervention: np.ndarray  # (n_users,) int8
@@ -178,6 +179,7 @@ class CachedSlates:
             propensity=np.zeros((n_users, k)),
             prefix_propensity=np.zeros((n_users, k)),
             score=np.zeros((n_users, k), dtype=np.float32),
+            rerank_score=np.full((n_users, k), np.nan, dtype=np.float32),
             source=np.zeros((n_users, k), dtype=np.int8),
             original_position=np.zeros((n_users, k), dtype=np.int16),
             intervention=np.zeros(n_users, dtype=np.int8),
@@ -389,6 +391,7 @@ def serve_routed(
         "propensity": np.ones((n, k)),
         "prefix_propensity": np.ones((n, k)),
         "score": np.full((n, k), np.nan, dtype=np.float32),
+        "rerank_score": np.full((n, k), np.nan, dtype=np.float32),
         "source": np.full((n, k), SOURCE_CODE["degraded_fallback"], dtype=np.int8),
         "original_position": positions.copy(),
         "intervention": np.zeros(n, dtype=np.int8),
@@ -412,6 +415,8 @@ def serve_routed(
         out["prefix_propensity"][m] = sub.prefix_propensity
         out["score"][m] = sub.score
         out["source"][m] = sub.source
+        if sub.rerank_score is not None:
+            out["rerank_score"][m] = sub.rerank_score
         if sub.original_position is not None:
             out["original_position"][m] = sub.original_position
         if sub.intervention is not None:
@@ -445,7 +450,7 @@ def serve_routed(
         # Entries filled before this chunk: the payload (not yet updated by this chunk).
         old = np.flatnonzero(hits & (routing.hit_row < 0))
         u = users[old]
-        for name in ("items", "propensity", "prefix_propensity", "score", "source"):
+        for name in ("items", "propensity", "prefix_propensity", "score", "rerank_score", "source"):
             out[name][old] = getattr(cache, name)[u]
         out["original_position"][old] = cache.original_position[u]
         out["intervention"][old] = cache.intervention[u]
@@ -462,7 +467,7 @@ def serve_routed(
         _, last_rev = np.unique(filled_users[::-1], return_index=True)
         rows = model_rows[model_rows.size - 1 - last_rev]
         u = users[rows]
-        for name in ("items", "propensity", "prefix_propensity", "score", "source"):
+        for name in ("items", "propensity", "prefix_propensity", "score", "rerank_score", "source"):
             getattr(cache, name)[u] = out[name][rows]
         cache.original_position[u] = out["original_position"][rows]
         cache.intervention[u] = out["intervention"][rows]
@@ -479,5 +484,6 @@ def serve_routed(
         policy_name=policy.name,
         original_position=out["original_position"],
         intervention=out["intervention"],
+        rerank_score=out["rerank_score"],
         **cand,
     )

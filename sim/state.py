@@ -164,6 +164,7 @@ class SimulationState:
                 world.catalog.n_items,
                 needs.window_rounds,
                 keep_exposures=needs.keep_exposures,
+                rerank_rounds=needs.rerank_rounds,
             ),
             log_buffers={table: [] for table in TABLES},
         )

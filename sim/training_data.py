@@ -8,7 +8,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from policies.interactions import Interactions, RoundImpressions, SlotCounts
+from policies.interactions import (
+    Interactions,
+    RerankData,
+    RerankRows,
+    RoundImpressions,
+    SlotCounts,
+)
 
 
 class TrainingLog:
@@ -17,6 +23,11 @@ class TrainingLog:
     Only the new partition is read at each retrain (not the whole history). Clicks of the most
     recent ``window_rounds`` rounds are kept (all rounds when ``None``); impressions per item are
     counted over the whole log; the newest round's rows are handed on for online updates.
+
+    With ``rerank_rounds > 0`` (a learned reranker, ``policy/rerank=learned``) the round's
+    ``candidates`` partition is read too: the model-served impressions of the last
+    ``rerank_rounds`` rounds are kept joined to their candidate rows (the retriever's rank) with
+    the item and user counts as they stood before the round (:class:`RerankRows`).
     """
 
     def __init__(
@@ -25,6 +36,7 @@ class TrainingLog:
         n_items: int,
         window_rounds: int | None = None,
         keep_exposures: bool = False,
+        rerank_rounds: int = 0,
     ) -> None:
         self.n_users = n_users
         self.n_items = n_items
@@ -36,8 +48,20 @@ class TrainingLog:
         self._latest = RoundImpressions.empty()
         self._slot_impressions = np.zeros(0)
         self._slot_clicks = np.zeros(0)
+        self.rerank_rounds = rerank_rounds
+        self._rerank: deque[RerankRows] = deque(maxlen=max(rerank_rounds, 1))
+        self._item_clicks = np.zeros(n_items)
+        self._user_clicks = np.zeros(n_users)
+        self._user_impressions = np.zeros(n_users)
+        self._last_t = 0.0
 
-    def add_partition(self, impressions_path: Path) -> None:
+    def add_partition(self, impressions_path: Path, candidates_path: Path | None = None) -> None:
+        """Read one written round (``candidates_path``: its candidates partition, needed with
+        ``rerank_rounds > 0``)."""
+        if self.rerank_rounds:
+            if candidates_path is None:
+                raise ValueError("a learned reranker trains on the candidates table too")
+            self._add_rerank_round(impressions_path, candidates_path)
         shown = pl.read_parquet(
             impressions_path,
             columns=[
@@ -76,6 +100,78 @@ class TrainingLog:
             shown["score"].to_numpy().astype(np.float64),
         )
 
+    def _add_rerank_round(self, impressions_path: Path, candidates_path: Path) -> None:
+        """The round's model-served impressions as reranker rows; then count the round in."""
+        shown = pl.read_parquet(
+            impressions_path,
+            columns=[
+                "request_id",
+                "t",
+                "user_id",
+                "item_id",
+                "position",
+                "model_version",
+                "score",
+                "clicked",
+                "source",
+            ],
+        )
+        names = pl.read_parquet_schema(candidates_path)
+        cands = pl.read_parquet(
+            candidates_path,
+            columns=["request_id", "item_id", "score", "source"]
+            + (["retriever_rank"] if "retriever_rank" in names else []),
+        )
+        if "retriever_rank" not in names:
+            # One retriever per request ranks by its score (ties by item id): the candidate's
+            # rank there, whatever order a reranker then logged the candidates in (``rank``).
+            cands = cands.sort(
+                ["request_id", "source", "score", "item_id"],
+                descending=[False, False, True, False],
+            ).with_columns(
+                pl.int_range(pl.len()).over(["request_id", "source"]).alias("retriever_rank")
+            )
+        served = (
+            shown.filter(pl.col("model_version") >= 0)
+            .join(
+                cands.select("request_id", "item_id", "retriever_rank"),
+                on=["request_id", "item_id"],
+                how="left",
+            )
+            .sort(["request_id", "position"])
+        )
+        users = served["user_id"].to_numpy().astype(np.int64)
+        items = served["item_id"].to_numpy().astype(np.int64)
+        self._rerank.append(
+            RerankRows(
+                user_ids=users,
+                item_ids=items,
+                position=served["position"].to_numpy().astype(np.int64),
+                score=served["score"].to_numpy().astype(np.float64),
+                clicked=served["clicked"].to_numpy().astype(bool),
+                source=served["source"].to_physical().to_numpy().astype(np.int64),
+                retriever_rank=served["retriever_rank"]
+                .cast(pl.Float64)
+                .fill_null(np.nan)
+                .to_numpy(),
+                item_clicks=self._item_clicks[items],
+                item_impressions=self._item_impressions[items],
+                user_clicks=self._user_clicks[users],
+                user_impressions=self._user_impressions[users],
+                as_of_t=np.full(users.size, self._last_t),
+            )
+        )
+        # The counts of every impression (bootstrap ones too) for the rounds after this one;
+        # item impressions are counted in add_partition.
+        all_users = shown["user_id"].to_numpy().astype(np.int64)
+        all_items = shown["item_id"].to_numpy().astype(np.int64)
+        clicked = shown["clicked"].to_numpy().astype(bool)
+        self._item_clicks += np.bincount(all_items[clicked], minlength=self.n_items)
+        self._user_clicks += np.bincount(all_users[clicked], minlength=self.n_users)
+        self._user_impressions += np.bincount(all_users, minlength=self.n_users)
+        if shown.height:
+            self._last_t = max(self._last_t, float(shown["t"].max()))
+
     def interactions(self) -> Interactions:
         def stack(parts, j):
             return np.concatenate([p[j] for p in parts] or [np.empty(0, np.int64)])
@@ -96,4 +192,17 @@ class TrainingLog:
             click_positions=stack(self._rounds, 2),
             exposures=exposures,
             randomized_slots=slots,
+            rerank=self._rerank_data(),
+        )
+
+    def _rerank_data(self) -> RerankData | None:
+        if not self.rerank_rounds:
+            return None
+        return RerankData(
+            rows=RerankRows.concat(list(self._rerank)),
+            item_clicks=self._item_clicks.copy(),
+            item_impressions=self._item_impressions.copy(),
+            user_clicks=self._user_clicks.copy(),
+            user_impressions=self._user_impressions.copy(),
+            now=self._last_t,
         )

@@ -75,6 +75,11 @@ def _write_log(root: Path) -> Path:
                     "propensity_method": "exact",
                     "intervention": "none",
                     "original_position": position,
+                    "latency_ms": 20.0,
+                    "degraded": "none",
+                    "cache_hit": False,
+                    "slate_age_h": 0.0,
+                    "rerank_score": float("nan"),
                 }
                 for name, value in row.items():
                     imp[name].append(value)
@@ -89,6 +94,7 @@ def _write_log(root: Path) -> Path:
                     "shown": item in shown,
                     "show_probability": 0.5,
                     "source": "als",
+                    "retriever_rank": rank,
                 }
                 for name, value in row.items():
                     cand[name].append(value)

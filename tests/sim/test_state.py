@@ -35,6 +35,12 @@ CASES: dict[str, dict[str, Any]] = {
     "thompson": {"policy.name": "thompson", "policy.selector": "thompson", "policy.mc_samples": 20},
     # the linear bandit's A, b and per-version user profiles
     "linucb": {"policy.name": "linucb", "policy.scorer": "linear", "policy.selector": "ucb"},
+    # the learned reranker: its training rows and counts, and the LightGBM model deployed
+    "learned_rerank": {
+        "policy.rerank": "learned",
+        "policy.rerank.min_train_clicks": 10,
+        "policy.rerank.n_estimators": 20,
+    },
     # the training log's exposures and EM's position-bias estimate
     "exposure": {"policy.name": "exposure_aware", "policy.debias": "exposure"},
     "position_ipw_em": {
