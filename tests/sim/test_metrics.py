@@ -560,7 +560,11 @@ def _independent_metrics(cfg: dict, log_root: Path) -> dict[str, np.ndarray]:
     h_rng = homogenization_rng(cfg["seed"])
     n_pairs = cfg["metrics"]["homogenization_pairs"]
 
-    out: dict[str, list] = {k: [] for k in METRIC_COLUMNS if k not in ("window", "model_version")}
+    # the serving columns: their own independent recomputation (NaN where the log lacks them)
+    from test_serving_metrics import SERVING, ref_serving_metrics
+
+    skip = ("window", "model_version", *SERVING)
+    out: dict[str, list] = {k: [] for k in METRIC_COLUMNS if k not in skip}
     prior = np.zeros(n_items)
     cum_e = np.zeros(n_items)
     cum_util = 0.0
@@ -619,7 +623,8 @@ def _independent_metrics(cfg: dict, log_root: Path) -> dict[str, np.ndarray]:
         zip(deployed["model_version"].to_list(), deployed["model_ndcg"].to_list(), strict=True)
     )
     out["model_ndcg"] = [ndcg_of.get(v, math.nan) for v in snaps["model_version"].to_list()]
-    return {k: np.array(v, dtype=float) for k, v in out.items()}
+    serving = ref_serving_metrics(log_root, n_windows, every)
+    return {k: np.array(v, dtype=float) for k, v in out.items()} | serving
 
 
 def test_end_to_end_metrics_match_independent_recomputation(e2e_run):
