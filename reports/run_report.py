@@ -913,11 +913,16 @@ def _serving_text(m: pl.DataFrame) -> str:
         )
     p50, p99 = mean("latency_p50_ms"), mean("latency_p99_ms")
     if p50 is not None and p99 is not None:
-        sentences.append(f"Latency averaged {p50} at the median and {p99} at the p99 per window.")
+        sentences.append(
+            f"Per window on average, the median request took {p50} and the p99 {p99} (queue "
+            "wait + service)."
+        )
     if (hit := mean("cache_hit_rate")) is not None:
         stale = mean("staleness_h")
         text = f"The slate cache served {hit} of requests per window on average"
-        sentences.append(text + (f"; the model behind a slate was {stale} old." if stale else "."))
+        sentences.append(
+            text + (f"; the model behind a slate was {stale} old on average." if stale else ".")
+        )
     if (recall := mean("retrieval_recall")) is not None:
         sentences.append(f"Retrieval kept {recall} of the model's own top-K on average.")
     if (auc := mean("reranker_auc")) is not None:
