@@ -54,6 +54,7 @@ __all__ = [
     "headline",
     "in_sweep",
     "nice_step",
+    "read_config",
     "serving_reasons",
     "y_axis",
 ]
@@ -960,7 +961,7 @@ def _serving_section(
     )
 
 
-def _read_config(run_dir: Path) -> dict[str, Any] | None:
+def read_config(run_dir: Path) -> dict[str, Any] | None:
     """The run's resolved ``config.yaml`` as a dict (None when missing or unreadable)."""
     for path in (run_dir / "config.yaml", run_dir / ".hydra" / "config.yaml"):
         if path.is_file():
@@ -1015,7 +1016,7 @@ table below or in metrics.parquet.</p>
 {_totals_table(summary, metrics)}
 <h2>Over time</h2>
 {figures}
-{_serving_section(metrics, _read_config(run_dir), deploy_days)}
+{_serving_section(metrics, read_config(run_dir), deploy_days)}
 <h2>Exposure concentration: Lorenz curves</h2>
 {_lorenz_section(run_dir, bounds, metrics, summary.get("catalog_size"))}
 {_examination_section(run_dir)}
