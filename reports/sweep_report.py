@@ -634,7 +634,9 @@ def _shortcut_section(sweep: Sweep, comp: Comparison) -> str:
         f"{_esc(verdict)}</p>"
         f'<div class="table-scroll"><table class="headline-table"><thead><tr><th>Arm</th>{head}'
         f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
-        f"{_method_caption(comp)}"
+        '<p class="caption">Fallback share and cache hit rate: the arm\'s final-window values '
+        "(the cumulative fallback share is the run's total). Δ: the arm minus the reference on "
+        "the same seed, with its interval and paired test, as in the table above.</p>"
     )
 
 

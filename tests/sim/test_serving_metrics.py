@@ -313,3 +313,20 @@ def test_mann_whitney_auc_matches_pair_count(seed: int) -> None:
     clicked = rng.random(60) < 0.3
     assert mann_whitney_auc(score, clicked) == pytest.approx(ref_auc(score, clicked))
     assert mann_whitney_auc(score, np.ones(60, bool)) != mann_whitney_auc(score, np.ones(60, bool))
+
+
+def test_partitioning_changes_nothing(tmp_path: Path) -> None:
+    """The same log as one round or as two (split inside a window): identical metrics."""
+    imp = _impressions(_requests())
+    two = _metrics(write_log(tmp_path / "two", imp, deployments_table()))
+    one_root = write_log(tmp_path / "one", imp, deployments_table())
+    for table in ("impressions", "truth"):
+        parts = sorted((one_root / table).glob("round=*/part.parquet"))
+        merged = pl.concat([pl.read_parquet(p, hive_partitioning=False) for p in parts])
+        for p in parts:
+            p.unlink()
+        merged.write_parquet(parts[0])
+    one = _metrics(one_root)
+    assert one.select(SERVING).equals(two.select(SERVING))  # exactly: no sum over rounds
+    for col in METRIC_COLUMNS:  # the older metrics sum over rounds: equal up to rounding
+        np.testing.assert_allclose(one[col].to_numpy(), two[col].to_numpy(), rtol=1e-12)
