@@ -861,7 +861,8 @@ def _config_value(config: dict[str, Any] | None, dotted: str) -> Any:
 def serving_reasons(metrics: pl.DataFrame, config: dict[str, Any] | None) -> list[str]:
     """Why the run has a Serving section (empty: it has none). From the run's ``config.yaml``:
     a finite number of model servers, a latency budget, a slate cache (TTL > 0), a retriever
-    mix (``policy.retrieve`` with quotas) or a learned reranker (``policy.rerank``); from
+    mix (``policy.retrieve.quotas`` naming more than one retriever) or a learned reranker
+    (``policy.rerank`` whose ``_target_`` or ``name`` says ``learned``); from
     ``metrics.parquet``: requests served by the fallback or the cache, a reranker AUC, or a
     retrieval recall below 1. Latency alone (every run has it) is no reason."""
     reasons = []
@@ -875,11 +876,11 @@ def serving_reasons(metrics: pl.DataFrame, config: dict[str, Any] | None) -> lis
     if isinstance(ttl, int | float) and ttl > 0:
         reasons.append(f"slate cache with a TTL of {ttl} h")
     quotas = _config_value(config, "policy.retrieve.quotas")
-    if isinstance(quotas, dict) and quotas:
+    if isinstance(quotas, dict) and sum(1 for v in quotas.values() if v) > 1:  # a mix
         reasons.append("retrievers " + ", ".join(f"{k} {v}" for k, v in quotas.items()))
     rerank = _config_value(config, "policy.rerank")
-    if isinstance(rerank, dict) and rerank:
-        reasons.append(f"reranker {rerank.get('name', 'learned')}")
+    if isinstance(rerank, dict) and "learned" in f"{rerank.get('_target_')} {rerank.get('name')}":
+        reasons.append("a learned reranker")  # not the default identity stage
     fallback = [_finite(metrics, c) for c in ("fallback_share_budget", "fallback_share_overload")]
     data = (
         ("requests served by the popularity fallback", any((v > 0).any() for v in fallback)),

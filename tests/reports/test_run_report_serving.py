@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 from test_run_report import _write_run
 
 from reports.metric_catalog import format_metric, metric_info
@@ -36,14 +37,6 @@ serving:
   model_servers: 2
   latency_budget_ms: 200
   cache_ttl_hours: 6
-"""
-DEFAULT_CONFIG = """seed: 3
-policy:
-  name: greedy
-serving:
-  model_servers: null
-  latency_budget_ms: null
-  cache_ttl_hours: 0
 """
 
 
@@ -129,11 +122,16 @@ def test_latency_axis_is_logarithmic(section: str) -> None:
 
 
 def test_no_section_for_a_default_serving_run(tmp_path: Path) -> None:
-    """Serving columns present but nothing to show: unlimited servers, no budget, no cache,
-    no fallback, no reranker, recall 1."""
+    """Serving columns present but nothing to show: the default config as hydra composes it
+    (unlimited servers, no budget, no cache, the identity rerank stage), no fallback, no
+    reranker AUC, recall 1."""
+    from conftest import compose_config
+
     run = tmp_path / "run"
     run.mkdir()
     _write_run(run)
+    config = yaml.safe_dump(compose_config())
+    assert serving_reasons(pl.DataFrame({"window": [0]}), yaml.safe_load(config)) == []
     default = {c: [0.0, 0.0, 0.0] for c in SERVING_METRICS} | {
         "latency_p50_ms": [5.0, 5.0, 5.0],
         "staleness_h": [3.0, 4.0, 5.0],
@@ -141,7 +139,7 @@ def test_no_section_for_a_default_serving_run(tmp_path: Path) -> None:
         "retrieval_recall_n": [1.0, 1.0, 1.0],
         "reranker_auc": [NAN, NAN, NAN],
     }
-    _with_serving(run, default, DEFAULT_CONFIG)
+    _with_serving(run, default, config)
     page = build_run_report(run).read_text(encoding="utf-8")
     assert 'id="serving"' not in page and "fig-latency" not in page
 
@@ -168,3 +166,9 @@ def test_reasons_from_data_alone() -> None:
     ]
     mixed = {"policy": {"retrieve": {"quotas": {"als": 0.6, "covisit": 0.4}}}}
     assert serving_reasons(m.head(1), mixed) == ["retrievers als 0.6, covisit 0.4"]
+    single = {"policy": {"retrieve": {"quotas": {"als": 1.0, "covisit": 0.0}}}}
+    assert serving_reasons(m.head(1), single) == []
+    learned = {"policy": {"rerank": {"_target_": "policies.learned_rerank.LearnedRerank"}}}
+    assert serving_reasons(m.head(1), learned) == ["a learned reranker"]
+    identity = {"policy": {"rerank": {"_target_": "policies.rerank.Identity"}}}
+    assert serving_reasons(m.head(1), identity) == []
