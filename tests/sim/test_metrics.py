@@ -504,7 +504,36 @@ def _e2e_configs() -> dict:
     }
 
 
-E2E_CONFIGS = _e2e_configs()
+def _serving_e2e_config() -> dict:
+    """The serving system's shortcuts all on (one saturated server, a budget, a slate cache): the
+    serving metrics recomputed from its log. Only once the ``serving`` config group exists (it
+    is added by the serving-system branch of issue 15)."""
+    from conftest import compose_config
+
+    if "serving" not in compose_config():
+        return {}
+    # 300 users x 1 session/day = 300 requests/day = 0.0035/s; 300 s of service on 1 server:
+    # utilization about 1.04, so requests queue, and some exceed the 600 s budget
+    return {
+        "serving_shortcuts": compose_config(
+            "seed=5",
+            "world.n_users=300",
+            "world.n_items=150",
+            "policy.slate_size=4",
+            "policy.n_candidates=12",
+            "sim.days=4",
+            "serving.model_servers=1",
+            "serving.service.mean_ms=300000",
+            "serving.latency_budget_ms=600000",
+            "serving.cache_ttl_hours=6",
+            "metrics.homogenization_pairs=300",
+            "report.enabled=false",
+            "progress=false",
+        )
+    }
+
+
+E2E_CONFIGS = _e2e_configs() | _serving_e2e_config()
 
 
 @pytest.fixture(scope="module", params=sorted(E2E_CONFIGS))
