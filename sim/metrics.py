@@ -48,8 +48,8 @@ row), not over impression rows:
 * ``retrieval_recall`` / ``retrieval_recall_n`` — the retrieval stage's recall of the exhaustive
   top-``slate_size`` / top-``n_candidates`` of the model deployed at the window's end, measured on
   the probe users when the model was fitted (``logs/deployments.parquet``, like ``model_ndcg``);
-* ``reranker_auc`` — AUC of ``rerank_score`` against ``clicked`` over the window's impressions
-  with a finite ``rerank_score`` (Mann–Whitney, ties counted one half: the probability that a
+* ``reranker_auc`` — AUC of ``rerank_score`` against ``clicked`` over the window's model-served
+  impressions (``degraded`` = ``none`` when the log has it) with a finite ``rerank_score`` (Mann–Whitney, ties counted one half: the probability that a
   random clicked impression outscores a random unclicked one). The model that served a window was
   trained on earlier windows, so this is the reranker's AUC on the next window. NaN in a window
   without a clicked or without an unclicked scored impression.
@@ -317,6 +317,8 @@ class MetricsAccumulator:
         if "rerank_score" in columns:
             score = imp["rerank_score"].cast(pl.Float64).fill_null(np.nan).to_numpy()
             ok = np.isfinite(score)
+            if "degraded" in columns:  # model-served rows only: not the popularity fallback's
+                ok &= (imp["degraded"].cast(pl.String) == "none").fill_null(True).to_numpy()
             self._scored.append((w[ok].astype(np.int32), score[ok], clicked[ok]))
 
     def serving(self) -> pl.DataFrame:

@@ -198,6 +198,8 @@ def ref_serving_metrics(log_root: Path, n_windows: int, every: float) -> dict[st
                 pl.col("rerank_score").is_not_nan()
                 & (pl.col("t").map_elements(window_of, return_dtype=pl.Int64) == w)
             )
+            if "degraded" in cols:  # the fallback's rows are not the reranker's
+                sel = sel.filter(pl.col("degraded") == "none")
             out["reranker_auc"][w] = ref_auc(
                 sel["rerank_score"].to_numpy().astype(float), sel["clicked"].to_numpy()
             )
