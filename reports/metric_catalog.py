@@ -400,8 +400,16 @@ def format_metric(value: Any, kind: str) -> str:
         return f"{int(v):,}"
     if kind == "prob":  # probabilities spanning orders of magnitude: 3 significant digits
         return f"{v:.3g}"
-    if kind == "ms":  # latencies: whole milliseconds, below 10 ms one decimal
-        return f"{v:,.0f} ms" if abs(v) >= 10 else f"{v:.1f} ms"
+    if kind == "ms":  # latencies: ms below 10 s (one decimal below 10 ms), then s, then min
+        if abs(v) < 10:
+            return f"{v:.1f} ms"
+        if abs(v) < 10_000:
+            return f"{v:,.0f} ms"
+        if abs(v) < 600_000:
+            return f"{v / 1000:.3g} s"
+        if abs(v) < 60_000_000:
+            return f"{v / 60_000:.3g} min"
+        return f"{v / 3_600_000:,.0f} h"
     if kind == "hours":
         return f"{v:,.1f} h"
     return f"{v:.3f}"

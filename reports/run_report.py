@@ -871,7 +871,7 @@ def serving_reasons(metrics: pl.DataFrame, config: dict[str, Any] | None) -> lis
         reasons.append(f"{servers} model server{'' if servers == 1 else 's'}")
     budget = _config_value(config, "serving.latency_budget_ms")
     if budget is not None:
-        reasons.append(f"latency budget {budget} ms")
+        reasons.append(f"latency budget {format_metric(budget, 'ms')}")
     ttl = _config_value(config, "serving.cache_ttl_hours")
     if isinstance(ttl, int | float) and ttl > 0:
         reasons.append(f"slate cache with a TTL of {ttl} h")
