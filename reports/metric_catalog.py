@@ -278,7 +278,7 @@ METRICS: tuple[Metric, ...] = (
             f"{q}th percentile over the window's requests of queue wait + service time",
             "milliseconds",
             "ms",
-            "{:,.1f} ms",
+            "{:,.0f} ms",
             "lower",
             domain=(0.0, None),
             log_axis=True,
