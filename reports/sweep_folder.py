@@ -8,7 +8,9 @@ Jobs are grouped into **arms**: the policy name plus the overrides (from ``.hydr
 that set the job apart from the other jobs of the sweep, leaving out the seed, the policy, the
 study and hydra's own settings; overrides shared by every job are not part of the label
 (``softmax [policy.temperature=0.1]`` or just ``greedy``). Seeds are the replicates of an arm;
-arms are compared with the baseline arm paired by seed (:mod:`reports.comparison`).
+arms are compared with the baseline arm paired by seed (:mod:`reports.comparison`): the one
+asked for, else the study's ``study_baseline`` (e.g. the serving study's
+``serving_arm=unlimited``), else greedy, else the first arm.
 """
 
 from __future__ import annotations
