@@ -926,7 +926,10 @@ def _serving_text(m: pl.DataFrame) -> str:
             text + (f"; the model behind a slate was {stale} old on average." if stale else ".")
         )
     if (recall := mean("retrieval_recall")) is not None:
-        sentences.append(f"Retrieval kept {recall} of the model's own top-K on average.")
+        text = f"Retrieval kept {recall} of the model's own top-K"
+        if (recall_n := mean("retrieval_recall_n")) is not None:
+            text += f" and {recall_n} of its top-N candidates"
+        sentences.append(text + " on average.")
     if (auc := mean("reranker_auc")) is not None:
         sentences.append(f"The reranker's AUC on the next window averaged {auc}.")
     return " ".join(sentences)

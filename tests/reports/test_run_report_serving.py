@@ -14,7 +14,7 @@ import yaml
 from test_run_report import _write_run
 
 from reports.metric_catalog import format_metric, metric_info
-from reports.run_report import SERVING_METRICS, build_run_report, serving_reasons
+from reports.run_report import SERVING_METRICS, _serving_text, build_run_report, serving_reasons
 
 NAN = math.nan
 SERVING_VALUES = {
@@ -164,6 +164,13 @@ def test_reasons_from_data_alone() -> None:
         "requests served by the popularity fallback",
         "retrieval recall below 1",
     ]
+    text = _serving_text(
+        pl.DataFrame({"retrieval_recall": [NAN, 1.0, 0.9], "retrieval_recall_n": [NAN, 0.8, 0.7]})
+    )
+    assert (
+        text
+        == "Retrieval kept 0.950 of the model's own top-K and 0.750 of its top-N candidates on average."
+    )
     mixed = {"policy": {"retrieve": {"quotas": {"als": 0.6, "covisit": 0.4}}}}
     assert serving_reasons(m.head(1), mixed) == ["retrievers als 0.6, covisit 0.4"]
     single = {"policy": {"retrieve": {"quotas": {"als": 1.0, "covisit": 0.0}}}}
