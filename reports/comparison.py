@@ -50,7 +50,13 @@ COMPARED: tuple[str, ...] = (
     "homogenization",
     "ctr",
     "model_ndcg",
+    "cum_fallback_share",
+    "cache_hit_rate",
+    "latency_p99_ms",
 )
+# comparison.md shows these only when some arm served requests by the fallback or the cache (every
+# run measures latency; a sweep without serving shortcuts would get columns of zeros)
+SERVING_COMPARED: tuple[str, ...] = ("cum_fallback_share", "cache_hit_rate", "latency_p99_ms")
 JOB_COLUMNS = ("job", "arm", "policy", "seed")
 
 
@@ -272,6 +278,8 @@ def to_markdown(comparison: Comparison, title: str, question: str | None = None)
     and the cumulative utility gain over the baseline paired by seed."""
     base = comparison.baseline
     metrics = [m for m in comparison.metrics if comparison.shown(m)]
+    if not uses_shortcuts(comparison):
+        metrics = [m for m in metrics if m not in SERVING_COMPARED]
     paired = base is not None and GAIN in comparison.values and len(comparison.arms) > 1
     header = ["arm", "seeds", *[final_label(m) for m in metrics]]
     if paired:
@@ -311,6 +319,16 @@ def to_markdown(comparison: Comparison, title: str, question: str | None = None)
         )
     notes.append("The sweep's report.html shows every metric over time.")
     return "\n".join([*lines, *notes]) + "\n"
+
+
+def uses_shortcuts(comparison: Comparison) -> bool:
+    """Did any arm serve requests by the fallback or from the slate cache (a mean above 0)?"""
+    return any(
+        math.isfinite(v.value.mean) and v.value.mean > 0
+        for metric in ("cum_fallback_share", "cache_hit_rate")
+        if metric in comparison.values
+        for v in comparison.values[metric].values()
+    )
 
 
 def with_gain(jobs: pl.DataFrame, baseline: str | None) -> pl.DataFrame:
@@ -358,6 +376,8 @@ def write_comparison(
     jobs = job_finals(sweep, COMPARED)
     if jobs.is_empty():
         return None
+    if baseline is None and sweep.study_baseline is not None:
+        baseline = sweep.baseline  # the study's reference arm (load_sweep resolved it)
     comparison = comparison_table(jobs, order, baseline)
     csv = with_gain(jobs, comparison.baseline).sort("arm", "seed", "job")
     csv.rename({m: f"{m}_final_window" for m in COMPARED if m in csv.columns}).write_csv(

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 Direction = Literal["higher", "lower", "neutral"]
 # How a value is printed on the HTML pages; ``pct`` marks a share (differences in pp).
-Kind = Literal["pct", "num", "num0", "num1", "signed", "int", "prob"]
+Kind = Literal["pct", "num", "num0", "num1", "signed", "int", "prob", "ms", "hours"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ class Metric:
 
 
 _SHARE = "share of impressions"
+_REQUESTS = "share of requests"
 METRICS: tuple[Metric, ...] = (
     Metric(
         "coverage_exposure",
@@ -270,6 +271,94 @@ METRICS: tuple[Metric, ...] = (
         "{:.3f}",
         "higher",
     ),
+    *(
+        Metric(
+            f"latency_p{q}_ms",
+            f"p{q} latency",
+            f"{q}th percentile over the window's requests of queue wait + service time",
+            "milliseconds",
+            "ms",
+            "{:,.0f} ms",
+            "lower",
+            domain=(0.0, None),
+            log_axis=True,
+        )
+        for q in (50, 95, 99)
+    ),
+    Metric(
+        "fallback_share_budget",
+        "fallback share (budget)",
+        "share of requests served by the popularity fallback: predicted latency over the budget",
+        _REQUESTS,
+        "pct",
+        "{:.1%}",
+        "lower",
+    ),
+    Metric(
+        "fallback_share_overload",
+        "fallback share (overload)",
+        "share of requests served by the popularity fallback: model servers overloaded",
+        _REQUESTS,
+        "pct",
+        "{:.1%}",
+        "lower",
+    ),
+    Metric(
+        "cum_fallback_share",
+        "cumulative fallback share",
+        "share of all requests since the start of the run served by the popularity fallback",
+        _REQUESTS,
+        "pct",
+        "{:.1%}",
+        "lower",
+        per_window=False,
+    ),
+    Metric(
+        "cache_hit_rate",
+        "cache hit rate",
+        "share of requests served from the slate cache",
+        _REQUESTS,
+        "pct",
+        "{:.1%}",
+        "neutral",  # cheaper serving, staler slates: a knob's effect, not better or worse
+    ),
+    Metric(
+        "staleness_h",
+        "staleness",
+        "mean age of the model behind the served slate (model age when computed + slate age)",
+        "hours",
+        "hours",
+        "{:.1f} h",
+        "lower",
+        domain=(0.0, None),
+    ),
+    Metric(
+        "retrieval_recall",
+        "retrieval recall@K",
+        "share of the deployed model's exhaustive top-K that the retrieval stage returns",
+        "recall (probe users)",
+        "num",
+        "{:.3f}",
+        "higher",
+    ),
+    Metric(
+        "retrieval_recall_n",
+        "retrieval recall@N",
+        "share of the deployed model's exhaustive top-N (N = candidates) that retrieval returns",
+        "recall (probe users)",
+        "num",
+        "{:.3f}",
+        "higher",
+    ),
+    Metric(
+        "reranker_auc",
+        "reranker AUC",
+        "AUC of the learned reranker's score against clicks on the window's impressions",
+        "AUC (0.5 = chance)",
+        "num",
+        "{:.3f}",
+        "higher",
+    ),
 )
 CATALOG: dict[str, Metric] = {m.column: m for m in METRICS}
 # Columns of metrics.parquet that identify a window rather than measure it.
@@ -311,4 +400,16 @@ def format_metric(value: Any, kind: str) -> str:
         return f"{int(v):,}"
     if kind == "prob":  # probabilities spanning orders of magnitude: 3 significant digits
         return f"{v:.3g}"
+    if kind == "ms":  # latencies: ms below 10 s (one decimal below 10 ms), then s, then min
+        if abs(v) < 10:
+            return f"{v:.1f} ms"
+        if abs(v) < 10_000:
+            return f"{v:,.0f} ms"
+        if abs(v) < 600_000:
+            return f"{v / 1000:.3g} s"
+        if abs(v) < 60_000_000:
+            return f"{v / 60_000:.3g} min"
+        return f"{v / 3_600_000:,.0f} h"
+    if kind == "hours":
+        return f"{v:,.1f} h"
     return f"{v:.3f}"

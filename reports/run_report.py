@@ -25,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 import plotly.graph_objects as go
 import polars as pl
+import yaml
 from plotly.subplots import make_subplots
 
 from reports.files import (
@@ -46,11 +47,15 @@ __all__ = [
     "PAD",
     "PANELS",
     "REPORT_NAME",
+    "SERVING_METRICS",
+    "SERVING_PANELS",
     "ReportError",
     "build_run_report",
     "headline",
     "in_sweep",
     "nice_step",
+    "read_config",
+    "serving_reasons",
     "y_axis",
 ]
 
@@ -91,6 +96,7 @@ class _Panel:
     right: tuple[str, ...] = ()
     right_title: str = ""
     right_scale: Scale = "domain"
+    stacked: bool = False  # left columns drawn as stacked areas (parts of one whole)
 
 
 PANELS: tuple[_Panel, ...] = (
@@ -311,10 +317,10 @@ def headline(metrics: pl.DataFrame) -> str:
 # ---------------------------------------------------------------- tables
 
 
-def _summary_table(metrics: pl.DataFrame) -> str:
+def _summary_table(metrics: pl.DataFrame, columns: tuple[str, ...] = KEY_METRICS) -> str:
     m = metrics.sort("window")
     rows, totals = [], []
-    for col in KEY_METRICS:  # a dozen fixed metrics, not data
+    for col in columns:  # a dozen fixed metrics, not data
         if col not in m.columns:  # a run from an older version
             continue
         info = metric_info(col)
@@ -412,7 +418,7 @@ def y_axis(columns: tuple[str, ...], values: list[np.ndarray], scale: Scale) -> 
             "range": [bottom - pad, top + pad],
             "tickmode": "array",
             "tickvals": ticks,
-            "ticktext": [format_metric(t, "prob") for t in ticks],
+            "ticktext": [format_metric(t, infos[0].kind) for t in ticks],
         }
     if scale == "domain" and math.isfinite(low) and math.isfinite(high):
         lo, hi = low, high
@@ -477,6 +483,7 @@ def _time_figure(panel: _Panel, metrics: pl.DataFrame, deploy_days: np.ndarray) 
                 mode=mode,
                 line={"color": COLORS[i % len(COLORS)], "dash": "dash" if secondary else None},
                 hovertemplate=f"day %{{x:.2f}}: %{{y:{fmt}}}<extra>{info.label}</extra>",
+                **({"stackgroup": "left"} if panel.stacked and not secondary else {}),
             ),
             secondary_y=secondary,
         )
@@ -487,7 +494,10 @@ def _time_figure(panel: _Panel, metrics: pl.DataFrame, deploy_days: np.ndarray) 
         (right, panel.right_title, panel.right_scale, True),
     ):
         if columns:
-            axis = y_axis(columns, [_series(m, c) for c in columns], scale)
+            values = [_series(m, c) for c in columns]
+            if panel.stacked and not secondary:  # the axis must hold the stack's top
+                values = [np.nansum(np.vstack(values), axis=0)]
+            axis = y_axis(columns, values, scale)
             fig.update_yaxes(title_text=title, secondary_y=secondary, **axis)
     if right:
         fig.update_yaxes(showgrid=False, secondary_y=True)
@@ -759,6 +769,215 @@ def _panel_section(panel: _Panel, metrics: pl.DataFrame, deploy_days: np.ndarray
     )
 
 
+# ---------------------------------------------------------------- serving
+
+SERVING_METRICS: tuple[str, ...] = (
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "fallback_share_budget",
+    "fallback_share_overload",
+    "cum_fallback_share",
+    "cache_hit_rate",
+    "staleness_h",
+    "retrieval_recall",
+    "retrieval_recall_n",
+    "reranker_auc",
+)
+SERVING_PANELS: tuple[_Panel, ...] = (
+    _Panel(
+        "fig-latency",
+        "Latency",
+        "Percentiles over the window's requests of the time from arrival to a served slate "
+        "(queue wait + service; a cache hit's lookup; a fallback's own time), log scale. A p99 far "
+        "above the p50 is the queue at the busy hours.",
+        ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms"),
+        "latency (log scale)",
+        "data",
+    ),
+    _Panel(
+        "fig-fallback",
+        "Fallback share by reason",
+        "Share of the window's requests served by the popularity fallback instead of the model, "
+        "stacked by reason: budget (the predicted wait + service exceeded the latency budget) and "
+        "overload (no model server could take the request). Fallback slates show popular items: "
+        "what the next model is trained on.",
+        ("fallback_share_budget", "fallback_share_overload"),
+        "share of requests",
+        "data",
+        stacked=True,
+    ),
+    _Panel(
+        "fig-cache",
+        "Slate cache and staleness",
+        "Share of requests served from the slate cache (left) and the mean age of the model "
+        "behind the served slate, in hours (right, dashed): the model's age when the slate was "
+        "computed plus the slate's age in the cache.",
+        ("cache_hit_rate",),
+        "share of requests",
+        "data",
+        ("staleness_h",),
+        "hours",
+        "data",
+    ),
+    _Panel(
+        "fig-retrieval",
+        "Retrieval recall",
+        "Share of the deployed model's exhaustive top-K (slate size) and top-N (candidates) that "
+        "the retrieval stage returns, on the probe users (metrics.ndcg_users): below 1, the "
+        "retrievers' quotas keep items from the ranking that the model alone would have shown.",
+        ("retrieval_recall", "retrieval_recall_n"),
+        "recall",
+    ),
+    _Panel(
+        "fig-reranker",
+        "Reranker AUC",
+        "AUC of the learned reranker's predicted click probability against the clicks of the "
+        "window (0.5 = chance, 1 = every clicked impression scored above every unclicked one). "
+        "Each window is served by a model trained on earlier windows: this is its AUC on new data.",
+        ("reranker_auc",),
+        "AUC",
+        "data",
+    ),
+)
+
+
+def _finite(m: pl.DataFrame, col: str) -> np.ndarray:
+    if col not in m.columns:
+        return np.empty(0)
+    values = _series(m, col)
+    return values[np.isfinite(values)]
+
+
+def _config_value(config: dict[str, Any] | None, dotted: str) -> Any:
+    node: Any = config
+    for key in dotted.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(key)
+    return node
+
+
+def serving_reasons(metrics: pl.DataFrame, config: dict[str, Any] | None) -> list[str]:
+    """Why the run has a Serving section (empty: it has none). From the run's ``config.yaml``:
+    a finite number of model servers, a latency budget, a slate cache (TTL > 0), a retriever
+    mix (``policy.retrieve.quotas`` naming more than one retriever) or a learned reranker
+    (``policy.rerank`` whose ``_target_`` or ``name`` says ``learned``); from
+    ``metrics.parquet``: requests served by the fallback or the cache, a reranker AUC, or a
+    retrieval recall below 1. Latency alone (every run has it) is no reason."""
+    reasons = []
+    servers = _config_value(config, "serving.model_servers")
+    if servers is not None:
+        reasons.append(f"{servers} model server{'' if servers == 1 else 's'}")
+    budget = _config_value(config, "serving.latency_budget_ms")
+    if budget is not None:
+        reasons.append(f"latency budget {format_metric(budget, 'ms')}")
+    ttl = _config_value(config, "serving.cache_ttl_hours")
+    if isinstance(ttl, int | float) and ttl > 0:
+        reasons.append(f"slate cache with a TTL of {ttl} h")
+    quotas = _config_value(config, "policy.retrieve.quotas")
+    if isinstance(quotas, dict) and sum(1 for v in quotas.values() if v) > 1:  # a mix
+        reasons.append("retrievers " + ", ".join(f"{k} {v}" for k, v in quotas.items()))
+    rerank = _config_value(config, "policy.rerank")
+    if isinstance(rerank, dict) and "learned" in f"{rerank.get('_target_')} {rerank.get('name')}":
+        reasons.append("a learned reranker")  # not the default identity stage
+    fallback = [_finite(metrics, c) for c in ("fallback_share_budget", "fallback_share_overload")]
+    data = (
+        ("requests served by the popularity fallback", any((v > 0).any() for v in fallback)),
+        ("requests served from the slate cache", (_finite(metrics, "cache_hit_rate") > 0).any()),
+        ("a learned reranker's AUC", _finite(metrics, "reranker_auc").size > 0),
+        ("retrieval recall below 1", (_finite(metrics, "retrieval_recall") < 1).any()),
+    )
+    reasons += [text for text, seen in data if seen]
+    return reasons
+
+
+def _serving_text(m: pl.DataFrame) -> str:
+    """A few sentences on the serving metrics; every number is a cell of the serving table
+    (a final-window value, or a mean over windows for a per-window rate)."""
+    sentences = []
+
+    def final(col: str) -> str | None:
+        values = _series(m, col) if col in m.columns else np.empty(0)
+        if values.size == 0 or not np.isfinite(values[-1]):
+            return None
+        return format_metric(values[-1], metric_info(col).kind)
+
+    def mean(col: str) -> str | None:
+        values = _finite(m, col)
+        return format_metric(values.mean(), metric_info(col).kind) if values.size else None
+
+    if (share := final("cum_fallback_share")) is not None:
+        budget, overload = mean("fallback_share_budget"), mean("fallback_share_overload")
+        sentences.append(
+            f"Over the whole run, {share} of requests were served by the popularity fallback "
+            f"(per window on average: {budget} for the latency budget, {overload} for overload)."
+        )
+    p50, p99 = mean("latency_p50_ms"), mean("latency_p99_ms")
+    if p50 is not None and p99 is not None:
+        sentences.append(
+            f"Per window on average, the median request took {p50} and the p99 {p99} (queue "
+            "wait + service)."
+        )
+    if (hit := mean("cache_hit_rate")) is not None:
+        stale = mean("staleness_h")
+        text = f"The slate cache served {hit} of requests per window on average"
+        sentences.append(
+            text + (f"; the model behind a slate was {stale} old on average." if stale else ".")
+        )
+    if (recall := mean("retrieval_recall")) is not None:
+        text = f"Retrieval kept {recall} of the model's own top-K"
+        if (recall_n := mean("retrieval_recall_n")) is not None:
+            text += f" and {recall_n} of its top-N candidates"
+        sentences.append(text + " on average.")
+    if (auc := mean("reranker_auc")) is not None:
+        sentences.append(f"The reranker's AUC on the next window averaged {auc}.")
+    return " ".join(sentences)
+
+
+def _serving_panel(panel: _Panel, m: pl.DataFrame, deploy_days: np.ndarray) -> str:
+    columns = panel.left + panel.right
+    if not any(_finite(m, c).size for c in columns):
+        return ""  # nothing measured (the feature is off): no empty panel
+    if panel.stacked and not any((_finite(m, c) > 0).any() for c in panel.left):
+        return (
+            f'<section><h3>{html.escape(panel.title)}</h3><p class="caption">No request was '
+            "served by the popularity fallback: 0% in every window.</p></section>"
+        )
+    return _panel_section(panel, m, deploy_days)
+
+
+def _serving_section(
+    metrics: pl.DataFrame, config: dict[str, Any] | None, deploy_days: np.ndarray
+) -> str:
+    """The Serving section, or "" when :func:`serving_reasons` finds nothing to show."""
+    reasons = serving_reasons(metrics, config)
+    if not reasons:
+        return ""
+    m = metrics.sort("window")
+    columns = tuple(c for c in SERVING_METRICS if _finite(m, c).size)
+    panels = "".join(_serving_panel(panel, m, deploy_days) for panel in SERVING_PANELS)
+    return (
+        '<h2 id="serving">Serving</h2>'
+        f'<p class="caption">Shown because this run has: {html.escape("; ".join(reasons))}.</p>'
+        f'<p class="serving-text">{html.escape(_serving_text(m))}</p>'
+        f"{_summary_table(m, columns)}{panels}"
+    )
+
+
+def read_config(run_dir: Path) -> dict[str, Any] | None:
+    """The run's resolved ``config.yaml`` as a dict (None when missing or unreadable)."""
+    for path in (run_dir / "config.yaml", run_dir / ".hydra" / "config.yaml"):
+        if path.is_file():
+            try:
+                data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, yaml.YAMLError):
+                continue
+            if isinstance(data, dict):
+                return data
+    return None
+
+
 def build_run_report(run_dir: Path) -> Path:
     """Write ``run_dir/report.html`` from the run's files and return its path.
 
@@ -801,6 +1020,7 @@ table below or in metrics.parquet.</p>
 {_totals_table(summary, metrics)}
 <h2>Over time</h2>
 {figures}
+{_serving_section(metrics, read_config(run_dir), deploy_days)}
 <h2>Exposure concentration: Lorenz curves</h2>
 {_lorenz_section(run_dir, bounds, metrics, summary.get("catalog_size"))}
 {_examination_section(run_dir)}

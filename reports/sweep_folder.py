@@ -8,7 +8,9 @@ Jobs are grouped into **arms**: the policy name plus the overrides (from ``.hydr
 that set the job apart from the other jobs of the sweep, leaving out the seed, the policy, the
 study and hydra's own settings; overrides shared by every job are not part of the label
 (``softmax [policy.temperature=0.1]`` or just ``greedy``). Seeds are the replicates of an arm;
-arms are compared with the baseline arm paired by seed (:mod:`reports.comparison`).
+arms are compared with the baseline arm paired by seed (:mod:`reports.comparison`): the one
+asked for, else the study's ``study_baseline`` (e.g. the serving study's
+``serving_arm=unlimited``), else greedy, else the first arm.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from reports.files import ReportError, has_item_exposure, item_exposure, read_ov
 FINISHED, FAILED, INCOMPLETE = "finished", "failed", "incomplete"
 DEFAULT_BASELINE = "greedy"
 DEFAULT_NAME = "sweep"  # a sweep whose jobs' configs name no study (configs/config.yaml's too)
-STUDY_KEYS = ("study_name", "study_question")
+# ``study_baseline``: the arm every other is compared with, when the study names one — an arm
+# label, a policy with one arm, or an arm override such as ``serving_arm=unlimited``
+STUDY_KEYS = ("study_name", "study_question", "study_baseline")
 # override keys that never name an arm: the replicate, the label's own policy, the study, hydra
 IGNORED_KEYS = ("seed", "policy", "study")
 
@@ -74,6 +78,7 @@ class Sweep:
     shared_overrides: list[str] = field(default_factory=list)
     name: str = DEFAULT_NAME  # the study's name (``study_name`` of the jobs' config)
     question: str | None = None  # the study's ``study_question``, when its config has one
+    study_baseline: str | None = None  # the study's ``study_baseline``, when it names one
 
     def jobs_of(self, arm: str, status: str | None = None) -> list[Job]:
         found = [j for j in self.jobs if j.arm == arm and (status is None or j.status == status)]
@@ -281,6 +286,24 @@ def study_of(jobs: Sequence[Job]) -> tuple[str, str | None]:
     return name or DEFAULT_NAME, question
 
 
+def study_baseline_of(jobs: Sequence[Job]) -> str | None:
+    """The study's ``study_baseline`` from the jobs' configs (None when unset or null)."""
+    ordered = sorted(jobs, key=lambda j: j.status != FINISHED)
+    found = _first_set(*(j.study.get("study_baseline") for j in ordered))
+    return None if found in (None, "None", "null") else found
+
+
+def arm_overrides(jobs: Sequence[Job]) -> dict[str, set[str]]:
+    """Each arm's overrides, normalized (:func:`normalized_override`), over its jobs."""
+    found: dict[str, set[str]] = {}
+    for job in jobs:
+        if job.arm is not None:
+            found.setdefault(job.arm, set()).update(
+                normalized_override(o) for o in job.overrides or () if "=" in o
+            )
+    return found
+
+
 def label_arms(jobs: Sequence[Job]) -> list[str]:
     """Set ``job.arm`` for every job whose policy is known; return the overrides shared by every
     job that has an ``overrides.yaml`` (none of them is part of a label).
@@ -301,15 +324,31 @@ def label_arms(jobs: Sequence[Job]) -> list[str]:
     return [o for o in first if o in shared]
 
 
-def choose_baseline(arms: Sequence[str], policies: Mapping[str, str], wanted: str | None) -> str:
-    """The baseline arm: ``wanted`` (an arm label, or a policy with exactly one arm), else
-    ``greedy`` (or the first greedy arm), else the first arm."""
+def normalized_override(override: str) -> str:
+    """``+serving_arm=unlimited`` → ``serving_arm=unlimited``: an override without its prefix."""
+    return f"{override_key(override)}={override.partition('=')[2].strip()}"
+
+
+def choose_baseline(
+    arms: Sequence[str],
+    policies: Mapping[str, str],
+    wanted: str | None,
+    overrides: Mapping[str, set[str]] | None = None,
+) -> str:
+    """The baseline arm: ``wanted`` (an arm label, a policy with exactly one arm, or an override
+    ``key=value`` — prefix ``+``/``~`` optional — that exactly one arm has in ``overrides``, its
+    arm overrides by arm), else ``greedy`` (or the first greedy arm), else the first arm."""
     if wanted is not None:
         if wanted in arms:
             return wanted
         by_policy = [a for a in arms if policies.get(a) == wanted]
         if len(by_policy) == 1:
             return by_policy[0]
+        if "=" in wanted and overrides:
+            key = normalized_override(wanted)
+            by_override = [a for a in arms if key in overrides.get(a, set())]
+            if len(by_override) == 1:
+                return by_override[0]
         choices = ", ".join(repr(a) for a in arms) or "none"
         raise SweepReportError(
             f"baseline arm {wanted!r} not among the arms with finished jobs ({choices})"
@@ -360,12 +399,22 @@ def load_sweep(sweep_dir: Path, baseline: str | None = None) -> Sweep:
             arms.append(job.arm)
     policies = {j.arm: j.policy for j in jobs if j.arm is not None and j.policy is not None}
     done = [a for a in arms if any(j.arm == a and j.status == FINISHED for j in jobs)]
-    base = choose_baseline(done, policies, baseline) if done else None  # nothing to compare
+    reference = study_baseline_of(jobs)
+    base = None
+    if done and baseline is None and reference is not None:
+        try:  # the study's reference arm; if it did not finish, the default rule
+            base = choose_baseline(done, policies, reference, arm_overrides(jobs))
+        except SweepReportError:
+            base = None
+    if done and base is None:
+        base = choose_baseline(done, policies, baseline)  # nothing to compare without
     if base is not None:
         arms.remove(base)
         arms.insert(0, base)
     name, question = study_of(jobs)
-    return Sweep(sweep_dir, jobs, arms, base, _sweep_command(sweep_dir), shared, name, question)
+    return Sweep(
+        sweep_dir, jobs, arms, base, _sweep_command(sweep_dir), shared, name, question, reference
+    )
 
 
 def metric_values(job: Job, metric: str) -> np.ndarray | None:

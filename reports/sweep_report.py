@@ -43,7 +43,7 @@ from reports.inequality import lorenz
 from reports.intervals import METHOD, Interval, column_intervals
 from reports.metric_catalog import Metric, format_metric, metric_info
 from reports.page import CSS, FIG_HEIGHT, figure_html, shared_plotlyjs, write_page
-from reports.run_report import REPORT_NAME, equality_figure
+from reports.run_report import REPORT_NAME, equality_figure, read_config, serving_reasons
 from reports.sweep_folder import (
     FAILED,
     FINISHED,
@@ -92,6 +92,34 @@ SERIES_METRICS: tuple[str, ...] = (
     "model_ndcg",
     "exploration_share",
 )
+# the serving study's metrics: in the tables and series only when a job has serving worth
+# showing (:func:`reports.run_report.serving_reasons`)
+SERVING_TABLE_METRICS: tuple[str, ...] = (
+    "cum_fallback_share",
+    "fallback_share_budget",
+    "fallback_share_overload",
+    "cache_hit_rate",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "staleness_h",
+    "retrieval_recall",
+    "retrieval_recall_n",
+    "reranker_auc",
+)
+SERVING_SERIES_METRICS: tuple[str, ...] = (
+    "latency_p99_ms",
+    "fallback_share_budget",
+    "fallback_share_overload",
+    "cache_hit_rate",
+    "staleness_h",
+    "retrieval_recall",
+    "reranker_auc",
+)
+# the serving headline: each shortcut's quality cost and its feedback effect on the catalog,
+# paired by seed against the reference arm (unlimited capacity)
+SHORTCUT_COST: tuple[str, ...] = ("utility", "ctr", "model_ndcg")
+SHORTCUT_FEEDBACK: tuple[str, ...] = ("gini_exposure", "popularity_drift")
+SHORTCUT_CONTEXT: tuple[str, ...] = ("cum_fallback_share", "cache_hit_rate")
 UTILITY, COVERAGE, GINI = "cumulative_utility", "coverage_exposure", "gini_exposure"
 MORE_SEEDS = "seed=0,1,2"  # the override a single-seed sweep is told to rerun with
 # A bounded axis spans the metric's whole range unless the data fill less than this share of it
@@ -233,6 +261,12 @@ def fmt_delta(v: float, kind: str) -> str:
         return f"{v:+,.0f}"
     if kind == "num1":
         return f"{v:+,.1f}"
+    if kind == "ms":
+        return f"{v:+,.0f} ms"
+    if kind == "hours":
+        return f"{v:+,.1f} h"
+    if kind == "prob":
+        return f"{v:+.3g}"
     return f"{v:+.3f}"
 
 
@@ -536,13 +570,83 @@ def _series_figure(sweep: Sweep, metric: str) -> go.Figure | None:
     return fig
 
 
-def _series_section(sweep: Sweep) -> str:
+def has_serving(sweep: Sweep) -> bool:
+    """Has any finished job serving worth showing (:func:`reports.run_report.serving_reasons`
+    on its config and metrics)?"""
+    return any(
+        j.metrics is not None and serving_reasons(j.metrics, read_config(j.path))
+        for j in sweep.finished
+    )
+
+
+def _shortcut_section(sweep: Sweep, comp: Comparison) -> str:
+    """The serving study's headline: each arm minus the reference arm on the same seed, for the
+    quality of what users were shown and for the catalog, with how much traffic the arm's
+    shortcuts took (fallback, cache)."""
+    base = comp.baseline
+    cost = [m for m in SHORTCUT_COST if m in comp.values and comp.shown(m)]
+    feedback = [m for m in SHORTCUT_FEEDBACK if m in comp.values and comp.shown(m)]
+    context = [m for m in SHORTCUT_CONTEXT if m in comp.values and comp.shown(m)]
+    if base is None or len(comp.arms) < 2 or not (cost or feedback):
+        return ""
+    head = "".join(f"<th>{_esc(metric_info(m).title)}</th>" for m in context)
+    head += "".join(f"<th>Δ {_esc(metric_info(m).title)}</th>" for m in (*cost, *feedback))
+    rows = []
+    for arm in comp.arms[1:]:
+        cells = [f"<td>{_esc(arm)}</td>"]
+        for metric in context:
+            kind = metric_info(metric).kind
+            cells.append(
+                f'<td class="num">{_esc(fmt_interval(comp.values[metric][arm].value, kind))}</td>'
+            )
+        for metric in (*cost, *feedback):
+            cells.append(
+                f'<td class="num">{_diff_line(comp.values[metric][arm], metric_info(metric).kind)}</td>'
+            )
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    drift = comp.values.get("popularity_drift", {})
+    fed = [
+        a
+        for a in comp.arms[1:]
+        if a in drift
+        and drift[a].diff is not None
+        and drift[a].diff.significant
+        and drift[a].diff.mean > 0
+    ]
+    if "popularity_drift" not in feedback:
+        verdict = ""
+    elif fed:
+        verdict = (
+            f" Popularity drift rose significantly against {base} in {_names(fed)}: their "
+            "shortcuts fed popular items back into training."
+        )
+    else:
+        verdict = (
+            f" No arm's popularity drift rose significantly against {base} "
+            f"(paired t-test, p < {ALPHA})."
+        )
+    return (
+        '<h2 id="shortcuts">Serving shortcuts: their cost and their feedback</h2>'
+        f'<p class="answer">Each arm against <code>{_esc(base)}</code> (the reference: '
+        "unlimited capacity, no cache) on the same seeds, which share users, arrivals and coin "
+        "flips: what the shortcut costs in quality (utility of shown items, CTR, the model's "
+        "true NDCG) and what it does to the catalog (exposure Gini, popularity drift)."
+        f"{_esc(verdict)}</p>"
+        f'<div class="table-scroll"><table class="headline-table"><thead><tr><th>Arm</th>{head}'
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+        '<p class="caption">Fallback share and cache hit rate: the arm\'s final-window values '
+        "(the cumulative fallback share is the run's total). Δ: the arm minus the reference on "
+        "the same seed, with its interval and paired test, as in the table above.</p>"
+    )
+
+
+def _series_section(sweep: Sweep, metrics: Sequence[str] = SERIES_METRICS) -> str:
     parts = [
         '<p class="caption">One line per arm: the mean across its seeds in each window; the '
         f"shaded band is its interval ({_esc(METHOD)}). Axes span each metric's range, zoomed "
         "in (never past it) when the values fill a small part of it.</p>"
     ]
-    for metric in SERIES_METRICS:
+    for metric in metrics:
         fig = _series_figure(sweep, metric)
         if fig is None:
             continue  # no arm has a value (a model metric of model-free arms)
@@ -840,10 +944,15 @@ def build_sweep_report(sweep_dir: Path, baseline: str | None = None) -> Path:
     sweep = load_sweep(sweep_dir, baseline)
     if sweep.finished:
         arms = sweep.finished_arms
-        comp = compare(job_finals(sweep, TABLE_METRICS), arms, sweep.baseline, TABLE_METRICS)
-        top = _headline(sweep, comp)
+        serving = has_serving(sweep)
+        metrics = list(TABLE_METRICS)
+        if serving:
+            metrics += [*SERVING_TABLE_METRICS, *(m for m in SHORTCUT_COST if m not in metrics)]
+        comp = compare(job_finals(sweep, metrics), arms, sweep.baseline, metrics)
+        top = _headline(sweep, comp) + (_shortcut_section(sweep, comp) if serving else "")
+        series = SERIES_METRICS + (SERVING_SERIES_METRICS if serving else ())
         body = (
-            f'<h2 id="series">{NAV["series"]}</h2>{_series_section(sweep)}'
+            f'<h2 id="series">{NAV["series"]}</h2>{_series_section(sweep, series)}'
             f'<h2 id="tradeoff">{NAV["tradeoff"]}</h2>{_tradeoff_section(comp)}'
             f'<h2 id="lorenz">Exposure concentration in the last window: Lorenz curves</h2>'
             f"{_lorenz_section(sweep, comp)}"

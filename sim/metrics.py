@@ -27,6 +27,33 @@ impressions and ``c_i`` clicks in a window:
   the simulator when it was fitted (:mod:`sim.model_quality`, ``logs/deployments.parquet``); NaN
   before the first deployment or when the probe is off.
 
+Serving (the serving system's columns of the impressions table; each is NaN in every window of a
+log that lacks the column it needs — a log written before the serving system, or a feature whose
+column is absent). Shares and percentiles are over **requests** (one value per request: its first
+row), not over impression rows:
+
+* ``latency_p50_ms`` / ``latency_p95_ms`` / ``latency_p99_ms`` — percentiles of ``latency_ms``
+  over the window's requests (``numpy.percentile``'s default linear interpolation);
+* ``fallback_share_budget`` / ``fallback_share_overload`` — share of the window's requests with
+  ``degraded`` = ``budget`` / ``overload`` (served by the popularity fallback);
+  ``cum_fallback_share`` — share of all requests since the start of the run served by the
+  fallback for either reason (the run's total, read by its final window);
+* ``cache_hit_rate`` — share of requests whose slate came from the slate cache (``cache_hit``);
+* ``staleness_h`` — mean over requests of how old the model behind the served slate is: the
+  model's age when the slate was computed, ``(t − slate_age_h) − t_deployed``, plus the slate's
+  age ``slate_age_h`` — so a cached slate's age is counted once, and the sum is
+  ``t − t_deployed`` of the request's ``model_version`` (``logs/deployments.parquet``). Bootstrap
+  requests (``model_version`` −1) count from t = 0, when the bootstrap began serving; a version
+  missing from the deployments table is left out. Needs ``slate_age_h`` in the log;
+* ``retrieval_recall`` / ``retrieval_recall_n`` — the retrieval stage's recall of the exhaustive
+  top-``slate_size`` / top-``n_candidates`` of the model deployed at the window's end, measured on
+  the probe users when the model was fitted (``logs/deployments.parquet``, like ``model_ndcg``);
+* ``reranker_auc`` — AUC of ``rerank_score`` against ``clicked`` over the window's model-served
+  impressions (``degraded`` = ``none`` when the log has it) with a finite ``rerank_score`` (Mann–Whitney, ties counted one half: the probability that a
+  random clicked impression outscores a random unclicked one). The model that served a window was
+  trained on earlier windows, so this is the reranker's AUC on the next window. NaN in a window
+  without a clicked or without an unclicked scored impression.
+
 ``cum_*`` columns use all impressions from the start of the run to the window's end.
 
 Beside the metrics, :func:`measure_log` returns the per-item counts they were computed from
@@ -93,7 +120,24 @@ METRIC_COLUMNS = (
     "n_clicks",
     "model_version",
     "model_ndcg",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "fallback_share_budget",
+    "fallback_share_overload",
+    "cum_fallback_share",
+    "cache_hit_rate",
+    "staleness_h",
+    "retrieval_recall",
+    "retrieval_recall_n",
+    "reranker_auc",
 )
+# Columns of the impressions table the serving metrics read, when the log has them (the serving
+# system's; ``model_version`` only alongside ``slate_age_h``, for the staleness).
+SERVING_LOG_COLUMNS = ("latency_ms", "degraded", "cache_hit", "slate_age_h", "rerank_score")
+LATENCY_PERCENTILES = (50.0, 95.0, 99.0)
+# columns of logs/deployments.parquet joined onto the window's deployed model_version
+DEPLOYMENT_METRICS = ("model_ndcg", "retrieval_recall", "retrieval_recall_n")
 
 
 def popularity_percentile(prior_clicks: np.ndarray) -> np.ndarray:
@@ -150,8 +194,12 @@ class MetricsAccumulator:
         n_windows: int,
         item_factors: np.ndarray,
         snapshot_every_hours: float,
+        deployed_at: np.ndarray | None = None,
     ) -> None:
+        """``deployed_at[v]``: ``t_deployed`` of model version ``v`` (NaN if unknown), for the
+        staleness; None when the run has no deployments table."""
         self.n_items = n_items
+        self.deployed_at = np.empty(0) if deployed_at is None else np.asarray(deployed_at, float)
         self.n_windows = n_windows
         self.snapshot_every_hours = snapshot_every_hours
         self.unit = item_factors / np.linalg.norm(item_factors, axis=1, keepdims=True)
@@ -164,6 +212,13 @@ class MetricsAccumulator:
         self.diversity_sum, self.diversity_n = zeros(), zeros()
         self.min_propensity = np.full(n_windows, np.inf)
         self._clicked: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (window, user, item)
+        # serving: which log columns were seen, per-window request counts, and the per-request
+        # latencies / per-row reranker scores that exact percentiles and AUCs need
+        self.seen: set[str] = set()
+        self.budget, self.overload, self.cache_hits = zeros(), zeros(), zeros()
+        self.stale_sum, self.stale_n = zeros(), zeros()
+        self._latency: list[tuple[np.ndarray, np.ndarray]] = []  # (window, latency) per request
+        self._scored: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (window, score, click)
 
     def add(self, impressions: pl.DataFrame, truth: pl.DataFrame) -> None:
         """Fold in one round: its ``impressions`` and ``truth`` partitions."""
@@ -171,7 +226,7 @@ class MetricsAccumulator:
             return
         n_windows = self.n_windows
         imp = (
-            impressions.select(IMPRESSION_COLUMNS)
+            impressions.select(*IMPRESSION_COLUMNS, *serving_columns(impressions.columns))
             .join(
                 truth.select("request_id", "position", "relevance"),
                 on=["request_id", "position"],
@@ -212,6 +267,106 @@ class MetricsAccumulator:
         self.diversity_n += np.bincount(req_window[has_div], minlength=n_windows)
         users = imp["user_id"].to_numpy()
         self._clicked.append((w[clicked], users[clicked], item[clicked]))
+        self._add_serving(imp, starts, req_window, w, clicked)
+
+    def _add_serving(
+        self,
+        imp: pl.DataFrame,
+        starts: np.ndarray,
+        req_window: np.ndarray,
+        w: np.ndarray,
+        clicked: np.ndarray,
+    ) -> None:
+        """The serving columns of one round (rows sorted by request): request-level values are
+        read at each request's first row (``starts``)."""
+        n_windows = self.n_windows
+        columns = set(imp.columns)
+        self.seen |= columns & set(SERVING_LOG_COLUMNS)
+        at_start = pl.Series(starts)
+
+        def per_request(name: str) -> pl.Series:
+            return imp.get_column(name).gather(at_start)
+
+        def count(mask: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+            return np.bincount(
+                req_window[mask],
+                None if weights is None else weights[mask],
+                minlength=n_windows,
+            )
+
+        if "latency_ms" in columns:
+            latency = per_request("latency_ms").cast(pl.Float64).fill_null(np.nan).to_numpy()
+            self._latency.append((req_window.astype(np.int32), latency))
+        if "degraded" in columns:
+            reason = per_request("degraded").cast(pl.String)
+            self.budget += count((reason == "budget").fill_null(False).to_numpy())
+            self.overload += count((reason == "overload").fill_null(False).to_numpy())
+        if "cache_hit" in columns:
+            self.cache_hits += count(per_request("cache_hit").fill_null(False).to_numpy())
+        if "slate_age_h" in columns:
+            version = per_request("model_version").to_numpy().astype(np.int64)
+            age = per_request("slate_age_h").cast(pl.Float64).fill_null(np.nan).to_numpy()
+            t = per_request("t").to_numpy()
+            known = (version >= 0) & (version < self.deployed_at.size)
+            t_deployed = np.where(version < 0, 0.0, np.nan)  # the bootstrap serves from t = 0
+            t_deployed[known] = self.deployed_at[version[known]]
+            staleness = ((t - age) - t_deployed) + age  # model age when computed + slate age
+            ok = np.isfinite(staleness)
+            self.stale_sum += count(ok, staleness)
+            self.stale_n += count(ok)
+        if "rerank_score" in columns:
+            score = imp["rerank_score"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+            ok = np.isfinite(score)
+            if "degraded" in columns:  # model-served rows only: not the popularity fallback's
+                ok &= (imp["degraded"].cast(pl.String) == "none").fill_null(True).to_numpy()
+            self._scored.append((w[ok].astype(np.int32), score[ok], clicked[ok]))
+
+    def serving(self) -> pl.DataFrame:
+        """The serving columns per window (NaN for a column whose log input was never seen)."""
+        n_windows = self.n_windows
+        nan = np.full(n_windows, np.nan)
+        out: dict[str, np.ndarray] = {}
+        percentiles = np.full((n_windows, len(LATENCY_PERCENTILES)), np.nan)
+        if "latency_ms" in self.seen:
+            win, latency = (np.concatenate(parts) for parts in zip(*self._latency, strict=True))
+            ok = np.isfinite(latency)
+            win, latency = win[ok], latency[ok]
+            order = np.lexsort((latency, win))
+            win, latency = win[order], latency[order]
+            bounds = np.searchsorted(win, np.arange(n_windows + 1))
+            for k in range(n_windows):  # a loop over windows
+                if bounds[k + 1] > bounds[k]:
+                    values = latency[bounds[k] : bounds[k + 1]]
+                    percentiles[k] = np.percentile(values, LATENCY_PERCENTILES)
+        for j, q in enumerate(LATENCY_PERCENTILES):
+            out[f"latency_p{q:.0f}_ms"] = percentiles[:, j]
+        has_degraded = "degraded" in self.seen
+        out["fallback_share_budget"] = _ratio(self.budget, self.n_requests) if has_degraded else nan
+        out["fallback_share_overload"] = (
+            _ratio(self.overload, self.n_requests) if has_degraded else nan
+        )
+        out["cum_fallback_share"] = (
+            _ratio(np.cumsum(self.budget + self.overload), np.cumsum(self.n_requests))
+            if has_degraded
+            else nan
+        )
+        out["cache_hit_rate"] = (
+            _ratio(self.cache_hits, self.n_requests) if "cache_hit" in self.seen else nan
+        )
+        out["staleness_h"] = (
+            _ratio(self.stale_sum, self.stale_n) if "slate_age_h" in self.seen else nan
+        )
+        auc = np.full(n_windows, np.nan)
+        if "rerank_score" in self.seen and self._scored:
+            win, score, click = (np.concatenate(parts) for parts in zip(*self._scored, strict=True))
+            order = np.argsort(win, kind="stable")
+            win, score, click = win[order], score[order], click[order]
+            bounds = np.searchsorted(win, np.arange(n_windows + 1))
+            for k in range(n_windows):  # a loop over windows
+                lo, hi = bounds[k], bounds[k + 1]
+                auc[k] = mann_whitney_auc(score[lo:hi], click[lo:hi])
+        out["reranker_auc"] = auc
+        return pl.DataFrame(out)
 
     def item_exposure(self) -> pl.DataFrame:
         """Impressions and clicks per (window, item), rows with impressions only, sorted by
@@ -285,7 +440,9 @@ class MetricsAccumulator:
                     "cum_gini_exposure": gini(cum_exposure[win]),
                 }
             )
-        out = pl.concat([snapshots, aggregates, pl.DataFrame(rows)], how="horizontal")
+        out = pl.concat(
+            [snapshots, aggregates, pl.DataFrame(rows), self.serving()], how="horizontal"
+        )
         out = out.with_columns(
             (pl.col("popularity_percentile") - pl.col("popularity_percentile").first()).alias(
                 "popularity_drift"
@@ -324,21 +481,35 @@ def measure_log(
     log."""
     snapshots = pl.read_parquet(log_root / "snapshots.parquet").sort("window")
     deployments = log_root / "deployments.parquet"
-    ndcg = pl.DataFrame(schema={"model_version": pl.Int32, "model_ndcg": pl.Float64})
-    if deployments.exists():
-        found = pl.read_parquet(deployments)
-        if "model_ndcg" in found.columns:
-            ndcg = found.select(pl.col("model_version").cast(pl.Int32), "model_ndcg")
+    found = pl.read_parquet(deployments) if deployments.exists() else pl.DataFrame()
+    measured = [c for c in DEPLOYMENT_METRICS if c in found.columns]
+    per_model = pl.DataFrame(schema={"model_version": pl.Int32})
+    if "model_version" in found.columns:
+        per_model = found.select(
+            pl.col("model_version").cast(pl.Int32), *(pl.col(c).cast(pl.Float64) for c in measured)
+        )
     snapshots = (
-        snapshots.join(ndcg, on="model_version", how="left")
-        .with_columns(pl.col("model_ndcg").fill_null(float("nan")))
+        snapshots.join(per_model, on="model_version", how="left")
+        .with_columns(
+            *(pl.col(c).fill_null(float("nan")) for c in measured),
+            *(pl.lit(float("nan")).alias(c) for c in DEPLOYMENT_METRICS if c not in measured),
+        )
         .sort("window")
     )
-    acc = MetricsAccumulator(n_items, snapshots.height, item_factors, snapshot_every_hours)
+    deployed_at = None
+    if {"model_version", "t_deployed"} <= set(found.columns) and found.height:
+        version = found["model_version"].to_numpy().astype(np.int64)
+        keep = version >= 0
+        deployed_at = np.full(int(version.max(initial=-1)) + 1, np.nan)
+        deployed_at[version[keep]] = found["t_deployed"].to_numpy()[keep]
+    acc = MetricsAccumulator(
+        n_items, snapshots.height, item_factors, snapshot_every_hours, deployed_at
+    )
     impressions, truth = scan_table(log_root, "impressions"), scan_table(log_root, "truth")
+    read = [*IMPRESSION_COLUMNS, *serving_columns(impressions.collect_schema().names())]
     for rnd in logged_rounds(log_root, "impressions"):  # one round's files per collect
         acc.add(
-            impressions.filter(pl.col("round") == rnd).select(IMPRESSION_COLUMNS).collect(),
+            impressions.filter(pl.col("round") == rnd).select(read).collect(),
             truth.filter(pl.col("round") == rnd)
             .select("request_id", "position", "relevance")
             .collect(),
@@ -358,6 +529,28 @@ def compute_metrics(
     return measure_log(
         log_root, n_items, item_factors, snapshot_every_hours, rng, homogenization_pairs
     ).metrics
+
+
+def serving_columns(available: list[str] | tuple[str, ...]) -> list[str]:
+    """The serving columns the metrics read among ``available`` (a log's columns):
+    :data:`SERVING_LOG_COLUMNS` present, plus ``model_version`` when ``slate_age_h`` is (the
+    staleness needs both). Older logs have none: their serving metrics are NaN."""
+    found = [c for c in SERVING_LOG_COLUMNS if c in available]
+    return found + (["model_version"] if "slate_age_h" in found else [])
+
+
+def mann_whitney_auc(score: np.ndarray, positive: np.ndarray) -> float:
+    """P(a random positive outscores a random negative), ties counted one half: the
+    Mann–Whitney U of the positives over ``n_pos · n_neg``, from average ranks. NaN without a
+    positive or without a negative."""
+    positive = np.asarray(positive, dtype=bool)
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(score, method="average")
+    u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
 
 
 def _group_starts(sorted_keys: np.ndarray) -> np.ndarray:

@@ -71,3 +71,19 @@ def test_every_place_that_shows_metrics_uses_catalog_columns() -> None:
 def test_unknown_metric_is_named() -> None:
     with pytest.raises(KeyError, match="'nope' is not in the metric catalog"):
         metric_info("nope")
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (8.25, "8.2 ms"),
+        (999.4, "999 ms"),
+        (9999.0, "9,999 ms"),
+        (34915.0, "34.9 s"),
+        (146234.0, "146 s"),
+        (1405100.0, "23.4 min"),
+        (3.6e8, "100 h"),
+    ],
+)
+def test_latencies_print_in_a_readable_unit(value, text) -> None:
+    assert format_metric(value, "ms") == text

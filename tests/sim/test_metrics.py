@@ -504,7 +504,36 @@ def _e2e_configs() -> dict:
     }
 
 
-E2E_CONFIGS = _e2e_configs()
+def _serving_e2e_config() -> dict:
+    """The serving system's shortcuts all on (one saturated server, a budget, a slate cache): the
+    serving metrics recomputed from its log. Only once the ``serving`` config group exists (it
+    is added by the serving-system branch of issue 15)."""
+    from conftest import compose_config
+
+    if "serving" not in compose_config():
+        return {}
+    # 300 users x 1 session/day = 300 requests/day = 0.0035/s; 300 s of service on 1 server:
+    # utilization about 1.04, so requests queue, and some exceed the 600 s budget
+    return {
+        "serving_shortcuts": compose_config(
+            "seed=5",
+            "world.n_users=300",
+            "world.n_items=150",
+            "policy.slate_size=4",
+            "policy.n_candidates=12",
+            "sim.days=4",
+            "serving.model_servers=1",
+            "serving.service.mean_ms=300000",
+            "serving.latency_budget_ms=600000",
+            "serving.cache_ttl_hours=6",
+            "metrics.homogenization_pairs=300",
+            "report.enabled=false",
+            "progress=false",
+        )
+    }
+
+
+E2E_CONFIGS = _e2e_configs() | _serving_e2e_config()
 
 
 @pytest.fixture(scope="module", params=sorted(E2E_CONFIGS))
@@ -560,7 +589,11 @@ def _independent_metrics(cfg: dict, log_root: Path) -> dict[str, np.ndarray]:
     h_rng = homogenization_rng(cfg["seed"])
     n_pairs = cfg["metrics"]["homogenization_pairs"]
 
-    out: dict[str, list] = {k: [] for k in METRIC_COLUMNS if k not in ("window", "model_version")}
+    # the serving columns: their own independent recomputation (NaN where the log lacks them)
+    from test_serving_metrics import SERVING, ref_serving_metrics
+
+    skip = ("window", "model_version", *SERVING)
+    out: dict[str, list] = {k: [] for k in METRIC_COLUMNS if k not in skip}
     prior = np.zeros(n_items)
     cum_e = np.zeros(n_items)
     cum_util = 0.0
@@ -619,7 +652,8 @@ def _independent_metrics(cfg: dict, log_root: Path) -> dict[str, np.ndarray]:
         zip(deployed["model_version"].to_list(), deployed["model_ndcg"].to_list(), strict=True)
     )
     out["model_ndcg"] = [ndcg_of.get(v, math.nan) for v in snaps["model_version"].to_list()]
-    return {k: np.array(v, dtype=float) for k, v in out.items()}
+    serving = ref_serving_metrics(log_root, n_windows, every)
+    return {k: np.array(v, dtype=float) for k, v in out.items()} | serving
 
 
 def test_end_to_end_metrics_match_independent_recomputation(e2e_run):
