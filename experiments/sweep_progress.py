@@ -15,6 +15,7 @@ or Ray launchers, in others; the running count is read from the jobs' folders.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -67,6 +68,11 @@ def sweep_shape(cfgs: Sequence[Mapping[str, Any]]) -> str:
     parts = [(len(_distinct(cfgs, "policy.name")), "policies")]
     parts += [(len({f.get(k) for f in flats}), k) for k in others]
     parts.append((len(_distinct(cfgs, "seed")), "seeds"))
+    if math.prod(n for n, _ in parts) != len(cfgs):
+        # Keys that vary together (arms of a study such as +serving_arm=…), not a full grid.
+        arms = {tuple(f.get(k) for k in keys if k != "seed") for f in flats}
+        varied = ", ".join(others[:3]) + (", …" if len(others) > 3 else "")
+        parts = [(len(arms), f"arms (varying {varied})" if varied else "arms"), parts[-1]]
     return " × ".join(f"{n} {name}" for n, name in parts if n > 1)
 
 

@@ -160,3 +160,20 @@ def test_plan_flag_prints_the_estimate_and_runs_nothing(tmp_path):
     assert out.startswith("recloop quickstart: 3 jobs (3 policies), 30 simulated days each")
     assert "estimate:" in out
     assert not (tmp_path / "s").exists() and not (tmp_path / "outputs").exists()
+
+
+def test_a_study_of_arms_is_counted_as_arms_not_as_a_grid():
+    """The serving study varies several keys together (one +serving_arm per job): the plan
+    counts its arms, where multiplying the distinct values per key would claim 72 jobs."""
+    from omegaconf import OmegaConf
+
+    from experiments.cli import _compose, _job_overrides
+
+    jobs, _ = _job_overrides(["+study=serving"])
+    cfgs = [OmegaConf.to_container(_compose(o), resolve=True) for o in jobs]
+    lines, est = plan_lines(cfgs, "recloop serving")
+    arms = {tuple(o for o in job if not o.startswith("seed=")) for job in jobs}
+    assert len(jobs) == len(est.jobs) == len(arms) * 3
+    assert lines[0].startswith(f"recloop serving: {len(jobs)} jobs ({len(arms)} arms (varying ")
+    assert lines[0].split("(")[2].startswith("varying serving.")
+    assert "× 3 seeds)" in lines[0]
