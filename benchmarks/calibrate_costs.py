@@ -50,14 +50,26 @@ PRESETS = (
     "lmf",
     "item_knn",
     "item_knn_bm25",
+    # Component variants: greedy with one component swapped. The cost model adds their
+    # difference to greedy onto any preset that uses the component (experiments.cost_model).
+    "greedy+retrieve=mixed",
+    "greedy+rerank=learned",
 )
 
 
 def measure(preset: str, days: int, workdir: Path) -> dict[str, float]:
+    base, _, component = preset.partition("+")
+    swap = [f"policy/{component}"] if component else []  # e.g. policy/rerank=learned
     with initialize_config_module(config_module="configs", version_base="1.3"):
         cfg = compose(
             config_name="config",
-            overrides=[f"policy={preset}", f"sim.days={days}", "seed=100", "progress=false"],
+            overrides=[
+                f"policy={base}",
+                *swap,
+                f"sim.days={days}",
+                "seed=100",
+                "progress=false",
+            ],
         )
     out = workdir / f"{preset}_{days}"
     start = time.perf_counter()
@@ -83,6 +95,8 @@ def measure(preset: str, days: int, workdir: Path) -> dict[str, float]:
         "bytes": size - report,
         "selector": str(cfg.policy.selector._target_).rpartition(".")[2],
     }
+    if component:  # the swapped component's class: how the cost model recognises it
+        row["target"] = str(cfg.policy[component.partition("=")[0]]._target_)
     shutil.rmtree(out)
     print(json.dumps(row), flush=True)
     return row
@@ -97,8 +111,10 @@ def fit_preset(rows: list[dict[str, float]]) -> dict[str, float | str]:
         fit_s, per_click = 0.0, 0.0
     else:
         (fit_s, per_click), _ = nnls(design, target)
+    extra = {"target": rows[0]["target"]} if "target" in rows[0] else {}
     return {
         "selector": rows[0]["selector"],
+        **extra,
         "serve_s": serve_s,
         "fit_s": float(fit_s),
         "fit_s_per_click": float(per_click),
@@ -152,7 +168,9 @@ def main() -> None:
         f"REPORT_BYTES = {report_bytes}",
         "# per preset: seconds per request at 1,000 items (serve, respond, log, metrics); "
         "seconds per retrain",
-        "# (fit + quality probe) fixed and per training click; clicks and bytes per request",
+        "# (fit + quality probe) fixed and per training click; clicks and bytes per request.",
+        "# 'base+group=choice': base with policy/group=choice (its class: target); the cost model",
+        "# adds its difference to base onto every job that uses that class.",
         "PRESETS: dict[str, dict] = {",
     ]
     for name, c in fitted.items():

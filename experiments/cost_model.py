@@ -64,10 +64,11 @@ def _selector_name(cfg: Mapping[str, Any]) -> str:
     return target.rpartition(".")[2]
 
 
-def policy_costs(cfg: Mapping[str, Any]) -> tuple[dict[str, float], str | None]:
-    """The calibrated costs of the job's preset, and the preset they were borrowed from (None
-    when the preset itself was calibrated)."""
-    presets = cost_calibration.PRESETS
+ADDITIVE = ("serve_s", "fit_s", "fit_s_per_click", "clicks_per_request", "bytes_per_request")
+
+
+def _preset_costs(cfg: Mapping[str, Any]) -> tuple[dict[str, float], str | None]:
+    presets = {k: v for k, v in cost_calibration.PRESETS.items() if "+" not in k}
     name = str(config_value(cfg, "policy.name", "greedy"))
     if name in presets:
         return presets[name], None
@@ -76,6 +77,27 @@ def policy_costs(cfg: Mapping[str, Any]) -> tuple[dict[str, float], str | None]:
         if costs.get("selector") == selector:
             return costs, other
     return presets["greedy"], "greedy"
+
+
+def policy_costs(cfg: Mapping[str, Any]) -> tuple[dict[str, float], str | None]:
+    """The calibrated costs of the job's preset, and the preset they were borrowed from (None
+    when the preset itself was calibrated); plus, for each calibrated component variant
+    (``greedy+rerank=learned``: a learned reranker, ``greedy+retrieve=mixed``: several
+    retrievers) whose class the job uses, that variant's cost over its base preset."""
+    costs, like = _preset_costs(cfg)
+    presets = cost_calibration.PRESETS
+    extra = {key: 0.0 for key in ADDITIVE}
+    for variant, measured in presets.items():
+        base, _, component = variant.partition("+")
+        group = component.partition("=")[0]
+        if not group or base not in presets:
+            continue
+        if config_value(cfg, f"policy.{group}._target_") == measured.get("target"):
+            for key in ADDITIVE:
+                extra[key] += measured[key] - presets[base][key]
+    if any(extra.values()):
+        costs = {**costs, **{k: max(costs[k] + extra[k], 0.0) for k in ADDITIVE}}
+    return costs, like
 
 
 def estimate_job(cfg: Mapping[str, Any]) -> JobEstimate:

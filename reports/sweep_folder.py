@@ -309,19 +309,34 @@ def label_arms(jobs: Sequence[Job]) -> list[str]:
     job that has an ``overrides.yaml`` (none of them is part of a label).
 
     The label is the policy plus the job's remaining arm overrides in file order, e.g.
-    ``softmax [policy.temperature=0.1]``; jobs of every status count when finding what is
-    shared, so a failed job does not change the other arms' labels.
+    ``softmax [policy.temperature=0.1]``; when every job has the same policy and its arm
+    overrides all choose a config group (a study of one policy's arms, such as ``serving``'s
+    ``+serving_arm=cache``), the label is those overrides alone and ``policy=<name>`` joins the
+    shared overrides. Jobs of every
+    status count when finding what is shared, so a failed job does not change the other arms'
+    labels.
     """
     with_overrides = [j.overrides for j in jobs if j.overrides is not None]
     shared = set.intersection(*(set(o) for o in with_overrides)) if with_overrides else set()
+    extras = {
+        id(job): [o for o in job.overrides or () if is_arm_override(o) and o not in shared]
+        for job in jobs
+    }
+    known = [j for j in jobs if j.policy is not None]
+    one_policy = len({j.policy for j in known}) == 1 and all(
+        extras[id(j)] and all("." not in override_key(o) for o in extras[id(j)]) for j in known
+    )
     for job in jobs:
+        extra = extras[id(job)]
         if job.policy is None:
             job.arm = None
-            continue
-        extra = [o for o in job.overrides or () if is_arm_override(o) and o not in shared]
-        job.arm = f"{job.policy} [{', '.join(extra)}]" if extra else job.policy
+        elif one_policy:
+            job.arm = ", ".join(extra)
+        else:
+            job.arm = f"{job.policy} [{', '.join(extra)}]" if extra else job.policy
     first = with_overrides[0] if with_overrides else []
-    return [o for o in first if o in shared]
+    found = [o for o in first if o in shared]
+    return [*found, f"policy={known[0].policy}"] if one_policy else found
 
 
 def normalized_override(override: str) -> str:

@@ -90,12 +90,36 @@ def test_a_preset_without_calibration_is_estimated_like_its_selector():
     )
 
 
+@pytest.mark.parametrize(
+    ("group", "variant"),
+    [("rerank", "greedy+rerank=learned"), ("retrieve", "greedy+retrieve=mixed")],
+)
+def test_a_swapped_component_adds_its_calibrated_cost_to_any_preset(group, variant):
+    """A learned reranker or a retriever mix costs what its calibrated variant costs over greedy,
+    on top of whichever preset uses it (softmax here: not the variant's own base)."""
+    presets = cost_calibration.PRESETS
+    measured = presets[variant]
+    plain = _cfg(policy__name="softmax")
+    swapped = _cfg(policy__name="softmax")
+    swapped["policy"][group] = {"_target_": measured["target"]}
+    base, _ = policy_costs(plain)
+    costs, like = policy_costs(swapped)
+    assert like is None
+    for key in ("serve_s", "fit_s", "bytes_per_request"):
+        expected = max(base[key] + measured[key] - presets["greedy"][key], 0.0)
+        assert costs[key] == pytest.approx(expected), key
+    assert estimate_job(swapped).seconds > estimate_job(plain).seconds
+    # another class in the same group adds nothing
+    swapped["policy"][group] = {"_target_": "my.own.Component"}
+    assert policy_costs(swapped)[0] == base
+
+
 def test_every_study_preset_is_calibrated():
     from omegaconf import OmegaConf
 
     from experiments.cli import _compose, _job_overrides
 
-    for study in ("quickstart", "exploration", "models"):
+    for study in ("quickstart", "exploration", "models", "serving"):
         jobs, _ = _job_overrides([f"+study={study}", "seed=0"])
         for overrides in jobs:
             cfg = OmegaConf.to_container(_compose(overrides), resolve=True)

@@ -21,7 +21,7 @@ from reports.sweep_report import build_sweep_report
 
 SEEDS = (0, 1, 2)
 ARMS = ("servers_budget", "unlimited", "cache")  # job order: the reference is not first
-REF = "greedy [+serving_arm=unlimited]"
+REF = "+serving_arm=unlimited"
 # final-window values by arm, seeds 0, 1, 2
 FINALS = {
     "utility": {
@@ -103,10 +103,11 @@ def test_the_study_reference_is_the_baseline(sweep_dir: Path) -> None:
     sweep = load_sweep(sweep_dir)
     assert sweep.study_baseline == "serving_arm=unlimited"
     assert sweep.baseline == REF and sweep.arms[0] == REF
+    # one policy whose arms are config-group choices: the label is the choice, the policy shared
+    assert all(arm.startswith("+serving_arm=") for arm in sweep.arms)
+    assert sweep.shared_overrides == ["+study=serving", "policy=greedy"]
     # an explicit baseline still wins
-    assert load_sweep(sweep_dir, "greedy [+serving_arm=cache]").baseline == (
-        "greedy [+serving_arm=cache]"
-    )
+    assert load_sweep(sweep_dir, "+serving_arm=cache").baseline == ("+serving_arm=cache")
 
 
 def test_comparison_md_against_the_reference(sweep_dir: Path) -> None:
@@ -121,9 +122,9 @@ def test_shortcut_table_paired_differences(sweep_dir: Path) -> None:
     section = page[start : page.index("</table>", start)]
     assert f"against {REF}" in section or f"against <code>{REF}</code>" in section
     rows = {r.split("</td>")[0]: r for r in section.split("<tr><td>")[1:]}
-    assert set(rows) == {"greedy [+serving_arm=servers_budget]", "greedy [+serving_arm=cache]"}
+    assert set(rows) == {"+serving_arm=servers_budget", "+serving_arm=cache"}
     for arm in ("servers_budget", "cache"):
-        row = rows[f"greedy [+serving_arm={arm}]"]
+        row = rows[f"+serving_arm={arm}"]
         for metric in ("utility", "model_ndcg", "gini_exposure", "popularity_drift"):
             mean, low, high = _paired(metric, arm)
             assert f"Δ {mean:+.3f} [{low:+.3f}, {high:+.3f}]" in row, (arm, metric)
@@ -135,7 +136,7 @@ def test_shortcut_table_paired_differences(sweep_dir: Path) -> None:
     )
     assert stats.ttest_rel(d, np.zeros(3)).pvalue < 0.05
     assert "rose significantly against" in section
-    assert "greedy [+serving_arm=servers_budget]: their shortcuts" in section
+    assert "+serving_arm=servers_budget: their shortcuts" in section
 
 
 def test_serving_series_and_table_rows(sweep_dir: Path) -> None:
