@@ -113,6 +113,7 @@ SERVING_SERIES_METRICS: tuple[str, ...] = (
     "cache_hit_rate",
     "staleness_h",
     "retrieval_recall",
+    "retrieval_recall_n",
     "reranker_auc",
 )
 # the serving headline: each shortcut's quality cost and its feedback effect on the catalog,
@@ -589,21 +590,27 @@ def _shortcut_section(sweep: Sweep, comp: Comparison) -> str:
     context = [m for m in SHORTCUT_CONTEXT if m in comp.values and comp.shown(m)]
     if base is None or len(comp.arms) < 2 or not (cost or feedback):
         return ""
-    head = "".join(f"<th>{_esc(metric_info(m).title)}</th>" for m in context)
-    head += "".join(f"<th>Δ {_esc(metric_info(m).title)}</th>" for m in (*cost, *feedback))
-    rows = []
-    for arm in comp.arms[1:]:
-        cells = [f"<td>{_esc(arm)}</td>"]
-        for metric in context:
-            kind = metric_info(metric).kind
-            cells.append(
-                f'<td class="num">{_esc(fmt_interval(comp.values[metric][arm].value, kind))}</td>'
-            )
-        for metric in (*cost, *feedback):
-            cells.append(
-                f'<td class="num">{_diff_line(comp.values[metric][arm], metric_info(metric).kind)}</td>'
-            )
-        rows.append(f"<tr>{''.join(cells)}</tr>")
+
+    def table(deltas: Sequence[str]) -> str:
+        """Arm, the traffic its shortcuts took (context), then each Δ against the reference."""
+        head = "".join(f"<th>{_esc(metric_info(m).title)}</th>" for m in context)
+        head += "".join(f"<th>Δ {_esc(metric_info(m).title)}</th>" for m in deltas)
+        rows = []
+        for arm in comp.arms[1:]:
+            cells = [f"<td>{_esc(arm)}</td>"]
+            for metric in context:
+                kind = metric_info(metric).kind
+                value = fmt_interval(comp.values[metric][arm].value, kind)
+                cells.append(f'<td class="num">{_esc(value)}</td>')
+            for metric in deltas:
+                line = _diff_line(comp.values[metric][arm], metric_info(metric).kind)
+                cells.append(f'<td class="num">{line}</td>')
+            rows.append(f"<tr>{''.join(cells)}</tr>")
+        return (
+            f'<div class="table-scroll"><table class="headline-table"><thead><tr><th>Arm</th>'
+            f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+        )
+
     drift = comp.values.get("popularity_drift", {})
     fed = [
         a
@@ -625,15 +632,18 @@ def _shortcut_section(sweep: Sweep, comp: Comparison) -> str:
             f" No arm's popularity drift rose significantly against {base} "
             f"(paired t-test, p < {ALPHA})."
         )
+    tables = ""
+    if feedback:
+        tables += f"<h3>What it feeds back into the catalog</h3>{table(feedback)}"
+    if cost:
+        tables += f"<h3>What it costs in quality</h3>{table(cost)}"
     return (
         '<h2 id="shortcuts">Serving shortcuts: their cost and their feedback</h2>'
-        f'<p class="answer">Each arm against <code>{_esc(base)}</code> (the reference: '
-        "unlimited capacity, no cache) on the same seeds, which share users, arrivals and coin "
-        "flips: what the shortcut costs in quality (utility of shown items, CTR, the model's "
-        "true NDCG) and what it does to the catalog (exposure Gini, popularity drift)."
-        f"{_esc(verdict)}</p>"
-        f'<div class="table-scroll"><table class="headline-table"><thead><tr><th>Arm</th>{head}'
-        f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+        f'<p class="answer">Each arm against <code>{_esc(base)}</code> (the reference arm) on '
+        "the same seeds, which share users, arrivals and coin flips: what the shortcut does to "
+        "the catalog (exposure Gini, popularity drift) and what it costs in quality (utility of "
+        f"shown items, CTR, the model's true NDCG).{_esc(verdict)}</p>"
+        f"{tables}"
         '<p class="caption">Fallback share and cache hit rate: the arm\'s final-window values '
         "(the cumulative fallback share is the run's total). Δ: the arm minus the reference on "
         "the same seed, with its interval and paired test, as in the table above.</p>"

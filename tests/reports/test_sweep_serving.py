@@ -119,9 +119,17 @@ def test_comparison_md_against_the_reference(sweep_dir: Path) -> None:
 def test_shortcut_table_paired_differences(sweep_dir: Path) -> None:
     page = html.unescape(build_sweep_report(sweep_dir).read_text(encoding="utf-8"))
     start = page.index('<h2 id="shortcuts">')
-    section = page[start : page.index("</table>", start)]
+    section = page[start : page.index('<p class="caption">', start)]
     assert f"against {REF}" in section or f"against <code>{REF}</code>" in section
-    rows = {r.split("</td>")[0]: r for r in section.split("<tr><td>")[1:]}
+    # two tables (feedback on the catalog, then quality cost), one row per arm in each
+    assert section.count("<table") == 2
+    assert section.index("<h3>What it feeds back into the catalog") < section.index(
+        "<h3>What it costs in quality"
+    )
+    rows: dict[str, str] = {}
+    for r in section.split("<tr><td>")[1:]:
+        arm = r.split("</td>")[0]
+        rows[arm] = rows.get(arm, "") + r
     assert set(rows) == {"+serving_arm=servers_budget", "+serving_arm=cache"}
     for arm in ("servers_budget", "cache"):
         row = rows[f"+serving_arm={arm}"]
