@@ -72,7 +72,7 @@ import polars as pl
 import scipy.sparse as sp
 from scipy.stats import rankdata
 
-from sim.event_log import logged_rounds, scan_table
+from sim.event_log import DEGRADED_DTYPE, logged_rounds, scan_table
 from sim.inequality import gini
 
 IMPRESSION_COLUMNS = (
@@ -132,6 +132,7 @@ METRIC_COLUMNS = (
     "retrieval_recall_n",
     "reranker_auc",
 )
+DEGRADED_CODES = DEGRADED_DTYPE.categories.to_list()  # the physical codes of `degraded`
 # Columns of the impressions table the serving metrics read, when the log has them (the serving
 # system's; ``model_version`` only alongside ``slate_age_h``, for the staleness).
 SERVING_LOG_COLUMNS = ("latency_ms", "degraded", "cache_hit", "slate_age_h", "rerank_score")
@@ -298,9 +299,11 @@ class MetricsAccumulator:
             latency = per_request("latency_ms").cast(pl.Float64).fill_null(np.nan).to_numpy()
             self._latency.append((req_window.astype(np.int32), latency))
         if "degraded" in columns:
-            reason = per_request("degraded").cast(pl.String)
-            self.budget += count((reason == "budget").fill_null(False).to_numpy())
-            self.overload += count((reason == "overload").fill_null(False).to_numpy())
+            # Enum codes (none, budget, overload), not strings
+            reason = per_request("degraded").cast(DEGRADED_DTYPE).to_physical()
+            reason = reason.fill_null(0).to_numpy()
+            self.budget += count(reason == DEGRADED_CODES.index("budget"))
+            self.overload += count(reason == DEGRADED_CODES.index("overload"))
         if "cache_hit" in columns:
             self.cache_hits += count(per_request("cache_hit").fill_null(False).to_numpy())
         if "slate_age_h" in columns:
@@ -315,10 +318,14 @@ class MetricsAccumulator:
             self.stale_sum += count(ok, staleness)
             self.stale_n += count(ok)
         if "rerank_score" in columns:
-            score = imp["rerank_score"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+            score = imp["rerank_score"].fill_null(np.nan).to_numpy()
             ok = np.isfinite(score)
+            if not ok.any():  # no learned reranker served this round (the usual case)
+                return
             if "degraded" in columns:  # model-served rows only: not the popularity fallback's
-                ok &= (imp["degraded"].cast(pl.String) == "none").fill_null(True).to_numpy()
+                codes = imp["degraded"].cast(DEGRADED_DTYPE).to_physical().fill_null(0)
+                ok &= codes.to_numpy() == DEGRADED_CODES.index("none")
+            score = score.astype(np.float64)
             self._scored.append((w[ok].astype(np.int32), score[ok], clicked[ok]))
 
     def serving(self) -> pl.DataFrame:
