@@ -76,8 +76,9 @@ class RetrievalRecallProbe:
     For each probe user: the share of the deployed model's exact top-``slate_size`` (and
     top-``n_candidates``) — filtered the way serving filters (``Retrieve.filter``) — that the
     policy's retrieval stage returns; averaged over the users. The model's own retrieval
-    (``policy/retrieve=model``) *is* the exhaustive ranking (the same call), so both are 1.0 there
-    and the ranking is not fetched twice.
+    (``policy/retrieve=model``) *is* the exhaustive ranking (the same exact top-N call:
+    ``tests/policies/test_retrieval.py`` checks the stage against ``model.retrieve``), so both are
+    1.0 there by construction and nothing is computed (on S it cost ~2% of the run's time).
     ``(nan, nan)`` without probe users or without a ranking (no candidates).
     """
 
@@ -87,14 +88,13 @@ class RetrievalRecallProbe:
         n, k = policy.n_candidates, policy.config.slate_size
         if self.user_ids.size == 0 or n == 0:
             return float("nan"), float("nan")
+        if isinstance(policy.config.retrieve, ModelRetrieval):
+            return 1.0, 1.0  # the stage is the model's exhaustive retrieval itself
         hits_k, hits_n = [], []
         for lo in range(0, self.user_ids.size, PROBE_CHUNK):
             users = self.user_ids[lo : lo + PROBE_CHUNK]
             retrieved, filt = policy.retrieve(users, deployment)
-            if isinstance(policy.config.retrieve, ModelRetrieval):
-                exact = retrieved.items  # the stage is the model's exhaustive retrieval itself
-            else:
-                exact = deployment.model.retrieve(users, n, filt).items  # best first
+            exact = deployment.model.retrieve(users, n, filt).items  # best first
             exact_k, got = exact[:, :k], retrieved.items
             hits_k.append((exact_k[:, :, None] == got[:, None, :]).any(axis=2).mean(axis=1))
             hits_n.append((exact[:, :, None] == got[:, None, :]).any(axis=2).mean(axis=1))
