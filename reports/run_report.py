@@ -907,7 +907,10 @@ def _serving_text(m: pl.DataFrame) -> str:
         values = _finite(m, col)
         return format_metric(values.mean(), metric_info(col).kind) if values.size else None
 
-    if (share := final("cum_fallback_share")) is not None:
+    def used(col: str) -> bool:  # the feature served at least one request
+        return bool((_finite(m, col) > 0).any())
+
+    if (share := final("cum_fallback_share")) is not None and used("cum_fallback_share"):
         budget, overload = mean("fallback_share_budget"), mean("fallback_share_overload")
         sentences.append(
             f"Over the whole run, {share} of requests were served by the popularity fallback "
@@ -919,12 +922,14 @@ def _serving_text(m: pl.DataFrame) -> str:
             f"Per window on average, the median request took {p50} and the p99 {p99} (queue "
             "wait + service)."
         )
-    if (hit := mean("cache_hit_rate")) is not None:
-        stale = mean("staleness_h")
+    stale = mean("staleness_h")
+    if (hit := mean("cache_hit_rate")) is not None and used("cache_hit_rate"):
         text = f"The slate cache served {hit} of requests per window on average"
         sentences.append(
             text + (f"; the model behind a slate was {stale} old on average." if stale else ".")
         )
+    elif stale is not None:
+        sentences.append(f"The model behind a slate was {stale} old on average.")
     if (recall := mean("retrieval_recall")) is not None:
         text = f"Retrieval kept {recall} of the model's own top-K"
         if (recall_n := mean("retrieval_recall_n")) is not None:

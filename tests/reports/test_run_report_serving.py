@@ -8,6 +8,7 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 import yaml
@@ -179,3 +180,22 @@ def test_reasons_from_data_alone() -> None:
     assert serving_reasons(m.head(1), learned) == ["a learned reranker"]
     identity = {"policy": {"rerank": {"_target_": "policies.rerank.Identity"}}}
     assert serving_reasons(m.head(1), identity) == []
+
+
+def test_text_leaves_out_a_fallback_and_cache_that_never_served() -> None:
+    """A run whose serving section exists for a reranker only: no sentence about a popularity
+    fallback or a slate cache that served 0% of requests, but the model's age still."""
+    values = SERVING_VALUES | {
+        "fallback_share_budget": [0.0, 0.0, 0.0],
+        "fallback_share_overload": [0.0, 0.0, 0.0],
+        "cum_fallback_share": [0.0, 0.0, 0.0],
+        "cache_hit_rate": [0.0, 0.0, 0.0],
+    }
+    text = _serving_text(pl.DataFrame({"window": [0, 1, 2], **values}))
+    assert "fallback" not in text and "cache" not in text
+    stale = format_metric(float(np.mean(values["staleness_h"])), metric_info("staleness_h").kind)
+    assert f"The model behind a slate was {stale} old on average." in text
+    assert "reranker's AUC" in text
+    # and where they served, both are reported
+    both = _serving_text(pl.DataFrame({"window": [0, 1, 2], **SERVING_VALUES}))
+    assert "popularity fallback" in both and "slate cache served" in both
