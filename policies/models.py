@@ -200,6 +200,25 @@ def _blocked(ids: np.ndarray, filter_rows: sp.csr_matrix, n_items: int) -> np.nd
     return keys_blocked[pos] == keys
 
 
+def ranking_order(score: np.ndarray) -> np.ndarray:
+    """Item ids best first by ``score``, ties by item id: one global ranking."""
+    return np.lexsort((np.arange(score.size), -np.asarray(score)))
+
+
+def first_unfiltered(order: np.ndarray, n: int, filter_rows: sp.csr_matrix) -> np.ndarray:
+    """Per row of ``filter_rows``: the first ``n`` items of the global ranking ``order`` (all the
+    catalog's items) that the row does not filter; when fewer remain, filtered ones follow in
+    ranking order. The first ``n + filtered`` ranks always hold the answer, so no per-user
+    scoring is needed."""
+    n_items = order.size
+    counts = np.diff(filter_rows.indptr)
+    k = min(n + int(counts.max(initial=0)), n_items)
+    proposals = np.broadcast_to(order[:k], (filter_rows.shape[0], k))
+    blocked = _blocked(proposals, filter_rows, n_items)
+    first = np.argsort(blocked, axis=1, kind="stable")[:, : min(n, n_items)]
+    return np.take_along_axis(proposals, first, axis=1).astype(np.int64)
+
+
 RESCORE_CHUNK = 512  # rows per exact-rescoring block: keeps the (rows, k, f) gather in cache
 
 
@@ -247,19 +266,11 @@ class PopularityModel:
     @cached_property
     def order(self) -> np.ndarray:
         """The one global ranking (best first, ties by item id): the same for every user."""
-        score = self.ranking_score
-        return np.lexsort((np.arange(score.size), -score))
+        return ranking_order(self.ranking_score)
 
     def retrieve(self, user_ids: np.ndarray, n: int, filter_rows: sp.csr_matrix) -> Retrieval:
-        # Every user gets the global ranking minus their filtered items: the first
-        # ``n + filtered`` ranks always hold the answer, so no per-user scoring is needed.
-        counts = np.diff(filter_rows.indptr)
-        n_items = self.popularity.size
-        k = min(n + int(counts.max(initial=0)), n_items)
-        proposals = np.broadcast_to(self.order[:k], (user_ids.shape[0], k))
-        blocked = _blocked(proposals, filter_rows, n_items)
-        first = np.argsort(blocked, axis=1, kind="stable")[:, : min(n, n_items)]
-        ids = np.take_along_axis(proposals, first, axis=1).astype(np.int64)
+        # Every user gets the global ranking minus their filtered items.
+        ids = first_unfiltered(self.order, n, filter_rows)
         scores = self.popularity[ids].astype(np.float32)
         code = SOURCE_CODE[self.source_name]
         return Retrieval(ids, scores, np.full(user_ids.shape[0], code, dtype=np.int8))

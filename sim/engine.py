@@ -49,7 +49,7 @@ import simpy
 
 from agents.validation import is_number, is_positive_int
 from agents.world import World
-from policies.models import Model
+from policies.models import Model, ranking_order
 from policies.pipeline import Deployment
 from policies.policy import ServingPolicy, Target
 from policies.rerank import Identity
@@ -57,7 +57,6 @@ from sim.event_log import EventLog, partition_path, write_parquet_atomic
 from sim.serving_system import (
     RequestOutcome,
     ServingConfig,
-    popularity_order,
     route,
     serve_routed,
 )
@@ -252,7 +251,7 @@ class Simulation:
         fallback = None
         if self.serving.latency_budget_ms is not None:
             # The degraded path's list: the training log's clicks per item, ties by item id.
-            fallback = popularity_order(np.asarray(interactions.clicks.sum(axis=0)).ravel())
+            fallback = ranking_order(np.asarray(interactions.clicks.sum(axis=0)).ravel())
         state.stats.seconds["fit"] += time.perf_counter() - start
         model_ndcg = float("nan")
         if self.quality_probe is not None:

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from agents.validation import is_number, is_positive_int
-from policies.models import SOURCE_CODE
+from policies.models import SOURCE_CODE, first_unfiltered
 from policies.pipeline import SlateBatch
 from policies.policy import ServingPolicy
 from policies.propensity import EXACT, METHODS
@@ -345,23 +345,6 @@ def _route(
     return status, latency, hit_row, fill_t
 
 
-def popularity_order(clicks_per_item: np.ndarray) -> np.ndarray:
-    """Item ids by clicks, most first; ties by item id (the fallback list of a deployment)."""
-    return np.lexsort((np.arange(clicks_per_item.size), -np.asarray(clicks_per_item)))
-
-
-def fallback_slates(order: np.ndarray, seen_rows: Any, k: int) -> np.ndarray:
-    """The first ``k`` items of ``order`` that each user has not clicked (``seen_rows``: the
-    users' rows of the deployed model's ``seen`` CSR); if fewer remain, clicked ones follow."""
-    n = seen_rows.shape[0]
-    per_user = np.diff(seen_rows.indptr)
-    width = min(order.size, k + (int(per_user.max()) if n else 0))
-    head = order[:width]
-    blocked = seen_rows[:, head].toarray() > 0  # (n, width)
-    pick = np.argsort(blocked, axis=1, kind="stable")[:, :k]
-    return head[pick].astype(np.int64)
-
-
 def serve_routed(
     policy: ServingPolicy,
     rand: Randomness,
@@ -438,7 +421,8 @@ def serve_routed(
     degraded = np.flatnonzero(status >= BUDGET)
     if degraded.size:
         assert system.fallback is not None and policy.model is not None
-        fallback = fallback_slates(system.fallback, policy.model.seen[users[degraded]], k)
+        # the deployment's popularity order minus what each user clicked
+        fallback = first_unfiltered(system.fallback, k, policy.model.seen[users[degraded]])
         out["items"][degraded] = fallback
         cand["candidates"][degraded, :k] = fallback
         cand["candidate_shown"][degraded, :k] = True

@@ -20,6 +20,7 @@ from scipy import stats
 
 from experiments.config import ConfigError, parse_config
 from experiments.run import run
+from policies.models import first_unfiltered, ranking_order
 from sim.serving_system import (
     BUDGET,
     HIT,
@@ -29,8 +30,6 @@ from sim.serving_system import (
     ServiceConfig,
     ServingConfig,
     ServingSystemState,
-    fallback_slates,
-    popularity_order,
     route,
 )
 
@@ -205,10 +204,10 @@ def test_single_server_fallback_share_matches_mm1_with_balking(rho):
 def test_fallback_is_the_popularity_order_minus_what_the_user_clicked():
     rng = np.random.default_rng(0)
     clicks = rng.integers(0, 4, 40)
-    order = popularity_order(clicks)
+    order = ranking_order(clicks)
     assert [(-clicks[i], i) for i in order] == sorted((-clicks[i], i) for i in range(40))
     seen = sp.random(6, 40, density=0.3, random_state=1, format="csr")
-    got = fallback_slates(order, seen, 5)
+    got = first_unfiltered(order, 5, seen)
     for u in range(6):
         clicked = set(seen[u].indices.tolist())
         assert got[u].tolist() == [i for i in order if i not in clicked][:5]
