@@ -16,6 +16,9 @@ from policies.interactions import (
     SlotCounts,
 )
 
+# Impression columns the learned reranker's rows need beside the ones every policy trains on.
+RERANK_COLUMNS = ["request_id", "t", "source"]
+
 
 class TrainingLog:
     """Accumulates each written ``impressions`` partition.
@@ -58,22 +61,13 @@ class TrainingLog:
     def add_partition(self, impressions_path: Path, candidates_path: Path | None = None) -> None:
         """Read one written round (``candidates_path``: its candidates partition, needed with
         ``rerank_rounds > 0``)."""
+        columns = ["user_id", "item_id", "clicked", "model_version", "position", "score"]
+        columns += ["intervention"] + (RERANK_COLUMNS if self.rerank_rounds else [])
+        shown = pl.read_parquet(impressions_path, columns=columns)  # the round, read once
         if self.rerank_rounds:
             if candidates_path is None:
                 raise ValueError("a learned reranker trains on the candidates table too")
-            self._add_rerank_round(impressions_path, candidates_path)
-        shown = pl.read_parquet(
-            impressions_path,
-            columns=[
-                "user_id",
-                "item_id",
-                "clicked",
-                "model_version",
-                "position",
-                "score",
-                "intervention",
-            ],
-        )
+            self._add_rerank_round(shown, candidates_path)
         users = shown["user_id"].to_numpy().astype(np.int64)
         items = shown["item_id"].to_numpy().astype(np.int64)
         clicked = shown["clicked"].to_numpy()
@@ -100,22 +94,9 @@ class TrainingLog:
             shown["score"].to_numpy().astype(np.float64),
         )
 
-    def _add_rerank_round(self, impressions_path: Path, candidates_path: Path) -> None:
-        """The round's model-served impressions as reranker rows; then count the round in."""
-        shown = pl.read_parquet(
-            impressions_path,
-            columns=[
-                "request_id",
-                "t",
-                "user_id",
-                "item_id",
-                "position",
-                "model_version",
-                "score",
-                "clicked",
-                "source",
-            ],
-        )
+    def _add_rerank_round(self, shown: pl.DataFrame, candidates_path: Path) -> None:
+        """The round's model-served impressions (``shown``, with :data:`RERANK_COLUMNS`) as
+        reranker rows; then count the round in."""
         names = pl.read_parquet_schema(candidates_path)
         cands = pl.read_parquet(
             candidates_path,
