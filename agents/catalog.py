@@ -15,6 +15,14 @@ class ItemMetadata:
     creator_id: np.ndarray  # (n_items,) int32
     price: np.ndarray  # (n_items,) float32
     arrival_t: np.ndarray  # (n_items,) float64, simulated hours
+    # (n_items,) float64 simulated hours: when the item was published (its age is ``t −
+    # publish_t``); the initial catalog was published before the run starts (≤ 0, drawn by
+    # ``agents.world.build_world``); ``None`` at construction means ``arrival_t``.
+    publish_t: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.publish_t is None:
+            object.__setattr__(self, "publish_t", np.asarray(self.arrival_t, dtype=np.float64))
 
     @property
     def n_items(self) -> int:

@@ -12,6 +12,7 @@ intrinsic one, so popularity causes clicks without making items better.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +54,9 @@ class WorldConfig:
     conformity_halflife_days: float = 7.0
     diurnal: Any = "flat"  # agents.arrivals: flat | a named shape | 24 values
     flash_crowds: Any = ()  # agents.arrivals: [{start_hour, duration_hours, multiplier}, ...]
+    item_age_days: float = (
+        60.0  # mean age of the initial catalog at hour 0 (ItemMetadata.publish_t)
+    )
 
     def __post_init__(self) -> None:
         diurnal_profile(self.diurnal)  # one-line errors naming world.diurnal / flash_crowds
@@ -65,7 +69,7 @@ class WorldConfig:
             value = getattr(self, key)
             if not is_number(value) or value < 0:
                 raise ValueError(f"world.{key}={value!r}: must be a number >= 0")
-        for key in ("sessions_per_day", "appeal_tail_df"):
+        for key in ("sessions_per_day", "appeal_tail_df", "item_age_days"):
             value = getattr(self, key)
             if not is_number(value) or value <= 0:
                 raise ValueError(f"world.{key}={value!r}: must be a number > 0")
@@ -263,6 +267,14 @@ def build_world(config: WorldConfig, streams: Streams) -> World:
         content_noise=config.content_noise,
         n_creators=max(1, config.n_items // config.items_per_creator),
         rng=streams.generator("world.items"),
+    )
+    # Publish times of the initial catalog: exponential ages (mean world.item_age_days) before
+    # hour 0, from a stream of their own (so no other draw of the world moves).
+    age_hours = streams.generator("world.item_publish").exponential(
+        config.item_age_days * 24.0, config.n_items
+    )
+    catalog = dataclasses.replace(
+        catalog, metadata=dataclasses.replace(catalog.metadata, publish_t=-age_hours)
     )
     users = generate_users(
         config.n_users,

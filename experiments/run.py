@@ -115,6 +115,7 @@ def build_simulation(
             relevance=world.relevance_matrix if rc.policy.scorer.uses_ground_truth else None,
             item_content=world.catalog.metadata.content,  # metadata a platform has, not truth
             item_arrival_t=world.catalog.metadata.arrival_t,
+            items=world.catalog.metadata,
             rerank_seed=streams.int_seed("policy.rerank"),
             # truth, passed only to the reference arm that reweights by the true θ_k
             examination=world.click_model.examination(rc.policy.slate_size)

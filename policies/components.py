@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from agents.catalog import ItemMetadata
 from agents.validation import is_number, is_positive_int
 from policies.interactions import Interactions
 from policies.models import Model
@@ -98,6 +99,9 @@ class BuildContext:
     item_arrival_t: np.ndarray | None = None  # ItemMetadata.arrival_t (learned reranker)
     examination: np.ndarray | None = None  # true θ_k: debias propensity=oracle only
     debias: Any = None  # policies.debiasing.Debias: how the training data is reweighted
+    # What the platform knows about its items (content, creator, price, publish time): the
+    # objectives and constraints of multi-objective ranking read it.
+    items: ItemMetadata | None = None
 
 
 class Scorer(Protocol):

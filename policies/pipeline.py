@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from agents.catalog import ItemMetadata
 from policies.exclusion import batch_filter, padded_rows
 from policies.intervention import Intervention
 from policies.models import SOURCE_CODE, Model, Retrieval
@@ -97,6 +98,8 @@ class Serving:
     rerank_score: np.ndarray | None = None
     shadow: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
     rerank_prob: np.ndarray | None = None  # (n, C) learned reranker's P(click), candidate order
+    items: ItemMetadata | None = None  # the platform's item metadata (BuildContext.items)
+    times: np.ndarray | None = None  # (n,) float64: each request's simulated hour
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,8 @@ class Retrieve:
             model=model,
             model_version=s.deployment.version,
             item_impressions=s.deployment.item_impressions,
+            items=s.items,
+            times=s.times,
         )
 
 

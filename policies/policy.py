@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from agents.catalog import ItemMetadata
 from agents.validation import is_positive_int
 
 # The built-in components register themselves on import (policies.components.registered).
@@ -225,6 +226,7 @@ class ServingPolicy:
     n_items: int
     bootstrap: ServingPolicy | None = None
     item_content: np.ndarray | None = field(default=None, repr=False)  # for retrieve=mixed
+    items: ItemMetadata | None = field(default=None, repr=False)  # what serving stages may read
     # The learned reranker's trainer (policy/rerank=learned): fits a reranker with every model.
     reranker: Any = None
     deployment: Deployment | None = field(default=None, init=False)
@@ -317,12 +319,15 @@ class ServingPolicy:
     def deploy(self, deployment: Deployment) -> None:
         self.deployment = deployment
 
-    def serve(self, user_ids: np.ndarray, rand: Randomness) -> SlateBatch:
-        """Slates for a batch of requests, with their propensities."""
+    def serve(
+        self, user_ids: np.ndarray, rand: Randomness, times: np.ndarray | None = None
+    ) -> SlateBatch:
+        """Slates for a batch of requests (at simulated hours ``times``, when the caller has
+        them), with their propensities."""
         if self.deployment is None:
             if self.bootstrap is None:
                 raise RuntimeError(f"policy {self.name!r} has no deployed model and no bootstrap")
-            batch = self.bootstrap.serve(user_ids, rand)
+            batch = self.bootstrap.serve(user_ids, rand, times)
             bootstrap = SOURCE_CODE["bootstrap"]
             return dataclasses.replace(
                 batch,
@@ -330,7 +335,7 @@ class ServingPolicy:
                 candidate_source=np.full_like(batch.candidate_source, bootstrap),
                 model_version=-1,
             )
-        s = Serving(user_ids, self.deployment, rand)
+        s = Serving(user_ids, self.deployment, rand, items=self.items, times=times)
         for stage in self.stages:
             stage(s)
         sel = s.selection
@@ -366,6 +371,7 @@ def build_policy(
     examination: np.ndarray | None = None,
     item_arrival_t: np.ndarray | None = None,
     rerank_seed: int | None = None,
+    items: ItemMetadata | None = None,
 ) -> ServingPolicy:
     """Compose a serving policy (and its bootstrap) from a validated config.
 
@@ -375,8 +381,14 @@ def build_policy(
     (``ItemMetadata.content``, linear bandit only); ``examination`` the world's true
     examination curve θ_k (``policy.debias.propensity=oracle`` only: a simulator-only reference).
     ``item_arrival_t`` (``ItemMetadata.arrival_t``) and ``rerank_seed`` (an int from the run's
-    stream ``policy.rerank``; ``seed`` when not given) serve a learned reranker.
+    stream ``policy.rerank``; ``seed`` when not given) serve a learned reranker. ``items`` is
+    the platform's item metadata (``ItemMetadata``: content, creator, price, publish time), which
+    the objectives of multi-objective ranking read; ``item_content`` and ``item_arrival_t``
+    default to its fields.
     """
+    if items is not None:
+        item_content = items.content if item_content is None else item_content
+        item_arrival_t = items.arrival_t if item_arrival_t is None else item_arrival_t
     config.check_catalog(n_items)
     k = config.slate_size
     random_boot = config.bootstrap == "random"
@@ -398,13 +410,20 @@ def build_policy(
         item_arrival_t=item_arrival_t,
         examination=examination,
         debias=config.debias,
+        items=items,
     )
     scorer = config.scorer.build(ctx)
     reranker = None
     if config.rerank.learns:
         reranker = config.rerank.build(ctx, seed if rerank_seed is None else rerank_seed)
     return ServingPolicy(
-        config, scorer, n_items, bootstrap=bootstrap, item_content=item_content, reranker=reranker
+        config,
+        scorer,
+        n_items,
+        bootstrap=bootstrap,
+        item_content=item_content,
+        items=items,
+        reranker=reranker,
     )
 
 

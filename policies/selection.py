@@ -30,6 +30,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from agents.catalog import ItemMetadata
 from policies.components import Component
 from policies.exclusion import PAD, is_member, n_excluded, nth_allowed
 from policies.models import Model
@@ -49,6 +50,10 @@ class SelectionContext:
     model: Model  # the deployed model (PosteriorModel ones serve UCB / Thompson)
     model_version: int
     item_impressions: np.ndarray  # (n_items,) impressions per item in the model's training log
+    # What the platform knows about its items (``BuildContext.items``), and each request's
+    # simulated hour; None where the caller has neither (a unit test, an offline replay).
+    items: ItemMetadata | None = None
+    times: np.ndarray | None = None  # (n,) float64
 
     @property
     def n(self) -> int:

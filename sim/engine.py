@@ -358,7 +358,7 @@ class Simulation:
         if state.policy.deployment is None or self.serving.is_default:
             # Bootstrap: the gate is off until the first deployment (no queue, no cache); with
             # unlimited servers, no budget and no cache every request is model-served at once.
-            batch = state.policy.serve(users, state.policy_randomness)
+            batch = state.policy.serve(users, state.policy_randomness, times)
             outcome = RequestOutcome.model_served(service_ms)
         else:
             routing = route(
@@ -371,7 +371,7 @@ class Simulation:
                 state.policy.model_version,
             )
             batch = serve_routed(
-                state.policy, state.policy_randomness, users, routing, state.serving
+                state.policy, state.policy_randomness, users, routing, state.serving, times
             )
             outcome = RequestOutcome.of(routing, times)
         clock = self._tick("serve", clock)

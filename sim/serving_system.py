@@ -351,6 +351,7 @@ def serve_routed(
     users: np.ndarray,
     routing: Routing,
     system: ServingSystemState,
+    times: np.ndarray | None = None,
 ) -> SlateBatch:
     """The chunk's slates, merged in request order: the model rows from ``policy.serve`` (only
     those rows, in order, so the policy's draws stay in request order), the degraded rows from
@@ -363,9 +364,10 @@ def serve_routed(
     model_rows = np.flatnonzero(status == MODEL)
     cache = system.slates
     if model_rows.size == users.size and cache is None:
-        return policy.serve(users, rand)
+        return policy.serve(users, rand, times)
     n, k = users.size, policy.config.slate_size
-    sub = policy.serve(users[model_rows], rand) if model_rows.size else None
+    sub_times = None if times is None else times[model_rows]
+    sub = policy.serve(users[model_rows], rand, sub_times) if model_rows.size else None
     c_model = sub.candidates.shape[1] if sub is not None else 0
     c = max(c_model, k)
     positions = np.broadcast_to(np.arange(k, dtype=np.int16), (n, k))

@@ -535,3 +535,29 @@ def test_advance_decays_popularity_even_without_clicks():
     decayed = w.popularity.decayed_clicks.copy()
     w.advance(4.0 + w.popularity.halflife_hours)
     np.testing.assert_allclose(w.popularity.decayed_clicks, decayed / 2)
+
+
+def test_publish_times_come_from_their_own_stream():
+    """``ItemMetadata.publish_t``: exponential ages before hour 0 with mean ``item_age_days``,
+    drawn from ``world.item_publish`` (changing the mean moves nothing else of the world)."""
+    cfg = WorldConfig(n_users=50, n_items=4000, item_age_days=30.0)
+    world = build_world(cfg, Streams(3))
+    publish = world.catalog.metadata.publish_t
+    assert publish.shape == (4000,) and publish.dtype == np.float64
+    assert (publish <= 0).all()
+    age_days = -publish / 24.0
+    # mean of 4,000 exponential(30) draws: sd 30/sqrt(4000) = 0.47 days
+    assert abs(age_days.mean() - 30.0) < 4 * 30.0 / math.sqrt(4000)
+    expected = Streams(3).generator("world.item_publish").exponential(30.0 * 24.0, 4000)
+    np.testing.assert_array_equal(publish, -expected)
+    other = build_world(WorldConfig(n_users=50, n_items=4000, item_age_days=5.0), Streams(3))
+    np.testing.assert_array_equal(other.catalog.factors, world.catalog.factors)
+    np.testing.assert_array_equal(other.catalog.metadata.price, world.catalog.metadata.price)
+    np.testing.assert_array_equal(other.users.preferences, world.users.preferences)
+    np.testing.assert_allclose(other.catalog.metadata.publish_t, publish * (5.0 / 30.0))
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, "soon", float("nan")])
+def test_item_age_days_must_be_positive(bad):
+    with pytest.raises(ValueError, match=r"^world\.item_age_days="):
+        WorldConfig(item_age_days=bad)
