@@ -2,8 +2,9 @@
 
 The page opens with the finding: the study's name and question, the answer in a sentence or two
 generated from the data, and one small table of each arm's key final-window metrics with the
-paired difference to the baseline arm. Then each metric over time, the utility/coverage
-trade-off, the last window's Lorenz curves, the full final-window table, the failed and
+paired difference to the baseline arm. Then, for a sweep of three or more arms with the revenue
+metric, the Pareto front of utility, revenue and creator exposure (:mod:`reports.sweep_tradeoffs`),
+each metric over time, the utility/coverage trade-off, the last window's Lorenz curves, the full final-window table, the failed and
 incomplete jobs, and each arm's command and config.
 
 Reading the folder (jobs, arms, baseline) is :mod:`reports.sweep_folder`; every number compared
