@@ -172,6 +172,7 @@ def write_outputs(
         snapshot_every_hours=rc.sim.snapshot_every_hours,
         rng=streams.generator("metrics.homogenization"),
         homogenization_pairs=rc.homogenization_pairs,
+        items=world.catalog.metadata,
     )
     metrics = measures.metrics
     write_parquet_atomic(metrics, out_dir / "metrics.parquet")

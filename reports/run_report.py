@@ -44,6 +44,8 @@ from reports.page import COLORS, CSS, FIG_HEIGHT, figure_html, shared_plotlyjs, 
 __all__ = [
     "HEADLINE_METRICS",
     "KEY_METRICS",
+    "LEDGER_METRICS",
+    "OBJECTIVE_METRICS",
     "PAD",
     "PANELS",
     "REPORT_NAME",
@@ -970,6 +972,199 @@ def _serving_section(
     )
 
 
+# ---------------------------------------------------------------- objectives
+
+OBJECTIVE_METRICS: tuple[str, ...] = (
+    "revenue_per_request",
+    "cum_revenue",
+    "creator_gini_exposure",
+    "max_creator_share",
+    "content_diversity",
+)
+OBJECTIVE_PANELS: tuple[_Panel, ...] = (
+    _Panel(
+        "fig-revenue",
+        "Revenue",
+        "Price of the items clicked in the window per request (left) and the running total of "
+        "the clicked items' price since the start of the run (right, dashed).",
+        ("revenue_per_request",),
+        "price per request",
+        "data",
+        ("cum_revenue",),
+        "cumulative price",
+        "data",
+    ),
+    _Panel(
+        "fig-creators",
+        "Exposure over creators",
+        "Gini coefficient of the window's impressions over every creator in the catalog (zeros "
+        "included; 0 = every creator shown equally) and the largest creator's share of them.",
+        ("creator_gini_exposure", "max_creator_share"),
+        "Gini / share",
+    ),
+    _Panel(
+        "fig-content-diversity",
+        "Content diversity",
+        "Mean pairwise cosine distance within a slate of the items' content features (what a "
+        "policy sees) and of their true latent factors (intra-list diversity, what users feel); "
+        "1 = unrelated, 0 = identical.",
+        ("content_diversity", "intra_list_diversity"),
+        "cosine distance",
+        "data",
+    ),
+)
+
+
+def _objectives_text(m: pl.DataFrame) -> str:
+    """What each objective means, with its mean over windows (cumulative revenue: its final
+    value) — the cells of the section's table."""
+
+    def mean(col: str) -> str:
+        return format_metric(_nanmean(_series(m, col)), metric_info(col).kind)
+
+    final_revenue = format_metric(_series(m, "cum_revenue")[-1], metric_info("cum_revenue").kind)
+    return (
+        f"Revenue per request is the price of the items users clicked, per request: what the "
+        f"platform earns per visit ({mean('revenue_per_request')} per window on average, "
+        f"{final_revenue} over the run). The creator exposure Gini measures how unequally "
+        f"impressions are spread over the catalog's creators (0 = equally, towards 1 = a few "
+        f"take everything; {mean('creator_gini_exposure')} on average), and the largest "
+        f"creator took {mean('max_creator_share')} of a window's impressions on average. "
+        f"Content diversity is how different a slate's items look to the platform (mean "
+        f"pairwise cosine distance of their content features; {mean('content_diversity')} on "
+        f"average) — intra-list diversity measures the same on the true tastes."
+    )
+
+
+def _objectives_section(metrics: pl.DataFrame, deploy_days: np.ndarray) -> str:
+    """The Objectives section, or "" for a run whose metrics have no objective (written
+    before them, or computed without the item metadata)."""
+    m = metrics.sort("window")
+    if not all(_finite(m, c).size for c in OBJECTIVE_METRICS):
+        return ""
+    panels = "".join(_panel_section(panel, m, deploy_days) for panel in OBJECTIVE_PANELS)
+    return (
+        '<h2 id="objectives">Objectives</h2>'
+        f'<p class="objectives-text">{html.escape(_objectives_text(m))}</p>'
+        f"{_summary_table(m, OBJECTIVE_METRICS)}{panels}"
+    )
+
+
+# ---------------------------------------------------------------- constraint ledger
+
+CONSTRAINTS_FILE = "constraints.parquet"  # logs/, written by the constrained reranker
+# the ledger's columns of metrics.parquet (per window, NaN in a run without the ledger)
+LEDGER_METRICS: tuple[str, ...] = (
+    "floor_met_share",
+    "floor_infeasible_share",
+    "item_max_share",
+    "item_cap",
+    "creator_max_share_window",
+    "creator_cap",
+    "multiplier_max",
+)
+
+
+def _share_vs_cap(share: float, cap: float) -> str:
+    """``12.0% / 10.0%`` (cap off: the share alone); over the cap marked ``over``."""
+    text = format_metric(share, "pct")
+    if is_missing(cap) or not math.isfinite(cap):
+        return f"{text} / off"
+    over = math.isfinite(share) and share > cap
+    return f"{text} / {format_metric(cap, 'pct')}" + (" (over)" if over else "")
+
+
+def _ledger_totals(ledger: pl.DataFrame) -> str:
+    """One paragraph over every tick of ``logs/constraints.parquet``."""
+    n_slates = int(ledger["n_slates"].sum())
+    if n_slates == 0:
+        return "The constrained reranker served no slate."
+    met, infeasible = int(ledger["n_floor_met"].sum()), int(ledger["n_floor_infeasible"].sum())
+    feasible = n_slates - infeasible
+    text = (
+        f"Over the run, {format_metric(n_slates, 'int')} slates were served by the constrained "
+        f"reranker at {ledger.height} ticks; {format_metric(met / n_slates, 'pct')} met the "
+        f"per-slate floor"
+    )
+    if infeasible:
+        text += (
+            f" ({format_metric(infeasible / n_slates, 'pct')} could not: their candidates did "
+            f"not allow it"
+            + (
+                f"; {format_metric(met / feasible, 'pct')} of the feasible ones met it)"
+                if feasible
+                else ")"
+            )
+        )
+    text += "."
+    for kind in ("item", "creator"):
+        cap = ledger[f"{kind}_cap"].cast(pl.Float64).fill_null(float("nan")).to_numpy()
+        share = ledger[f"{kind}_max_share"].cast(pl.Float64).fill_null(float("nan")).to_numpy()
+        on = np.isfinite(cap)
+        if not on.any():
+            continue
+        over = int((share[on] > cap[on]).sum())
+        text += (
+            f" The largest {kind} share of the rolling window was at most "
+            f"{format_metric(np.nanmax(share[on]), 'pct')} against a cap of "
+            f"{format_metric(float(np.max(cap[on])), 'pct')}; {over} of {int(on.sum())} ticks "
+            f"saw it above the cap."
+        )
+    last = ledger.sort("t").row(-1, named=True)
+    text += (
+        f" At the last tick the largest multipliers were {format_metric(last['item_multiplier_max'], 'prob')} "
+        f"(items, {format_metric(last['n_items_penalized'], 'int')} penalized) and "
+        f"{format_metric(last['creator_multiplier_max'], 'prob')} (creators, "
+        f"{format_metric(last['n_creators_penalized'], 'int')} penalized)."
+    )
+    return text
+
+
+def _ledger_section(run_dir: Path, metrics: pl.DataFrame) -> str:
+    """The Constraint ledger section when ``logs/constraints.parquet`` exists, else ""."""
+    path = run_dir / "logs" / CONSTRAINTS_FILE
+    if not path.is_file():
+        return ""
+    ledger = pl.read_parquet(path)
+    missing = [c for c in LEDGER_METRICS if c not in metrics.columns]
+    head = '<h2 id="constraint-ledger">Constraint ledger</h2>'
+    totals = f'<p class="ledger-text">{html.escape(_ledger_totals(ledger))}</p>'
+    if missing:
+        note = f"metrics.parquet has no ledger column {', '.join(missing)}: no table per window."
+        return f'{head}{totals}<p class="caption">{html.escape(note)}</p>'
+    m = metrics.sort("window")
+    rows = []
+    for r in m.select("t_end", *LEDGER_METRICS).iter_rows(named=True):  # one row per window
+        v = {k: (float("nan") if r[k] is None else float(r[k])) for k in LEDGER_METRICS}
+        cells = (
+            format_metric(r["t_end"] / 24.0, "num1"),
+            format_metric(v["floor_met_share"], "pct"),
+            format_metric(v["floor_infeasible_share"], "pct"),
+            _share_vs_cap(v["item_max_share"], v["item_cap"]),
+            _share_vs_cap(v["creator_max_share_window"], v["creator_cap"]),
+            format_metric(v["multiplier_max"], "prob"),
+        )
+        rows.append(
+            "<tr>" + "".join(f'<td class="num">{html.escape(c)}</td>' for c in cells) + "</tr>"
+        )
+    caption = (
+        "Per window: the share of the constrained reranker's slates that met the per-slate floor, "
+        "the share whose candidates could not meet it (infeasible), the largest share of "
+        "impressions an item and a creator took in the rolling window against its cap "
+        '("(over)" above the cap; "off" without one), and the largest Lagrange multiplier '
+        "after the window's last tick (0 = no cap binding). Every value is a column of "
+        "metrics.parquet; the paragraph above sums logs/constraints.parquet."
+    )
+    return (
+        f"{head}{totals}"
+        '<table class="ledger"><thead><tr><th>Day (window end)</th><th>Floor met</th>'
+        "<th>Infeasible</th><th>Item max share / cap</th><th>Creator max share / cap</th>"
+        "<th>Max multiplier</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+        f'<p class="caption">{html.escape(caption)}</p>'
+    )
+
+
 def read_config(run_dir: Path) -> dict[str, Any] | None:
     """The run's resolved ``config.yaml`` as a dict (None when missing or unreadable)."""
     for path in (run_dir / "config.yaml", run_dir / ".hydra" / "config.yaml"):
@@ -1026,6 +1221,8 @@ table below or in metrics.parquet.</p>
 <h2>Over time</h2>
 {figures}
 {_serving_section(metrics, read_config(run_dir), deploy_days)}
+{_objectives_section(metrics, deploy_days)}
+{_ledger_section(run_dir, metrics)}
 <h2>Exposure concentration: Lorenz curves</h2>
 {_lorenz_section(run_dir, bounds, metrics, summary.get("catalog_size"))}
 {_examination_section(run_dir)}

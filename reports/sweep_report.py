@@ -2,8 +2,9 @@
 
 The page opens with the finding: the study's name and question, the answer in a sentence or two
 generated from the data, and one small table of each arm's key final-window metrics with the
-paired difference to the baseline arm. Then each metric over time, the utility/coverage
-trade-off, the last window's Lorenz curves, the full final-window table, the failed and
+paired difference to the baseline arm. Then, for a sweep of three or more arms with the revenue
+metric, the Pareto front of utility, revenue and creator exposure (:mod:`reports.sweep_tradeoffs`),
+each metric over time, the utility/coverage trade-off, the last window's Lorenz curves, the full final-window table, the failed and
 incomplete jobs, and each arm's command and config.
 
 Reading the folder (jobs, arms, baseline) is :mod:`reports.sweep_folder`; every number compared
@@ -56,6 +57,7 @@ from reports.sweep_folder import (
     load_sweep,
     metric_values,
 )
+from reports.sweep_tradeoffs import tradeoffs_section
 
 __all__ = ["SweepReportError", "build_sweep_report", "is_sweep_dir"]
 
@@ -80,6 +82,12 @@ TABLE_METRICS: tuple[str, ...] = (
     "top1pct_exposure_share",
     "intra_list_diversity",
     "exploration_share",
+    # objectives (rows hidden when no arm has them: runs without item metadata)
+    "cum_revenue",
+    "revenue_per_request",
+    "creator_gini_exposure",
+    "max_creator_share",
+    "content_diversity",
 )
 SERIES_METRICS: tuple[str, ...] = (
     "coverage_exposure",
@@ -143,6 +151,10 @@ table.headline-table th, table.headline-table td { padding: 0.3rem 0.45rem; }
 td div.diff { font-size: 0.85rem; color: #444; max-width: 15rem; margin-left: auto; }
 .nowrap { white-space: nowrap; }
 tr.baseline td { color: #555; }
+table.pareto { font-size: 0.88rem; }
+table.pareto th, table.pareto td { padding: 0.3rem 0.45rem; }
+table.pareto tr.dominated td { color: #777; }
+table.pareto div.ci { font-size: 0.8rem; color: #555; }
 .status-failed { color: #b00020; font-weight: 600; }
 .status-incomplete { color: #a15c00; font-weight: 600; }
 .ok { color: #1b7f3b; }
@@ -906,6 +918,7 @@ def _arms_section(sweep: Sweep) -> str:
 
 
 NAV = {
+    "tradeoffs": "Trade-offs: the Pareto front",
     "series": "Over time",
     "tradeoff": "Trade-off: utility vs exposure coverage",
     "lorenz": "Lorenz curves",
@@ -958,17 +971,20 @@ def build_sweep_report(sweep_dir: Path, baseline: str | None = None) -> Path:
         metrics = list(TABLE_METRICS)
         if serving:
             metrics += [*SERVING_TABLE_METRICS, *(m for m in SHORTCUT_COST if m not in metrics)]
-        comp = compare(job_finals(sweep, metrics), arms, sweep.baseline, metrics)
+        finals = job_finals(sweep, metrics)
+        comp = compare(finals, arms, sweep.baseline, metrics)
         top = _headline(sweep, comp) + (_shortcut_section(sweep, comp) if serving else "")
         series = SERIES_METRICS + (SERVING_SERIES_METRICS if serving else ())
+        tradeoffs = tradeoffs_section(comp, finals)
         body = (
+            f"{tradeoffs}"
             f'<h2 id="series">{NAV["series"]}</h2>{_series_section(sweep, series)}'
             f'<h2 id="tradeoff">{NAV["tradeoff"]}</h2>{_tradeoff_section(comp)}'
             f'<h2 id="lorenz">Exposure concentration in the last window: Lorenz curves</h2>'
             f"{_lorenz_section(sweep, comp)}"
             f'<h2 id="final">{NAV["final"]}</h2>{_final_table(comp)}'
         )
-        nav = ["series", "tradeoff", "lorenz", "final"]
+        nav = ["tradeoffs"] * bool(tradeoffs) + ["series", "tradeoff", "lorenz", "final"]
     else:
         top = '<p class="status-failed answer">No job finished: nothing to compare.</p>'
         body, nav = "", []

@@ -54,6 +54,22 @@ row), not over impression rows:
   trained on earlier windows, so this is the reranker's AUC on the next window. NaN in a window
   without a clicked or without an unclicked scored impression.
 
+Objectives (from the item metadata a platform knows, ``agents.catalog.ItemMetadata``; each is NaN
+in every window when the metrics are computed without it):
+
+* ``revenue_per_request`` — ``Σ price_i`` over the window's clicked impressions (``price`` of the
+  clicked item, counted once per click) divided by the window's requests; ``cum_revenue`` — the
+  running total of that clicked price since the start of the run;
+* ``creator_gini_exposure`` — the Gini formula of ``gini_exposure`` over the catalog's creators
+  (every creator with at least one item, zeros included) with ``x`` = the window's impressions of
+  the creator's items;
+* ``max_creator_share`` — the largest creator's share of the window's impressions
+  (``max_c x_c / Σ x``);
+* ``content_diversity`` — like ``intra_list_diversity`` but on the observable content features:
+  mean over slates of the mean pairwise cosine distance of the shown items' ``content`` vectors
+  (what a policy can see and a diversity objective can act on; ``intra_list_diversity`` keeps the
+  true latent factors).
+
 ``cum_*`` columns use all impressions from the start of the run to the window's end.
 
 Beside the metrics, :func:`measure_log` returns the per-item counts they were computed from
@@ -72,6 +88,7 @@ import polars as pl
 import scipy.sparse as sp
 from scipy.stats import rankdata
 
+from agents.catalog import ItemMetadata
 from sim.event_log import DEGRADED_DTYPE, logged_rounds, scan_table
 from sim.inequality import gini
 
@@ -93,6 +110,14 @@ ITEM_EXPOSURE_SCHEMA: dict[str, pl.DataType] = {
     "clicks": pl.Int64(),
 }
 
+# objective columns, from the item metadata (module docstring, "Objectives")
+OBJECTIVE_COLUMNS = (
+    "revenue_per_request",
+    "cum_revenue",
+    "creator_gini_exposure",
+    "max_creator_share",
+    "content_diversity",
+)
 METRIC_COLUMNS = (
     "window",
     "t_start",
@@ -131,6 +156,7 @@ METRIC_COLUMNS = (
     "retrieval_recall",
     "retrieval_recall_n",
     "reranker_auc",
+    *OBJECTIVE_COLUMNS,
 )
 DEGRADED_CODES = DEGRADED_DTYPE.categories.to_list()  # the physical codes of `degraded`
 # Columns of the impressions table the serving metrics read, when the log has them (the serving
@@ -196,9 +222,11 @@ class MetricsAccumulator:
         item_factors: np.ndarray,
         snapshot_every_hours: float,
         deployed_at: np.ndarray | None = None,
+        items: ItemMetadata | None = None,
     ) -> None:
         """``deployed_at[v]``: ``t_deployed`` of model version ``v`` (NaN if unknown), for the
-        staleness; None when the run has no deployments table."""
+        staleness; None when the run has no deployments table. ``items``: the catalog's
+        metadata, for the objective columns (NaN without it)."""
         self.n_items = n_items
         self.deployed_at = np.empty(0) if deployed_at is None else np.asarray(deployed_at, float)
         self.n_windows = n_windows
@@ -220,6 +248,9 @@ class MetricsAccumulator:
         self.stale_sum, self.stale_n = zeros(), zeros()
         self._latency: list[tuple[np.ndarray, np.ndarray]] = []  # (window, latency) per request
         self._scored: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (window, score, click)
+        self.objectives = None if items is None else ObjectiveInputs.of(items, n_items)
+        self.revenue = zeros()
+        self.content_div_sum, self.content_div_n = zeros(), zeros()
 
     def add(self, impressions: pl.DataFrame, truth: pl.DataFrame) -> None:
         """Fold in one round: its ``impressions`` and ``truth`` partitions."""
@@ -266,6 +297,15 @@ class MetricsAccumulator:
             req_window[has_div], diversity[has_div], minlength=n_windows
         )
         self.diversity_n += np.bincount(req_window[has_div], minlength=n_windows)
+        if self.objectives is not None:
+            obj = self.objectives
+            self.revenue += per_window(clicked, obj.price[item])
+            content_div = slate_diversity(request, obj.unit_content[item])
+            ok = ~np.isnan(content_div)
+            self.content_div_sum += np.bincount(
+                req_window[ok], content_div[ok], minlength=n_windows
+            )
+            self.content_div_n += np.bincount(req_window[ok], minlength=n_windows)
         users = imp["user_id"].to_numpy()
         self._clicked.append((w[clicked], users[clicked], item[clicked]))
         self._add_serving(imp, starts, req_window, w, clicked)
@@ -375,6 +415,26 @@ class MetricsAccumulator:
         out["reranker_auc"] = auc
         return pl.DataFrame(out)
 
+    def objective_metrics(self) -> pl.DataFrame:
+        """The objective columns per window (``OBJECTIVE_COLUMNS``; NaN without metadata)."""
+        n_windows = self.n_windows
+        if self.objectives is None:
+            return pl.DataFrame({c: np.full(n_windows, np.nan) for c in OBJECTIVE_COLUMNS})
+        obj = self.objectives
+        # impressions per (window, creator): the item counts summed over each creator's items
+        per_creator = np.zeros((n_windows, obj.n_creators), dtype=np.int64)
+        np.add.at(per_creator.T, obj.creator_index, self.exposure.T)
+        total = per_creator.sum(axis=1)
+        return pl.DataFrame(
+            {
+                "revenue_per_request": _ratio(self.revenue, self.n_requests),
+                "cum_revenue": np.cumsum(self.revenue),
+                "creator_gini_exposure": [gini(row) for row in per_creator],  # over windows
+                "max_creator_share": _ratio(per_creator.max(axis=1, initial=0), total),
+                "content_diversity": _ratio(self.content_div_sum, self.content_div_n),
+            }
+        )
+
     def item_exposure(self) -> pl.DataFrame:
         """Impressions and clicks per (window, item), rows with impressions only, sorted by
         window then item (``ITEM_EXPOSURE_SCHEMA``)."""
@@ -448,7 +508,8 @@ class MetricsAccumulator:
                 }
             )
         out = pl.concat(
-            [snapshots, aggregates, pl.DataFrame(rows), self.serving()], how="horizontal"
+            [snapshots, aggregates, pl.DataFrame(rows), self.serving(), self.objective_metrics()],
+            how="horizontal",
         )
         out = out.with_columns(
             (pl.col("popularity_percentile") - pl.col("popularity_percentile").first()).alias(
@@ -467,6 +528,32 @@ class MetricsAccumulator:
 
 
 @dataclass(frozen=True)
+class ObjectiveInputs:
+    """The item metadata the objective columns read, in the forms they use."""
+
+    price: np.ndarray  # (n_items,) float64
+    creator_index: np.ndarray  # (n_items,) int64: index of the item's creator among n_creators
+    n_creators: int  # distinct creators in the catalog (each has at least one item)
+    unit_content: np.ndarray  # (n_items, d) float64, content vectors scaled to unit norm
+
+    @classmethod
+    def of(cls, items: ItemMetadata, n_items: int) -> ObjectiveInputs:
+        if items.n_items != n_items:
+            raise ValueError(f"item metadata has {items.n_items} items, the catalog {n_items}")
+        content = np.asarray(items.content, dtype=np.float64)
+        norm = np.linalg.norm(content, axis=1, keepdims=True)
+        if not (norm > 0).all():  # a zero vector has no direction: no cosine distance
+            raise ValueError("item content vectors must be non-zero for content_diversity")
+        creators, index = np.unique(items.creator_id, return_inverse=True)
+        return cls(
+            price=np.asarray(items.price, dtype=np.float64),
+            creator_index=index.astype(np.int64).ravel(),
+            n_creators=int(creators.size),
+            unit_content=content / norm,
+        )
+
+
+@dataclass(frozen=True)
 class LogMeasures:
     """What :func:`measure_log` computes from a run's log."""
 
@@ -481,11 +568,12 @@ def measure_log(
     snapshot_every_hours: float,
     rng: np.random.Generator,
     homogenization_pairs: int = 2000,
+    items: ItemMetadata | None = None,
 ) -> LogMeasures:
     """One row per snapshot window (``logs/snapshots.parquet``), from the log files alone
-    (plus the true item factors, which only metrics may use), and the per-item counts behind
-    them. Reads one round partition at a time, so memory does not grow with the length of the
-    log."""
+    (plus the true item factors, which only metrics may use, and the item metadata ``items``
+    for the objective columns, NaN without it), and the per-item counts behind them. Reads one
+    round partition at a time, so memory does not grow with the length of the log."""
     snapshots = pl.read_parquet(log_root / "snapshots.parquet").sort("window")
     deployments = log_root / "deployments.parquet"
     found = pl.read_parquet(deployments) if deployments.exists() else pl.DataFrame()
@@ -510,7 +598,7 @@ def measure_log(
         deployed_at = np.full(int(version.max(initial=-1)) + 1, np.nan)
         deployed_at[version[keep]] = found["t_deployed"].to_numpy()[keep]
     acc = MetricsAccumulator(
-        n_items, snapshots.height, item_factors, snapshot_every_hours, deployed_at
+        n_items, snapshots.height, item_factors, snapshot_every_hours, deployed_at, items
     )
     impressions, truth = scan_table(log_root, "impressions"), scan_table(log_root, "truth")
     read = [*IMPRESSION_COLUMNS, *serving_columns(impressions.collect_schema().names())]
@@ -531,10 +619,11 @@ def compute_metrics(
     snapshot_every_hours: float,
     rng: np.random.Generator,
     homogenization_pairs: int = 2000,
+    items: ItemMetadata | None = None,
 ) -> pl.DataFrame:
     """The metrics table of :func:`measure_log` alone."""
     return measure_log(
-        log_root, n_items, item_factors, snapshot_every_hours, rng, homogenization_pairs
+        log_root, n_items, item_factors, snapshot_every_hours, rng, homogenization_pairs, items
     ).metrics
 
 

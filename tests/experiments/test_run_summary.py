@@ -20,6 +20,7 @@ NOT_PER_WINDOW = {
     "cum_coverage_exposure",
     "cum_gini_exposure",
     "cum_fallback_share",
+    "cum_revenue",
     "n_requests",
     "n_impressions",
     "n_clicks",

@@ -22,6 +22,7 @@ from hypothesis.extra.numpy import arrays
 from reports.inequality import lorenz as lorenz_curve
 from sim.metrics import (
     METRIC_COLUMNS,
+    OBJECTIVE_COLUMNS,
     compute_metrics,
     gini,
     mean_jaccard,
@@ -585,14 +586,16 @@ def _independent_metrics(cfg: dict, log_root: Path) -> dict[str, np.ndarray]:
     explore = (df["source"].cast(pl.String) == "explore").to_numpy()
     prop = df["propensity"].to_numpy()
 
-    factors = build_world(WorldConfig(**cfg["world"]), Streams(cfg["seed"])).catalog.factors
+    catalog = build_world(WorldConfig(**cfg["world"]), Streams(cfg["seed"])).catalog
+    factors = catalog.factors
     h_rng = homogenization_rng(cfg["seed"])
     n_pairs = cfg["metrics"]["homogenization_pairs"]
 
     # the serving columns: their own independent recomputation (NaN where the log lacks them)
+    from test_objective_metrics import ref_objectives
     from test_serving_metrics import SERVING, ref_serving_metrics
 
-    skip = ("window", "model_version", *SERVING)
+    skip = ("window", "model_version", *SERVING, *OBJECTIVE_COLUMNS)
     out: dict[str, list] = {k: [] for k in METRIC_COLUMNS if k not in skip}
     prior = np.zeros(n_items)
     cum_e = np.zeros(n_items)
@@ -653,6 +656,8 @@ def _independent_metrics(cfg: dict, log_root: Path) -> dict[str, np.ndarray]:
     )
     out["model_ndcg"] = [ndcg_of.get(v, math.nan) for v in snaps["model_version"].to_list()]
     serving = ref_serving_metrics(log_root, n_windows, every)
+    rows = df.select("t", "request_id", "item_id", "clicked").to_dicts()
+    out |= ref_objectives(rows, catalog.metadata, n_windows, every)
     return {k: np.array(v, dtype=float) for k, v in out.items()} | serving
 
 
