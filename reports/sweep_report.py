@@ -40,6 +40,7 @@ from reports.comparison import (
     job_finals,
     p_text,
 )
+from reports.horizons import horizon_section
 from reports.inequality import lorenz
 from reports.intervals import METHOD, Interval, column_intervals
 from reports.metric_catalog import Metric, format_metric, metric_info
@@ -58,6 +59,7 @@ from reports.sweep_folder import (
     metric_values,
 )
 from reports.sweep_tradeoffs import tradeoffs_section
+from reports.weight_sweep import weight_sweep_section
 
 __all__ = ["SweepReportError", "build_sweep_report", "is_sweep_dir"]
 
@@ -919,6 +921,8 @@ def _arms_section(sweep: Sweep) -> str:
 
 NAV = {
     "tradeoffs": "Trade-offs: the Pareto front",
+    "weights": "Weights: do they move what they claim?",
+    "horizons": "Short run vs long run",
     "series": "Over time",
     "tradeoff": "Trade-off: utility vs exposure coverage",
     "lorenz": "Lorenz curves",
@@ -976,15 +980,18 @@ def build_sweep_report(sweep_dir: Path, baseline: str | None = None) -> Path:
         top = _headline(sweep, comp) + (_shortcut_section(sweep, comp) if serving else "")
         series = SERIES_METRICS + (SERVING_SERIES_METRICS if serving else ())
         tradeoffs = tradeoffs_section(comp, finals)
+        weights = weight_sweep_section(sweep)
+        horizons = horizon_section(sweep) if tradeoffs else ""
         body = (
-            f"{tradeoffs}"
+            f"{tradeoffs}{weights}{horizons}"
             f'<h2 id="series">{NAV["series"]}</h2>{_series_section(sweep, series)}'
             f'<h2 id="tradeoff">{NAV["tradeoff"]}</h2>{_tradeoff_section(comp)}'
             f'<h2 id="lorenz">Exposure concentration in the last window: Lorenz curves</h2>'
             f"{_lorenz_section(sweep, comp)}"
             f'<h2 id="final">{NAV["final"]}</h2>{_final_table(comp)}'
         )
-        nav = ["tradeoffs"] * bool(tradeoffs) + ["series", "tradeoff", "lorenz", "final"]
+        nav = ["tradeoffs"] * bool(tradeoffs) + ["weights"] * bool(weights)
+        nav += ["horizons"] * bool(horizons) + ["series", "tradeoff", "lorenz", "final"]
     else:
         top = '<p class="status-failed answer">No job finished: nothing to compare.</p>'
         body, nav = "", []
