@@ -42,6 +42,7 @@ from reports.comparison import (
 from reports.inequality import lorenz
 from reports.intervals import METHOD, Interval, column_intervals
 from reports.metric_catalog import Metric, format_metric, metric_info
+from reports.optuna_study import load_optuna_study
 from reports.page import CSS, FIG_HEIGHT, figure_html, shared_plotlyjs, write_page
 from reports.run_report import REPORT_NAME, equality_figure, read_config, serving_reasons
 from reports.sweep_folder import (
@@ -56,6 +57,7 @@ from reports.sweep_folder import (
     load_sweep,
     metric_values,
 )
+from reports.trials_section import TRIALS_CSS, trials_section
 
 __all__ = ["SweepReportError", "build_sweep_report", "is_sweep_dir"]
 
@@ -906,6 +908,7 @@ def _arms_section(sweep: Sweep) -> str:
 
 
 NAV = {
+    "trials": "Trials (Optuna)",
     "series": "Over time",
     "tradeoff": "Trade-off: utility vs exposure coverage",
     "lorenz": "Lorenz curves",
@@ -969,6 +972,10 @@ def build_sweep_report(sweep_dir: Path, baseline: str | None = None) -> Path:
             f'<h2 id="final">{NAV["final"]}</h2>{_final_table(comp)}'
         )
         nav = ["series", "tradeoff", "lorenz", "final"]
+        study = load_optuna_study(sweep)
+        if study is not None:  # trials are jobs: the chosen trial and the search, first
+            body = f'<h2 id="trials">{NAV["trials"]}</h2>{trials_section(study)}' + body
+            nav.insert(0, "trials")
     else:
         top = '<p class="status-failed answer">No job finished: nothing to compare.</p>'
         body, nav = "", []
@@ -990,5 +997,9 @@ item_exposure.parquet, status.json, .hydra/).</footer>
     shared_plotlyjs(sweep_dir)
     title = f"{sweep.name} — recloop sweep report"
     return write_page(
-        sweep_dir / REPORT_NAME, title, CSS + SWEEP_CSS, page_body, plotly_src="plotly.min.js"
+        sweep_dir / REPORT_NAME,
+        title,
+        CSS + SWEEP_CSS + TRIALS_CSS,
+        page_body,
+        plotly_src="plotly.min.js",
     )
