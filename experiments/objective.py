@@ -7,7 +7,8 @@ tune_weights.yaml``); an ordinary run sets neither, returns nothing and writes n
 - ``study_objective``: a column of ``metrics.parquet``; the trial's objective is its value in the
   run's last window (``cumulative_utility``: the true utility delivered over the whole run).
 - ``study_revenue_floor``: a trial is *feasible* when the mean over windows of
-  ``revenue_per_request`` is at least this (null: every trial is feasible).
+  ``revenue_per_request`` is at least this (null: every trial is feasible). Optional
+  ``study_floor_metric`` puts the floor on another per-window metric (tests use ``ctr``).
 
 The constraint is folded into the returned value (the sweeper's samplers take one number): a
 feasible trial returns its objective; an infeasible one returns ``-shortfall``, its relative
@@ -33,7 +34,8 @@ from typing import Any
 
 import polars as pl
 
-OBJECTIVE_FILE = "objective.json"
+from reports.optuna_study import OBJECTIVE_FILE
+
 CONSTRAINT_METRIC = "revenue_per_request"
 RULE = "feasible: the objective; infeasible: -(floor - revenue) / floor, below every feasible trial"
 
@@ -60,13 +62,15 @@ class TrialOutcome:
         }
 
 
-def objective_settings(cfg: Mapping[str, Any]) -> tuple[str, float | None] | None:
-    """``(metric, floor)`` when the config asks for an objective, else None (an ordinary run)."""
+def objective_settings(cfg: Mapping[str, Any]) -> tuple[str, float | None, str] | None:
+    """``(metric, floor, floor metric)`` when the config asks for an objective, else None (an
+    ordinary run)."""
     metric = cfg.get("study_objective")
     if metric is None:
         return None
     floor = cfg.get("study_revenue_floor")
-    return str(metric), None if floor is None else float(floor)
+    on = cfg.get("study_floor_metric") or CONSTRAINT_METRIC
+    return str(metric), None if floor is None else float(floor), str(on)
 
 
 def check_objective(cfg: Mapping[str, Any], metric_columns: tuple[str, ...]) -> None:
@@ -79,23 +83,27 @@ def check_objective(cfg: Mapping[str, Any], metric_columns: tuple[str, ...]) -> 
                 "(the metric the trials maximize)"
             )
         return
-    metric, floor = settings
+    metric, floor, on = settings
+    names = ", ".join(c for c in metric_columns if c not in ("window", "t_start", "t_end"))
     if metric not in metric_columns:
-        raise ValueError(
-            f"study_objective={metric}: not a metric; choose one of "
-            f"{', '.join(c for c in metric_columns if c not in ('window', 't_start', 't_end'))}"
-        )
+        raise ValueError(f"study_objective={metric}: not a metric; choose one of {names}")
+    if on != CONSTRAINT_METRIC and on not in metric_columns:
+        # revenue_per_request may be missing from an older metrics version: handled per run
+        raise ValueError(f"study_floor_metric={on}: not a metric; choose one of {names}")
     if floor is not None and not (math.isfinite(floor) and floor > 0):
         raise ValueError(f"study_revenue_floor={floor}: must be a positive number or null")
 
 
-def trial_outcome(metrics: pl.DataFrame, metric: str, floor: float | None) -> TrialOutcome:
-    """The outcome of a finished run from its ``metrics.parquet`` (see the module docstring)."""
+def trial_outcome(
+    metrics: pl.DataFrame, metric: str, floor: float | None, on: str = CONSTRAINT_METRIC
+) -> TrialOutcome:
+    """The outcome of a finished run from its ``metrics.parquet`` (see the module docstring):
+    the floor applies to the mean over windows of ``on`` (NaN windows left out)."""
     values = metrics.sort("window")[metric].cast(pl.Float64).fill_null(float("nan"))
     objective = float(values[-1]) if len(values) else float("nan")
     constraint = None
-    if CONSTRAINT_METRIC in metrics.columns:
-        col = metrics[CONSTRAINT_METRIC].cast(pl.Float64).fill_nan(None).drop_nulls()
+    if on in metrics.columns:
+        col = metrics[on].cast(pl.Float64).fill_nan(None).drop_nulls()
         constraint = float(col.mean()) if len(col) else None
     note = None
     if floor is None:
@@ -103,14 +111,12 @@ def trial_outcome(metrics: pl.DataFrame, metric: str, floor: float | None) -> Tr
         returned = objective
     elif constraint is None:
         feasible, returned = None, objective
-        note = f"no {CONSTRAINT_METRIC} measured: the revenue floor was not applied"
+        note = f"no {on} measured: the floor was not applied"
     elif constraint >= floor:
         feasible, returned = True, objective
     else:
         feasible, returned = False, -(floor - constraint) / floor
-    return TrialOutcome(
-        metric, objective, CONSTRAINT_METRIC, floor, constraint, feasible, returned, note
-    )
+    return TrialOutcome(metric, objective, on, floor, constraint, feasible, returned, note)
 
 
 def job_objective(cfg: Mapping[str, Any], out_dir: Path) -> float | None:
@@ -119,8 +125,8 @@ def job_objective(cfg: Mapping[str, Any], out_dir: Path) -> float | None:
     settings = objective_settings(cfg)
     if settings is None:
         return None
-    metric, floor = settings
-    outcome = trial_outcome(pl.read_parquet(Path(out_dir) / "metrics.parquet"), metric, floor)
+    metric, floor, on = settings
+    outcome = trial_outcome(pl.read_parquet(Path(out_dir) / "metrics.parquet"), metric, floor, on)
     path = Path(out_dir) / OBJECTIVE_FILE
     path.write_text(json.dumps(outcome.to_json(), indent=2) + "\n")
     return outcome.returned

@@ -30,6 +30,7 @@ from scipy import stats
 
 from reports.intervals import METHOD, Domain, Interval, difference_domain, mean_interval
 from reports.metric_catalog import metric_info
+from reports.optuna_study import TRIALS_CSV, load_optuna_study, trials_markdown
 from reports.sweep_folder import (
     Sweep,
     SweepReportError,
@@ -385,5 +386,9 @@ def write_comparison(
     )
     path = sweep_dir / "comparison.md"
     text = to_markdown(comparison, title or sweep.name, sweep.question)
+    study = load_optuna_study(sweep)
+    if study is not None:  # trials are jobs: their table too, and trials.csv
+        text += trials_markdown(study)
+        study.trials.write_csv(sweep_dir / TRIALS_CSV)
     path.write_text(text, encoding="utf-8")
     return path

@@ -35,11 +35,10 @@ import polars as pl
 import yaml
 from scipy.stats import rankdata
 
-from reports.sweep_folder import FINISHED, Job, Sweep, override_key
+from reports.sweep_folder import FINISHED, OPTUNA_RESULTS, Job, Sweep, is_optuna, override_key
 
 OBJECTIVE_FILE = "objective.json"  # written by each trial's job (experiments.objective)
-RESULTS_FILE = "optimization_results.yaml"  # written by the sweeper when the sweep ends
-OPTUNA_TARGET = "hydra_optuna_sweeper"
+RESULTS_FILE = OPTUNA_RESULTS  # written by the sweeper when the sweep ends
 
 
 @dataclass(frozen=True)
@@ -85,15 +84,8 @@ def _hydra(job: Job) -> Mapping[str, Any] | None:
 
 
 def is_optuna_sweep(sweep: Sweep) -> bool:
-    """Did hydra's Optuna sweeper run this sweep (read from any job's ``.hydra/hydra.yaml``, or
-    the sweep's ``optimization_results.yaml``)?"""
-    if (sweep.path / RESULTS_FILE).is_file():
-        return True
-    for job in sweep.jobs:
-        hydra = _hydra(job)
-        if hydra is not None:
-            return OPTUNA_TARGET in str((hydra.get("sweeper") or {}).get("_target_", ""))
-    return False
+    """Did hydra's Optuna sweeper run this sweep? (:func:`reports.sweep_folder.is_optuna`)"""
+    return is_optuna(sweep.path, sweep.jobs)
 
 
 def parse_spec(key: str, spec: str) -> SearchParam | None:
@@ -313,3 +305,52 @@ def fmt_param(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}" if math.isfinite(value) else "—"
     return "—" if value is None else str(value)
+
+
+TRIALS_CSV = "trials.csv"
+
+
+def trials_markdown(study: OptunaStudy) -> str:
+    """``comparison.md``'s Trials part: the chosen trial and one row per trial."""
+    t = study.trials
+    best = best_feasible(t)
+    lines = ["", "## Trials (Optuna)", ""]
+    if best is None:
+        lines.append("No finished trial meets the revenue floor.")
+    else:
+        chosen = ", ".join(f"{p.key}={fmt_param(best[p.key])}" for p in study.space)
+        lines.append(
+            f"Chosen (best trial meeting the revenue floor): trial {best['trial']} — {chosen}; "
+            f"objective {fmt_param(best['objective'])}, mean revenue per request "
+            f"{fmt_param(best['constraint'])}."
+        )
+    header = [
+        "trial",
+        *study.keys,
+        "objective",
+        "revenue/request",
+        "feasible",
+        "returned",
+        "status",
+    ]
+    lines += ["", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for r in t.iter_rows(named=True):
+        mark = " ←" if best is not None and r["trial"] == best["trial"] else ""
+        feasible = {True: "yes", False: "no"}.get(r["feasible"], "not checked")
+        cells = [
+            f"{r['trial']}{mark}",
+            *(fmt_param(r[k]) for k in study.keys),
+            fmt_param(r["objective"]),
+            fmt_param(r["constraint"]),
+            feasible if r["status"] == FINISHED else "–",
+            fmt_param(r["returned"]),
+            str(r["status"]),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Objective: the metric in the run's last window. Returned: what Optuna optimized (the "
+        "objective when feasible, else minus the relative revenue shortfall). Every trial: "
+        f"{TRIALS_CSV}; sensitivity per key: the sweep's report.html.",
+    ]
+    return "\n".join(lines) + "\n"

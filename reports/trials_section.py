@@ -8,6 +8,7 @@ the table of trials, and how sensitive the objective (and revenue) is to each se
 from __future__ import annotations
 
 import html
+import json
 import math
 import shlex
 from typing import Any
@@ -68,22 +69,21 @@ def _label(metric: str) -> str:
     return info.title if info is not None else metric.replace("_", " ")
 
 
-def _objective_meta(study: OptunaStudy) -> tuple[str, float | None]:
-    """The objective metric and the revenue floor, from the finished trials' objective.json."""
+def _objective_meta(study: OptunaStudy) -> tuple[str, float | None, str]:
+    """The objective metric, the floor and the metric it applies to, from the trials'
+    ``objective.json``."""
     for job in study.jobs.values():
-        path = job.path / OBJECTIVE_FILE
-        if path.is_file():
-            import json
-
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-            floor = data.get("floor")
-            return str(data.get("objective_metric", "objective")), (
-                None if floor is None else float(floor)
-            )
-    return "objective", None
+        try:
+            data = json.loads((job.path / OBJECTIVE_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        floor = data.get("floor")
+        return (
+            str(data.get("objective_metric", "objective")),
+            None if floor is None else float(floor),
+            str(data.get("constraint_metric") or "revenue_per_request"),
+        )
+    return "objective", None, "revenue_per_request"
 
 
 def _feasible_text(value: Any) -> str:
@@ -92,7 +92,9 @@ def _feasible_text(value: Any) -> str:
 
 def recheck_command(study: OptunaStudy, best: dict[str, Any]) -> str:
     """``recloop -m`` re-running the chosen parameters on more seeds with the basic sweeper (the
-    trials shared one seed: the best of n trials on one seed is optimistic)."""
+    trials shared one seed: the best of n trials on one seed is optimistic). Works when the
+    study keeps its Optuna search in a sweeper config (``configs/hydra/sweeper/tune_weights.yaml``),
+    which ``hydra/sweeper=basic`` replaces."""
     job = study.jobs[best["trial"]]
     keys = {p.key for p in study.space} | {"seed"}
     rest = [o for o in job.overrides or () if override_key(o) not in keys]
@@ -100,19 +102,11 @@ def recheck_command(study: OptunaStudy, best: dict[str, Any]) -> str:
         f"{p.key}={best[p.key]!r}" if isinstance(best[p.key], float) else f"{p.key}={best[p.key]}"
         for p in study.space
     ]
-    parts = [
-        "recloop",
-        "-m",
-        *rest,
-        "hydra/sweeper=basic",
-        "hydra.sweeper.params=null",
-        *chosen,
-        f"seed={RECHECK_SEEDS}",
-    ]
+    parts = ["recloop", "-m", *rest, "hydra/sweeper=basic", *chosen, f"seed={RECHECK_SEEDS}"]
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def _headline(study: OptunaStudy, metric: str, floor: float | None) -> str:
+def _headline(study: OptunaStudy, metric: str, floor: float | None, on: str) -> str:
     t = study.trials
     n_done = t.filter(pl.col("status") == FINISHED).height
     n_feasible = t.filter(
@@ -122,7 +116,7 @@ def _headline(study: OptunaStudy, metric: str, floor: float | None) -> str:
     planned = f" of {study.n_trials} planned" if study.n_trials is not None else ""
     seed = f", seed {study.sampler_seed}" if study.sampler_seed is not None else ""
     constraint = (
-        f" subject to mean revenue per request ≥ {floor:g}"
+        f" subject to mean {_label(on).lower()} over windows ≥ {floor:g}"
         if floor is not None
         else " (no revenue floor)"
     )
@@ -137,7 +131,7 @@ def _headline(study: OptunaStudy, metric: str, floor: float | None) -> str:
     if floor is not None and unchecked:
         text += (
             f'<p class="status-incomplete">{unchecked} finished trial(s) measured no '
-            "revenue_per_request: the revenue floor was not applied to them.</p>"
+            f"{_esc(on)}: the floor was not applied to them.</p>"
         )
     best = best_feasible(t)
     if best is None:
@@ -151,8 +145,8 @@ def _headline(study: OptunaStudy, metric: str, floor: float | None) -> str:
     final = (job.summary or {}).get("final") or {}
     means = (job.summary or {}).get("mean") or {}
     rows = []
-    for m in OUTCOMES:
-        if m == "revenue_per_request":
+    for m in (*OUTCOMES, *((on,) if on not in OUTCOMES else ())):
+        if m == on:
             value = best["constraint"]
             where = "mean over windows"
         elif m in final:
@@ -293,11 +287,11 @@ def dependence_figure(study: OptunaStudy, metric: str) -> go.Figure | None:
     return fig
 
 
-def _trial_rows(study: OptunaStudy, best: dict[str, Any] | None) -> str:
+def _trial_rows(study: OptunaStudy, best: dict[str, Any] | None, on: str) -> str:
     head = (
         "<tr><th>trial</th>"
         + "".join(f"<th>{_esc(p.key)}</th>" for p in study.space)
-        + "<th>objective</th><th>revenue / request (mean)</th><th>feasible</th>"
+        + f"<th>objective</th><th>{_esc(_label(on))} (mean over windows)</th><th>feasible</th>"
         "<th>returned to Optuna</th><th>status</th><th>job</th></tr>"
     )
     rows = []
@@ -319,10 +313,10 @@ def _trial_rows(study: OptunaStudy, best: dict[str, Any] | None) -> str:
     return f'<div class="table-scroll"><table class="trials">{head}{"".join(rows)}</table></div>'
 
 
-def _sensitivity_table(study: OptunaStudy, metric: str) -> str:
+def _sensitivity_table(study: OptunaStudy, metric: str, on: str) -> str:
     outcomes = [("objective", _label(metric))]
     if study.trials["constraint"].is_not_nan().any():
-        outcomes.append(("constraint", "revenue per request (mean)"))
+        outcomes.append(("constraint", f"{_label(on)} (mean)"))
     tables = {o: sensitivity(study.trials, study.space, o) for o, _ in outcomes}
     first = tables["objective"]
     if first.height == 0:
@@ -370,9 +364,9 @@ def _signed(value: float) -> str:
 
 def trials_section(study: OptunaStudy) -> str:
     """The HTML of the Trials section."""
-    metric, floor = _objective_meta(study)
+    metric, floor, on = _objective_meta(study)
     best = best_feasible(study.trials)
-    parts = [_headline(study, metric, floor)]
+    parts = [_headline(study, metric, floor, on)]
     if study.trials.filter(pl.col("status") == FINISHED).height:
         parts.append("<h3>Objective by trial</h3>")
         parts.append(figure_html(trials_figure(study, metric), "trials-objective"))
@@ -383,9 +377,9 @@ def trials_section(study: OptunaStudy) -> str:
         "its relative shortfall (floor − revenue) / floor, below every feasible trial. The "
         "chosen trial is highlighted; trials below the floor are grey.</p>"
     )
-    parts.append(_trial_rows(study, best))
+    parts.append(_trial_rows(study, best, on))
     parts.append("<h3>Sensitivity to each searched key</h3>")
-    parts.append(_sensitivity_table(study, metric))
+    parts.append(_sensitivity_table(study, metric, on))
     dep = dependence_figure(study, metric)
     if dep is not None:
         parts.append(figure_html(dep, "trials-dependence"))
