@@ -116,9 +116,9 @@ def _headline(study: OptunaStudy, metric: str, floor: float | None, on: str) -> 
     planned = f" of {study.n_trials} planned" if study.n_trials is not None else ""
     seed = f", seed {study.sampler_seed}" if study.sampler_seed is not None else ""
     constraint = (
-        f" subject to mean {_label(on).lower()} over windows ≥ {floor:g}"
+        f" subject to mean {_label(on)} over windows ≥ {floor:g}"
         if floor is not None
-        else " (no revenue floor)"
+        else " (no floor)"
     )
     fixed = ", ".join(f"<code>{_esc(k)}={_esc(v)}</code>" for k, v in study.fixed.items())
     text = (
@@ -135,9 +135,7 @@ def _headline(study: OptunaStudy, metric: str, floor: float | None, on: str) -> 
         )
     best = best_feasible(t)
     if best is None:
-        return (
-            text + '<p class="status-failed answer">No finished trial meets the revenue floor.</p>'
-        )
+        return text + '<p class="status-failed answer">No finished trial meets the floor.</p>'
     chosen = ", ".join(
         f"<code>{_esc(p.key)}={_esc(fmt_param(best[p.key]))}</code>" for p in study.space
     )
@@ -156,7 +154,7 @@ def _headline(study: OptunaStudy, metric: str, floor: float | None, on: str) -> 
         if value is None or (isinstance(value, float) and math.isnan(value)):
             continue
         extra = ""
-        if m in means and m != "cumulative_utility" and means[m] is not None:
+        if m in means and m not in ("cumulative_utility", on) and means[m] is not None:
             extra = f" (mean over windows {_fmt(m, means[m])})"
         rows.append(
             f"<tr><td>{_esc(_label(m))}</td><td class='num'>{_fmt(m, value)}</td>"
@@ -215,7 +213,7 @@ def trials_figure(study: OptunaStudy, metric: str) -> go.Figure:
     infeasible = t.filter(pl.col("feasible").fill_null(True).not_())
     for part, name, symbol in (
         (feasible, "feasible", "circle"),
-        (infeasible, "below the revenue floor", "circle-open"),
+        (infeasible, "below the floor", "circle-open"),
     ):
         if part.height:
             fig.add_trace(
@@ -373,8 +371,8 @@ def trials_section(study: OptunaStudy) -> str:
     parts.append("<h3>Every trial</h3>")
     parts.append(
         '<p class="caption">Objective: the metric in the run\'s last window, unpenalized. '
-        "Returned to Optuna: the objective when the trial meets the revenue floor, else minus "
-        "its relative shortfall (floor − revenue) / floor, below every feasible trial. The "
+        "Returned to Optuna: the objective when the trial meets the floor, else minus "
+        "its relative shortfall (floor − value) / floor of the floored metric, below every feasible trial. The "
         "chosen trial is highlighted; trials below the floor are grey.</p>"
     )
     parts.append(_trial_rows(study, best, on))
@@ -385,6 +383,6 @@ def trials_section(study: OptunaStudy) -> str:
         parts.append(figure_html(dep, "trials-dependence"))
         parts.append(
             '<p class="caption">The objective of every finished trial against each key '
-            "(hollow: below the revenue floor).</p>"
+            "(hollow: below the floor).</p>"
         )
     return "".join(parts)
