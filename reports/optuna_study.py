@@ -354,3 +354,13 @@ def trials_markdown(study: OptunaStudy) -> str:
         f"{TRIALS_CSV}; sensitivity per key: the sweep's report.html.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def chosen_arm(sweep: Sweep) -> str | None:
+    """An Optuna sweep's chosen trial's arm (:func:`best_feasible`): the baseline its pages
+    compare every other trial with, unless the study names one. None for other sweeps."""
+    if sweep.study_baseline is not None:
+        return None
+    study = load_optuna_study(sweep)
+    best = None if study is None else best_feasible(study.trials)
+    return None if best is None else best["arm"]

@@ -42,7 +42,7 @@ from reports.comparison import (
 from reports.inequality import lorenz
 from reports.intervals import METHOD, Interval, column_intervals
 from reports.metric_catalog import Metric, format_metric, metric_info
-from reports.optuna_study import load_optuna_study
+from reports.optuna_study import chosen_arm, load_optuna_study
 from reports.page import CSS, FIG_HEIGHT, figure_html, shared_plotlyjs, write_page
 from reports.run_report import REPORT_NAME, equality_figure, read_config, serving_reasons
 from reports.sweep_folder import (
@@ -955,6 +955,10 @@ def build_sweep_report(sweep_dir: Path, baseline: str | None = None) -> Path:
     """
     sweep_dir = Path(sweep_dir)
     sweep = load_sweep(sweep_dir, baseline)
+    chosen = chosen_arm(sweep) if baseline is None else None
+    if chosen is not None and chosen != sweep.baseline:  # Optuna: the chosen trial is the baseline
+        sweep = load_sweep(sweep_dir, chosen)
+    study = load_optuna_study(sweep)
     if sweep.finished:
         arms = sweep.finished_arms
         serving = has_serving(sweep)
@@ -972,9 +976,14 @@ def build_sweep_report(sweep_dir: Path, baseline: str | None = None) -> Path:
             f'<h2 id="final">{NAV["final"]}</h2>{_final_table(comp)}'
         )
         nav = ["series", "tradeoff", "lorenz", "final"]
-        study = load_optuna_study(sweep)
-        if study is not None:  # trials are jobs: the chosen trial and the search, first
-            body = f'<h2 id="trials">{NAV["trials"]}</h2>{trials_section(study)}' + body
+        if (
+            study is not None
+        ):  # trials are jobs: the finding is the chosen trial, not a table of all
+            question = sweep.question or "Which trial of the search does best, and what drives it?"
+            top = (
+                f'<p class="question">{_esc(question)}</p>'
+                f'<h2 id="trials">{NAV["trials"]}</h2>{trials_section(study)}'
+            )
             nav.insert(0, "trials")
     else:
         top = '<p class="status-failed answer">No job finished: nothing to compare.</p>'
