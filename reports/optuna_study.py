@@ -53,7 +53,9 @@ class SearchParam:
 
 @dataclass
 class OptunaStudy:
-    """What the sweep folder tells about its Optuna study."""
+    """What the sweep folder tells about its Optuna study. ``trials`` are numbered by their job in
+    this folder; with a persistent ``storage`` an earlier sweep already filled, Optuna's own
+    trial numbers continue from there and ``results`` covers every sweep of the study."""
 
     space: list[SearchParam]
     fixed: dict[str, str]  # the sweeper's params that are not searched (e.g. seed)
@@ -64,6 +66,10 @@ class OptunaStudy:
     trials: pl.DataFrame  # :func:`trial_table`
     results: dict[str, Any] | None = None  # optimization_results.yaml
     jobs: dict[int, Job] = field(default_factory=dict)  # trial number → job
+    storage: str | None = None  # hydra.sweeper.storage: a study that may span several sweeps
+    objective_metric: str = "objective"  # from the trials' objective.json
+    floor: float | None = None
+    floor_metric: str = "revenue_per_request"
 
     @property
     def keys(self) -> list[str]:
@@ -287,6 +293,7 @@ def load_optuna_study(sweep: Sweep) -> OptunaStudy | None:
     trials = trial_table(sweep, space)
     jobs = {n: j for j in sweep.jobs if (n := _trial_number(j)) is not None}
     n_trials = sweeper.get("n_trials")
+    metric, floor, on = _objective_meta(jobs.values())
     return OptunaStudy(
         space,
         fixed,
@@ -297,7 +304,27 @@ def load_optuna_study(sweep: Sweep) -> OptunaStudy | None:
         trials,
         results if isinstance(results, dict) else None,
         jobs,
+        None if sweeper.get("storage") is None else str(sweeper.get("storage")),
+        metric,
+        floor,
+        on,
     )
+
+
+def _objective_meta(jobs: Any) -> tuple[str, float | None, str]:
+    """The objective metric, the floor and the metric it applies to, from the first trial with
+    an ``objective.json``."""
+    for job in jobs:
+        data = _objective(job)
+        if data is None:
+            continue
+        floor = data.get("floor")
+        return (
+            str(data.get("objective_metric", "objective")),
+            None if floor is None else float(floor),
+            str(data.get("constraint_metric") or "revenue_per_request"),
+        )
+    return "objective", None, "revenue_per_request"
 
 
 def fmt_param(value: Any) -> str:
@@ -316,23 +343,16 @@ def trials_markdown(study: OptunaStudy) -> str:
     best = best_feasible(t)
     lines = ["", "## Trials (Optuna)", ""]
     if best is None:
-        lines.append("No finished trial meets the revenue floor.")
+        lines.append("No finished trial meets the floor.")
     else:
         chosen = ", ".join(f"{p.key}={fmt_param(best[p.key])}" for p in study.space)
         lines.append(
-            f"Chosen (best trial meeting the revenue floor): trial {best['trial']} — {chosen}; "
-            f"objective {fmt_param(best['objective'])}, mean revenue per request "
-            f"{fmt_param(best['constraint'])}."
+            f"Chosen (best trial meeting the floor): trial {best['trial']} — {chosen}; "
+            f"{study.objective_metric} {fmt_param(best['objective'])}, mean "
+            f"{study.floor_metric} {fmt_param(best['constraint'])}."
         )
-    header = [
-        "trial",
-        *study.keys,
-        "objective",
-        "revenue/request",
-        "feasible",
-        "returned",
-        "status",
-    ]
+    floor = f"mean {study.floor_metric}"
+    header = ["trial", *study.keys, study.objective_metric, floor, "feasible", "returned", "status"]
     lines += ["", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for r in t.iter_rows(named=True):
         mark = " ←" if best is not None and r["trial"] == best["trial"] else ""
@@ -349,8 +369,9 @@ def trials_markdown(study: OptunaStudy) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Objective: the metric in the run's last window. Returned: what Optuna optimized (the "
-        "objective when feasible, else minus the relative revenue shortfall). Every trial: "
+        f"{study.objective_metric}: its value in the run's last window. Feasible: mean "
+        f"{study.floor_metric} over windows ≥ {study.floor}. Returned: what Optuna optimized (the "
+        "objective when feasible, else minus the relative shortfall). Every trial: "
         f"{TRIALS_CSV}; sensitivity per key: the sweep's report.html.",
     ]
     return "\n".join(lines) + "\n"

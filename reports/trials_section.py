@@ -8,7 +8,6 @@ the table of trials, and how sensitive the objective (and revenue) is to each se
 from __future__ import annotations
 
 import html
-import json
 import math
 import shlex
 from typing import Any
@@ -20,7 +19,6 @@ from plotly.subplots import make_subplots
 
 from reports.metric_catalog import CATALOG, format_metric
 from reports.optuna_study import (
-    OBJECTIVE_FILE,
     RESULTS_FILE,
     OptunaStudy,
     best_feasible,
@@ -67,23 +65,6 @@ def _fmt(metric: str, value: Any) -> str:
 def _label(metric: str) -> str:
     info = CATALOG.get(metric)
     return info.title if info is not None else metric.replace("_", " ")
-
-
-def _objective_meta(study: OptunaStudy) -> tuple[str, float | None, str]:
-    """The objective metric, the floor and the metric it applies to, from the trials'
-    ``objective.json``."""
-    for job in study.jobs.values():
-        try:
-            data = json.loads((job.path / OBJECTIVE_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        floor = data.get("floor")
-        return (
-            str(data.get("objective_metric", "objective")),
-            None if floor is None else float(floor),
-            str(data.get("constraint_metric") or "revenue_per_request"),
-        )
-    return "objective", None, "revenue_per_request"
 
 
 def _feasible_text(value: Any) -> str:
@@ -168,11 +149,19 @@ def _headline(study: OptunaStudy, metric: str, floor: float | None, on: str) -> 
     results = study.results
     if results is not None and "best_params" in results:
         same = all(_close(results["best_params"].get(p.key), best[p.key]) for p in study.space)
-        verdict = (
-            '<span class="ok">the same trial</span>'
-            if same
-            else "a different trial (Optuna ranks by the returned value; see the table)"
+        in_folder = any(
+            all(_close(results["best_params"].get(p.key), r[p.key]) for p in study.space)
+            for r in t.filter(pl.col("status") == FINISHED).iter_rows(named=True)
         )
+        if same:
+            verdict = '<span class="ok">the same trial</span>'
+        elif not in_folder and study.storage is not None:
+            verdict = (
+                f"not a trial of this folder: the study's storage ({_esc(study.storage)}) holds "
+                "trials of earlier sweeps"
+            )
+        else:
+            verdict = "a different trial (Optuna ranks by the returned value; see the table)"
         params = ", ".join(
             f"{_esc(k)}={_esc(fmt_param(_maybe_float(v)))}"
             for k, v in results["best_params"].items()
@@ -362,7 +351,7 @@ def _signed(value: float) -> str:
 
 def trials_section(study: OptunaStudy) -> str:
     """The HTML of the Trials section."""
-    metric, floor, on = _objective_meta(study)
+    metric, floor, on = study.objective_metric, study.floor, study.floor_metric
     best = best_feasible(study.trials)
     parts = [_headline(study, metric, floor, on)]
     if study.trials.filter(pl.col("status") == FINISHED).height:

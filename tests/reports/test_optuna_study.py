@@ -228,7 +228,7 @@ def test_the_pages_show_the_trials_and_the_chosen_one(tmp_path):
     write_comparison(sweep_dir)
     md = (sweep_dir / "comparison.md").read_text()
     assert "## Trials (Optuna)" in md and "| 2 ← |" in md
-    assert "Chosen (best trial meeting the revenue floor): trial 2" in md
+    assert "Chosen (best trial meeting the floor): trial 2" in md
     # the chosen trial is the baseline every other trial is compared with
     first = next(line for line in md.splitlines() if line.startswith("| scalarized"))
     assert first.startswith("| scalarized [revenue=1.2, diversity=0.4] |")
