@@ -31,7 +31,9 @@ from rich.console import Console
 
 from experiments.config import ConfigError, parse_config
 from experiments.console import day_progress, summary_table
+from experiments.objective import check_objective, job_objective
 from experiments.run import RunDirectoryError, run
+from sim.metrics import METRIC_COLUMNS
 
 log = logging.getLogger("recloop")
 GROUPS = ("world", "policy", "sim", "study")
@@ -121,8 +123,41 @@ def _expand(argv: list[str]) -> tuple[list[list[str]], bool, DictConfig] | None:
     given = {o.get_key_element().lstrip("+~") for o in ours}
     params = hydra_cfg.sweeper.get("params") or {}
     from_config = _parse([f"{k}={v}" for k, v in params.items() if k not in given])
+    if is_optuna(hydra_cfg):
+        return optuna_corner_jobs([*from_config, *ours]), True, hydra_cfg
     batches = BasicSweeper.split_arguments([*from_config, *ours], max_batch_size=None)
     return [job for batch in batches for job in batch], True, hydra_cfg
+
+
+OPTUNA_SWEEPER = "hydra_optuna_sweeper"  # hydra/sweeper=optuna (the optuna extra)
+
+
+def is_optuna(hydra_cfg: DictConfig | None) -> bool:
+    """Does this sweep run on hydra's Optuna sweeper (trials are jobs)?"""
+    if hydra_cfg is None:
+        return False
+    return OPTUNA_SWEEPER in str(hydra_cfg.get("sweeper", {}).get("_target_", ""))
+
+
+def _candidates(override: Any) -> list[str]:
+    """The values of one override the precheck tries: both ends of an interval, every value of
+    a choice or range, the value itself when fixed."""
+    if not override.is_sweep_override():
+        return [override.get_value_element_as_str()]
+    if override.is_interval_sweep():
+        value = override.value()
+        return [str(value.start), str(value.end)]
+    return list(override.sweep_string_iterator())
+
+
+def optuna_corner_jobs(overrides: list[Any]) -> list[list[str]]:
+    """Jobs that cover the ends of an Optuna search space, for the precheck (Optuna picks the
+    trials' values only while the sweep runs): job ``i`` sets every key to its ``i``-th
+    candidate (:func:`_candidates`), or its last one when it has fewer. A bad bound then stops
+    the command before any trial runs, like a bad value of a grid sweep."""
+    values = [(o.get_key_element(), _candidates(o)) for o in overrides]
+    n = max((len(v) for _, v in values), default=1)
+    return [[f"{key}={v[min(i, len(v) - 1)]}" for key, v in values] for i in range(n)]
 
 
 def _compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
@@ -146,6 +181,11 @@ def _compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
                 config_name="config", overrides=overrides, return_hydra_config=with_hydra
             )
         except HydraException as exc:
+            if "hydra/sweeper/optuna" in str(exc):
+                raise ConfigError(
+                    "hydra/sweeper=optuna: hydra-optuna-sweeper is not installed "
+                    '(pip install -e ".[optuna]")'
+                ) from None
             raise ConfigError(_composition_error(exc, overrides)) from None
 
 
@@ -162,6 +202,12 @@ class Plan:
     jobs: list[DictConfig]
     multirun: bool
     hydra: DictConfig | None = None
+
+    @property
+    def n_trials(self) -> int | None:
+        """An Optuna sweep's number of trials (its jobs); None for other sweeps, whose jobs
+        are :attr:`jobs` (an Optuna sweep's :attr:`jobs` are the corners the precheck tried)."""
+        return int(self.hydra.sweeper.n_trials) if is_optuna(self.hydra) else None
 
 
 def precheck(argv: list[str]) -> Plan | None:
@@ -180,6 +226,20 @@ def precheck(argv: list[str]) -> Plan | None:
         cfg = _compose(overrides)
         composed.append(cfg)
         parse_config(cfg)
+        try:
+            check_objective(cfg, METRIC_COLUMNS)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if is_optuna(hydra_cfg) and cfg.get("study_objective") is None:
+            raise ConfigError(
+                "study_objective=null: an Optuna sweep needs the metric its trials return "
+                "(e.g. study_objective=cumulative_utility)"
+            )
+        if is_optuna(hydra_cfg) and "max" not in str(hydra_cfg.sweeper.direction).lower():
+            raise ConfigError(
+                f"hydra.sweeper.direction={hydra_cfg.sweeper.direction}: the trials' objective "
+                f"({cfg.get('study_objective')}) is maximized; use direction=maximize"
+            )
         runner = cfg.get("runner", "run")
         if runner not in RUNNERS:
             raise ConfigError(f"runner={runner!r}: unknown; choose one of {', '.join(RUNNERS)}")
@@ -261,8 +321,16 @@ def record_interrupted(out_dir: Path, day: float, days: float) -> None:
     (out_dir / "status.json").write_text(json.dumps(status, indent=2) + "\n")
 
 
+def _failed_value(cfg: DictConfig) -> float | None:
+    """What a failed job returns: NaN in a study with an objective (Optuna marks the trial
+    failed and the sweep goes on), else nothing."""
+    return float("nan") if cfg.get("study_objective") is not None else None
+
+
 @hydra.main(config_path="pkg://configs", config_name="config", version_base="1.3")
-def _app(cfg: DictConfig) -> None:
+def _app(cfg: DictConfig) -> float | None:
+    """One job. Returns the study's objective when its config names one (the value hydra's
+    Optuna sweeper optimizes, :mod:`experiments.objective`), else None."""
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir).resolve()
     multirun = hc.mode == RunMode.MULTIRUN
@@ -286,6 +354,7 @@ def _app(cfg: DictConfig) -> None:
                 progress=_tracking(progress, days),
                 config_name=hc.job.config_name or "config",
             )
+        objective = job_objective(cfg, out_dir)
     except KeyboardInterrupt:
         if "day" in _ACTIVE:
             record_interrupted(out_dir, _ACTIVE["day"], _ACTIVE["days"])
@@ -294,7 +363,7 @@ def _app(cfg: DictConfig) -> None:
         _discard_unstarted(out_dir)
         print(f"recloop: error: {exc}", file=sys.stderr)
         if multirun:  # keep the sweep going; hydra would skip its end-of-sweep callbacks
-            return
+            return _failed_value(cfg)
         sys.exit(EXIT_BAD_INPUT)
     except Exception as exc:
         if not multirun:
@@ -310,16 +379,17 @@ def _app(cfg: DictConfig) -> None:
             _first_line(exc),
             out_dir / "status.json",
         )
-        return
+        return _failed_value(cfg)
     finally:
         if sys.exc_info()[0] is not KeyboardInterrupt:
             _ACTIVE.pop("day", None)  # this job is over: a later Ctrl-C is not about it
     if multirun:  # the sweep prints one line per job (SweepProgress) and the comparison
-        return
+        return objective
     console.print(summary_table(summary))
     print(f"run directory: {out_dir}")
     if (out_dir / "report.html").exists():
         print(f"report: {out_dir / 'report.html'}")
+    return objective
 
 
 def _console() -> Console:
@@ -464,9 +534,30 @@ def _announce(plan: Plan, plan_only: bool = False) -> None:
 
     cfgs = [OmegaConf.to_container(c, resolve=True) for c in plan.jobs]
     name = str(plan.jobs[0].get("study_name", "sweep")) if plan.multirun else "run"
+    if plan.n_trials is not None:  # Optuna: n_trials jobs, costed like the first corner
+        cfgs = [cfgs[0]] * plan.n_trials
     lines, estimate = plan_lines(cfgs, f"recloop {name}")  # type: ignore[arg-type]
+    if plan.n_trials is not None and plan.hydra is not None:
+        lines.insert(1, "  " + optuna_line(plan.hydra, plan.jobs[0]))
     print("\n".join(lines), flush=True)
     set_pending_plan(estimate)
+
+
+def optuna_line(hydra_cfg: DictConfig, cfg: DictConfig) -> str:
+    """``Optuna sweeper: 20 trials (TPESampler, seed 0) maximizing cumulative_utility …``."""
+    sweeper = hydra_cfg.sweeper
+    params = {k: str(v) for k, v in (sweeper.get("params") or {}).items()}
+    space = ", ".join(f"{k} ∈ {v}" for k, v in params.items() if "(" in v or "," in v)
+    sampler = str(sweeper.sampler.get("_target_", "")).rpartition(".")[2] or "default sampler"
+    seed = sweeper.sampler.get("seed")
+    floor = cfg.get("study_revenue_floor")
+    return (
+        f"Optuna sweeper: {sweeper.n_trials} trials ({sampler}"
+        f"{f', seed {seed}' if seed is not None else ''}, {sweeper.n_jobs} at a time) maximizing "
+        f"{cfg.get('study_objective')}"
+        f"{f' with revenue_per_request ≥ {floor}' if floor is not None else ''}"
+        f"{f' over {space}' if space else ''}"
+    )
 
 
 def main() -> None:

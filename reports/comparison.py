@@ -30,6 +30,7 @@ from scipy import stats
 
 from reports.intervals import METHOD, Domain, Interval, difference_domain, mean_interval
 from reports.metric_catalog import metric_info
+from reports.optuna_study import TRIALS_CSV, chosen_arm, load_optuna_study, trials_markdown
 from reports.sweep_folder import (
     Sweep,
     SweepReportError,
@@ -381,6 +382,8 @@ def write_comparison(
         return None
     if baseline is None and sweep.study_baseline is not None:
         baseline = sweep.baseline  # the study's reference arm (load_sweep resolved it)
+    if baseline is None:
+        baseline = chosen_arm(sweep)  # an Optuna sweep's chosen trial (else None: the rule)
     comparison = comparison_table(jobs, order, baseline)
     csv = with_gain(jobs, comparison.baseline).sort("arm", "seed", "job")
     csv.rename({m: f"{m}_final_window" for m in COMPARED if m in csv.columns}).write_csv(
@@ -388,5 +391,9 @@ def write_comparison(
     )
     path = sweep_dir / "comparison.md"
     text = to_markdown(comparison, title or sweep.name, sweep.question)
+    study = load_optuna_study(sweep)
+    if study is not None:  # trials are jobs: their table too, and trials.csv
+        text += trials_markdown(study)
+        study.trials.write_csv(sweep_dir / TRIALS_CSV)
     path.write_text(text, encoding="utf-8")
     return path

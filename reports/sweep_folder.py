@@ -339,6 +339,62 @@ def label_arms(jobs: Sequence[Job]) -> list[str]:
     return [*found, f"policy={known[0].policy}"] if one_policy else found
 
 
+OPTUNA_SWEEPER = "hydra_optuna_sweeper"  # hydra/sweeper=optuna: trials are jobs
+OPTUNA_RESULTS = "optimization_results.yaml"  # what that sweeper writes when the sweep ends
+
+
+def is_optuna(sweep_dir: Path, jobs: Sequence[Job]) -> bool:
+    """Did hydra's Optuna sweeper run these jobs? (It writes no ``multirun.yaml``: read the
+    sweeper from the first job's ``.hydra/hydra.yaml``, or its ``optimization_results.yaml``.)"""
+    if (Path(sweep_dir) / OPTUNA_RESULTS).is_file():
+        return True
+    for job in jobs:
+        hydra = _dig(_read_yaml(job.path / ".hydra" / "hydra.yaml"), "hydra", "sweeper")
+        if isinstance(hydra, Mapping):
+            return OPTUNA_SWEEPER in str(hydra.get("_target_", ""))
+    return False
+
+
+def _short_value(value: str) -> str:
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return f"{number:.4g}" if "." in value or "e" in value.lower() else value
+
+
+def shorten_trial_labels(jobs: Sequence[Job], shared: Sequence[str]) -> None:
+    """An Optuna sweep's arms are its trials, labelled by the values Optuna drew (e.g.
+    ``policy.rerank.weights.revenue=0.31415926535``): keep each key's last part and 4
+    significant digits (``scalarized [revenue=0.3142]``), unless that would make two
+    different trials' labels equal (then the full labels stay)."""
+    keep = set(shared)
+    full = {id(j): j.arm for j in jobs}
+    extras = {
+        id(j): [o for o in j.overrides or () if is_arm_override(o) and o not in keep and "=" in o]
+        for j in jobs
+    }
+    leaves = [override_key(o) for e in extras.values() for o in e]
+    unique = len({k.rpartition(".")[2] for k in set(leaves)}) == len(set(leaves))
+    short: dict[int, str | None] = {}
+    for job in jobs:
+        if job.arm is None or not extras[id(job)]:
+            short[id(job)] = job.arm
+            continue
+        parts = []
+        for o in extras[id(job)]:
+            key = override_key(o)
+            parts.append(
+                f"{key.rpartition('.')[2] if unique else key}={_short_value(o.partition('=')[2])}"
+            )
+        head = f"{job.policy} " if job.policy is not None else ""
+        short[id(job)] = f"{head}[{', '.join(parts)}]"
+    pairs = {(full[i], short[i]) for i in full}
+    if len({s for _, s in pairs}) == len({f for f, _ in pairs}):
+        for job in jobs:
+            job.arm = short[id(job)]
+
+
 def normalized_override(override: str) -> str:
     """``+serving_arm=unlimited`` → ``serving_arm=unlimited``: an override without its prefix."""
     return f"{override_key(override)}={override.partition('=')[2].strip()}"
@@ -408,6 +464,8 @@ def load_sweep(sweep_dir: Path, baseline: str | None = None) -> Sweep:
         raise SweepReportError(f"not a sweep: {sweep_dir} has no job sub-folders")
     jobs = [load_job(d) for d in dirs]
     shared = label_arms(jobs)
+    if is_optuna(sweep_dir, jobs):
+        shorten_trial_labels(jobs, shared)
     arms: list[str] = []
     for job in jobs:
         if job.arm is not None and job.arm not in arms:

@@ -44,6 +44,7 @@ from reports.horizons import horizon_section
 from reports.inequality import lorenz
 from reports.intervals import METHOD, Interval, column_intervals
 from reports.metric_catalog import Metric, format_metric, metric_info
+from reports.optuna_study import chosen_arm, load_optuna_study
 from reports.page import CSS, FIG_HEIGHT, figure_html, shared_plotlyjs, write_page
 from reports.run_report import REPORT_NAME, equality_figure, read_config, serving_reasons
 from reports.sweep_folder import (
@@ -59,6 +60,7 @@ from reports.sweep_folder import (
     metric_values,
 )
 from reports.sweep_tradeoffs import tradeoffs_section
+from reports.trials_section import TRIALS_CSS, trials_section
 from reports.weight_sweep import weight_sweep_section
 
 __all__ = ["SweepReportError", "build_sweep_report", "is_sweep_dir"]
@@ -920,6 +922,7 @@ def _arms_section(sweep: Sweep) -> str:
 
 
 NAV = {
+    "trials": "Trials (Optuna)",
     "tradeoffs": "Trade-offs: the Pareto front",
     "weights": "Weights: do they move what they claim?",
     "horizons": "Short run vs long run",
@@ -969,6 +972,10 @@ def build_sweep_report(sweep_dir: Path, baseline: str | None = None) -> Path:
     """
     sweep_dir = Path(sweep_dir)
     sweep = load_sweep(sweep_dir, baseline)
+    chosen = chosen_arm(sweep) if baseline is None else None
+    if chosen is not None and chosen != sweep.baseline:  # Optuna: the chosen trial is the baseline
+        sweep = load_sweep(sweep_dir, chosen)
+    study = load_optuna_study(sweep)
     if sweep.finished:
         arms = sweep.finished_arms
         serving = has_serving(sweep)
@@ -992,6 +999,15 @@ def build_sweep_report(sweep_dir: Path, baseline: str | None = None) -> Path:
         )
         nav = ["tradeoffs"] * bool(tradeoffs) + ["weights"] * bool(weights)
         nav += ["horizons"] * bool(horizons) + ["series", "tradeoff", "lorenz", "final"]
+        if (
+            study is not None
+        ):  # trials are jobs: the finding is the chosen trial, not a table of all
+            question = sweep.question or "Which trial of the search does best, and what drives it?"
+            top = (
+                f'<p class="question">{_esc(question)}</p>'
+                f'<h2 id="trials">{NAV["trials"]}</h2>{trials_section(study)}'
+            )
+            nav.insert(0, "trials")
     else:
         top = '<p class="status-failed answer">No job finished: nothing to compare.</p>'
         body, nav = "", []
@@ -1013,5 +1029,9 @@ item_exposure.parquet, status.json, .hydra/).</footer>
     shared_plotlyjs(sweep_dir)
     title = f"{sweep.name} — recloop sweep report"
     return write_page(
-        sweep_dir / REPORT_NAME, title, CSS + SWEEP_CSS, page_body, plotly_src="plotly.min.js"
+        sweep_dir / REPORT_NAME,
+        title,
+        CSS + SWEEP_CSS + TRIALS_CSS,
+        page_body,
+        plotly_src="plotly.min.js",
     )
