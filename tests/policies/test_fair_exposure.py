@@ -272,3 +272,44 @@ def test_preset_composes():
     config = policy_config("fair_exposure")
     assert config.selector.name == "fair_exposure" and config.name == "fair_exposure"
     assert config.selector.groups == "creators"
+
+
+@pytest.mark.slow
+def test_ope_study_with_fair_exposure_as_logging_policy_and_target(tmp_path):
+    """A tiny OPE study logged by fair exposure: the same policy as a target has importance
+    weights 1 (its replayed probabilities equal the logged ones, bit for bit), so every weighting
+    estimator returns the truth; no reward-model estimator is run for it (no ``first_slot``)."""
+    import polars as pl
+    from conftest import compose_config
+
+    from experiments.ope import run_ope
+
+    cfg = compose_config(
+        "+study=ope",
+        "policy=fair_exposure",
+        "world.n_users=300",
+        "world.n_items=150",
+        "sim.days=3",
+        "ope.targets=[fair_exposure,greedy]",
+        "ope.seeds=[4]",
+    )
+    table = run_ope(cfg, tmp_path)
+    same = table.filter(pl.col("target") == "fair_exposure")
+    assert not same["estimator"].is_in(["DM", "DR", "SNDR", "SwitchDR"]).any()
+    assert same.height > 0
+    np.testing.assert_allclose(same["estimate"].to_numpy(), same["truth"].to_numpy(), rtol=1e-12)
+    imp = pl.read_parquet(
+        tmp_path / "seed4" / "logging" / "logs" / "impressions" / "**" / "*.parquet"
+    )
+    shadow = pl.read_parquet(
+        tmp_path / "seed4" / "logging" / "logs" / "targets" / "**" / "*.parquet"
+    )
+    both = imp.join(
+        shadow.filter(pl.col("target").cast(pl.String) == "fair_exposure"),
+        on=["request_id", "position"],
+    )
+    assert both.height > 0 and (both["propensity"] < 1).any()  # it does randomize
+    np.testing.assert_array_equal(both["target_marginal"], both["propensity"])
+    np.testing.assert_array_equal(both["target_prefix"], both["prefix_propensity"])
+    greedy = table.filter(pl.col("target") == "greedy")
+    assert greedy["estimate"].is_finite().all()
