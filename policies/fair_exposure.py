@@ -46,6 +46,7 @@ estimators only (as for UCB and Thompson).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import ClassVar
@@ -85,6 +86,18 @@ def popularity_tiers(impressions: np.ndarray, n_tiers: int) -> np.ndarray:
     return np.searchsorted(edges, imp, side="left").astype(np.int64)
 
 
+@functools.cache
+def _assignment_blocks(m: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The constraint rows every request of size (M, K) shares, on ``P.ravel()`` (row-major):
+    slot sums (K, M·K) and candidate sums (M, M·K). Read-only."""
+    columns = np.zeros((k, m * k))
+    columns[np.tile(np.arange(k), m), np.arange(m * k)] = 1.0
+    rows = np.zeros((m, m * k))
+    rows[np.repeat(np.arange(m), k), np.arange(m * k)] = 1.0
+    columns.flags.writeable = rows.flags.writeable = False
+    return columns, rows
+
+
 def assignment_lp(
     u: np.ndarray, labels: np.ndarray, v: np.ndarray, delta: float, penalty: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -97,10 +110,11 @@ def assignment_lp(
     share = np.bincount(g_of, weights=u, minlength=n_g) / u.sum()
     nvar = m * k + n_g
     c = np.concatenate([-(u[:, None] * v[None, :]).ravel() / total_v, np.full(n_g, penalty)])
+    columns, rows = _assignment_blocks(m, k)
     a_eq = np.zeros((k, nvar))
-    a_eq[np.tile(np.arange(k), m), np.arange(m * k)] = 1.0  # column sums
+    a_eq[:, : m * k] = columns
     a_ub = np.zeros((m + 2 * n_g, nvar))
-    a_ub[np.repeat(np.arange(m), k), np.arange(m * k)] = 1.0  # row sums <= 1
+    a_ub[:m, : m * k] = rows
     expo = np.zeros((n_g, nvar))
     expo[np.repeat(g_of, k), np.arange(m * k)] = np.tile(v / total_v, m)
     a_ub[m : m + n_g] = expo
