@@ -313,3 +313,62 @@ def test_ope_study_with_fair_exposure_as_logging_policy_and_target(tmp_path):
     np.testing.assert_array_equal(both["target_prefix"], both["prefix_propensity"])
     greedy = table.filter(pl.col("target") == "greedy")
     assert greedy["estimate"].is_finite().all()
+
+
+@pytest.mark.slow
+def test_end_to_end_run_logs_exact_fair_exposure_propensities(tmp_path):
+    """``recloop policy=fair_exposure`` on a tiny world: every model-served row is ``exact``,
+    each request's candidate show probabilities sum to K, the logged slate probability is the
+    last prefix, and the ranker does randomize; the same config reproduces the logs."""
+    import polars as pl
+    from conftest import compose_config
+
+    from experiments.run import run
+
+    cfg = compose_config(
+        "policy=fair_exposure", "world.n_users=300", "world.n_items=200", "sim.days=4"
+    )
+    run(cfg, tmp_path / "a")
+    logs = tmp_path / "a" / "logs"
+    imp = pl.read_parquet(logs / "impressions" / "**" / "*.parquet")
+    served = imp.filter(pl.col("model_version") >= 0)
+    assert served.height > 0
+    assert set(served["propensity_method"].cast(pl.String)) == {"exact"}
+    assert set(served["policy"].cast(pl.String)) == {"fair_exposure"}
+    assert (served["propensity"] < 1).any() and (served["propensity"] > 0).all()
+    last = served.filter(pl.col("position") == cfg["policy"]["slate_size"] - 1)
+    np.testing.assert_array_equal(last["slate_propensity"], last["prefix_propensity"])
+    cands = pl.read_parquet(logs / "candidates" / "**" / "*.parquet")
+    ids = served["request_id"].unique().implode()
+    totals = (
+        cands.filter(pl.col("request_id").is_in(ids))
+        .group_by("request_id")
+        .agg(pl.col("show_probability").sum())
+    )
+    np.testing.assert_allclose(totals["show_probability"], cfg["policy"]["slate_size"], atol=1e-9)
+    run(cfg, tmp_path / "b")
+    for a in sorted(logs.rglob("*.parquet")):
+        b = tmp_path / "b" / a.relative_to(tmp_path / "a")
+        assert a.read_bytes() == b.read_bytes(), a
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "arg",
+    [
+        "policy.selector.groups=topics",
+        "policy.selector.n_tiers=1",
+        "policy.selector.delta=-0.1",
+        "policy.selector.candidate_factor=0.5",
+    ],
+)
+def test_bad_config_exits_2_with_one_line(tmp_path, arg):
+    from conftest import run_recloop
+
+    proc = run_recloop(
+        "policy=fair_exposure", arg, f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    key = arg.split("=")[0]
+    assert len(lines) == 1 and lines[0].startswith(f"recloop: error: {key}="), proc.stderr
