@@ -175,6 +175,8 @@ def birkhoff(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         total += w
         if total >= 1.0 - TOL:
             break
+    if total < 1.0 - 1e-6:  # P was not (nearly) doubly stochastic: never sample a distortion
+        raise RuntimeError(f"fair_exposure: the decomposition covers only {total:.9f} of P")
     w = np.array(weights)
     return np.array(rankings, dtype=np.int64).reshape(-1, k), w / w.sum()
 

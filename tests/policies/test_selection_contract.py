@@ -616,7 +616,10 @@ def policy_server(path: Path, world, clicks, retrieve: str | None = None) -> Ser
     inter, per_user = clicks
     config = _tiny(path) if retrieve is None else _tiny(path, retrieve=retrieve)
     if config.selector.name == "fair_exposure":  # exactly proportional: random on these users
-        config = dataclasses.replace(config, selector=dataclasses.replace(config.selector, delta=0))
+        # (the mixed candidates of users 1 and 2 come from one creator: group them by tier)
+        groups = "popularity_tiers" if retrieve == "mixed" else "creators"
+        fair = dataclasses.replace(config.selector, delta=0, groups=groups, n_tiers=3)
+        config = dataclasses.replace(config, selector=fair)
     policy = _build(config, world)
     policy.deploy(policy.fit(inter, version=FIT_VERSION))
     if retrieve == "mixed":  # the contexts do get candidates from the other retrievers
@@ -661,6 +664,7 @@ MIXED_PRESETS = (
     "ucb",
     "thompson",
     "item_boost",
+    "fair_exposure",
     "randomized_topk",
     "bpr",
     "popularity",
