@@ -20,8 +20,10 @@ Per request, over the top ``M = min(ceil(candidate_factor · K), C)`` retrieved 
    merit but fewer members than slots); with λ large the LP first minimizes the total violation.
    Groups are creators (``ItemMetadata.creator_id``) or popularity tiers (``n_tiers`` quantile
    bins of the item impressions in the model's training log, ``SelectionContext.item_impressions``).
-   With one group among the candidates (or ``δ ≥ 1``) the group constraint cannot bind: the LP
-   is skipped and ``P`` is the greedy (probability-ranking) assignment.
+   The greedy assignment (the top K by merit, in merit order) is the unconstrained optimum
+   (rearrangement inequality, ``v`` decreasing): where it already meets every group constraint
+   (always with one group among the candidates, or ``δ ≥ 1``) it is an optimum of the LP with zero
+   slack, so the LP is skipped there (checked for the whole batch at once) and ``P`` is greedy.
 4. **Birkhoff–von Neumann**: ``P`` (rounded to 1e-12) is completed to a square doubly
    stochastic matrix (the ``M − K`` dummy slots take each row's deficit ``1 − Σ_k P_ik`` by the
    north-west-corner rule: few non-zeros, hence few permutations) and decomposed into weighted
@@ -84,6 +86,28 @@ def popularity_tiers(impressions: np.ndarray, n_tiers: int) -> np.ndarray:
     imp = np.asarray(impressions, dtype=np.float64)
     edges = np.quantile(imp, np.arange(1, n_tiers) / n_tiers)
     return np.searchsorted(edges, imp, side="left").astype(np.int64)
+
+
+def greedy_is_fair(
+    u: np.ndarray, labels: np.ndarray, greedy: np.ndarray, v: np.ndarray, delta: float
+) -> np.ndarray:
+    """Whether each request's greedy assignment (pool indices ``greedy`` (n, K) in slot order)
+    meets ``|E_g/V − m_g| ≤ δ`` for every group (n,) bool; row by row, in the same order
+    whatever the batch."""
+    n, m = u.shape
+    order = np.argsort(labels, axis=1, kind="stable")
+    ranked = np.take_along_axis(labels, order, axis=1)
+    new = np.ones(ranked.shape, dtype=bool)
+    new[:, 1:] = ranked[:, 1:] != ranked[:, :-1]
+    dense = np.empty_like(order)
+    np.put_along_axis(dense, order, np.cumsum(new, axis=1) - 1, axis=1)  # group 0..G-1 per row
+    exposure = np.zeros((n, m))
+    np.put_along_axis(exposure, greedy, np.broadcast_to(v / v.sum(), greedy.shape), axis=1)
+    flat = (dense + m * np.arange(n)[:, None]).ravel()
+    group_exposure = np.bincount(flat, weights=exposure.ravel(), minlength=n * m)
+    group_merit = np.bincount(flat, weights=u.ravel(), minlength=n * m).reshape(n, m)
+    share = group_merit / u.sum(axis=1, keepdims=True)
+    return (np.abs(group_exposure.reshape(n, m) - share) <= delta + 1e-12).all(axis=1)
 
 
 @functools.cache
@@ -234,15 +258,17 @@ class FairExposure(Selector):
             return np.zeros((0, 1, k), dtype=np.int64), np.zeros((0, 1))
         u = merits(ctx.scores[:, :m], self.merit_floor)
         labels = self.labels(ctx, np.clip(pool, 0, None))
+        v = exposure_weights(k)
+        greedy = np.argsort(-u, axis=1, kind="stable")[:, :k]
+        skip = greedy_is_fair(u, labels, greedy, v, self.delta) | (pool < 0).any(axis=1)
+        greedy = np.where((pool < 0).any(axis=1, keepdims=True), np.arange(k), greedy)
         # Identical requests (same merits and groups) have the same distribution: solve once.
         key = np.concatenate([u.view(np.int64), labels], axis=1)
         unique, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
-        v = exposure_weights(k)
         solved = []
-        for row in first:
-            groups = np.unique(labels[row])
-            if groups.shape[0] < 2 or self.delta >= 1.0 or (pool[row] < 0).any():
-                solved.append((np.arange(k, dtype=np.int64)[None, :], np.ones(1)))
+        for row in first:  # the LP and its decomposition: one request at a time
+            if skip[row]:
+                solved.append((greedy[row][None, :], np.ones(1)))
                 continue
             p, _ = assignment_lp(u[row], labels[row], v, self.delta, self.slack_penalty)
             solved.append(birkhoff(p))

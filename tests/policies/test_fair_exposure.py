@@ -23,6 +23,7 @@ from policies.fair_exposure import (
     assignment_lp,
     birkhoff,
     exposure_weights,
+    greedy_is_fair,
     merits,
     popularity_tiers,
 )
@@ -120,6 +121,33 @@ def test_large_delta_is_the_greedy_assignment():
         expected = np.zeros((9, 4))
         expected[np.arange(4), np.arange(4)] = 1.0  # u is sorted descending, distinct
         np.testing.assert_array_equal(p, expected)
+
+
+def test_greedy_is_fair_agrees_with_a_hand_check_and_the_lp():
+    """Where the batch check says the greedy assignment is fair, a hand-written loop agrees and
+    the LP's optimal utility is the greedy one (so skipping the LP loses nothing); where it says
+    unfair, the loop finds a group off by more than delta."""
+    rng = np.random.default_rng(11)
+    n, m, k = 60, 8, 4
+    u = np.sort(rng.uniform(0.1, 1.0, (n, m)), axis=1)[:, ::-1].copy()
+    labels = rng.integers(0, 3, (n, m)) * 7 + 100  # arbitrary group ids
+    v = exposure_weights(k)
+    greedy = np.tile(np.arange(k), (n, 1))
+    for delta in (0.05, 0.1, 0.15):
+        fair = greedy_is_fair(u, labels, greedy, v, delta)
+        assert fair.any() and not fair.all(), delta
+        for r in range(n):
+            worst = 0.0
+            for g in set(labels[r].tolist()):
+                expo = sum(v[t] for t in range(k) if labels[r, t] == g) / v.sum()
+                merit = sum(u[r, i] for i in range(m) if labels[r, i] == g) / u[r].sum()
+                worst = max(worst, abs(expo - merit))
+            assert fair[r] == (worst <= delta), (r, worst, delta)
+            if fair[r]:
+                p, slack = assignment_lp(u[r], labels[r], v, delta, 100.0)
+                value = (u[r][:, None] * p * v).sum() / v.sum()
+                greedy_value = (u[r, :k] * v).sum() / v.sum()
+                assert abs(value - greedy_value) <= 1e-9 and slack.max() <= 1e-9
 
 
 @pytest.mark.parametrize("seed", range(10))
