@@ -25,6 +25,7 @@ from agents.validation import is_positive_int
 # The built-in components register themselves on import (policies.components.registered).
 from policies import (  # noqa: F401
     exposure_boost,
+    fair_exposure,
     implicit_models,
     learned_rerank,
     plackett_luce,

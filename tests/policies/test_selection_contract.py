@@ -47,12 +47,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from agents.catalog import ItemMetadata
 from agents.streams import Streams
 from agents.world import WorldConfig, build_world
 from experiments.config import parse_policy
 from policies import Interactions, PolicyConfig, SlateBatch, build_policy
 from policies.exclusion import PAD
 from policies.exposure_boost import ExposureBoost
+from policies.fair_exposure import FairExposure
 from policies.interactions import RoundImpressions
 from policies.models import SOURCE_CODE
 from policies.plackett_luce import Softmax
@@ -397,10 +399,18 @@ class SelectorData:
             model=self.model,
             model_version=SELECTOR_VERSION,
             item_impressions=self.impressions,
+            items=SELECTOR_ITEMS,
         )
 
 
 SELECTOR_VERSION = 1
+# What the platform knows about the 25 items (fair exposure groups them by creator: i mod 3).
+SELECTOR_ITEMS = ItemMetadata(
+    content=np.zeros((N_ITEMS, 2), dtype=np.float32),
+    creator_id=(np.arange(N_ITEMS) % 3).astype(np.int32),
+    price=np.ones(N_ITEMS, dtype=np.float32),
+    arrival_t=np.zeros(N_ITEMS),
+)
 UNDER_EXPOSED = {0, 4, 7, 9, 13, 16, 20, 23}
 BOOST_QUANTILE = 0.2  # 8 of 25 items have 0 impressions: the 0.2-quantile is 0
 
@@ -450,6 +460,8 @@ SELECTORS = {
     "ucb": UCB(K, beta=1.0),
     "thompson": Thompson(K, beta=1.0, mc_samples=M_SELECTOR),
     "boost": ExposureBoost(K, boost_slots=2, quantile=BOOST_QUANTILE),
+    "fair_exposure_creators": FairExposure(K, groups="creators", delta=0.0),
+    "fair_exposure_tiers": FairExposure(K, groups="popularity_tiers", n_tiers=2, delta=0.02),
     # a user's component from outside the package (examples/explore_slot): the same contract
     "example_explore_slot_1": ExploreSlot(K, slots=1),
     "example_explore_slot_all": ExploreSlot(K, slots=K),
@@ -461,6 +473,7 @@ SELECTOR_METHOD = {
     UniformRandom: EXACT,
     UCB: EXACT,
     ExposureBoost: EXACT,
+    FairExposure: EXACT,
     Softmax: EXACT_SEQUENTIAL_MC_MARGINAL,
     Thompson: MONTE_CARLO,
 }
@@ -582,6 +595,8 @@ def _tiny(path: Path, **overrides) -> PolicyConfig:
 
 
 def _build(config: PolicyConfig, world, seed: int = 5):
+    # fair exposure groups by creator: it reads the item metadata (the others are built as before)
+    fair = config.selector.name == "fair_exposure"
     return build_policy(
         config,
         N_ITEMS,
@@ -590,6 +605,7 @@ def _build(config: PolicyConfig, world, seed: int = 5):
         relevance=world.relevance_matrix,
         item_content=world.catalog.metadata.content,
         examination=world.click_model.examination(config.slate_size),
+        items=world.catalog.metadata if fair else None,
     )
 
 
@@ -599,6 +615,11 @@ SLATE_FIELDS = [f.name for f in fields(SlateBatch)]
 def policy_server(path: Path, world, clicks, retrieve: str | None = None) -> Server:
     inter, per_user = clicks
     config = _tiny(path) if retrieve is None else _tiny(path, retrieve=retrieve)
+    if config.selector.name == "fair_exposure":  # exactly proportional: random on these users
+        # (the mixed candidates of users 1 and 2 come from one creator: group them by tier)
+        groups = "popularity_tiers" if retrieve == "mixed" else "creators"
+        fair = dataclasses.replace(config.selector, delta=0, groups=groups, n_tiers=3)
+        config = dataclasses.replace(config, selector=fair)
     policy = _build(config, world)
     policy.deploy(policy.fit(inter, version=FIT_VERSION))
     if retrieve == "mixed":  # the contexts do get candidates from the other retrievers
@@ -625,7 +646,8 @@ def policy_server(path: Path, world, clicks, retrieve: str | None = None) -> Ser
         k=K,
         clicked=clicked,
         relaxed=relaxed,
-        closed=[config.selector.name in ("greedy", "ucb", "softmax", "thompson")] * 3,
+        closed=[config.selector.name in ("greedy", "ucb", "softmax", "thompson", "fair_exposure")]
+        * 3,
         method=method,
         mc=getattr(config.selector, "mc_samples", 0) if method != EXACT else 0,
         stochastic=config.selector.name not in ("greedy", "ucb") or config.intervention is not None,
@@ -642,6 +664,7 @@ MIXED_PRESETS = (
     "ucb",
     "thompson",
     "item_boost",
+    "fair_exposure",
     "randomized_topk",
     "bpr",
     "popularity",
@@ -991,6 +1014,46 @@ def test_softmax_matches_plackett_luce_enumeration(scores, temperature):
     assert math.isclose(math.fsum(dist.values()), 1.0)
     out = _select(Softmax(K, temperature, mc_samples=50), repeat(ctx, N_REF), seed=5)
     check_against_reference(out, dist, 50, f"softmax T={temperature}")
+
+
+@pytest.mark.parametrize(
+    ("groups", "delta", "context"),
+    [
+        ("creators", 0.0, 0),
+        ("creators", 0.0, 1),
+        ("creators", 0.1, 2),
+        ("popularity_tiers", 0.0, 0),
+    ],
+)
+def test_fair_exposure_matches_enumeration_of_its_mixture(groups, delta, context):
+    """The reference is the request's LP assignment ``P`` (solved here, directly) decomposed by
+    Birkhoff–von Neumann: its (slot, item) marginals equal ``P`` (1e-9) and every logged
+    marginal, prefix, slate and show probability equals the enumeration of that mixture
+    (1e-12); the shown slates follow it."""
+    from policies.fair_exposure import assignment_lp, birkhoff, exposure_weights, merits
+
+    data = SELECTOR_DATA
+    sel = FairExposure(K, groups=groups, n_tiers=2, delta=delta)
+    ctx = data.context(np.full(N_REF, context))
+    m = sel.pool_size(C)
+    labels = sel.labels(ctx, ctx.candidates[:1, :m])[0]
+    assert len(set(labels.tolist())) > 1
+    u = merits(data.scores[context : context + 1, :m], sel.merit_floor)[0]
+    p, _ = assignment_lp(u, labels, exposure_weights(K), delta, sel.slack_penalty)
+    rankings, weights = birkhoff(p)
+    dist: dict[tuple[int, ...], float] = {}
+    for r, w in zip(rankings.tolist(), weights.tolist(), strict=True):
+        slate = tuple(int(data.candidates[context, i]) for i in r)
+        dist[slate] = dist.get(slate, 0.0) + w
+    _, marg_p, _ = derived(dist)
+    for i in range(m):
+        for t in range(K):
+            want = p[i, t]
+            got = marg_p.get((t, int(data.candidates[context, i])), 0.0)
+            assert abs(got - want) <= 1e-9, (i, t, got, want)
+    out = _select(sel, ctx, seed=13)
+    check_against_reference(out, dist, 0, f"fair_exposure {groups} delta={delta} ctx={context}")
+    assert len(dist) > 1  # a genuinely random ranking
 
 
 def test_softmax_survives_scores_far_apart():
