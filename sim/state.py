@@ -22,6 +22,7 @@ import polars as pl
 from agents.response import ResponseRandomness
 from agents.streams import Streams
 from agents.world import World
+from policies.constrained_rerank import ConstraintState
 from policies.policy import Deployment, ServingPolicy
 from policies.randomness import Randomness
 from sim.event_log import TABLES
@@ -168,6 +169,13 @@ class SimulationState:
             ),
             log_buffers={table: [] for table in TABLES},
         )
+
+    @property
+    def constraints(self) -> ConstraintState | None:
+        """The constrained reranker's state (multipliers, exposure window, ledger), held by the
+        serving policy; None for every other reranker."""
+        state = self.policy.rerank_state
+        return state if isinstance(state, ConstraintState) else None
 
     @property
     def deployed(self) -> Deployment | None:
