@@ -148,6 +148,17 @@ class ConstrainedRerank(Reranker):
                 "to rerank; use a scorer that ranks"
             )
 
+    def check_world(self, n_items: int, n_creators: int) -> None:
+        """The shares sum to 1, so a cap below 1 / (number of items or creators) cannot hold."""
+        for key, n in (("item_cap", n_items), ("creator_cap", n_creators)):
+            cap = getattr(self, key)
+            if cap is not None and cap * n < 1:
+                self._fail(
+                    key,
+                    f"infeasible: {n} {key.split('_')[0]}s cannot all stay below it (the shares "
+                    f"sum to 1; needs a cap >= 1/{n} = {1 / n:.4g})",
+                )
+
     @property
     def n_buckets(self) -> int:
         """Ticks in the rolling window (the window is rounded up to whole ticks)."""
@@ -164,6 +175,7 @@ class ConstrainedRerank(Reranker):
             )
         creator = np.asarray(items.creator_id, dtype=np.int64)
         n_creators = int(creator.max(initial=-1)) + 1
+        self.check_world(n_items, n_creators)
         content = np.asarray(items.content, dtype=np.float64)
         norm = np.linalg.norm(content, axis=1, keepdims=True)
         unit = np.divide(content, norm, out=np.zeros_like(content), where=norm > 0)

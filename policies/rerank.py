@@ -36,6 +36,9 @@ class Reranker(Component):
     def check_policy(self, slate_size: int, selector: Any, scorer: Any) -> None:
         """Cross-checks with the rest of the policy (``PolicyConfig``); raise naming the key."""
 
+    def check_world(self, n_items: int, n_creators: int) -> None:
+        """Cross-checks with the catalog (``world.n_items`` and its number of creators)."""
+
     def initial_state(self, items: Any, n_items: int, slate_size: int) -> Any:
         """Runtime state the serving policy keeps (part of the simulation state); None: none."""
         return None
