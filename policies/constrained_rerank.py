@@ -175,7 +175,6 @@ class ConstrainedRerank(Reranker):
             )
         creator = np.asarray(items.creator_id, dtype=np.int64)
         n_creators = int(creator.max(initial=-1)) + 1
-        self.check_world(n_items, n_creators)
         content = np.asarray(items.content, dtype=np.float64)
         norm = np.linalg.norm(content, axis=1, keepdims=True)
         unit = np.divide(content, norm, out=np.zeros_like(content), where=norm > 0)
