@@ -35,7 +35,8 @@ Per request (vectorized over the batch; the only loops are over repair steps, at
 4. The candidates are reordered: the slate best-ℓ first, then the rest by ℓ, so a greedy
    selector's top K is the constrained slate, and epsilon-greedy / softmax / boost select from it
    with their exact propensities. The selector sees as ``scores`` the Lagrangian score, with the
-   slate lifted by ``max(0, max ℓ_rest − min ℓ_slate)`` so the order is non-increasing (blocked
+   slate lifted by ``max ℓ_rest − min ℓ_slate + 0.001`` where that is ≥ 0, so the slate scores
+   strictly above the rest (:data:`SLATE_MARGIN`) and the order is non-increasing (blocked
    candidates shifted below the unblocked by the request's ℓ range + 1).
 
 **Dual ascent** at fixed simulated-time ticks (``tick_hours``; the engine's ``constraints``
@@ -46,9 +47,17 @@ fallback and cached ones included),
     λ_i ← min(1, max(0, λ_i + step_size · (share_i − cap) / cap))
 
 (the constraint violation relative to the cap, so ``step_size`` means the same at every cap;
-projected onto [0, 1], :data:`MULTIPLIER_MAX`), and the same per creator. Multipliers change only at ticks, so how requests are batched changes
-nothing. Every tick appends one row to the constraint ledger (``logs/constraints.parquet``,
-:data:`LEDGER_SCHEMA`).
+projected onto [0, 1], :data:`MULTIPLIER_MAX`), and the same per creator. Multipliers change
+only at ticks, so how requests are batched changes nothing. Every tick appends one row to the
+constraint ledger (``logs/constraints.parquet``, :data:`LEDGER_SCHEMA`) and, when slates were
+infeasible, one row per reason to ``logs/constraints_infeasible.parquet``
+(:data:`INFEASIBLE_SCHEMA`: how many, the floor, the mean best they achieved, and why).
+
+Caveats: a cap below 1 / (number of items or creators) is refused (the shares sum to 1); the
+bootstrap's, the fallback's and the cache's impressions count but are not controlled, so the
+"cap + one tick's traffic" bound holds once the window holds model-served traffic only; a
+blocked item still fills a slate when too few unblocked candidates are left, and the floor
+takes precedence over the caps.
 """
 
 from __future__ import annotations
@@ -82,11 +91,29 @@ LEDGER_SCHEMA = {
     "n_creators_penalized": pl.Int64,
 }
 LEDGER_FILE = "constraints.parquet"
+# Why slates were infeasible: one row per tick and reason with at least one such slate.
+INFEASIBLE_FILE = "constraints_infeasible.parquet"
+INFEASIBLE_SCHEMA = {
+    "t": pl.Float64,  # the tick that closed the period
+    "reason": pl.String,  # creators | diversity
+    "n_slates": pl.Int64,  # slates below that floor since the previous tick
+    "floor": pl.Float64,  # min_creators or min_content_diversity
+    "mean_achieved": pl.Float64,  # their mean distinct creators / content diversity
+    "explanation": pl.String,
+}
+EXPLANATIONS = {
+    "creators": "the request's candidates span fewer creators than min_creators; the slate "
+    "holds every creator they have",
+    "diversity": "no swap with an outside candidate raised the slate's content diversity to "
+    "the floor (greedy repair, at most K swaps)",
+}
 # Projected dual ascent onto [0, 1]: a multiplier of 1 (the request's whole score range) already
 # ranks its item below every unpenalized candidate, so a larger one would only wind up while the
 # cap cannot be met (the bootstrap's uncontrolled traffic) and delay the release afterwards.
 MULTIPLIER_MAX = 1.0
-DIVERSITY_TOL = 1e-9  # a slate at the floor up to rounding meets it
+DIVERSITY_TOL = 1e-9
+# A repaired slate scores at least this much above the best candidate left out (selector units).
+SLATE_MARGIN = 1e-3  # a slate at the floor up to rounding meets it
 
 
 @dataclass(frozen=True)
@@ -204,7 +231,7 @@ class ConstrainedRerank(Reranker):
         if state is None:
             return self.rerank(ctx), retrieval
         result = constrained_slates(self, ctx.candidates, ctx.scores, state)
-        state.record(result.floor_met, result.infeasible)
+        state.record(result)
         order = result.order
         # Keep each candidate's rank in its retriever before permuting (the candidates log's
         # ``retriever_rank``); ``rank`` is then the order the selector sees.
@@ -377,7 +404,8 @@ def constrained_slates(
     order = np.concatenate([slate, rest], axis=1)
     seen = np.take_along_axis(lag, order, axis=1)
     if rest.shape[1]:
-        lift = np.maximum(0.0, seen[:, k:].max(axis=1) - seen[:, :k].min(axis=1))
+        gap = seen[:, k:].max(axis=1) - seen[:, :k].min(axis=1)
+        lift = np.where(gap >= 0, gap + SLATE_MARGIN, 0.0)
         seen[:, :k] += lift[:, None]
     return Slates(order, seen, met, ~met, n_creators, diversity)
 
@@ -406,11 +434,30 @@ class ConstraintState:
     n_floor_met: int = 0
     n_floor_infeasible: int = 0
     ledger: list[dict[str, float | int]] = field(default_factory=list)
+    # Why slates since the last tick were infeasible: reason -> (slates, Σ best achieved value)
+    shortfalls: dict[str, tuple[int, float]] = field(default_factory=dict)
+    explanations: list[dict[str, float | int | str]] = field(default_factory=list)
 
-    def record(self, met: np.ndarray, infeasible: np.ndarray) -> None:
-        self.n_slates += int(met.size)
-        self.n_floor_met += int(met.sum())
-        self.n_floor_infeasible += int(infeasible.sum())
+    def record(self, slates: Slates) -> None:
+        """Count a batch's floor outcomes, and why each unmet slate missed it."""
+        cfg = self.config
+        self.n_slates += int(slates.floor_met.size)
+        self.n_floor_met += int(slates.floor_met.sum())
+        self.n_floor_infeasible += int(slates.infeasible.sum())
+        checks = (
+            ("creators", cfg.min_creators, slates.n_creators.astype(np.float64)),
+            ("diversity", cfg.min_content_diversity, slates.diversity),
+        )
+        for reason, floor, achieved in checks:
+            if not floor:
+                continue
+            short = slates.infeasible & ~(achieved >= floor - DIVERSITY_TOL)
+            if short.any():
+                n, total = self.shortfalls.get(reason, (0, 0.0))
+                self.shortfalls[reason] = (
+                    n + int(short.sum()),
+                    total + float(achieved[short].sum()),
+                )
 
     def observe(self, items: np.ndarray) -> None:
         """Count a served batch's impressions (every slot of every slate) in the current tick."""
@@ -454,6 +501,19 @@ class ConstraintState:
             "n_creators_penalized": int((self.creator_multiplier > 0).sum()),
         }
         self.ledger.append(row)
+        for reason, (n, total) in sorted(self.shortfalls.items()):
+            floor = cfg.min_creators if reason == "creators" else cfg.min_content_diversity
+            self.explanations.append(
+                {
+                    "t": float(t),
+                    "reason": reason,
+                    "n_slates": n,
+                    "floor": float(floor),
+                    "mean_achieved": total / n,
+                    "explanation": EXPLANATIONS[reason],
+                }
+            )
+        self.shortfalls = {}
         self.n_ticks += 1
         self.n_slates = self.n_floor_met = self.n_floor_infeasible = 0
         self.current = (self.current + 1) % self.total_buckets.size
@@ -464,3 +524,6 @@ class ConstraintState:
 
     def ledger_frame(self) -> pl.DataFrame:
         return pl.DataFrame(self.ledger, schema=LEDGER_SCHEMA)
+
+    def explanation_frame(self) -> pl.DataFrame:
+        return pl.DataFrame(self.explanations, schema=INFEASIBLE_SCHEMA)

@@ -52,6 +52,7 @@ import simpy
 
 from agents.validation import is_number, is_positive_int
 from agents.world import World
+from policies.constrained_rerank import INFEASIBLE_FILE
 from policies.constrained_rerank import LEDGER_FILE as CONSTRAINT_LEDGER_FILE
 from policies.models import Model, ranking_order
 from policies.pipeline import Deployment
@@ -472,6 +473,9 @@ class Simulation:
         if state.constraints is not None:
             write_parquet_atomic(
                 state.constraints.ledger_frame(), self.log_root / CONSTRAINT_LEDGER_FILE
+            )
+            write_parquet_atomic(
+                state.constraints.explanation_frame(), self.log_root / INFEASIBLE_FILE
             )
         state.done = True
 

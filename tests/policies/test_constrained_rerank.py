@@ -71,6 +71,15 @@ def test_creator_floor_is_met_exactly_when_the_candidates_allow_it(m):
         assert 0 < (~feasible).sum() < feasible.sum()  # both kinds occur in this draw
     plain = np.array([len(set(items.creator_id[c[:5]])) for c in cands]) >= m
     assert (feasible & ~plain).sum() > 0  # the repair was needed on some slates
+    state.record(out)
+    state.tick(1.0)
+    why = state.explanation_frame()
+    if (~feasible).any():
+        assert why.row(0, named=True)["n_slates"] == (~feasible).sum()
+        assert why["mean_achieved"][0] == pytest.approx(available[~feasible].mean())
+        assert why["reason"][0] == "creators" and "fewer creators" in why["explanation"][0]
+    else:
+        assert why.height == 0
     # A slate already meeting the floor is the plain top 5.
     assert (np.sort(out.order[plain, :5], axis=1) == np.arange(5)).all()
 
@@ -275,3 +284,47 @@ def test_cli_refuses_bad_keys_with_exit_2(override, message, tmp_path):
 def test_ope_refuses_a_constrained_policy(tmp_path):
     out = run_recloop("+study=ope", "policy=constrained", cwd=tmp_path)
     assert out.returncode == 2 and "policy.rerank='constrained'" in out.stderr
+
+
+@pytest.mark.parametrize("selector", ["greedy", "epsilon_greedy", "softmax"])
+def test_selectors_draw_from_the_constrained_order(selector):
+    """Greedy (and epsilon-greedy with ε = 0, softmax at a tiny temperature) show the
+    constrained slate; the retrieval is permuted alongside (scores and ranks follow the items)."""
+    from policies.models import Retrieval
+    from policies.plackett_luce import Softmax
+    from policies.randomness import Randomness
+    from policies.selection import EpsilonGreedy, Greedy, SelectionContext
+
+    rng = np.random.default_rng(4)
+    items = _metadata(rng, n_creators=6)
+    cfg = ConstrainedRerank(min_creators=4)
+    state = cfg.initial_state(items, N_ITEMS, 4)
+    cands, scores = _batch(rng, 100, 9)
+    ctx = SelectionContext(
+        user_ids=np.arange(100),
+        candidates=cands,
+        scores=scores.astype(np.float32),
+        excluded=np.empty((100, 0), dtype=np.int64),
+        n_items=N_ITEMS,
+        model=None,
+        model_version=0,
+        item_impressions=np.zeros(N_ITEMS),
+        items=items,
+    )
+    retrieval = Retrieval(cands, scores.astype(np.float32), np.zeros(100, dtype=np.int8))
+    new_ctx, new_retrieval = cfg.rerank_serving(ctx, retrieval, state)
+    expected = constrained_slates(cfg, cands, scores, cfg.initial_state(items, N_ITEMS, 4))
+    slate = np.take_along_axis(cands, expected.order[:, :4], axis=1)
+    sel = {
+        "greedy": Greedy(4),
+        "epsilon_greedy": EpsilonGreedy(4, epsilon=0.0),
+        "softmax": Softmax(4, temperature=1e-4, mc_samples=10),
+    }[selector]
+    shown = sel.select(new_ctx, Randomness.from_seed(0)).items
+    assert (np.sort(shown, axis=1) == np.sort(slate, axis=1)).all()
+    assert (new_retrieval.items == new_ctx.candidates).all()
+    # each item keeps its model score and its original rank
+    col = (cands[:, None, :] == new_retrieval.items[:, :, None]).argmax(axis=2)
+    assert (new_retrieval.rank == col).all()
+    assert (new_retrieval.scores == np.take_along_axis(scores.astype(np.float32), col, 1)).all()
+    assert state.n_slates == 100 and state.n_floor_met + state.n_floor_infeasible == 100
