@@ -328,3 +328,31 @@ def test_selectors_draw_from_the_constrained_order(selector):
     assert (new_retrieval.rank == col).all()
     assert (new_retrieval.scores == np.take_along_axis(scores.astype(np.float32), col, 1)).all()
     assert state.n_slates == 100 and state.n_floor_met + state.n_floor_infeasible == 100
+
+
+def test_cached_and_fallback_impressions_count_toward_exposure(tmp_path):
+    """With the slate cache and a latency budget on, the ledger's rolling shares at every tick
+    equal the shares recomputed from every logged impression (cached and degraded included)."""
+    out = tmp_path / "cached"
+    cfg = tiny_config(
+        **CONSTRAINED,
+        **{
+            "serving.cache_ttl_hours": 6.0,
+            "serving.model_servers": 1,
+            "serving.latency_budget_ms": 100_000.0,
+            "serving.service.mean_ms": 60_000.0,
+        },
+    )
+    run(cfg, out)
+    imp = pl.read_parquet(out / "logs/impressions/**/*.parquet")
+    assert imp["cache_hit"].any() and (imp["degraded"].cast(pl.String) != "none").any()
+    creator = _creators(out)
+    t, item = imp["t"].to_numpy(), imp["item_id"].to_numpy()
+    ledger = pl.read_parquet(out / "logs/constraints.parquet")
+    for row in ledger.iter_rows(named=True):
+        sel = (t >= row["t"] - 12.0) & (t < row["t"])
+        if not sel.any():
+            continue
+        assert row["item_max_share"] == pytest.approx(np.bincount(item[sel]).max() / sel.sum())
+        share = np.bincount(creator[item[sel]]).max() / sel.sum()
+        assert row["creator_max_share"] == pytest.approx(share)
