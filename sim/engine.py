@@ -6,7 +6,10 @@ Processes (plain generators, driven from a :class:`~sim.state.SimulationState`):
 * ``retrain`` — every ``retrain_every_hours``: close the log round, train on the log, wait
   ``train_hours`` of simulated time, deploy (the new model serves only from then on);
 * ``snapshots`` — every ``snapshot_every_hours``: mark a metric window and the deployed version;
-* ``fault`` (``debug.fail_at_hour``) and ``switch`` (off-policy evaluation's on-policy truth).
+* ``fault`` (``debug.fail_at_hour``) and ``switch`` (off-policy evaluation's on-policy truth);
+* ``constraints`` — only with ``policy/rerank=constrained``: every ``tick_hours``, serve what is
+  pending, then update the reranker's exposure window and multipliers and append a ledger row
+  (:mod:`policies.constrained_rerank`); ``logs/constraints.parquet`` is written at the end.
 
 The engine only schedules: users' responses and what changes in the world between events are the
 world's (:meth:`agents.world.World.respond`, :meth:`~agents.world.World.advance`); the policy

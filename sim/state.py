@@ -9,7 +9,9 @@ or on a ``copy.deepcopy`` of it, which then continues exactly as the original do
 What the state holds by reference, and deep-copies with it: the world (users' preferences drift,
 item popularity under conformity), the serving policy (its deployed model, the scorer's learned
 state — ALS warm-start factors, the linear bandit's ``A``/``b`` and profiles —, the selector it
-switched to, its shadow-replay randomness for off-policy evaluation) and every random generator.
+switched to, its shadow-replay randomness for off-policy evaluation, the constrained reranker's
+multipliers, rolling exposure window and ledger — :attr:`SimulationState.constraints`) and every
+random generator.
 """
 
 from __future__ import annotations
