@@ -53,11 +53,16 @@ constraint ledger (``logs/constraints.parquet``, :data:`LEDGER_SCHEMA`) and, whe
 infeasible, one row per reason to ``logs/constraints_infeasible.parquet``
 (:data:`INFEASIBLE_SCHEMA`: how many, the floor, the mean best they achieved, and why).
 
-Caveats: a cap below 1 / (number of items or creators) is refused (the shares sum to 1); the
-bootstrap's, the fallback's and the cache's impressions count but are not controlled, so the
-"cap + one tick's traffic" bound holds once the window holds model-served traffic only; a
-blocked item still fills a slate when too few unblocked candidates are left, and the floor
-takes precedence over the caps.
+Caveats: the floor counts (``n_floor_met``) are of the constrained slate the reranker puts in
+the selector's top K — the shown slate under greedy; an exploring selector (epsilon-greedy,
+softmax, boost) may show other candidates, and the floor then binds its greedy part only. A
+cap below 1 / (number of items or creators) is refused (the shares sum to 1); the bootstrap's,
+the fallback's and the cache's impressions count but are not controlled, so the "cap + one
+tick's traffic" bound holds once the window holds model-served traffic only — and, because a
+share is relative to the window's total, only while traffic does not drop sharply between ticks
+(a quiet tick raises every share without a single new impression); a blocked item still fills
+a slate when too few unblocked candidates are left, and the floor takes precedence over the
+caps.
 """
 
 from __future__ import annotations
