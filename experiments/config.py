@@ -248,6 +248,9 @@ def parse_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
     sim = _section(data, "sim", SimConfig)
     try:
         policy.check_catalog(world.n_items)
+        policy.rerank.check_world(
+            world.n_items, max(1, world.n_items // world.items_per_creator)
+        )  # the creators agents.world.build_world draws
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     debias = policy.debias

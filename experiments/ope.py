@@ -35,6 +35,7 @@ from scipy.stats import kendalltau
 
 from experiments.config import ConfigError, compose_policy, instantiate, parse_config, parse_policy
 from experiments.run import run
+from policies.constrained_rerank import ConstrainedRerank
 from policies.ope import (
     DM,
     DR,
@@ -103,6 +104,12 @@ def check_ope(cfg: dict[str, Any]) -> tuple[PolicyConfig, dict[str, Target], lis
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise ConfigError(f"ope.seeds={seeds!r}: must be integers")
     logging = parse_policy(cfg.get("policy"))
+    if isinstance(logging.rerank, ConstrainedRerank):
+        raise ConfigError(
+            "policy.rerank='constrained': runner=ope cannot replay it (its slates depend on "
+            "exposure multipliers that the target's own traffic would move); use another "
+            "reranker for the logging policy"
+        )
     if not parse_config({k: v for k, v in cfg.items() if k != "ope"}).serving.is_default:
         raise ConfigError(
             "serving: runner=ope needs the default serving system (unlimited servers, no "
@@ -113,6 +120,11 @@ def check_ope(cfg: dict[str, Any]) -> tuple[PolicyConfig, dict[str, Target], lis
     for name in targets:
         node = compose_policy(name)
         scorer = (node.get("scorer") or {}).get("_target_")
+        if (node.get("rerank") or {}).get("_target_", "").endswith(".ConstrainedRerank"):
+            raise ConfigError(
+                f"ope.targets: {name!r} uses policy.rerank='constrained', which cannot be "
+                "replayed on a logged slate (its multipliers depend on its own traffic)"
+            )
         if scorer != logging_scorer:
             raise ConfigError(
                 f"ope.targets: {name!r} scores with {scorer!r} but the logging policy "

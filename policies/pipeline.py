@@ -153,11 +153,12 @@ class Rerank:
     candidates as logged and annotated, best first in the order the selector sees)."""
 
     reranker: Reranker
+    state: Any = None  # the reranker's runtime state (Reranker.initial_state), if any
 
     def __call__(self, s: Serving) -> None:
         fitted = s.deployment.reranker
         if fitted is None:
-            s.ctx = self.reranker.rerank(s.ctx)
+            s.ctx, s.retrieval = self.reranker.rerank_serving(s.ctx, s.retrieval, self.state)
             return
         s.ctx, s.retrieval, s.rerank_prob = fitted.rerank(s.ctx, s.retrieval)
 

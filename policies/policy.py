@@ -24,6 +24,7 @@ from agents.validation import is_positive_int
 
 # The built-in components register themselves on import (policies.components.registered).
 from policies import (  # noqa: F401
+    constrained_rerank,
     exposure_boost,
     fair_exposure,
     implicit_models,
@@ -159,6 +160,7 @@ class PolicyConfig:
                     f"policy.rerank.reference_slot={slot!r}: must be < policy.slate_size="
                     f"{self.slate_size}"
                 )
+        self.rerank.check_policy(self.slate_size, self.selector, self.scorer)
         if not self.scorer.retrieves and not isinstance(self.selector, UniformRandom):
             raise ValueError(
                 f"policy.selector={selector!r}: scorer {scorer!r} has no ranking to select "
@@ -230,6 +232,9 @@ class ServingPolicy:
     items: ItemMetadata | None = field(default=None, repr=False)  # what serving stages may read
     # The learned reranker's trainer (policy/rerank=learned): fits a reranker with every model.
     reranker: Any = None
+    # The reranker's runtime state (Reranker.initial_state; the constrained reranker's
+    # multipliers and exposure window), updated by the engine between batches.
+    rerank_state: Any = None
     deployment: Deployment | None = field(default=None, init=False)
     # Target selectors replayed on every served slate (policies.replay), with their own stream.
     shadow: dict[str, Selector] = field(default_factory=dict, init=False)
@@ -244,7 +249,7 @@ class ServingPolicy:
         cfg = self.config
         stages: list[Callable[[Serving], None]] = [self.retrieve_stage]
         if not isinstance(cfg.rerank, Identity):
-            stages.append(Rerank(cfg.rerank))
+            stages.append(Rerank(cfg.rerank, self.rerank_state))
         stages.append(Select(cfg.selector))
         if cfg.intervention is not None:
             stages.append(Intervene(cfg.intervention))
@@ -425,6 +430,7 @@ def build_policy(
         item_content=item_content,
         items=items,
         reranker=reranker,
+        rerank_state=config.rerank.initial_state(items, n_items, k),
     )
 
 

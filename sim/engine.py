@@ -6,7 +6,10 @@ Processes (plain generators, driven from a :class:`~sim.state.SimulationState`):
 * ``retrain`` — every ``retrain_every_hours``: close the log round, train on the log, wait
   ``train_hours`` of simulated time, deploy (the new model serves only from then on);
 * ``snapshots`` — every ``snapshot_every_hours``: mark a metric window and the deployed version;
-* ``fault`` (``debug.fail_at_hour``) and ``switch`` (off-policy evaluation's on-policy truth).
+* ``fault`` (``debug.fail_at_hour``) and ``switch`` (off-policy evaluation's on-policy truth);
+* ``constraints`` — only with ``policy/rerank=constrained``: every ``tick_hours``, serve what is
+  pending, then update the reranker's exposure window and multipliers and append a ledger row
+  (:mod:`policies.constrained_rerank`); ``logs/constraints.parquet`` is written at the end.
 
 The engine only schedules: users' responses and what changes in the world between events are the
 world's (:meth:`agents.world.World.respond`, :meth:`~agents.world.World.advance`); the policy
@@ -23,7 +26,10 @@ ordered by time, then priority — all ours are NORMAL —, then scheduling orde
 schedules its next wake-up at the end of its step, so at a shared hour the wake-up scheduled
 earlier fires first. At hour 0 the processes start in the order arrivals, retrain, snapshots,
 fault, switch (fault and switch schedule their one wake-up then, so at their hour they go before
-every wake-up scheduled later). With the defaults (retrain and snapshots every 24 h, 1 h of training)
+every wake-up scheduled later), then ``constraints`` (only with ``policy/rerank=constrained``:
+every ``tick_hours`` it serves what is pending and updates the reranker's multipliers; its tick
+serves before the tick hour and changes only what requests at or after it see, so its place
+among events at the same hour changes nothing). With the defaults (retrain and snapshots every 24 h, 1 h of training)
 the first day boundary runs arrivals, retrain cut-off, snapshot, and every later one arrivals,
 snapshot, retrain cut-off (that cut-off was scheduled at the previous deployment, the snapshot at
 the previous day boundary). The order changes results in one place: a snapshot at the hour of a
@@ -49,6 +55,8 @@ import simpy
 
 from agents.validation import is_number, is_positive_int
 from agents.world import World
+from policies.constrained_rerank import INFEASIBLE_FILE
+from policies.constrained_rerank import LEDGER_FILE as CONSTRAINT_LEDGER_FILE
 from policies.models import Model, ranking_order
 from policies.pipeline import Deployment
 from policies.policy import ServingPolicy, Target
@@ -64,7 +72,7 @@ from sim.state import InTraining, RunStats, SimulationState, Wakeup
 
 HOURS_PER_DAY = 24.0
 # The processes in the order they start at hour 0 (which orders their first wake-ups).
-PROCESSES = ("arrivals", "retrain", "snapshots", "fault", "switch")
+PROCESSES = ("arrivals", "retrain", "snapshots", "fault", "switch", "constraints")
 
 
 @dataclass(frozen=True)
@@ -154,6 +162,8 @@ class Simulation:
             steps["fault"] = (lambda: self.fail_at_hour, self._fail)
         if switch is not None:
             steps["switch"] = (lambda: self.switch[0], self._switch)
+        if state.constraints is not None:  # only with policy/rerank=constrained
+            steps["constraints"] = (self._delay_to_constraint_tick, self._constraint_tick)
         if state.wakeups:
             if set(state.wakeups) != set(steps):
                 raise ValueError(
@@ -310,6 +320,22 @@ class Simulation:
         self.state.policy.switch_selector(self.switch[1])
         return None
 
+    def _delay_to_constraint_tick(self) -> float | None:
+        """Ticks at every ``tick_hours`` (the last one at the horizon)."""
+        every = self.state.constraints.config.tick_hours
+        n = self.state.constraints.n_ticks
+        if not n * every < self.config.horizon:
+            return None
+        return min((n + 1) * every, self.config.horizon) - self.env.now
+
+    def _constraint_tick(self) -> float | None:
+        """A constraint tick (policies.constrained_rerank): serve everything before it with the
+        last tick's multipliers, then update the multipliers from the rolling window and append
+        a ledger row. Requests at or after the tick see the new multipliers, however batched."""
+        self._serve_until(self.env.now, advance=False)
+        self.state.constraints.tick(self.env.now)
+        return self._delay_to_constraint_tick()
+
     def _delay_to_snapshot(self) -> float | None:
         every = self.config.snapshot_every_hours
         window = self.state.counters.next_snapshot_window
@@ -334,14 +360,18 @@ class Simulation:
         return self._delay_to_snapshot()
 
     # --- serving ---------------------------------------------------------------------------
-    def _serve_until(self, t: float) -> None:
+    def _serve_until(self, t: float, advance: bool = True) -> None:
         """Serve every pending request that arrived before ``t``, in chunks of at most
         ``max_batch_requests`` (chunking does not change outcomes), then let the world advance
-        to now."""
+        to now (``advance=False``: a constraint tick, which is not a world event — its clicks
+        apply at the next one, so a constrained arm's world changes at the same hours as any
+        other arm's)."""
         times, users, ids = self.state.pending.pop_before(t)
         step = self.config.max_batch_requests
         for lo in range(0, times.size, step):
             self._serve_batch(times[lo : lo + step], users[lo : lo + step], ids[lo : lo + step])
+        if not advance:
+            return
         # Drift and conformity act at event boundaries, not per chunk, so chunking stays
         # invisible. The boundary is the simulation clock now.
         clock = time.perf_counter()
@@ -374,6 +404,8 @@ class Simulation:
                 state.policy, state.policy_randomness, users, routing, state.serving, times
             )
             outcome = RequestOutcome.of(routing, times)
+        if state.constraints is not None:  # every served impression counts toward exposure
+            state.constraints.observe(batch.items)
         clock = self._tick("serve", clock)
         response = state.world.respond(users, times, batch.items, state.response_randomness)
         clock = self._tick("respond", clock)
@@ -441,6 +473,13 @@ class Simulation:
             },
         )
         write_parquet_atomic(deployments, self.log_root / "deployments.parquet")
+        if state.constraints is not None:
+            write_parquet_atomic(
+                state.constraints.ledger_frame(), self.log_root / CONSTRAINT_LEDGER_FILE
+            )
+            write_parquet_atomic(
+                state.constraints.explanation_frame(), self.log_root / INFEASIBLE_FILE
+            )
         state.done = True
 
 

@@ -70,6 +70,23 @@ in every window when the metrics are computed without it):
   (what a policy can see and a diversity objective can act on; ``intra_list_diversity`` keeps the
   true latent factors).
 
+Constraint ledger (``logs/constraints.parquet``, written by ``policy/rerank=constrained``,
+:mod:`policies.constrained_rerank`; every column NaN in every window of a run without it). Over
+the ledger's ticks with ``t`` in the window ``(t_start, t_end]``:
+
+* ``floor_met_share`` — Σ ``n_floor_met`` / Σ ``n_slates``: share of the constrained reranker's
+  slates that met the per-slate floor (creators and/or content diversity); NaN without a slate;
+* ``floor_infeasible_share`` — Σ ``n_floor_infeasible`` / Σ ``n_slates``: share of slates whose
+  candidates could not meet the floor (``1 − floor_met_share``: every unmet slate is one);
+* ``item_max_share`` / ``creator_max_share_window`` — the largest rolling-window share of
+  impressions of one item / one creator observed at any tick of the window (the ledger's
+  ``item_max_share`` / ``creator_max_share``; all served impressions count, the bootstrap's,
+  fallback and cached ones included). ``creator_max_share_window`` is named apart from
+  ``max_creator_share`` (the largest creator's share of this snapshot window's impressions);
+* ``item_cap`` / ``creator_cap`` — the caps (NaN when off), to read the shares against;
+* ``multiplier_max`` — the largest Lagrange multiplier (item or creator) after any tick of the
+  window, in units of the request's normalized relevance (in [0, 1]).
+
 ``cum_*`` columns use all impressions from the start of the run to the window's end.
 
 Beside the metrics, :func:`measure_log` returns the per-item counts they were computed from
@@ -91,6 +108,8 @@ from scipy.stats import rankdata
 from agents.catalog import ItemMetadata
 from sim.event_log import DEGRADED_DTYPE, logged_rounds, scan_table
 from sim.inequality import gini
+
+CONSTRAINT_LEDGER = "constraints.parquet"  # policies.constrained_rerank.LEDGER_FILE
 
 IMPRESSION_COLUMNS = (
     "request_id",
@@ -117,6 +136,16 @@ OBJECTIVE_COLUMNS = (
     "creator_gini_exposure",
     "max_creator_share",
     "content_diversity",
+)
+# From the constraint ledger (logs/constraints.parquet, policy/rerank=constrained); NaN without it.
+CONSTRAINT_COLUMNS = (
+    "floor_met_share",
+    "floor_infeasible_share",
+    "item_max_share",
+    "creator_max_share_window",
+    "item_cap",
+    "creator_cap",
+    "multiplier_max",
 )
 METRIC_COLUMNS = (
     "window",
@@ -157,6 +186,7 @@ METRIC_COLUMNS = (
     "retrieval_recall_n",
     "reranker_auc",
     *OBJECTIVE_COLUMNS,
+    *CONSTRAINT_COLUMNS,
 )
 DEGRADED_CODES = DEGRADED_DTYPE.categories.to_list()  # the physical codes of `degraded`
 # Columns of the impressions table the serving metrics read, when the log has them (the serving
@@ -450,9 +480,14 @@ class MetricsAccumulator:
         )
 
     def finalize(
-        self, snapshots: pl.DataFrame, rng: np.random.Generator, homogenization_pairs: int
+        self,
+        snapshots: pl.DataFrame,
+        rng: np.random.Generator,
+        homogenization_pairs: int,
+        ledger: pl.DataFrame | None = None,
     ) -> pl.DataFrame:
-        """One row per window (``snapshots`` sorted by window), in ``METRIC_COLUMNS`` order."""
+        """One row per window (``snapshots`` sorted by window), in ``METRIC_COLUMNS`` order
+        (``ledger``: the constraint ledger, when the run wrote one)."""
         n_windows, n_items = self.n_windows, self.n_items
         exposure, clicks = self.exposure, self.clicks
         cum_exposure = np.cumsum(exposure, axis=0)
@@ -508,7 +543,14 @@ class MetricsAccumulator:
                 }
             )
         out = pl.concat(
-            [snapshots, aggregates, pl.DataFrame(rows), self.serving(), self.objective_metrics()],
+            [
+                snapshots,
+                aggregates,
+                pl.DataFrame(rows),
+                self.serving(),
+                self.objective_metrics(),
+                constraint_columns(ledger, snapshots),
+            ],
             how="horizontal",
         )
         out = out.with_columns(
@@ -609,7 +651,40 @@ def measure_log(
             .select("request_id", "position", "relevance")
             .collect(),
         )
-    return LogMeasures(acc.finalize(snapshots, rng, homogenization_pairs), acc.item_exposure())
+    ledger_path = log_root / CONSTRAINT_LEDGER
+    ledger = pl.read_parquet(ledger_path) if ledger_path.exists() else None
+    return LogMeasures(
+        acc.finalize(snapshots, rng, homogenization_pairs, ledger), acc.item_exposure()
+    )
+
+
+def constraint_columns(ledger: pl.DataFrame | None, snapshots: pl.DataFrame) -> pl.DataFrame:
+    """The ledger's columns per window (:data:`CONSTRAINT_COLUMNS`): ticks with ``t`` in
+    ``(t_start, t_end]`` (a tick covers the slates served before it); NaN without a ledger or a
+    tick in the window."""
+    t_start = snapshots["t_start"].to_numpy().astype(np.float64)
+    t_end = snapshots["t_end"].to_numpy().astype(np.float64)
+    out = {c: np.full(t_start.size, np.nan) for c in CONSTRAINT_COLUMNS}
+    if ledger is not None and ledger.height:
+        t = ledger["t"].to_numpy()
+        col = {c: ledger[c].to_numpy().astype(np.float64) for c in ledger.columns}
+        multiplier = np.maximum(col["item_multiplier_max"], col["creator_multiplier_max"])
+        for w in range(t_start.size):  # a loop over windows (tens)
+            sel = (t > t_start[w]) & (t <= t_end[w])
+            if not sel.any():
+                continue
+            n = col["n_slates"][sel].sum()
+            if n > 0:
+                out["floor_met_share"][w] = col["n_floor_met"][sel].sum() / n
+                out["floor_infeasible_share"][w] = col["n_floor_infeasible"][sel].sum() / n
+            out["item_max_share"][w] = np.nanmax(np.append(col["item_max_share"][sel], np.nan))
+            out["creator_max_share_window"][w] = np.nanmax(
+                np.append(col["creator_max_share"][sel], np.nan)
+            )
+            out["item_cap"][w] = col["item_cap"][sel][-1]
+            out["creator_cap"][w] = col["creator_cap"][sel][-1]
+            out["multiplier_max"][w] = multiplier[sel].max()
+    return pl.DataFrame(out)
 
 
 def compute_metrics(

@@ -9,7 +9,9 @@ or on a ``copy.deepcopy`` of it, which then continues exactly as the original do
 What the state holds by reference, and deep-copies with it: the world (users' preferences drift,
 item popularity under conformity), the serving policy (its deployed model, the scorer's learned
 state — ALS warm-start factors, the linear bandit's ``A``/``b`` and profiles —, the selector it
-switched to, its shadow-replay randomness for off-policy evaluation) and every random generator.
+switched to, its shadow-replay randomness for off-policy evaluation, the constrained reranker's
+multipliers, rolling exposure window and ledger — :attr:`SimulationState.constraints`) and every
+random generator.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import polars as pl
 from agents.response import ResponseRandomness
 from agents.streams import Streams
 from agents.world import World
+from policies.constrained_rerank import ConstraintState
 from policies.policy import Deployment, ServingPolicy
 from policies.randomness import Randomness
 from sim.event_log import TABLES
@@ -168,6 +171,13 @@ class SimulationState:
             ),
             log_buffers={table: [] for table in TABLES},
         )
+
+    @property
+    def constraints(self) -> ConstraintState | None:
+        """The constrained reranker's state (multipliers, exposure window, ledger), held by the
+        serving policy; None for every other reranker."""
+        state = self.policy.rerank_state
+        return state if isinstance(state, ConstraintState) else None
 
     @property
     def deployed(self) -> Deployment | None:

@@ -595,8 +595,6 @@ def _tiny(path: Path, **overrides) -> PolicyConfig:
 
 
 def _build(config: PolicyConfig, world, seed: int = 5):
-    # fair exposure groups by creator: it reads the item metadata (the others are built as before)
-    fair = config.selector.name == "fair_exposure"
     return build_policy(
         config,
         N_ITEMS,
@@ -605,7 +603,7 @@ def _build(config: PolicyConfig, world, seed: int = 5):
         relevance=world.relevance_matrix,
         item_content=world.catalog.metadata.content,
         examination=world.click_model.examination(config.slate_size),
-        items=world.catalog.metadata if fair else None,
+        items=world.catalog.metadata,  # as a run builds it (fair_exposure, constrained read it)
     )
 
 
