@@ -178,17 +178,20 @@ def fit_calibration(
     slope = np.full(n_sources, FALLBACK_SLOPE)
     offsets = np.zeros(max(n_slots, 1))
     fitted = [r for r in range(n_sources) if reason[r] is None]
-    if fitted:
+    while fitted:  # refit without a source whose slope came out negative (a few sources at most)
         theta = _newton(score, slot, y, src, fitted, center, scale, n_slots)
         if theta is None:
             reason = ["no_convergence" if why is None else why for why in reason]
-        else:
+            break
+        negative = [r for j, r in enumerate(fitted) if theta[2 * j + 1] < 0]
+        if not negative:
             for j, r in enumerate(fitted):
-                if theta[2 * j + 1] < 0:
-                    reason[r] = "negative_slope"
-                else:
-                    intercept[r], slope[r] = theta[2 * j], theta[2 * j + 1]
+                intercept[r], slope[r] = theta[2 * j], theta[2 * j + 1]
             offsets[1:n_slots] = theta[2 * len(fitted) :]
+            break
+        for r in negative:
+            reason[r] = "negative_slope"
+        fitted = [r for r in fitted if r not in negative]
     return Calibration(
         intercept, slope, center, scale, offsets, tuple(reason), n_rows, n_clicks, z_low, z_high
     )
