@@ -590,6 +590,7 @@ def _build(config: PolicyConfig, world, seed: int = 5):
         relevance=world.relevance_matrix,
         item_content=world.catalog.metadata.content,
         examination=world.click_model.examination(config.slate_size),
+        items=world.catalog.metadata,  # what the platform knows (multi-objective rerankers)
     )
 
 
