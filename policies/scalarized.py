@@ -163,6 +163,13 @@ class FittedScalarized:
     slate_size: int
     now: float  # the last logged hour before the cut-off: "now" of requests without a time
     version: int
+    _unit: tuple[ItemMetadata, np.ndarray] | None = field(default=None, init=False, repr=False)
+
+    def unit_catalog(self, items: ItemMetadata) -> np.ndarray:
+        """The catalog's unit content (:meth:`Diversity.unit_catalog`), kept for its metadata."""
+        if self._unit is None or self._unit[0] is not items:
+            self._unit = (items, Diversity.unit_catalog(items))
+        return self._unit[1]
 
     def inputs(
         self, ctx: SelectionContext, sources: np.ndarray | int = SOURCE_CODE["als"]
@@ -208,7 +215,7 @@ class FittedScalarized:
             return rank, np.take_along_axis(static, rank, axis=1), x
         k = min(self.slate_size, c)
         div = Diversity()
-        unit = div.unit_content(x)
+        unit = div.unit_content(x, self.unit_catalog(x.metadata))
         rows = np.arange(n)
         placed = np.zeros((n, c), dtype=bool)
         dist_sum = np.zeros((n, c))
