@@ -99,6 +99,16 @@ class Scalarized(Reranker):
         self._number("freshness_halflife_days", 0.0, low_open=True)
         self._positive_int("training_rounds", "min_calibration_clicks")
 
+    def __hash__(self) -> int:  # the weights are a dict: hash them as sorted pairs
+        return hash(
+            (
+                tuple(sorted(self.weights.items())),
+                self.freshness_halflife_days,
+                self.training_rounds,
+                self.min_calibration_clicks,
+            )
+        )
+
     @property
     def active(self) -> tuple[str, ...]:
         """The objectives with a positive weight, in :data:`OBJECTIVES` order."""

@@ -323,3 +323,15 @@ def test_end_to_end_logs_calibrated_relevance_and_batch_size_changes_nothing(tmp
     # the candidates table is logged in the reranked order: greedy shows its first K
     cands = whole["candidates"].filter(pl.col("shown"))
     assert (cands["rank"] < 5).all()
+
+
+@pytest.mark.slow
+def test_a_paused_and_copied_run_continues_like_the_uninterrupted_one(tmp_path):
+    """The trainer's fallback counts and the deployed calibration are part of the state."""
+    from tests.sim.test_state import _assert_same_files, _paused_copy_continued
+
+    keys = {"policy.rerank.min_calibration_clicks": 10, "policy.rerank.weights.fairness": 0.5}
+    cfg = tiny_config("policy=scalarized", **keys)
+    whole, original, copied = _paused_copy_continued(tmp_path, cfg, 40.0)
+    _assert_same_files(whole, original)
+    _assert_same_files(whole, copied)
