@@ -9,6 +9,7 @@ stop the CLI with one line naming the key; end to end the batch size changes no 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,8 @@ from conftest import policy_config, run_recloop, tiny_config
 from experiments.config import parse_policy
 from experiments.run import run
 from policies.interactions import RerankData, RerankRows
-from policies.models import SOURCE_CODE
-from policies.objectives import sigmoid
+from policies.models import SOURCE_CODE, SOURCES
+from policies.objectives import fit_calibration, sigmoid
 from policies.propensity import EXACT, EXACT_SEQUENTIAL_MC_MARGINAL
 from policies.randomness import Randomness
 from policies.scalarized import FittedScalarized
@@ -323,6 +324,29 @@ def test_end_to_end_logs_calibrated_relevance_and_batch_size_changes_nothing(tmp
     # the candidates table is logged in the reranked order: greedy shows its first K
     cands = whole["candidates"].filter(pl.col("shown"))
     assert (cands["rank"] < 5).all()
+    # the calibration's fits and fallbacks are counted in the summary: the first model trains
+    # on bootstrap traffic (no model-served row: the default), the later ones on the log
+    summary = json.loads((tmp_path / "whole" / "summary.json").read_text())
+    calibration = summary["rerank_calibration"]
+    expected: dict[str, int] = {}
+    for version in range(calibration["fits"]):  # fit v: model-served rows of rounds v-2..v
+        rows = imp.filter(
+            pl.col("round").is_between(version - 2, version) & (pl.col("model_version") >= 0)
+        )
+        cal = fit_calibration(
+            rows["score"].to_numpy(),
+            rows["position"].to_numpy(),
+            rows["clicked"].to_numpy(),
+            rows["source"].to_physical().to_numpy(),
+            5,
+            len(SOURCES),
+            10,
+        )
+        reasons = [cal.fallback[r] for r in np.flatnonzero(cal.n_rows)] or ["too_few_rows"]
+        for why in filter(None, reasons):
+            expected[why] = expected.get(why, 0) + 1
+    assert calibration["fits"] == 4 and calibration["fallbacks"] == expected
+    assert expected["too_few_rows"] >= 1  # the first model: bootstrap traffic only
 
 
 @pytest.mark.slow
