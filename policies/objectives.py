@@ -48,7 +48,9 @@ OBJECTIVES = ("relevance", "revenue", "freshness", "diversity", "fairness")
 HOURS_PER_DAY = 24.0
 
 # Calibration: the documented default that replaces the fit when the log cannot support one.
-FALLBACK_CTR = 0.05  # intercept σ⁻¹(CTR of the rows), this CTR when they have no click at all
+FALLBACK_CTR = (
+    0.05  # intercept σ⁻¹(slot-0 CTR of the rows), this CTR when they have no slot-0 click
+)
 FALLBACK_SLOPE = 1.0  # click log-odds per standard deviation of the source's scores
 FALLBACK_REASONS = ("too_few_rows", "constant_score", "negative_slope", "no_convergence")
 NEWTON_ITERATIONS = 50
@@ -143,7 +145,8 @@ def fit_calibration(
     source ``>= n_sources`` are left out.
 
     A source falls back to the documented default ``σ(logit(ctr_r) + FALLBACK_SLOPE·z)``
-    (``ctr_r`` its click rate clipped to [0.001, 0.5], :data:`FALLBACK_CTR` without a click;
+    (``ctr_r`` its click rate at slot 0 clipped to [0.001, 0.999], :data:`FALLBACK_CTR` without
+    a click there: the default predicts the top slot's observed click rate at an average score;
     ``z`` standardized by its logged scores, by the request's candidates where it has none) when
     it has fewer than ``min_clicks`` clicks or non-clicks (``too_few_rows``), its scores do not
     vary (``constant_score``), its fitted ``β_r < 0`` (``negative_slope``: the model's order would
@@ -173,8 +176,10 @@ def fit_calibration(
                 reason[r] = None
         elif min(n_clicks[r], n_rows[r] - n_clicks[r]) >= max(min_clicks, 1):
             reason[r] = "constant_score"
-    ctr = np.where(n_clicks > 0, n_clicks / np.maximum(n_rows, 1), FALLBACK_CTR)
-    intercept = np.array([logit(min(max(c, 1e-3), 0.5)) for c in ctr])
+    top_rows = np.bincount(src[slot == 0], minlength=n_sources)
+    top_clicks = np.bincount(src[(slot == 0) & y], minlength=n_sources)
+    ctr = np.where(top_clicks > 0, top_clicks / np.maximum(top_rows, 1), FALLBACK_CTR)
+    intercept = np.array([logit(min(max(c, 1e-3), 0.999)) for c in ctr])
     slope = np.full(n_sources, FALLBACK_SLOPE)
     offsets = np.zeros(max(n_slots, 1))
     fitted = [r for r in range(n_sources) if reason[r] is None]

@@ -310,7 +310,8 @@ def test_degenerate_logs_fall_back_to_the_documented_default(case, reason):
         clicked = score > 0.5
     cal = fit_calibration(score, slot, clicked, ALS, 3, S, 50)
     assert cal.fallback[ALS] == reason and cal.fitted_sources() == []
-    ctr = min(max(clicked.mean(), 1e-3), 0.5)
+    top = clicked[slot == 0]  # the default's level: the observed slot-0 click rate
+    ctr = min(max(top.mean(), 1e-3), 0.999) if top.any() else FALLBACK_CTR
     assert cal.intercept[ALS] == pytest.approx(math.log(ctr / (1 - ctr)))
     assert cal.slope[ALS] == FALLBACK_SLOPE and (cal.slot_offsets == 0).all()
     # the default keeps the model's order
