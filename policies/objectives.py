@@ -17,7 +17,10 @@ request's hour:
   the click probability of the top slot. The logged scores were produced by the models that
   *served* those rounds (the previous versions); the calibration is applied to the scores of the
   model deployed with it (the next version), i.e. it assumes the score scale carries over from one
-  retrain to the next.
+  retrain to the next (``z`` is clipped to the logged range: no extrapolation).
+  Caveat, measured on small worlds: pooled over users, a higher ALS score in the same slot need
+  not mean more clicks (users with larger scores — the active ones — click less per impression),
+  so the fitted ``β_r`` is often ≤ 0 and the default, which keeps the model's order, is used.
 * ``revenue`` — ``price_i · p(s)``: expected revenue per impression (price units per impression).
 * ``freshness`` — ``2^(−age/τ)`` with ``age = max(t − publish_t_i, 0)`` in days and ``τ`` =
   ``freshness_halflife_days`` (unit 1: 1 for an item published now, ½ one half-life later).
@@ -48,9 +51,8 @@ OBJECTIVES = ("relevance", "revenue", "freshness", "diversity", "fairness")
 HOURS_PER_DAY = 24.0
 
 # Calibration: the documented default that replaces the fit when the log cannot support one.
-FALLBACK_CTR = (
-    0.05  # intercept σ⁻¹(slot-0 CTR of the rows), this CTR when they have no slot-0 click
-)
+# the default's intercept is σ⁻¹(the rows' slot-0 click rate); this rate without a slot-0 click
+FALLBACK_CTR = 0.05
 FALLBACK_SLOPE = 1.0  # click log-odds per standard deviation of the source's scores
 FALLBACK_REASONS = ("too_few_rows", "constant_score", "negative_slope", "no_convergence")
 NEWTON_ITERATIONS = 50
@@ -299,7 +301,7 @@ class Objective:
 class Relevance(Objective):
     name: ClassVar[str] = "relevance"
     unit: ClassVar[str] = "clicks per impression"
-    formula: ClassVar[str] = "σ(a + b·score), (a, b) a logistic fit on the logs, at slot 0"
+    formula: ClassVar[str] = "σ(α_r + β_r·(score − μ_r)/σ_r), a logistic fit on the logs, slot 0"
     needs_items: ClassVar[bool] = False
 
     def values(self, x: ObjectiveInputs) -> np.ndarray:
@@ -310,7 +312,7 @@ class Relevance(Objective):
 class Revenue(Objective):
     name: ClassVar[str] = "revenue"
     unit: ClassVar[str] = "price units per impression"
-    formula: ClassVar[str] = "price · σ(a + b·score)"
+    formula: ClassVar[str] = "price · relevance"
 
     def values(self, x: ObjectiveInputs) -> np.ndarray:
         return x.metadata.price.astype(np.float64)[x.candidates] * x.p_click
