@@ -28,8 +28,8 @@ It learns like ``policy/rerank=learned``: at every retrain the relevance calibra
 the model-served impressions of the last ``training_rounds`` rounds
 (:func:`policies.objectives.fit_calibration`; with too little or degenerate data, a documented
 default — :attr:`ScalarizedTrainer.fallbacks` counts them) and deployed with the new model. The
-impressions' ``rerank_score`` logs the calibrated relevance ``P(click | score, slot 0)`` of each
-shown item; ``score`` stays the model's score. No randomness: the same batch gives the same order,
+impressions' ``rerank_score`` logs the calibrated relevance (``P(click at slot 0 | the score's gap
+to the request's best candidate)``) of each shown item; ``score`` stays the model's score. No randomness: the same batch gives the same order,
 whatever the batch size (every computation is per request).
 """
 
@@ -141,11 +141,12 @@ class ScalarizedTrainer:
     def calibrate(self, interactions: Interactions) -> Calibration:
         data = interactions.rerank
         e = np.empty(0)
-        rows = (
-            (e, e, e.astype(bool), e)
-            if data is None
-            else (data.rows.score, data.rows.position, data.rows.clicked, data.rows.source)
-        )
+        if data is None:
+            rows = (e, e, e.astype(bool), e)
+        else:  # the calibrated feature: each impression's gap to its request's best candidate
+            top = np.full(data.rows.n, np.nan) if data.top_score is None else data.top_score
+            gap = data.rows.score - top
+            rows = (gap, data.rows.position, data.rows.clicked, data.rows.source)
         return fit_calibration(
             *rows, self.slate_size, len(SOURCES), self.config.min_calibration_clicks
         )

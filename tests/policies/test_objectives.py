@@ -27,6 +27,7 @@ from policies.objectives import (
     OBJECTIVES,
     Calibration,
     fit_calibration,
+    gap_to_top,
     normalize,
 )
 from policies.scalarized import FittedScalarized, Scalarized, ScalarizedTrainer
@@ -105,7 +106,7 @@ def test_relevance_and_revenue_against_a_per_cell_computation():
     values = fitted().objective_values(ctx_of(scores=SCORES.astype(np.float32)))
     scores = SCORES.astype(np.float32).astype(np.float64)
     for r, c in itertools.product(range(2), range(5)):
-        p = p_click(scores[r, c])
+        p = p_click(scores[r, c] - scores[r].max())  # the gap to the request's best
         assert values["relevance"][r, c] == pytest.approx(p, rel=1e-12)
         price = float(META.price[CANDS[r, c]])
         assert values["revenue"][r, c] == pytest.approx(price * p, rel=1e-12)
@@ -126,10 +127,31 @@ def test_relevance_is_calibrated_per_source_and_flat_beyond_the_logged_range():
     )
     scores = np.array([[0.6, 0.5, 30.0, 12.0]])
     sources = np.array([[ALS, ALS, POP, POP]])
-    p = cal.click_probability(scores, sources)
+    p = cal.probability(scores, sources)
     sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
     expected = [sig(-1 + 2 * 0.4), sig(-1.0), sig(-3 + 0.5 * 1.0), sig(-3 + 0.5 * 0.4)]
     np.testing.assert_allclose(p[0], expected, rtol=1e-12)  # 30 is clipped to z = +1
+    # a candidate's relevance is the calibration of its gap to the best of its source
+    gaps = gap_to_top(scores, sources)
+    np.testing.assert_allclose(gaps, [[0.0, -0.1, 0.0, -18.0]], atol=1e-12)
+    np.testing.assert_allclose(
+        cal.click_probability(scores, sources), cal.probability(gaps, sources)
+    )
+
+
+def test_gap_to_top_against_a_per_cell_computation():
+    rng = np.random.default_rng(4)
+    scores = rng.normal(size=(20, 7))
+    scores[3, 2] = np.nan
+    sources = rng.choice([ALS, POP, SOURCE_CODE["covisit"]], size=(20, 7))
+    gaps = gap_to_top(scores, sources)
+    for r, c in itertools.product(range(20), range(7)):
+        same = [scores[r, j] for j in range(7) if sources[r, j] == sources[r, c]]
+        best = max(v for v in same if not math.isnan(v))
+        if math.isnan(scores[r, c]):
+            assert math.isnan(gaps[r, c])
+        else:
+            assert gaps[r, c] == pytest.approx(scores[r, c] - best, abs=1e-12)
 
 
 def test_freshness_uses_the_request_hour_or_the_cut_off():
@@ -280,7 +302,7 @@ def test_calibration_recovers_known_coefficients_per_source():
     # slot 0 predictions: σ(a + b·s)
     s = np.array([[0.0, 0.5, 1.0]])
     np.testing.assert_allclose(
-        cal.click_probability(s, ALS), 1 / (1 + np.exp(-(est_a + est_b * s))), rtol=1e-9
+        cal.probability(s, ALS), 1 / (1 + np.exp(-(est_a + est_b * s))), rtol=1e-9
     )
 
 
@@ -327,7 +349,7 @@ def test_degenerate_logs_fall_back_to_the_documented_default(case, reason):
         np.full(m, ALS),
         *([np.zeros(m)] * 6),
     )
-    data = RerankData(rows, np.zeros(3), np.zeros(3), np.zeros(1), np.zeros(1), 5.0)
+    data = RerankData(rows, np.zeros(3), np.zeros(3), np.zeros(1), np.zeros(1), 5.0, np.zeros(m))
     trainer = ScalarizedTrainer(Scalarized(), None, 3)
     inter = Interactions.empty(1, 3)
     fit = trainer.fit(Interactions(inter.clicks, rerank=data), 1)

@@ -26,6 +26,7 @@ from policies.objectives import fit_calibration, sigmoid
 from policies.propensity import EXACT, EXACT_SEQUENTIAL_MC_MARGINAL
 from policies.randomness import Randomness
 from policies.scalarized import FittedScalarized
+from sim.training_data import TrainingLog
 
 # The selection contract's fixtures and checks, run on this module's ``server``.
 world = contract.world
@@ -46,15 +47,17 @@ test_batch_independence = contract.test_batch_independence
 WEIGHTS = {"relevance": 1.0, "revenue": 0.5, "freshness": 0.3, "diversity": 0.7, "fairness": 0.2}
 
 
-def _rows(seed: int = 0, slope: float = 2.0) -> RerankData:
-    """Reranker rows over the contract's catalog whose clicks rise with the logged ALS score."""
+def _rows(seed: int = 0, slope: float = 4.0) -> RerankData:
+    """Reranker rows over the contract's catalog whose clicks rise with the logged ALS score's
+    gap to the request's best candidate (``top_score``)."""
     rng = np.random.default_rng(seed)
     m = 3000
     users = rng.integers(0, contract.N_USERS, m)
     items = rng.integers(0, contract.N_ITEMS, m)
     score = rng.normal(0.3, 0.2, m)
+    gap = -rng.exponential(0.15, m)
     position = rng.integers(0, contract.K, m)
-    clicked = rng.random(m) < sigmoid(-2.0 + slope * score - 0.3 * position)
+    clicked = rng.random(m) < sigmoid(-1.0 + slope * gap - 0.3 * position)
     z = np.zeros(m)
     rows = RerankRows(
         users,
@@ -71,7 +74,7 @@ def _rows(seed: int = 0, slope: float = 2.0) -> RerankData:
         z,
     )
     zi, zu = np.zeros(contract.N_ITEMS), np.zeros(contract.N_USERS)
-    return RerankData(rows, zi, zi, zu, zu, 40.0)
+    return RerankData(rows, zi, zi, zu, zu, 40.0, score - gap)
 
 
 def _policy(world, selector: str = "greedy", weights=None):
@@ -163,11 +166,13 @@ def test_serves_the_scalarized_order_and_logs_the_calibrated_relevance(world, cl
         for k, (s, src) in enumerate(
             zip(batch.score[u].astype(float), batch.source[u], strict=True)
         ):
-            if src == als:  # fitted: σ(a + b·s) with s clipped to the logged range
+            if src == als:  # fitted: σ(a + b·gap), the gap clipped to the logged range
                 lo, hi = cal.center[als] + cal.scale[als] * np.array(
                     [cal.z_low[als], cal.z_high[als]]
                 )
-                expected_p[u, k] = 1 / (1 + np.exp(-(a + b * min(max(s, lo), hi))))
+                mine = batch.candidate_source[u] == src
+                gap = s - batch.candidate_scores[u][mine].astype(float).max()
+                expected_p[u, k] = 1 / (1 + np.exp(-(a + b * min(max(gap, lo), hi))))
             else:  # a cold user's popularity scores, never logged: the default on the request's
                 assert src == pop  # own standardized candidate scores
                 c = batch.candidate_scores[u].astype(float)
@@ -329,12 +334,15 @@ def test_end_to_end_logs_calibrated_relevance_and_batch_size_changes_nothing(tmp
     summary = json.loads((tmp_path / "whole" / "summary.json").read_text())
     calibration = summary["rerank_calibration"]
     expected: dict[str, int] = {}
+    top = (
+        whole["candidates"].group_by("request_id", "source").agg(pl.col("score").max().alias("top"))
+    )
     for version in range(calibration["fits"]):  # fit v: model-served rows of rounds v-2..v
         rows = imp.filter(
             pl.col("round").is_between(version - 2, version) & (pl.col("model_version") >= 0)
-        )
+        ).join(top, on=["request_id", "source"], how="left")
         cal = fit_calibration(
-            rows["score"].to_numpy(),
+            (rows["score"] - rows["top"]).fill_null(np.nan).to_numpy(),
             rows["position"].to_numpy(),
             rows["clicked"].to_numpy(),
             rows["source"].to_physical().to_numpy(),
@@ -346,6 +354,25 @@ def test_end_to_end_logs_calibrated_relevance_and_batch_size_changes_nothing(tmp
         for why in filter(None, reasons):
             expected[why] = expected.get(why, 0) + 1
     assert calibration["fits"] == 4 and calibration["fallbacks"] == expected
+    # the training view's top_score: the best candidate score of each row's request and source
+    logs = tmp_path / "whole" / "logs"
+    training = TrainingLog(300, 150, rerank_rounds=3)
+    for part in sorted((logs / "impressions").glob("round=*")):
+        training.add_partition(
+            part / "part.parquet", logs / "candidates" / part.name / "part.parquet"
+        )
+    data = training.interactions().rerank
+    best: dict[tuple[int, str], float] = {}
+    for rid, src, score in whole["candidates"].select("request_id", "source", "score").iter_rows():
+        best[rid, src] = max(best.get((rid, src), -np.inf), score)
+    last = imp.filter(
+        (pl.col("round") >= imp["round"].max() - 2) & (pl.col("model_version") >= 0)
+    ).sort("request_id", "position")
+    want = [
+        best.get((rid, src), np.nan) for rid, src in last.select("request_id", "source").iter_rows()
+    ]
+    assert data.top_score.shape == (data.rows.n,) == (last.height,)
+    np.testing.assert_array_equal(data.top_score, np.asarray(want, dtype=np.float32).astype(float))
     assert expected["too_few_rows"] >= 1  # the first model: bootstrap traffic only
 
 
