@@ -6,7 +6,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +204,9 @@ def write_outputs(
         "mean": {k: _clean(metrics[k].fill_nan(None).mean()) for k in MEAN_METRICS},
         "timing_seconds": {k: round(v, 3) for k, v in stats.seconds.items()},
     }
+    trainer = getattr(simulation.state.policy, "reranker", None)
+    if isinstance(getattr(trainer, "fallbacks", None), Mapping):  # policy/rerank=scalarized
+        summary["rerank_calibration"] = {"fits": trainer.fits, "fallbacks": dict(trainer.fallbacks)}
     _write_json_atomic(summary, out_dir / "summary.json")
     if rc.report:
         from reports.run_report import build_run_report  # reports read files only

@@ -85,6 +85,10 @@ class RerankData:
     user_clicks: np.ndarray  # (n_users,) float64
     user_impressions: np.ndarray  # (n_users,) float64
     now: float
+    # (m,) float64 aligned with ``rows``: the largest candidate score of the row's request among
+    # the candidates of the row's source (NaN: the impression's source retrieved no candidate,
+    # e.g. an explored item); the scalarized reranker calibrates the gap ``score − top_score``.
+    top_score: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from policies import (  # noqa: F401
     learned_rerank,
     plackett_luce,
     posterior_sampling,
+    scalarized,
 )
 from policies.components import BuildContext, Scorer, ScorerSpec
 from policies.debiasing import Debias

@@ -53,6 +53,7 @@ class TrainingLog:
         self._slot_clicks = np.zeros(0)
         self.rerank_rounds = rerank_rounds
         self._rerank: deque[RerankRows] = deque(maxlen=max(rerank_rounds, 1))
+        self._rerank_top: deque[np.ndarray] = deque(maxlen=max(rerank_rounds, 1))
         self._item_clicks = np.zeros(n_items)
         self._user_clicks = np.zeros(n_users)
         self._user_impressions = np.zeros(n_users)
@@ -112,6 +113,8 @@ class TrainingLog:
             ).with_columns(
                 pl.int_range(pl.len()).over(["request_id", "source"]).alias("retriever_rank")
             )
+        # the best candidate score of each request per retrieval source (RerankData.top_score)
+        top = cands.group_by(["request_id", "source"]).agg(pl.col("score").max().alias("top"))
         served = (
             shown.filter(pl.col("model_version") >= 0)
             .join(
@@ -119,8 +122,14 @@ class TrainingLog:
                 on=["request_id", "item_id"],
                 how="left",
             )
+            .join(
+                top.with_columns(pl.col("source").cast(shown["source"].dtype)),
+                on=["request_id", "source"],
+                how="left",
+            )
             .sort(["request_id", "position"])
         )
+        self._rerank_top.append(served["top"].cast(pl.Float64).fill_null(np.nan).to_numpy())
         users = served["user_id"].to_numpy().astype(np.int64)
         items = served["item_id"].to_numpy().astype(np.int64)
         self._rerank.append(
@@ -186,4 +195,5 @@ class TrainingLog:
             user_clicks=self._user_clicks.copy(),
             user_impressions=self._user_impressions.copy(),
             now=self._last_t,
+            top_score=np.concatenate([*self._rerank_top, np.empty(0)]),
         )

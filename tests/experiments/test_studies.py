@@ -18,7 +18,7 @@ from sim.event_log import scan_table
 
 TINY = [
     "world.n_users=150",
-    "world.n_items=90",
+    "world.n_items=120",  # 12 creators: the constrained preset caps a creator at 10%
     "sim.days=3",
     "policy.slate_size=4",
     "policy.n_candidates=12",
@@ -120,8 +120,10 @@ def test_every_study_runs_on_a_tiny_world(study, tmp_path):
             pytest.skip("needs policy=scalarized (issue 16's scalarized reranker)")
     jobs, _ = _job_overrides([f"+study={study}", "seed=0"])
     assert len(jobs) >= 2
+    # the exposure caps of multi_objective (2% of a day per creator) need at least 50 creators
+    world = [*TINY_WORLD, "world.items_per_creator=2"] if study == "multi_objective" else TINY_WORLD
     for i, overrides in enumerate(jobs):
-        cfg = _compose_tiny([*TINY_WORLD, *overrides])
+        cfg = _compose_tiny([*world, *overrides])
         run(cfg, tmp_path / f"{i}")
         (tmp_path / f"{i}" / ".hydra").mkdir()  # what hydra records for each job
         (tmp_path / f"{i}" / ".hydra" / "overrides.yaml").write_text(

@@ -603,7 +603,7 @@ def _build(config: PolicyConfig, world, seed: int = 5):
         relevance=world.relevance_matrix,
         item_content=world.catalog.metadata.content,
         examination=world.click_model.examination(config.slate_size),
-        items=world.catalog.metadata,  # as a run builds it (fair_exposure, constrained read it)
+        items=world.catalog.metadata,  # as a run builds it (multi-objective components read it)
     )
 
 
