@@ -312,7 +312,10 @@ def label_arms(jobs: Sequence[Job]) -> list[str]:
     ``softmax [policy.temperature=0.1]``; when every job has the same policy and its arm
     overrides all choose a config group (a study of one policy's arms, such as ``serving``'s
     ``+serving_arm=cache``), the label is those overrides alone and ``policy=<name>`` joins the
-    shared overrides. Jobs of every
+    shared overrides. When every job's arm overrides add a config group (``+group=choice``: a
+    study's own arm group, such as ``multi_objective``'s ``+mo_arm=revenue_100``, whose arms use
+    several policies), the label is those overrides alone too: the group choice names the arm,
+    and its policy is in its config. Jobs of every
     status count when finding what is shared, so a failed job does not change the other arms'
     labels.
     """
@@ -326,11 +329,16 @@ def label_arms(jobs: Sequence[Job]) -> list[str]:
     one_policy = len({j.policy for j in known}) == 1 and all(
         extras[id(j)] and all("." not in override_key(o) for o in extras[id(j)]) for j in known
     )
+    arm_groups = bool(known) and all(
+        extras[id(j)]
+        and all(o.startswith("+") and "." not in override_key(o) for o in extras[id(j)])
+        for j in known
+    )
     for job in jobs:
         extra = extras[id(job)]
         if job.policy is None:
             job.arm = None
-        elif one_policy:
+        elif one_policy or arm_groups:
             job.arm = ", ".join(extra)
         else:
             job.arm = f"{job.policy} [{', '.join(extra)}]" if extra else job.policy

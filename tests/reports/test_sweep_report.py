@@ -996,3 +996,39 @@ def test_sweep_command_keeps_the_launcher_and_drops_mode_and_folder(tmp_path: Pa
         *SHARED,
         "policy=greedy,softmax",
     ]
+
+
+def test_arms_of_an_added_config_group_are_labelled_by_the_choice() -> None:
+    """A study whose arms are ``+group=choice`` configs using several policies (multi_objective's
+    ``+mo_arm``): the choice names the arm; a plain policy sweep keeps its policy labels."""
+    from reports.sweep_folder import FINISHED, Job, label_arms
+
+    def job(policy: str, overrides: list[str]) -> Job:
+        return Job(Path(f"/x/{policy}"), FINISHED, overrides, policy, 0)
+
+    study = [
+        job("greedy", ["+study=multi_objective", "+mo_arm=greedy", "seed=0"]),
+        job("scalarized", ["+study=multi_objective", "+mo_arm=revenue_100", "seed=0"]),
+        job("constrained", ["+study=multi_objective", "+mo_arm=guard_floor", "seed=0"]),
+    ]
+    assert label_arms(study) == ["+study=multi_objective", "seed=0"]
+    assert [j.arm for j in study] == [
+        "+mo_arm=greedy",
+        "+mo_arm=revenue_100",
+        "+mo_arm=guard_floor",
+    ]
+    plain = [
+        job("greedy", ["policy=greedy", "seed=0"]),
+        job("softmax", ["policy=softmax", "seed=0"]),
+    ]
+    label_arms(plain)
+    assert [j.arm for j in plain] == ["greedy", "softmax"]
+    mixed = [  # an added group beside a key override: the policy stays in the label
+        job("greedy", ["+mo_arm=greedy", "seed=0"]),
+        job("softmax", ["+mo_arm=x", "policy.selector.temperature=0.5", "seed=0"]),
+    ]
+    label_arms(mixed)
+    assert [j.arm for j in mixed] == [
+        "greedy [+mo_arm=greedy]",
+        "softmax [+mo_arm=x, policy.selector.temperature=0.5]",
+    ]
