@@ -116,11 +116,17 @@ def horizon_effects(
 
 
 def _signed(metric: str, value: float) -> str:
+    """A signed difference in the metric's format: shares in points, counts whole."""
     if not math.isfinite(value):
         return "–"
-    if metric_info(metric).kind == "pct":
+    kind = metric_info(metric).kind
+    if kind == "pct":
         return f"{value * 100:+.2f} pp"
-    return f"{value:+.4g}"
+    if kind == "num0":
+        return f"{value:+,.0f}"
+    if kind == "num1":
+        return f"{value:+,.1f}"
+    return f"{value:+.4f}"
 
 
 def _cell(metric: str, pair: Paired) -> str:

@@ -6,14 +6,15 @@ scalarized``); an arm without a reranker (``policy.rerank`` = identity: the mode
 the all-relevance point, weight 0 on every other objective (the scalarized order by calibrated
 relevance is the model's order: the calibration is monotone). A sweep of objective ``o`` is the
 largest set of arms whose weights agree on every objective but ``o`` and take at least three
-values of ``o``. Each objective claims a metric (:data:`CLAIMS`): revenue → revenue per request,
+values of ``o``. Each objective claims a metric (:data:`CLAIMS`): revenue → cumulative revenue,
 diversity → content diversity, fairness → creator exposure Gini (lower), relevance → CTR.
 
 For each sweep, in weight order: the claimed metric and the final cumulative true utility (mean
 across seeds with its interval, :mod:`reports.intervals`), the step to the next weight in both,
 and the utility given up per unit of the claimed metric gained on that step (the marginal cost).
 "Monotone" means the claimed metric's means move in the claimed direction at every step; the
-cost "accelerates" at the first step whose marginal cost is more than twice the first step's.
+cost "accelerates" at the first step whose marginal cost is more than twice that of the first step that
+cost utility at all (steps that gained utility set no reference).
 Reads the jobs' ``metrics.parquet`` and config only.
 """
 
@@ -39,7 +40,7 @@ from reports.sweep_folder import FINISHED, Sweep
 UTILITY = "cumulative_utility"
 # objective -> (the metric it claims to move, +1 = up is the claim, -1 = down)
 CLAIMS: dict[str, tuple[str, int]] = {
-    "revenue": ("revenue_per_request", 1),
+    "revenue": ("cum_revenue", 1),  # the run's total: a final window's revenue is one day's noise
     "diversity": ("content_diversity", 1),
     "fairness": ("creator_gini_exposure", -1),
     "relevance": ("ctr", 1),
@@ -118,12 +119,15 @@ class WeightSweep:
     @property
     def accelerates_at(self) -> int | None:
         """Index of the first step (into :meth:`marginal_costs`) costing more than
-        ``ACCELERATION`` × the first step's marginal cost (None: never, or no first cost)."""
+        ``ACCELERATION`` × the first step that cost utility at all (None: never). Steps before
+        that one gained utility while moving the claimed metric, and set no reference."""
         costs = self.marginal_costs()
-        if not costs or not math.isfinite(costs[0]) or costs[0] <= 0:
+        positive = [i for i, c in enumerate(costs) if math.isfinite(c) and c > 0]
+        if not positive:
             return None
-        for i, c in enumerate(costs[1:], start=1):
-            if math.isfinite(c) and c > ACCELERATION * costs[0]:
+        first = positive[0]
+        for i in positive[1:]:
+            if costs[i] > ACCELERATION * costs[first]:
                 return i
         return None
 
@@ -168,6 +172,23 @@ def _iv(iv: Interval, metric: str) -> str:
     if iv.has_interval:
         text += f" [{format_metric(iv.low, kind)}, {format_metric(iv.high, kind)}]"
     return text
+
+
+def _number(x: float) -> str:
+    """A plain number for the page (no exponent): 4 significant digits, thousands separated."""
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    digits = max(0, 3 - math.floor(math.log10(abs(x)))) if x else 0
+    return f"{x:,.{digits}f}"
+
+
+def _cost_text(cost: float, before: Step, after: Step) -> str:
+    """The step's marginal cost, or what happened when it has none."""
+    if math.isfinite(cost) and cost > 0:
+        return _number(cost)
+    if math.isfinite(cost):
+        return "none: utility rose"
+    return "– (the claimed metric did not move that way)"
 
 
 def _figure(ws: WeightSweep) -> go.Figure:
@@ -241,12 +262,12 @@ def weight_sweep_section(sweep: Sweep) -> str:
         verdict += f" (Spearman ρ of weight and mean = {ws.spearman:+.2f})."
         if at is not None:
             verdict += (
-                f" The utility cost per unit gained more than doubles on the step to "
-                f"w={ws.steps[at + 1].weight:g}: past w={ws.steps[at].weight:g} it accelerates."
+                f" The utility given up per unit gained more than doubles on the step to "
+                f"w={ws.steps[at + 1].weight:g}: past w={ws.steps[at].weight:g} the cost accelerates."
             )
         rows = []
         for i, s in enumerate(ws.steps):
-            cost = "–" if i == 0 or not math.isfinite(costs[i - 1]) else f"{costs[i - 1]:,.4g}"
+            cost = "–" if i == 0 else _cost_text(costs[i - 1], ws.steps[i - 1], s)
             rows.append(
                 f'<tr><td class="num">{s.weight:g}</td><td>{html.escape(s.arm)}</td>'
                 f'<td class="num">{html.escape(_iv(s.claimed, ws.metric))}</td>'

@@ -44,7 +44,7 @@ def sweep(tmp_path) -> Sweep:
         )
         for seed, e in enumerate(NOISE):
             finals = {
-                "revenue_per_request": rev + e,
+                "cum_revenue": rev + e,
                 "cumulative_utility": util + 10 * e,
                 "content_diversity": 0.9,
                 "ctr": 0.2,
@@ -79,7 +79,7 @@ def test_revenue_sweep_is_monotone_and_costs_match_hand_computation(sweep):
     assert ws.accelerates_at == 2
     page = html.unescape(weight_sweep_section(sweep))
     assert "Raising the revenue weight moves" in page and "at every step" in page
-    assert "past w=1 it accelerates" in page
+    assert "past w=1 the cost accelerates" in page
     assert "cost accelerates" in page
 
 
@@ -89,3 +89,25 @@ def test_no_section_without_three_settings(tmp_path):
         _job(tmp_path, "r1", 0, {"_target_": "x", "weights": {"revenue": 1.0}}, {"ctr": 0.2}),
     ]
     assert weight_sweep_section(Sweep(tmp_path, jobs, ["greedy", "r1"], "greedy")) == ""
+
+
+def test_acceleration_is_measured_from_the_first_step_that_costs_utility():
+    """The revenue sweep of the multi_objective study in shape: the first step gains utility, the
+    next two cost ~0.008 and ~0.006 per unit, the fourth ~0.034: it accelerates there."""
+    from reports.intervals import Interval
+    from reports.weight_sweep import Step, WeightSweep
+
+    points = [(0, 607021, 28182), (0.25, 946126, 30471), (0.5, 1135254, 28981)]
+    points += [(1, 1383373, 27384), (2, 1483689, 23930), (4, 1495197, 21699)]
+    steps = [
+        Step(w, f"a{w}", Interval(rev, rev, rev, 1), Interval(u, u, u, 1)) for w, rev, u in points
+    ]
+    ws = WeightSweep("revenue", "cum_revenue", 1, {"relevance": 1.0}, steps)
+    costs = ws.marginal_costs()
+    assert costs[0] < 0  # utility rose on the first step
+    expected = [
+        (points[i][2] - points[i + 1][2]) / (points[i + 1][1] - points[i][1]) for i in range(5)
+    ]
+    np.testing.assert_allclose(costs, expected)
+    assert ws.monotone
+    assert ws.accelerates_at == 3  # 0.0344 > 2 x 0.00788 (the step 0.25 -> 0.5)
