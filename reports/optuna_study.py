@@ -328,9 +328,12 @@ def _objective_meta(jobs: Any) -> tuple[str, float | None, str]:
 
 
 def fmt_param(value: Any) -> str:
-    """A trial's parameter value, short: ``0.3604`` (4 significant digits) or the text."""
+    """A trial's parameter value, short: ``0.3604`` (4 significant digits), ``41,130`` from a
+    thousand on (no exponent), or the text."""
     if isinstance(value, float):
-        return f"{value:.4g}" if math.isfinite(value) else "—"
+        if not math.isfinite(value):
+            return "—"
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
     return "—" if value is None else str(value)
 
 

@@ -346,7 +346,7 @@ def _sensitivity_table(study: OptunaStudy, metric: str, on: str) -> str:
 def _signed(value: float) -> str:
     if value is None or not math.isfinite(value):
         return "–"
-    return f"{value:+.4g}"
+    return f"{value:+,.0f}" if abs(value) >= 1000 else f"{value:+.4g}"
 
 
 def trials_section(study: OptunaStudy) -> str:
