@@ -6,6 +6,11 @@ sweep through the real CLI for the per-sweep overhead. Takes about 6 minutes on 
 it with nothing else on the machine:
 
     .venv/bin/python benchmarks/calibrate_costs.py [--days 10 30] [--presets greedy,thompson]
+        [--merge]
+
+``--merge`` measures only ``--presets`` and keeps every other preset's constants, the job and
+sweep overheads and the date line of the existing file (a new preset joins without re-measuring
+the others, whose estimates the README quotes).
 
 Per run it splits the wall time into: a per-request part (serving, responses, logging,
 metrics), a per-retrain part (fit and the model-quality probe), and the rest (report, setup:
@@ -54,6 +59,10 @@ PRESETS = (
     # difference to greedy onto any preset that uses the component (experiments.cost_model).
     "greedy+retrieve=mixed",
     "greedy+rerank=learned",
+    # Multi-objective ranking (issue 16): full presets, since their arms tune the same classes.
+    "scalarized",
+    "constrained",
+    "fair_exposure",
 )
 
 
@@ -147,23 +156,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, nargs=2, default=(10, 30))
     parser.add_argument("--presets", default=",".join(PRESETS))
+    parser.add_argument("--merge", action="store_true", help="keep the other presets' constants")
     args = parser.parse_args()
     presets = [p for p in args.presets.split(",") if p]
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         rows = [measure(p, d, workdir) for p in presets for d in args.days]
-        sweep_s = sweep_overhead(workdir)
+        sweep_s = None if args.merge else sweep_overhead(workdir)
     fitted = {p: fit_preset([r for r in rows if r["preset"] == p]) for p in presets}
-    job_overhead = float(np.median([r["overhead_s"] for r in rows]))
     report_bytes = 120_000  # a job's report.html with the sweep's shared plotly.min.js
+    if args.merge:
+        from experiments import cost_calibration as old
+
+        date_line = OUT.read_text().splitlines()[3]
+        date_line += f"; {', '.join(presets)} measured {time.strftime('%Y-%m-%d')}"
+        job_line = f"JOB_OVERHEAD_S = {old.JOB_OVERHEAD_S:.3f}  # per job: report, setup (median)"
+        sweep_over = old.SWEEP_OVERHEAD_S
+        fitted = {**{k: v for k, v in old.PRESETS.items() if k not in fitted}, **fitted}
+    else:
+        job_overhead = float(np.median([r["overhead_s"] for r in rows]))
+        date_line = (
+            f"# {time.strftime('%Y-%m-%d')}, horizons {args.days[0]} and {args.days[1]} days, "
+            "small world, seed 100"
+        )
+        job_line = f"JOB_OVERHEAD_S = {job_overhead:.3f}  # per job: report, setup (median)"
+        sweep_over = max(sweep_s - 2 * job_overhead, 0.0)
     lines = [
         '"""Cost-model constants measured by ``benchmarks/calibrate_costs.py`` (generated: edit',
         'by re-running it on a 2-core machine with nothing else running)."""',
         "",
-        f"# {time.strftime('%Y-%m-%d')}, horizons {args.days[0]} and {args.days[1]} days, "
-        "small world, seed 100",
-        f"JOB_OVERHEAD_S = {job_overhead:.3f}  # per job: report, setup (median)",
-        f"SWEEP_OVERHEAD_S = {max(sweep_s - 2 * job_overhead, 0.0):.3f}  # per sweep: "
+        date_line,
+        job_line,
+        f"SWEEP_OVERHEAD_S = {sweep_over:.3f}  # per sweep: "
         "start-up, precheck, comparison and sweep report",
         f"REPORT_BYTES = {report_bytes}",
         "# per preset: seconds per request at 1,000 items (serve, respond, log, metrics); "
