@@ -168,8 +168,11 @@ def main() -> None:
     if args.merge:
         from experiments import cost_calibration as old
 
-        date_line = OUT.read_text().splitlines()[3]
-        date_line += f"; {', '.join(presets)} measured {time.strftime('%Y-%m-%d')}"
+        kept = [ln for ln in OUT.read_text().splitlines()[3:] if ln.startswith("# ")]
+        kept = kept[: next((i for i, ln in enumerate(kept) if "per preset" in ln), len(kept))]
+        date_line = "\n".join(
+            [*kept, f"# {', '.join(presets)} measured {time.strftime('%Y-%m-%d')} (--merge)"]
+        )
         job_line = f"JOB_OVERHEAD_S = {old.JOB_OVERHEAD_S:.3f}  # per job: report, setup (median)"
         sweep_over = old.SWEEP_OVERHEAD_S
         fitted = {**{k: v for k, v in old.PRESETS.items() if k not in fitted}, **fitted}

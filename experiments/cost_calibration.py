@@ -2,6 +2,7 @@
 by re-running it on a 2-core machine with nothing else running)."""
 
 # 2026-12-02, horizons 10 and 30 days, small world, seed 100
+# scalarized, constrained, fair_exposure measured 2026-12-03 (--merge)
 JOB_OVERHEAD_S = 0.506  # per job: report, setup (median)
 SWEEP_OVERHEAD_S = 3.898  # per sweep: start-up, precheck, comparison and sweep report
 REPORT_BYTES = 120000
@@ -155,5 +156,29 @@ PRESETS: dict[str, dict] = {
         "fit_s_per_click": 6.32684e-07,
         "clicks_per_request": 1.08616,
         "bytes_per_request": 205,
+    },
+    "scalarized": {
+        "selector": "Greedy",
+        "serve_s": 0.000126046,
+        "fit_s": 0.144196,
+        "fit_s_per_click": 2.32313e-06,
+        "clicks_per_request": 0.732912,
+        "bytes_per_request": 199.018,
+    },
+    "constrained": {
+        "selector": "Greedy",
+        "serve_s": 0.000113581,
+        "fit_s": 0.129777,
+        "fit_s_per_click": 1.04402e-06,
+        "clicks_per_request": 0.766373,
+        "bytes_per_request": 180.419,
+    },
+    "fair_exposure": {
+        "selector": "FairExposure",
+        "serve_s": 0.00201366,
+        "fit_s": 0.10578,
+        "fit_s_per_click": 6.6414e-07,
+        "clicks_per_request": 0.716157,
+        "bytes_per_request": 216.335,
     },
 }
