@@ -1074,8 +1074,9 @@ def _share_vs_cap(share: float, cap: float) -> str:
     return f"{text} / {format_metric(cap, 'pct')}" + (" (over)" if over else "")
 
 
-def _ledger_totals(ledger: pl.DataFrame) -> str:
-    """One paragraph over every tick of ``logs/constraints.parquet``."""
+def _ledger_totals(ledger: pl.DataFrame, floor: bool = True) -> str:
+    """One paragraph over every tick of ``logs/constraints.parquet`` (``floor``: the run set a
+    per-slate floor; without one every slate "meets" it, which the text does not claim)."""
     n_slates = int(ledger["n_slates"].sum())
     if n_slates == 0:
         return "The constrained reranker served no slate."
@@ -1083,8 +1084,13 @@ def _ledger_totals(ledger: pl.DataFrame) -> str:
     feasible = n_slates - infeasible
     text = (
         f"Over the run, {format_metric(n_slates, 'int')} slates were served by the constrained "
-        f"reranker at {ledger.height} ticks; {format_metric(met / n_slates, 'pct')} met the "
-        f"per-slate floor"
+        f"reranker at {ledger.height} ticks; "
+        + (
+            f"{format_metric(met / n_slates, 'pct')} met the per-slate floor"
+            if floor
+            else "no per-slate floor was set (policy.rerank.min_creators and "
+            "min_content_diversity are 0)"
+        )
     )
     if infeasible:
         text += (
@@ -1128,7 +1134,9 @@ def _ledger_section(run_dir: Path, metrics: pl.DataFrame) -> str:
     ledger = pl.read_parquet(path)
     missing = [c for c in LEDGER_METRICS if c not in metrics.columns]
     head = '<h2 id="constraint-ledger">Constraint ledger</h2>'
-    totals = f'<p class="ledger-text">{html.escape(_ledger_totals(ledger))}</p>'
+    rerank = ((read_config(run_dir) or {}).get("policy") or {}).get("rerank") or {}
+    floor = bool(rerank.get("min_creators") or rerank.get("min_content_diversity")) or not rerank
+    totals = f'<p class="ledger-text">{html.escape(_ledger_totals(ledger, floor))}</p>'
     if missing:
         note = f"metrics.parquet has no ledger column {', '.join(missing)}: no table per window."
         return f'{head}{totals}<p class="caption">{html.escape(note)}</p>'

@@ -177,3 +177,23 @@ def test_ledger_without_slates(tmp_path: Path) -> None:
     ).write_parquet(run / "logs" / "constraints.parquet")
     section = _section(build_run_report(run).read_text(encoding="utf-8"), "constraint-ledger")
     assert "served no slate" in section
+
+
+def test_ledger_of_a_cap_only_run_claims_no_floor(tmp_path: Path) -> None:
+    """A constrained run without a floor (caps only): every slate trivially "meets" the floor,
+    so the text says no floor was set instead of "100% met the per-slate floor"."""
+    import yaml
+
+    from reports.run_report import read_config
+
+    run = _run(tmp_path, OBJECTIVES | LEDGER_COLUMNS)
+    _ledger_file(run)
+    config = read_config(run) or {}
+    rerank = {"_target_": "x.ConstrainedRerank", "min_creators": 0, "min_content_diversity": 0.0}
+    config.setdefault("policy", {})["rerank"] = rerank
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    section = _section(build_run_report(run).read_text(encoding="utf-8"), "constraint-ledger")
+    text = html.unescape(re.search(r'<p class="ledger-text">(.*?)</p>', section).group(1))
+    assert "no per-slate floor was set" in text
+    assert "met the per-slate floor" not in text
+    assert "at most 5.2% against a cap of 5.0%" in text  # the caps are still reported
