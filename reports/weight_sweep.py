@@ -191,6 +191,16 @@ def _cost_text(cost: float, before: Step, after: Step) -> str:
     return "– (the claimed metric did not move that way)"
 
 
+def _bars(intervals: list[Interval]) -> dict[str, Any]:
+    """Asymmetric error bars to each interval's ends (none where a value has no interval)."""
+    return {
+        "type": "data",
+        "symmetric": False,
+        "array": [iv.high - iv.mean if iv.has_interval else 0 for iv in intervals],
+        "arrayminus": [iv.mean - iv.low if iv.has_interval else 0 for iv in intervals],
+    }
+
+
 def _figure(ws: WeightSweep) -> go.Figure:
     x = [s.claimed.mean for s in ws.steps]
     y = [s.utility.mean for s in ws.steps]
@@ -201,30 +211,8 @@ def _figure(ws: WeightSweep) -> go.Figure:
             mode="lines+markers+text",
             text=[f"w={s.weight:g}" for s in ws.steps],
             textposition="top center",
-            error_x={
-                "type": "data",
-                "symmetric": False,
-                "array": [
-                    s.claimed.high - s.claimed.mean if s.claimed.has_interval else 0
-                    for s in ws.steps
-                ],
-                "arrayminus": [
-                    s.claimed.mean - s.claimed.low if s.claimed.has_interval else 0
-                    for s in ws.steps
-                ],
-            },
-            error_y={
-                "type": "data",
-                "symmetric": False,
-                "array": [
-                    s.utility.high - s.utility.mean if s.utility.has_interval else 0
-                    for s in ws.steps
-                ],
-                "arrayminus": [
-                    s.utility.mean - s.utility.low if s.utility.has_interval else 0
-                    for s in ws.steps
-                ],
-            },
+            error_x=_bars([s.claimed for s in ws.steps]),
+            error_y=_bars([s.utility for s in ws.steps]),
             customdata=[[s.arm] for s in ws.steps],
             hovertemplate="%{customdata[0]}<br>%{x:.4g}, utility %{y:,.0f}<extra></extra>",
         )
