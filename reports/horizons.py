@@ -158,6 +158,12 @@ def horizon_section(sweep: Sweep, metrics: Sequence[str] = HORIZON_METRICS) -> s
             f"The effect reverses sign between the first model-served window and the end of the "
             f"run, significantly at both ends (p < {ALPHA}), for {listed}."
         )
+    elif reversed_ and max(max(h.early.n, h.final.n) for h in effects) < 2:
+        answer = (
+            f"{len(reversed_)} arm–metric pairs change sign between window {window} and the end "
+            "of the run; with one seed per arm there is no test: these are one seed's signs, not "
+            "a finding (run more seeds)."
+        )
     elif reversed_:
         answer = (
             f"{len(reversed_)} arm–metric pairs change sign between window {window} and the end "

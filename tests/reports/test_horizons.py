@@ -75,3 +75,9 @@ def test_no_reversal_is_said_when_signs_agree():
     assert not effects[0].reverses
     page = html.unescape(horizon_section(_sweep(jobs), metrics=("ctr",)))
     assert "No arm's effect changes sign" in page
+
+
+def test_one_seed_says_there_is_no_test():
+    jobs = [_job("base", 0, BASE[0], [-1, 0, 1, 2]), _job("floor", 0, ARM[0], [-1, 0, 1, 2])]
+    page = html.unescape(horizon_section(_sweep(jobs), metrics=("ctr",)))
+    assert "with one seed per arm there is no test" in page
