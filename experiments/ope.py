@@ -125,6 +125,18 @@ def check_ope(cfg: dict[str, Any]) -> tuple[PolicyConfig, dict[str, Target], lis
                 f"ope.targets: {name!r} uses policy.rerank='constrained', which cannot be "
                 "replayed on a logged slate (its multipliers depend on its own traffic)"
             )
+        rerank, logging_rerank = node.get("rerank") or {}, cfg["policy"].get("rerank") or {}
+        if rerank != logging_rerank:
+            same_class = rerank.get("_target_") == logging_rerank.get("_target_")
+            mine = _rerank_keys(rerank) if same_class else repr(rerank.get("_target_"))
+            theirs = (
+                _rerank_keys(logging_rerank) if same_class else repr(logging_rerank.get("_target_"))
+            )
+            raise ConfigError(
+                f"ope.targets: {name!r} reranks with {mine} but the logging policy "
+                f"{logging.name!r} with {theirs}; a target's selector is replayed on the logging "
+                "policy's reranked candidates, so it must share its reranker"
+            )
         if scorer != logging_scorer:
             raise ConfigError(
                 f"ope.targets: {name!r} scores with {scorer!r} but the logging policy "
@@ -147,6 +159,12 @@ def check_ope(cfg: dict[str, Any]) -> tuple[PolicyConfig, dict[str, Target], lis
             )
         resolved[name] = Target(name, selector)
     return logging, resolved, seeds
+
+
+def _rerank_keys(node: dict[str, Any]) -> str:
+    """A reranker node's settings, short, for an error line."""
+    keys = {k: v for k, v in node.items() if k != "_target_"}
+    return ", ".join(f"{k}={v}" for k, v in keys.items()) or "no settings"
 
 
 def window_start(sim: dict[str, Any]) -> float:

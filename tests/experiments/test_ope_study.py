@@ -134,3 +134,25 @@ def test_truth_runs_reuse_the_logging_runs_clicks_where_they_show_the_same_item_
         assert both.height < logged.height
         differ = both.filter(pl.col("clicked") != pl.col("clicked_truth"))
         assert differ.height == 0, f"{differ.height} of {both.height} shared slots: {differ}"
+
+
+def test_a_target_with_another_reranker_is_refused():
+    """A target is its selector replayed on the logging policy's (reranked) candidates: a preset
+    with another reranker would be estimated as if it had the logging policy's, so it is refused
+    in one line naming both; the same reranker with other settings too."""
+    from experiments.config import ConfigError
+
+    other = compose_config("+study=ope", "ope.targets=[greedy,scalarized]")
+    with pytest.raises(ConfigError, match=r"^ope.targets: 'scalarized' reranks with "):
+        check_ope(other)
+    logged = compose_config(
+        "+study=ope",
+        "policy=scalarized",
+        "ope.targets=[scalarized]",
+        "policy.rerank.weights.revenue=1.0",
+    )
+    with pytest.raises(ConfigError, match=r"revenue"):
+        check_ope(logged)
+    same = compose_config("+study=ope", "policy=scalarized", "ope.targets=[scalarized]")
+    _, targets, _ = check_ope(same)
+    assert list(targets) == ["scalarized"]
