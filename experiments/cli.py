@@ -202,6 +202,29 @@ class Plan:
     jobs: list[DictConfig]
     multirun: bool
     hydra: DictConfig | None = None
+    overrides: list[list[str]] | None = None  # each job's overrides (row-aligned with jobs)
+
+    @property
+    def arms(self) -> list[str] | None:
+        """Each job's arm when every job adds exactly one choice of the same config group that
+        varies across jobs (a study's arm group: ``+mo_arm=revenue_100``); else None."""
+        if not self.overrides or len(self.overrides) < 2:
+            return None
+        found = []
+        for overrides in self.overrides:
+            added = [
+                o
+                for o in overrides
+                if o.startswith("+")
+                and "=" in o
+                and "." not in o.partition("=")[0]
+                and o.partition("=")[0] != "+study"
+            ]
+            if len(added) != 1:
+                return None
+            found.append(added[0])
+        keys = {a.partition("=")[0] for a in found}
+        return found if len(keys) == 1 and len(set(found)) > 1 else None
 
     @property
     def n_trials(self) -> int | None:
@@ -254,7 +277,7 @@ def precheck(argv: list[str]) -> Plan | None:
                 check_bias_replay(OmegaConf.to_container(cfg, resolve=True))
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
-    return Plan(composed, multirun, hydra_cfg)
+    return Plan(composed, multirun, hydra_cfg, overrides=[list(o) for o in jobs])
 
 
 def _composition_error(exc: HydraException, overrides: list[str]) -> str:
@@ -536,7 +559,8 @@ def _announce(plan: Plan, plan_only: bool = False) -> None:
     name = str(plan.jobs[0].get("study_name", "sweep")) if plan.multirun else "run"
     if plan.n_trials is not None:  # Optuna: n_trials jobs, costed like the first corner
         cfgs = [cfgs[0]] * plan.n_trials
-    lines, estimate = plan_lines(cfgs, f"recloop {name}")  # type: ignore[arg-type]
+    arms = None if plan.n_trials is not None else plan.arms
+    lines, estimate = plan_lines(cfgs, f"recloop {name}", arms)  # type: ignore[arg-type]
     if plan.n_trials is not None and plan.hydra is not None:
         lines.insert(1, "  " + optuna_line(plan.hydra, plan.jobs[0]))
     print("\n".join(lines), flush=True)

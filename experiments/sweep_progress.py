@@ -87,8 +87,14 @@ def _shrunk(cfgs: Sequence[Mapping[str, Any]], **changes: Any) -> list[dict[str,
     return out
 
 
-def plan_lines(cfgs: Sequence[Mapping[str, Any]], name: str) -> tuple[list[str], SweepEstimate]:
-    """What the sweep will do and cost, and how to make it smaller (lines to print)."""
+def plan_lines(
+    cfgs: Sequence[Mapping[str, Any]], name: str, arms: Sequence[str] | None = None
+) -> tuple[list[str], SweepEstimate]:
+    """What the sweep will do and cost, and how to make it smaller (lines to print).
+
+    ``arms``: each job's arm when a study's arms are choices of an added config group
+    (``+mo_arm=revenue_100``, row-aligned with ``cfgs``): the smaller sweep then names arms of
+    that group, not policies (a policy override would not select arms)."""
     est = estimate_sweep(cfgs)
     policies = _distinct(cfgs, "policy.name")
     seeds = _distinct(cfgs, "seed")
@@ -120,7 +126,16 @@ def plan_lines(cfgs: Sequence[Mapping[str, Any]], name: str) -> tuple[list[str],
         if len(seeds) > 1:
             first = [c for c in cfgs if config_value(c, "seed") == seeds[0]]
             tips.append(f"seed={seeds[0]} (≈ {fmt_duration(estimate_sweep(first).seconds)})")
-        if len(policies) > 3:
+        distinct_arms = list(dict.fromkeys(arms)) if arms else []
+        if len(distinct_arms) > 3:
+            few_arms = distinct_arms[:3]
+            subset = [c for c, a in zip(cfgs, arms, strict=True) if a in few_arms]
+            key = few_arms[0].partition("=")[0]
+            tips.append(
+                f"{key}={','.join(a.partition('=')[2] for a in few_arms)} "
+                f"(≈ {fmt_duration(estimate_sweep(subset).seconds)})"
+            )
+        elif len(policies) > 3:
             named = [p for p in ("greedy", "epsilon_greedy", "thompson") if p in policies]
             few = (named + [p for p in policies if p not in named])[:3]
             subset = [c for c in cfgs if config_value(c, "policy.name") in few]

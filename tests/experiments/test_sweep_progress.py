@@ -177,3 +177,26 @@ def test_a_study_of_arms_is_counted_as_arms_not_as_a_grid():
     assert lines[0].startswith(f"recloop serving: {len(jobs)} jobs ({len(arms)} arms (varying ")
     assert lines[0].split("(")[2].startswith("varying serving.")
     assert "× 3 seeds)" in lines[0]
+
+
+def test_a_study_of_arm_group_choices_is_made_smaller_by_its_arms():
+    """``+mo_arm`` arms run several policies: the plan's smaller sweep names arms of the group
+    (a ``policy=`` override would not select arms), costed on exactly those jobs."""
+    from omegaconf import OmegaConf
+
+    from experiments.cli import precheck
+    from experiments.cost_model import fmt_duration
+    from experiments.sweep_progress import estimate_sweep
+
+    plan = precheck(["+study=multi_objective", "sim.days=60"])
+    assert plan is not None and plan.arms is not None
+    assert plan.arms[0] == "+mo_arm=greedy" and len(set(plan.arms)) == 15
+    cfgs = [OmegaConf.to_container(c, resolve=True) for c in plan.jobs]
+    lines, _ = plan_lines(cfgs, "recloop multi_objective", plan.arms)
+    few = list(dict.fromkeys(plan.arms))[:3]
+    subset = [c for c, a in zip(cfgs, plan.arms, strict=True) if a in few]
+    expected = fmt_duration(estimate_sweep(subset).seconds)
+    tip = "+mo_arm=" + ",".join(a.partition("=")[2] for a in few) + f" (≈ {expected})"
+    assert tip in lines[-1] and "policy=" not in lines[-1]
+    plain = precheck(["-m", "policy=greedy,softmax", "seed=0,1"])
+    assert plain is not None and plain.arms is None  # a policy sweep has no arm group
