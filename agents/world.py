@@ -102,6 +102,12 @@ class WorldConfig:
             )
 
     @property
+    def n_creators(self) -> int:
+        """Creators the catalog's items are drawn from (``n_items // items_per_creator``, at
+        least one)."""
+        return max(1, self.n_items // self.items_per_creator)
+
+    @property
     def arrivals(self) -> ArrivalIntensity:
         """The arrival intensity of ``world.diurnal`` and ``world.flash_crowds``."""
         return ArrivalIntensity(diurnal_profile(self.diurnal), flash_crowds(self.flash_crowds))
@@ -265,7 +271,7 @@ def build_world(config: WorldConfig, streams: Streams) -> World:
         appeal_tail_df=config.appeal_tail_df,
         content_dim=config.content_dim,
         content_noise=config.content_noise,
-        n_creators=max(1, config.n_items // config.items_per_creator),
+        n_creators=config.n_creators,
         rng=streams.generator("world.items"),
     )
     # Publish times of the initial catalog: exponential ages (mean world.item_age_days) before

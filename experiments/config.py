@@ -248,9 +248,7 @@ def parse_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
     sim = _section(data, "sim", SimConfig)
     try:
         policy.check_catalog(world.n_items)
-        policy.rerank.check_world(
-            world.n_items, max(1, world.n_items // world.items_per_creator)
-        )  # the creators agents.world.build_world draws
+        policy.rerank.check_world(world.n_items, world.n_creators)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     debias = policy.debias

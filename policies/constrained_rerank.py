@@ -76,7 +76,9 @@ import numpy as np
 import polars as pl
 
 from agents.catalog import ItemMetadata
+from policies.learned_rerank import permute_candidates
 from policies.models import Retrieval
+from policies.objectives import Diversity
 from policies.rerank import Reranker
 from policies.selection import SelectionContext
 
@@ -207,9 +209,7 @@ class ConstrainedRerank(Reranker):
             )
         creator = np.asarray(items.creator_id, dtype=np.int64)
         n_creators = int(creator.max(initial=-1)) + 1
-        content = np.asarray(items.content, dtype=np.float64)
-        norm = np.linalg.norm(content, axis=1, keepdims=True)
-        unit = np.divide(content, norm, out=np.zeros_like(content), where=norm > 0)
+        unit = Diversity.unit_catalog(items)
         b = self.n_buckets
         return ConstraintState(
             config=self,
@@ -241,12 +241,7 @@ class ConstrainedRerank(Reranker):
         # Keep each candidate's rank in its retriever before permuting (the candidates log's
         # ``retriever_rank``); ``rank`` is then the order the selector sees.
         retrieval = dataclasses.replace(retrieval, rank=retrieval.retriever_rank.copy())
-        changes = {}
-        for f in dataclasses.fields(retrieval):
-            value = getattr(retrieval, f.name)
-            if isinstance(value, np.ndarray) and value.ndim == 2 and value.shape == order.shape:
-                changes[f.name] = np.take_along_axis(value, order, axis=1)
-        retrieval = dataclasses.replace(retrieval, **changes)
+        retrieval = permute_candidates(retrieval, order)
         ctx = dataclasses.replace(
             ctx, candidates=retrieval.items, scores=result.scores.astype(np.float32)
         )

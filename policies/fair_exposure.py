@@ -289,6 +289,17 @@ class FairExposure(Selector):
         terms = weights.reshape(weights.shape + (1,) * (match.ndim - 2)) * match
         return np.minimum(np.cumsum(terms, axis=1)[:, -1], 1.0)
 
+    def _slot_probabilities(
+        self, rankings: np.ndarray, weights: np.ndarray, slate: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact ``(marginal, prefix)`` of ``slate`` (n, K) candidate indices under the mixture:
+        the weights of the rankings that put each slot's item there / that agree with the slate
+        up to and including the slot."""
+        same = rankings == slate[:, None, :]
+        marginal = self._mixture_sums(weights, same)
+        prefix = self._mixture_sums(weights, np.cumprod(same, axis=2, dtype=bool))
+        return marginal, prefix
+
     def select(self, ctx: SelectionContext, rand: Randomness) -> Selection:
         k = self.slate_size
         rankings, weights = self.decompose(ctx)
@@ -297,9 +308,7 @@ class FairExposure(Selector):
         pick = (cum <= draw[:, None] * cum[:, -1:]).sum(axis=1)
         pick = np.minimum(pick, (weights > 0).sum(axis=1) - 1) if ctx.n else pick
         order = rankings[np.arange(ctx.n), pick]  # (n, K) candidate indices
-        same = rankings == order[:, None, :]
-        marginal = self._mixture_sums(weights, same)
-        prefix = self._mixture_sums(weights, np.cumprod(same, axis=2, dtype=bool))
+        marginal, prefix = self._slot_probabilities(rankings, weights, order)
         c = ctx.candidates.shape[1]
         contains = (rankings[:, :, :, None] == np.arange(c)).any(axis=2)  # (n, R, C)
         show = self._mixture_sums(weights, contains)
@@ -321,7 +330,4 @@ class FairExposure(Selector):
         rankings, weights = self.decompose(ctx)
         found, index = candidate_index(ctx.candidates, items)
         index = np.where(found, index, -2)  # never equal to a ranking entry (or its padding)
-        same = rankings == index[:, None, :]
-        marginal = self._mixture_sums(weights, same)
-        prefix = self._mixture_sums(weights, np.cumprod(same, axis=2, dtype=bool))
-        return marginal, prefix
+        return self._slot_probabilities(rankings, weights, index)

@@ -106,10 +106,9 @@ import scipy.sparse as sp
 from scipy.stats import rankdata
 
 from agents.catalog import ItemMetadata
+from policies.constrained_rerank import LEDGER_FILE as CONSTRAINT_LEDGER
 from sim.event_log import DEGRADED_DTYPE, logged_rounds, scan_table
 from sim.inequality import gini
-
-CONSTRAINT_LEDGER = "constraints.parquet"  # policies.constrained_rerank.LEDGER_FILE
 
 IMPRESSION_COLUMNS = (
     "request_id",
