@@ -29,7 +29,7 @@ import polars as pl
 from scipy import stats
 
 from reports.intervals import METHOD, Domain, Interval, difference_domain, mean_interval
-from reports.metric_catalog import metric_info
+from reports.metric_catalog import format_metric, metric_info
 from reports.optuna_study import TRIALS_CSV, chosen_arm, load_optuna_study, trials_markdown
 from reports.sweep_folder import (
     Sweep,
@@ -218,6 +218,12 @@ def interval_text(
         return fmt(iv.mean)
     bound = bound or fmt
     return f"{fmt(iv.mean)} [{bound(iv.low)}, {bound(iv.high)}]"
+
+
+def fmt_interval(iv: Interval, kind: str) -> str:
+    """``mean [low, high]`` in the page's format of the metric kind ``kind`` (the mean alone with
+    one seed)."""
+    return interval_text(iv, lambda v: format_metric(v, kind))
 
 
 def difference_text(

@@ -116,3 +116,17 @@ def column_intervals(
     low = clip_to(mean - half, domain)
     high = clip_to(mean + half, domain)
     return mean, low, high, n
+
+
+def error_bar(iv: Interval) -> dict[str, Any]:
+    """A plotly error bar (``error_x`` / ``error_y``) from a point's mean to the ends of its cut
+    interval, asymmetric; invisible with one seed (no interval)."""
+    if not iv.has_interval:
+        return {"visible": False}
+    return {
+        "type": "data",
+        "symmetric": False,
+        "array": [iv.high - iv.mean],
+        "arrayminus": [iv.mean - iv.low],
+        "visible": True,
+    }

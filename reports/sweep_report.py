@@ -36,13 +36,13 @@ from reports.comparison import (
     Paired,
     compare,
     difference_text,
-    interval_text,
+    fmt_interval,
     job_finals,
     p_text,
 )
 from reports.horizons import horizon_section
 from reports.inequality import lorenz
-from reports.intervals import METHOD, Interval, column_intervals
+from reports.intervals import METHOD, column_intervals, error_bar
 from reports.metric_catalog import Metric, format_metric, metric_info
 from reports.optuna_study import chosen_arm, load_optuna_study
 from reports.page import CSS, FIG_HEIGHT, figure_html, shared_plotlyjs, write_page
@@ -285,11 +285,6 @@ def fmt_delta(v: float, kind: str) -> str:
     if kind == "prob":
         return f"{v:+.3g}"
     return f"{v:+.3f}"
-
-
-def fmt_interval(iv: Interval, kind: str) -> str:
-    """``mean [low, high]`` in the page's format of ``kind`` (the mean alone with one seed)."""
-    return interval_text(iv, lambda v: format_metric(v, kind))
 
 
 def fmt_diff(pair: Paired, kind: str) -> str:
@@ -702,8 +697,8 @@ def _tradeoff_section(comp: Comparison) -> str:
                 mode="markers+text",
                 textposition="top center",
                 marker={"color": _color(i), "size": 11},
-                error_x=_error_bar(cov),
-                error_y=_error_bar(util),
+                error_x=error_bar(cov),
+                error_y=error_bar(util),
                 customdata=[[cov.n]],
                 hovertemplate="exposure coverage %{x:.1%}<br>cumulative utility %{y:,.1f}"
                 "<br>seeds %{customdata[0]}",
@@ -722,19 +717,6 @@ def _tradeoff_section(comp: Comparison) -> str:
         "relevance delivered.</p>"
     )
     return caption + figure_html(fig, "fig-tradeoff")
-
-
-def _error_bar(iv: Interval) -> dict[str, Any]:
-    """Asymmetric error bar to the cut interval (none with one seed)."""
-    if not iv.has_interval:
-        return {"visible": False}
-    return {
-        "type": "data",
-        "symmetric": False,
-        "array": [iv.high - iv.mean],
-        "arrayminus": [iv.mean - iv.low],
-        "visible": True,
-    }
 
 
 def _lorenz_section(sweep: Sweep, comp: Comparison) -> str:

@@ -28,12 +28,12 @@ from reports.comparison import (
     FINAL,
     Comparison,
     Paired,
-    interval_text,
+    fmt_interval,
     p_text,
     paired_difference,
 )
-from reports.intervals import METHOD, Interval
-from reports.metric_catalog import format_metric, metric_info
+from reports.intervals import METHOD, Interval, error_bar
+from reports.metric_catalog import metric_info
 from reports.page import FIG_HEIGHT, figure_html
 from reports.pareto import dominators, front
 
@@ -127,20 +127,7 @@ def _esc(value: Any) -> str:
 
 
 def _interval(iv: Interval, metric: str) -> str:
-    kind = metric_info(metric).kind
-    return interval_text(iv, lambda v: format_metric(v, kind))
-
-
-def _error_bar(iv: Interval) -> dict[str, Any]:
-    if not iv.has_interval:
-        return {"visible": False}
-    return {
-        "type": "data",
-        "symmetric": False,
-        "array": [iv.high - iv.mean],
-        "arrayminus": [iv.mean - iv.low],
-        "visible": True,
-    }
+    return fmt_interval(iv, metric_info(metric).kind)
 
 
 def _hover(metric: str) -> str:
@@ -187,8 +174,8 @@ def _chart(comp: Comparison, result: Tradeoffs, x_metric: str, y_metric: str) ->
                     "symbol": "circle-open" if dominated else "circle",
                     "line": {"width": 2.5},
                 },
-                error_x={**_error_bar(x), "color": bars, "thickness": 1.5},
-                error_y={**_error_bar(y), "color": bars, "thickness": 1.5},
+                error_x={**error_bar(x), "color": bars, "thickness": 1.5},
+                error_y={**error_bar(y), "color": bars, "thickness": 1.5},
                 meta={"arm": arm, "dominated": dominated},
                 hovertemplate=f"{x_info.label} %{{x:{_hover(x_metric)}}}<br>"
                 f"{y_info.label} %{{y:{_hover(y_metric)}}}<extra>{_esc(arm)}</extra>",

@@ -30,9 +30,9 @@ import numpy as np
 import plotly.graph_objects as go
 from scipy import stats
 
-from reports.comparison import job_finals
+from reports.comparison import fmt_interval, job_finals
 from reports.intervals import Interval, mean_interval
-from reports.metric_catalog import format_metric, metric_info
+from reports.metric_catalog import metric_info
 from reports.page import FIG_HEIGHT, figure_html
 from reports.run_report import read_config
 from reports.sweep_folder import FINISHED, Sweep
@@ -165,13 +165,7 @@ def weight_sweeps(sweep: Sweep) -> list[WeightSweep]:
 
 
 def _iv(iv: Interval, metric: str) -> str:
-    kind = metric_info(metric).kind
-    if not math.isfinite(iv.mean):
-        return "–"
-    text = format_metric(iv.mean, kind)
-    if iv.has_interval:
-        text += f" [{format_metric(iv.low, kind)}, {format_metric(iv.high, kind)}]"
-    return text
+    return fmt_interval(iv, metric_info(metric).kind)
 
 
 def _number(x: float) -> str:
