@@ -21,10 +21,22 @@ class UserPopulation:
     session_rate: np.ndarray  # (n_users,) float64, expected sessions per simulated day
     drift_rate: float = 0.0
     arrivals: ArrivalIntensity | None = None  # world.diurnal / world.flash_crowds (None: flat)
+    # (n_users,) float64 hour each user joins (0: the initial population; world.user_arrival_rate)
+    arrival_t: np.ndarray | None = None
+    topic_weights: np.ndarray | None = None  # the topic mixture users were drawn from
+
+    def __post_init__(self) -> None:
+        if self.arrival_t is None:
+            self.arrival_t = np.zeros(self.preferences.shape[0])
 
     @property
     def n_users(self) -> int:
         return int(self.preferences.shape[0])
+
+    @property
+    def has_arrivals(self) -> bool:
+        """Whether some users join after hour 0."""
+        return bool(self.arrival_t.size and self.arrival_t.max() > 0)
 
     def sample_sessions(
         self, t_start: float, t_end: float, rng: np.random.Generator
@@ -37,6 +49,8 @@ class UserPopulation:
         times come from its inverse CDF — the same generator calls, so flat keeps its draws.
         """
         hours = t_end - t_start
+        if self.has_arrivals:
+            return self._sample_joined_sessions(t_start, t_end, rng)
         if self.arrivals is None or self.arrivals.is_flat:
             counts = rng.poisson(self.session_rate * (hours / 24.0))
             user_ids = np.repeat(np.arange(self.n_users, dtype=np.int32), counts)
@@ -46,6 +60,29 @@ class UserPopulation:
             counts = rng.poisson(self.session_rate * (cum[-1] / 24.0))
             user_ids = np.repeat(np.arange(self.n_users, dtype=np.int32), counts)
             times = self.arrivals.times(t_start, t_end, rng.random(user_ids.shape[0]))
+        order = np.argsort(times, kind="stable")
+        return times[order], user_ids[order]
+
+    def _sample_joined_sessions(
+        self, t_start: float, t_end: float, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`sample_sessions` with users who join during the run: each user's sessions fall
+        in ``[max(t_start, arrival_t), t_end)`` (none before they join), with the intensity
+        integrated over that part of the interval."""
+        start = np.clip(self.arrival_t, t_start, t_end)
+        if self.arrivals is None or self.arrivals.is_flat:
+            counts = rng.poisson(self.session_rate * ((t_end - start) / 24.0))
+            user_ids = np.repeat(np.arange(self.n_users, dtype=np.int32), counts)
+            lo = start[user_ids]
+            times = lo + (t_end - lo) * rng.random(user_ids.shape[0])
+        else:
+            grid, cum = self.arrivals.cumulative(t_start, t_end)
+            before = np.interp(start, grid, cum)  # integrated intensity up to each start
+            counts = rng.poisson(self.session_rate * ((cum[-1] - before) / 24.0))
+            user_ids = np.repeat(np.arange(self.n_users, dtype=np.int32), counts)
+            lo = before[user_ids] / cum[-1] if cum[-1] > 0 else np.zeros(user_ids.shape[0])
+            u = lo + (1.0 - lo) * rng.random(user_ids.shape[0])
+            times = self.arrivals.times(t_start, t_end, u)
         order = np.argsort(times, kind="stable")
         return times[order], user_ids[order]
 
@@ -86,4 +123,39 @@ def generate_users(
     prefs = centers[topic] + topic_spread * rng.standard_normal((n_users, dim)) / np.sqrt(dim)
     mu = np.log(sessions_per_day) - activity_sigma**2 / 2.0
     rate = rng.lognormal(mean=mu, sigma=activity_sigma, size=n_users)
-    return UserPopulation(preferences=prefs, topic=topic, session_rate=rate, drift_rate=drift_rate)
+    return UserPopulation(
+        preferences=prefs,
+        topic=topic,
+        session_rate=rate,
+        drift_rate=drift_rate,
+        topic_weights=weights,
+    )
+
+
+def arriving_users(
+    users: UserPopulation,
+    centers: np.ndarray,
+    arrival_t: np.ndarray,
+    *,
+    topic_spread: float,
+    sessions_per_day: float,
+    activity_sigma: float,
+    rng: np.random.Generator,
+) -> UserPopulation:
+    """``users`` plus users joining at hours ``arrival_t`` (sorted), drawn from the same topic
+    mixture with the same activity law (each with their own topic mix)."""
+    n, (n_topics, dim) = arrival_t.shape[0], centers.shape
+    assert users.topic_weights is not None
+    topic = rng.choice(n_topics, size=n, p=users.topic_weights).astype(np.int32)
+    prefs = centers[topic] + topic_spread * rng.standard_normal((n, dim)) / np.sqrt(dim)
+    mu = np.log(sessions_per_day) - activity_sigma**2 / 2.0
+    rate = rng.lognormal(mean=mu, sigma=activity_sigma, size=n)
+    return UserPopulation(
+        preferences=np.concatenate([users.preferences, prefs]),
+        topic=np.concatenate([users.topic, topic]),
+        session_rate=np.concatenate([users.session_rate, rate]),
+        drift_rate=users.drift_rate,
+        arrivals=users.arrivals,
+        arrival_t=np.concatenate([users.arrival_t, np.asarray(arrival_t, dtype=np.float64)]),
+        topic_weights=users.topic_weights,
+    )

@@ -19,11 +19,17 @@ from typing import Any
 import numpy as np
 
 from agents.arrivals import ArrivalIntensity, diurnal_profile, flash_crowds
-from agents.catalog import Catalog, generate_catalog, topic_centers
+from agents.catalog import (
+    Catalog,
+    arriving_items,
+    concat_catalogs,
+    generate_catalog,
+    topic_centers,
+)
 from agents.click_model import CLICK_MODELS, ClickModel, make_click_model
 from agents.response import Response, ResponseRandomness
 from agents.streams import Streams
-from agents.users import UserPopulation, generate_users
+from agents.users import UserPopulation, arriving_users, generate_users
 from agents.validation import is_number, is_positive_int
 
 
@@ -57,6 +63,11 @@ class WorldConfig:
     item_age_days: float = (
         60.0  # mean age of the initial catalog at hour 0 (ItemMetadata.publish_t)
     )
+    # A living world (0 / None: the catalog and the users are fixed at build time).
+    item_arrival_rate: float = 0.0  # new items per simulated day (Poisson)
+    new_creator_share: float = 0.1  # share of arriving items from a creator new to the catalog
+    item_lifetime_days: float | None = None  # mean (exponential) lifetime; None: items stay
+    user_arrival_rate: float = 0.0  # new users per simulated day (Poisson)
 
     def __post_init__(self) -> None:
         diurnal_profile(self.diurnal)  # one-line errors naming world.diurnal / flash_crowds
@@ -73,6 +84,22 @@ class WorldConfig:
             value = getattr(self, key)
             if not is_number(value) or value <= 0:
                 raise ValueError(f"world.{key}={value!r}: must be a number > 0")
+        for key in ("item_arrival_rate", "user_arrival_rate"):
+            value = getattr(self, key)
+            if not is_number(value) or value < 0:
+                raise ValueError(
+                    f"world.{key}={value!r}: must be a number of arrivals per day >= 0"
+                )
+        if not is_number(self.new_creator_share) or not 0 <= self.new_creator_share <= 1:
+            raise ValueError(
+                f"world.new_creator_share={self.new_creator_share!r}: must be in [0, 1]"
+            )
+        life = self.item_lifetime_days
+        if life is not None and (not is_number(life) or life <= 0):
+            raise ValueError(
+                f"world.item_lifetime_days={life!r}: must be null (items stay) or a number of"
+                " days > 0"
+            )
         for key in ("affinity_scale", "affinity_offset"):
             if not is_number(getattr(self, key)):
                 raise ValueError(f"world.{key}={getattr(self, key)!r}: must be a finite number")
@@ -106,6 +133,15 @@ class WorldConfig:
         """Creators the catalog's items are drawn from (``n_items // items_per_creator``, at
         least one)."""
         return max(1, self.n_items // self.items_per_creator)
+
+    @property
+    def is_living(self) -> bool:
+        """Whether items or users arrive, or items leave, during a run."""
+        return (
+            self.item_arrival_rate > 0
+            or self.user_arrival_rate > 0
+            or self.item_lifetime_days is not None
+        )
 
     @property
     def arrivals(self) -> ArrivalIntensity:
@@ -169,6 +205,17 @@ class World:
     unapplied_clicks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
         default_factory=list, repr=False
     )
+
+    def catalog_changes(self, horizon: float) -> np.ndarray:
+        """Sorted distinct hours in ``(0, horizon)`` at which an item arrives or leaves: the
+        events at which what may be served changes."""
+        meta = self.catalog.metadata
+        times = np.concatenate([meta.arrival_t, meta.depart_t])
+        return np.unique(times[(times > 0) & (times < horizon)])
+
+    def unavailable(self, t: float) -> np.ndarray:
+        """Sorted ids of the items not in the catalog at hour ``t`` (not arrived, or departed)."""
+        return np.flatnonzero(~self.catalog.metadata.available(t)).astype(np.int64)
 
     @property
     def has_dynamics(self) -> bool:
@@ -260,8 +307,14 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))  # overflow-free logistic
 
 
-def build_world(config: WorldConfig, streams: Streams) -> World:
-    """Draw the world from the ``world.*`` streams of ``streams`` (independent of the policy)."""
+def build_world(config: WorldConfig, streams: Streams, days: float | None = None) -> World:
+    """Draw the world from the ``world.*`` streams of ``streams`` (independent of the policy).
+
+    A living world (:attr:`WorldConfig.is_living`) is drawn whole for a run of ``days``: every
+    item and user that will arrive is pre-allocated (ids after the initial ones, in arrival
+    order) and gated by its arrival time, from streams of its own, so the initial world is the
+    same draw with arrivals on or off.
+    """
     centers = topic_centers(config.n_topics, config.dim, streams.generator("world.topics"))
     catalog = generate_catalog(
         config.n_items,
@@ -293,6 +346,10 @@ def build_world(config: WorldConfig, streams: Streams) -> World:
     )
     arrivals = config.arrivals
     users.arrivals = None if arrivals.is_flat else arrivals
+    if config.is_living:
+        if days is None:
+            raise ValueError("a living world (world.*_arrival_rate, item_lifetime_days) needs days")
+        catalog, users = _living(config, streams, centers, catalog, users, days * 24.0)
     return World(
         config=config,
         catalog=catalog,
@@ -303,5 +360,93 @@ def build_world(config: WorldConfig, streams: Streams) -> World:
             continue_after_click=config.dcm_continue,
             trust_bias=config.trust_bias,
         ),
-        popularity=ItemPopularity.empty(config.n_items, config.conformity_halflife_days * 24.0),
+        popularity=ItemPopularity.empty(catalog.n_items, config.conformity_halflife_days * 24.0),
     )
+
+
+def poisson_times(rate_per_day: float, horizon: float, rng: np.random.Generator) -> np.ndarray:
+    """Sorted arrival hours of a Poisson process of ``rate_per_day`` on ``(0, horizon)``."""
+    n = rng.poisson(rate_per_day * horizon / 24.0)
+    return np.sort(horizon * (1.0 - rng.random(n)))  # in (0, horizon]: nobody arrives at hour 0
+
+
+def catalog_timeline(
+    config: WorldConfig, streams: Streams, horizon: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(arrival_t, depart_t)`` of every item a living world will hold over ``horizon`` hours —
+    the initial catalog's then the arrivals', in arrival order — drawn exactly as
+    :func:`build_world` draws them, without drawing the items themselves (cheap: the config
+    check uses it to see the catalog never shrinks below what a slate needs)."""
+    times = poisson_times(
+        config.item_arrival_rate, horizon, streams.generator("world.item_arrivals")
+    )
+    arrival = np.concatenate([np.zeros(config.n_items), times[times < horizon]])
+    depart = np.full(arrival.size, np.inf)
+    if config.item_lifetime_days is not None:
+        life = streams.generator("world.item_lifetimes").exponential(
+            config.item_lifetime_days * 24.0, arrival.size
+        )
+        depart = arrival + life
+    return arrival, depart
+
+
+def smallest_catalog(
+    arrival_t: np.ndarray, depart_t: np.ndarray, horizon: float
+) -> tuple[int, float]:
+    """The fewest items in the catalog at any hour in ``[0, horizon)``, and the first hour it
+    holds that few."""
+    events = np.unique(np.concatenate([[0.0], arrival_t, depart_t]))
+    events = events[events < horizon]
+    arrived = np.searchsorted(np.sort(arrival_t), events, side="right")
+    departed = np.searchsorted(np.sort(depart_t), events, side="right")
+    size = arrived - departed
+    at = int(np.argmin(size))
+    return int(size[at]), float(events[at])
+
+
+def _living(
+    config: WorldConfig,
+    streams: Streams,
+    centers: np.ndarray,
+    catalog: Catalog,
+    users: UserPopulation,
+    horizon: float,
+) -> tuple[Catalog, UserPopulation]:
+    """The pre-allocated arrivals and departures of a living world (streams ``world.item_arrivals``,
+    ``world.item_lifetimes``, ``world.user_arrivals``)."""
+    c = config
+    rng = streams.generator("world.item_arrivals")
+    times = poisson_times(c.item_arrival_rate, horizon, rng)
+    times = times[times < horizon]
+    if times.size:
+        new = arriving_items(
+            catalog,
+            centers,
+            times,
+            topic_spread=c.topic_spread,
+            appeal_scale=c.appeal_scale,
+            appeal_tail_df=c.appeal_tail_df,
+            content_noise=c.content_noise,
+            n_creators=c.n_creators,
+            new_creator_share=c.new_creator_share,
+            rng=rng,
+        )
+        catalog = concat_catalogs(catalog, new)
+    if c.item_lifetime_days is not None:
+        meta = catalog.metadata
+        _, depart = catalog_timeline(c, streams, horizon)
+        catalog = dataclasses.replace(catalog, metadata=dataclasses.replace(meta, depart_t=depart))
+    rng = streams.generator("world.user_arrivals")
+    times = poisson_times(c.user_arrival_rate, horizon, rng)
+    times = times[times < horizon]
+    if times.size:
+        users = arriving_users(
+            users,
+            centers,
+            times,
+            topic_spread=c.topic_spread,
+            sessions_per_day=c.sessions_per_day,
+            activity_sigma=c.activity_sigma,
+            rng=rng,
+        )
+    return catalog, users

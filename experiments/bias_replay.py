@@ -77,7 +77,7 @@ def replay(
     raw = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=True)
     rc = parse_config(raw)
     streams = Streams(rc.seed)
-    world = build_world(rc.world, streams)
+    world = build_world(rc.world, streams, days=rc.sim.days)
     k = rc.policy.slate_size
     imp = (
         scan_table(run_dir / "logs", "impressions")

@@ -10,8 +10,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from agents.streams import Streams
 from agents.validation import is_number, is_positive_int
-from agents.world import WorldConfig
+from agents.world import WorldConfig, catalog_timeline, smallest_catalog
 from policies.components import Component, registered
 from policies.policy import COMPONENT_GROUPS, MOVED_KEYS, POLICY_KEYS, PolicyConfig
 from sim.engine import SimConfig
@@ -262,13 +263,16 @@ def parse_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
             f"policy.debias.propensity='oracle': with world.trust_bias={world.trust_bias} the "
             "click propensity is not θ_k alone; use em or randomized, or world.trust_bias=0"
         )
+    seed = _int(data.get("seed"), "seed", 0)
+    if world.is_living and (world.item_lifetime_days is not None):
+        check_catalog_size(world, policy, seed, sim.days)
     metrics = _section(data, "metrics", MetricsConfig, required=False)
     if metrics.ndcg_k > world.n_items:
         raise ConfigError(
             f"metrics.ndcg_k={metrics.ndcg_k}: larger than the catalog (world.n_items={world.n_items})"
         )
     return RunConfig(
-        seed=_int(data.get("seed"), "seed", 0),
+        seed=seed,
         world=world,
         policy=policy,
         sim=sim,
@@ -278,6 +282,23 @@ def parse_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
         progress=_bool(data.get("progress", True), "progress"),
         serving=_section(data, "serving", ServingConfig, required=False),
     )
+
+
+def check_catalog_size(world: WorldConfig, policy: PolicyConfig, seed: int, days: int) -> None:
+    """A catalog whose items leave (``world.item_lifetime_days``) must keep enough items for
+    a request's candidates at every hour of the run (the seed's own draw of arrivals and
+    lifetimes, as the run will draw them)."""
+    horizon = days * 24.0
+    arrival, depart = catalog_timeline(world, Streams(seed), horizon)
+    size, at = smallest_catalog(arrival, depart, horizon)
+    need = max(policy.n_candidates, 2 * policy.slate_size)
+    if size < need:
+        raise ConfigError(
+            f"world.item_lifetime_days={world.item_lifetime_days}: the catalog shrinks to {size}"
+            f" items by hour {at:.0f} (seed {seed}), fewer than a request needs"
+            f" ({need} = max(policy.n_candidates, 2 × policy.slate_size)); raise the lifetime or"
+            " world.item_arrival_rate"
+        )
 
 
 def compose_policy(name: str) -> dict[str, Any]:

@@ -106,7 +106,7 @@ def build_simulation(
     continuation (then ``shadow_targets`` are ignored: they live in the state's policy)."""
     streams = Streams(rc.seed)
     if state is None:
-        world = build_world(rc.world, streams)
+        world = build_world(rc.world, streams, days=rc.sim.days)
         policy = build_policy(
             rc.policy,
             n_items=world.catalog.n_items,
@@ -137,6 +137,7 @@ def build_simulation(
             probe_users,
             rc.ndcg_k,
             state.world.relevance_matrix,  # the truth of the run's own (drifting) world
+            unavailable=(lambda: state.policy.unavailable) if rc.world.is_living else None,
         )
         recall = RetrievalRecallProbe(probe_users)  # the same users: no new draw
     return Simulation(

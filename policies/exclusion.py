@@ -1,7 +1,9 @@
-"""Which items a request may not be shown: the user's already-clicked items.
+"""Which items a request may not be shown: the user's already-clicked items, and the items not
+in the catalog (not arrived yet, or departed: ``world.item_arrival_rate``, ``item_lifetime_days``).
 
-The filter is part of the deployed model's knowledge (clicks in its training data), so it changes
-only at deployment — serving results do not depend on how requests are batched.
+The clicked-items filter is part of the deployed model's knowledge (clicks in its training data),
+so it changes only at deployment; the catalog changes only at its own events (the engine serves
+what is pending first). Serving results do not depend on how requests are batched.
 """
 
 from __future__ import annotations
@@ -12,12 +14,55 @@ import scipy.sparse as sp
 PAD = np.int64(2**40)  # sorts after every item id and never counts as "<= j"
 
 
-def batch_filter(seen: sp.csr_matrix, user_ids: np.ndarray, min_allowed: int) -> sp.csr_matrix:
+def batch_filter(
+    seen: sp.csr_matrix,
+    user_ids: np.ndarray,
+    min_allowed: int,
+    unavailable: np.ndarray | None = None,
+) -> sp.csr_matrix:
     """Rows of ``seen`` for ``user_ids``; a user left with fewer than ``min_allowed`` eligible
-    items gets an empty row (the filter is relaxed rather than producing a short slate)."""
+    items gets an empty row (the filter is relaxed rather than producing a short slate).
+
+    ``unavailable`` (sorted item ids not in the catalog now) is in every row and is never
+    relaxed: an item that is not in the catalog is never shown."""
+    if unavailable is not None and unavailable.size:
+        return with_unavailable(
+            _seen_filter(seen, user_ids, min_allowed + unavailable.size, unavailable),
+            unavailable,
+        )
+    return _seen_filter(seen, user_ids, min_allowed)
+
+
+def with_unavailable(rows: sp.csr_matrix, unavailable: np.ndarray | None) -> sp.csr_matrix:
+    """``rows`` (sorted CSR) with the ``unavailable`` item ids added to every row (once)."""
+    if unavailable is None or unavailable.size == 0:
+        return rows
+    n, n_items = rows.shape
+    keep = ~np.isin(rows.indices, unavailable)
+    row_of = np.repeat(np.arange(n), np.diff(rows.indptr))
+    all_rows = np.concatenate([row_of[keep], np.repeat(np.arange(n), unavailable.size)])
+    all_cols = np.concatenate([rows.indices[keep], np.tile(unavailable, n)])
+    out = sp.csr_matrix(
+        (np.ones(all_rows.size, dtype=rows.dtype), (all_rows, all_cols)), shape=(n, n_items)
+    )
+    out.sort_indices()
+    return out
+
+
+def _seen_filter(
+    seen: sp.csr_matrix,
+    user_ids: np.ndarray,
+    min_allowed: int,
+    unavailable: np.ndarray | None = None,
+) -> sp.csr_matrix:
     rows = seen[user_ids]
     n_items = seen.shape[1]
-    too_many = (n_items - np.diff(rows.indptr)) < min_allowed
+    n_seen = np.diff(rows.indptr)
+    if unavailable is not None:  # seen items that left the catalog count once, as unavailable
+        row_of = np.repeat(np.arange(rows.shape[0]), n_seen)
+        gone = np.bincount(row_of[np.isin(rows.indices, unavailable)], minlength=rows.shape[0])
+        n_seen = n_seen - gone
+    too_many = (n_items - n_seen) < min_allowed
     if too_many.any():
         keep = np.repeat(~too_many, np.diff(rows.indptr))
         counts = np.where(too_many, 0, np.diff(rows.indptr))

@@ -14,11 +14,19 @@ from policies.randomness import Randomness
 from policies.selection import Selection, SelectionContext, Selector
 
 
-def under_exposed(item_impressions: np.ndarray, quantile: float) -> np.ndarray:
-    """Sorted ids of the items whose logged impressions are at most the ``quantile`` of all
-    items' impressions (never-shown items are always in it)."""
-    threshold = np.quantile(item_impressions, quantile)
-    return np.flatnonzero(item_impressions <= threshold)
+def under_exposed(
+    item_impressions: np.ndarray, quantile: float, unavailable: np.ndarray | None = None
+) -> np.ndarray:
+    """Sorted ids of the catalog's items whose logged impressions are at most the ``quantile``
+    of the catalog's impressions (never-shown items are always in it); items in ``unavailable``
+    (not in the catalog now) are neither counted nor picked."""
+    if unavailable is None or unavailable.size == 0:
+        threshold = np.quantile(item_impressions, quantile)
+        return np.flatnonzero(item_impressions <= threshold)
+    available = np.ones(item_impressions.size, dtype=bool)
+    available[unavailable] = False
+    threshold = np.quantile(item_impressions[available], quantile)
+    return np.flatnonzero(available & (item_impressions <= threshold))
 
 
 @dataclass(frozen=True)
@@ -48,7 +56,7 @@ class ExposureBoost(Selector):
         k, r = self.slate_size, self.boost_slots
         head = k - r
         uniforms = rand.uniform.random((ctx.n, 2 * k))
-        pool_items = under_exposed(ctx.item_impressions, self.quantile)
+        pool_items = under_exposed(ctx.item_impressions, self.quantile, ctx.unavailable)
         in_pool = np.zeros(ctx.n_items + 1, dtype=bool)
         in_pool[pool_items] = True
         # The pool of a request: under-exposed items minus its filtered items and greedy head,

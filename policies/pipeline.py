@@ -111,11 +111,16 @@ class Retrieve:
     slate_size: int
     n_items: int
     retriever: Retriever = field(default_factory=ModelRetrieval)
+    # Sorted ids of the items not in the catalog now (ServingPolicy.unavailable); None: all are.
+    unavailable: np.ndarray | None = None
 
     def filter(self, model: Model, user_ids: np.ndarray) -> sp.csr_matrix:
-        """What each request may not be shown (every retriever skips the same items)."""
+        """What each request may not be shown (every retriever skips the same items): the
+        user's clicked items and the items not in the catalog."""
         c, k = self.n_candidates, self.slate_size
-        return batch_filter(model.seen, user_ids, min_allowed=max(c, 2 * k))
+        return batch_filter(
+            model.seen, user_ids, min_allowed=max(c, 2 * k), unavailable=self.unavailable
+        )
 
     def candidates(
         self, deployment: Deployment, user_ids: np.ndarray, filter_rows: sp.csr_matrix
@@ -143,6 +148,7 @@ class Retrieve:
             item_impressions=s.deployment.item_impressions,
             items=s.items,
             times=s.times,
+            unavailable=self.unavailable,
         )
 
 

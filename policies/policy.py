@@ -236,6 +236,9 @@ class ServingPolicy:
     # The reranker's runtime state (Reranker.initial_state; the constrained reranker's
     # multipliers and exposure window), updated by the engine between batches.
     rerank_state: Any = None
+    # Sorted ids of the items not in the catalog now (a living world; the engine sets it at
+    # each catalog event with set_unavailable); None: the whole catalog is available.
+    unavailable: np.ndarray | None = field(default=None, init=False)
     deployment: Deployment | None = field(default=None, init=False)
     # Target selectors replayed on every served slate (policies.replay), with their own stream.
     shadow: dict[str, Selector] = field(default_factory=dict, init=False)
@@ -262,7 +265,19 @@ class ServingPolicy:
     @property
     def retrieve_stage(self) -> Retrieve:
         cfg = self.config
-        return Retrieve(self.n_candidates, cfg.slate_size, self.n_items, cfg.retrieve)
+        return Retrieve(
+            self.n_candidates, cfg.slate_size, self.n_items, cfg.retrieve, self.unavailable
+        )
+
+    def set_unavailable(self, unavailable: np.ndarray | None) -> None:
+        """What the catalog holds changed (a living world): from now on, never serve the items
+        in ``unavailable`` (sorted ids; None or empty: every item is available)."""
+        if unavailable is not None and unavailable.size == 0:
+            unavailable = None
+        self.unavailable = unavailable
+        self._build_stages()
+        if self.bootstrap is not None:
+            self.bootstrap.set_unavailable(unavailable)
 
     def retrieve(self, user_ids: np.ndarray, deployment: Deployment) -> tuple[Retrieval, Any]:
         """What the retrieval stage returns for ``user_ids`` from ``deployment`` (deployed or

@@ -54,6 +54,9 @@ class SelectionContext:
     # simulated hour; None where the caller has neither (a unit test, an offline replay).
     items: ItemMetadata | None = None
     times: np.ndarray | None = None  # (n,) float64
+    # Sorted ids of the items not in the catalog now (also in every ``excluded`` row); None: the
+    # whole catalog is available.
+    unavailable: np.ndarray | None = None
 
     @property
     def n(self) -> int:

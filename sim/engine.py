@@ -72,7 +72,7 @@ from sim.state import InTraining, RunStats, SimulationState, Wakeup
 
 HOURS_PER_DAY = 24.0
 # The processes in the order they start at hour 0 (which orders their first wake-ups).
-PROCESSES = ("arrivals", "retrain", "snapshots", "fault", "switch", "constraints")
+PROCESSES = ("arrivals", "retrain", "snapshots", "fault", "switch", "constraints", "catalog")
 
 
 @dataclass(frozen=True)
@@ -164,6 +164,9 @@ class Simulation:
             steps["switch"] = (lambda: self.switch[0], self._switch)
         if state.constraints is not None:  # only with policy/rerank=constrained
             steps["constraints"] = (self._delay_to_constraint_tick, self._constraint_tick)
+        self._catalog_changes = state.world.catalog_changes(config.horizon)
+        if self._catalog_changes.size or state.world.unavailable(0.0).size:  # a living catalog
+            steps["catalog"] = (self._open_catalog, self._catalog_event)
         if state.wakeups:
             if set(state.wakeups) != set(steps):
                 raise ValueError(
@@ -233,6 +236,34 @@ class Simulation:
         state.counters.next_request_id += times.size
         state.counters.next_day += 1
         return HOURS_PER_DAY
+
+    def _open_catalog(self) -> float | None:
+        """Hour 0 of a living catalog: only the items there at hour 0 may be served."""
+        self.state.policy.set_unavailable(self.state.world.unavailable(0.0))
+        return self._delay_to_catalog_event()
+
+    def _delay_to_catalog_event(self) -> float | None:
+        i = self.state.counters.next_catalog_event
+        if i >= self._catalog_changes.size:
+            return None
+        return float(self._catalog_changes[i]) - self.env.now
+
+    def _catalog_event(self) -> float | None:
+        """Items arrive or leave: serve what is pending with the old catalog, then serve from
+        the new one (cached slates holding an item that left are dropped)."""
+        state = self.state
+        now = self.env.now
+        self._serve_until(now)
+        before = state.policy.unavailable
+        unavailable = state.world.unavailable(now)
+        slates = state.serving.slates
+        if slates is not None:
+            left = np.setdiff1d(unavailable, before if before is not None else [])
+            stale = np.isin(slates.items, left).any(axis=1)
+            state.serving.cache_t[stale] = -np.inf
+        state.policy.set_unavailable(unavailable)
+        state.counters.next_catalog_event += 1
+        return self._delay_to_catalog_event()
 
     def _delay_to_cutoff(self) -> float | None:
         t_cutoff = (self.state.counters.next_model_version + 1) * self.config.retrain_every_hours

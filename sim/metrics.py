@@ -278,6 +278,7 @@ class MetricsAccumulator:
         self._latency: list[tuple[np.ndarray, np.ndarray]] = []  # (window, latency) per request
         self._scored: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (window, score, click)
         self.objectives = None if items is None else ObjectiveInputs.of(items, n_items)
+        self.items = items
         self.revenue = zeros()
         self.content_div_sum, self.content_div_n = zeros(), zeros()
 
@@ -444,6 +445,20 @@ class MetricsAccumulator:
         out["reranker_auc"] = auc
         return pl.DataFrame(out)
 
+    def catalog_masks(self, snapshots: pl.DataFrame) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """For a living catalog (items arrive or leave), ``(in_window, ever_in)``: (n_windows,
+        n_items) masks of the items in the catalog at some time during each window, and at some
+        time up to its end — the denominators of the per-window and cumulative item metrics
+        (coverage, Gini, percentiles, top-1% share). ``(None, None)`` when every item is in the
+        catalog throughout (the metrics then count every item, as before arrivals existed)."""
+        items = self.items
+        if items is None or (not np.any(items.arrival_t > 0) and np.isinf(items.depart_t).all()):
+            return None, None
+        t_start = snapshots["t_start"].to_numpy()[:, None]
+        t_end = snapshots["t_end"].to_numpy()[:, None]
+        arrived = items.arrival_t[None, :] < t_end
+        return arrived & (items.depart_t[None, :] > t_start), arrived
+
     def objective_metrics(self) -> pl.DataFrame:
         """The objective columns per window (``OBJECTIVE_COLUMNS``; NaN without metadata)."""
         n_windows = self.n_windows
@@ -515,11 +530,15 @@ class MetricsAccumulator:
             }
         )
         rows = []
-        top_m = max(1, ceil(n_items / 100))
+        in_window, ever_in = self.catalog_masks(snapshots)
         for win in range(n_windows):  # a loop over windows (tens), not over requests or items
-            e, c = exposure[win], clicks[win]
+            e, c, prior, cum = exposure[win], clicks[win], prior_clicks[win], cum_exposure[win]
+            if in_window is not None:  # a living catalog: its items during the window only
+                e, c, prior = e[in_window[win]], c[in_window[win]], prior[in_window[win]]
+                cum = cum[ever_in[win]]
+            top_m = max(1, ceil(e.size / 100))
             total_e = e.sum()
-            pct = popularity_percentile(prior_clicks[win])
+            pct = popularity_percentile(prior)
             lo, hi = bounds[win], bounds[win + 1]
             rows.append(
                 {
@@ -529,7 +548,7 @@ class MetricsAccumulator:
                     "gini_clicks": gini(c),
                     "popularity_percentile": float(e @ pct / total_e) if total_e else float("nan"),
                     "long_tail_share": float(e[pct <= HEAD_PERCENTILE].sum() / total_e)
-                    if total_e and np.ptp(prior_clicks[win]) > 0  # else no item is in the head
+                    if total_e and np.ptp(prior) > 0  # else no item is in the head
                     else float("nan"),
                     "top1pct_exposure_share": float(np.sort(e)[-top_m:].sum() / total_e)
                     if total_e
@@ -537,8 +556,8 @@ class MetricsAccumulator:
                     "homogenization": mean_jaccard(
                         cu[lo:hi], ci[lo:hi], n_items, homogenization_pairs, rng
                     ),
-                    "cum_coverage_exposure": float((cum_exposure[win] > 0).mean()),
-                    "cum_gini_exposure": gini(cum_exposure[win]),
+                    "cum_coverage_exposure": float((cum > 0).mean()),
+                    "cum_gini_exposure": gini(cum),
                 }
             )
         out = pl.concat(

@@ -43,14 +43,18 @@ class NDCGProbe:
     user_ids: np.ndarray
     k: int
     relevance_matrix: Callable[[np.ndarray], np.ndarray]  # users -> (n, n_items) truth
+    # The items not in the catalog now (sorted ids; a living world), left out of both the
+    # model's ranking and the ideal one; None: every item is in the catalog.
+    unavailable: Callable[[], np.ndarray | None] | None = None
 
     def __call__(self, model: Model) -> float:
         if self.user_ids.size == 0:
             return float("nan")
         scores = []
+        unavailable = None if self.unavailable is None else self.unavailable()
         for lo in range(0, self.user_ids.size, PROBE_CHUNK):
             users = self.user_ids[lo : lo + PROBE_CHUNK]
-            filt = batch_filter(model.seen, users, min_allowed=self.k)
+            filt = batch_filter(model.seen, users, min_allowed=self.k, unavailable=unavailable)
             ranked = model.retrieve(users, self.k, filt).items
             if ranked.shape[1] == 0:  # no ranking to score (NoModel): undefined, not 0
                 return float("nan")

@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from agents.validation import is_number, is_positive_int
+from policies.exclusion import with_unavailable
 from policies.models import SOURCE_CODE, first_unfiltered
 from policies.pipeline import SlateBatch
 from policies.policy import ServingPolicy
@@ -423,8 +424,10 @@ def serve_routed(
     degraded = np.flatnonzero(status >= BUDGET)
     if degraded.size:
         assert system.fallback is not None and policy.model is not None
-        # the deployment's popularity order minus what each user clicked
-        fallback = first_unfiltered(system.fallback, k, policy.model.seen[users[degraded]])
+        # the deployment's popularity order minus what each user clicked and what left the
+        # catalog (or has not arrived)
+        seen = with_unavailable(policy.model.seen[users[degraded]], policy.unavailable)
+        fallback = first_unfiltered(system.fallback, k, seen)
         out["items"][degraded] = fallback
         cand["candidates"][degraded, :k] = fallback
         cand["candidate_shown"][degraded, :k] = True

@@ -85,6 +85,7 @@ class Counters:
     next_snapshot_window: int = 0  # snapshots: the next metric window to close
     log_round: int = 0  # the event-log round being buffered (written at the next cut-off)
     next_request_id: int = 0
+    next_catalog_event: int = 0  # catalog: index of the next item arrival/departure hour
 
 
 @dataclass
