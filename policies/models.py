@@ -293,6 +293,16 @@ class ALSModel:
     regularization: float = 0.0
     alpha: float = 1.0
 
+    def seed_users(self, user_ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Give users this model has no signal for (``cold``) a vector from elsewhere — a
+        cold-start layer: onboarding answers folded in, another domain's activity mapped —
+        so the model ranks for them instead of the popularity fallback. In place: the model
+        is deployed, and a cold-start layer seeds it at its deployment or between events."""
+        if user_ids.size == 0:
+            return
+        self.user_factors[user_ids] = vectors.astype(np.float32)
+        self.cold[user_ids] = False
+
     def retrieve(self, user_ids: np.ndarray, n: int, filter_rows: sp.csr_matrix) -> Retrieval:
         ids, scores = topk_by_vector(self.item_factors, self.user_factors[user_ids], n, filter_rows)
         source = np.full(user_ids.shape[0], SOURCE_CODE["als"], dtype=np.int8)

@@ -239,6 +239,9 @@ class ServingPolicy:
     # Sorted ids of the items not in the catalog now (a living world; the engine sets it at
     # each catalog event with set_unavailable); None: the whole catalog is available.
     unavailable: np.ndarray | None = field(default=None, init=False)
+    # Cold-start layers that give cold users a vector in each newly deployed model, in order
+    # (each has ``on_deploy(deployment)``; transfer's mapped prior before onboarding's fold-in).
+    user_seeders: list[Any] = field(default_factory=list)
     deployment: Deployment | None = field(default=None, init=False)
     # Target selectors replayed on every served slate (policies.replay), with their own stream.
     shadow: dict[str, Selector] = field(default_factory=dict, init=False)
@@ -340,6 +343,8 @@ class ServingPolicy:
 
     def deploy(self, deployment: Deployment) -> None:
         self.deployment = deployment
+        for seeder in self.user_seeders:
+            seeder.on_deploy(deployment)
 
     def serve(
         self, user_ids: np.ndarray, rand: Randomness, times: np.ndarray | None = None
