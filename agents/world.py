@@ -367,7 +367,8 @@ def build_world(config: WorldConfig, streams: Streams, days: float | None = None
 def poisson_times(rate_per_day: float, horizon: float, rng: np.random.Generator) -> np.ndarray:
     """Sorted arrival hours of a Poisson process of ``rate_per_day`` on ``(0, horizon)``."""
     n = rng.poisson(rate_per_day * horizon / 24.0)
-    return np.sort(horizon * (1.0 - rng.random(n)))  # in (0, horizon]: nobody arrives at hour 0
+    times = np.sort(horizon * (1.0 - rng.random(n)))  # in (0, horizon]: nobody arrives at hour 0
+    return times[times < horizon]
 
 
 def catalog_timeline(
@@ -417,7 +418,6 @@ def _living(
     c = config
     rng = streams.generator("world.item_arrivals")
     times = poisson_times(c.item_arrival_rate, horizon, rng)
-    times = times[times < horizon]
     if times.size:
         new = arriving_items(
             catalog,
@@ -438,7 +438,6 @@ def _living(
         catalog = dataclasses.replace(catalog, metadata=dataclasses.replace(meta, depart_t=depart))
     rng = streams.generator("world.user_arrivals")
     times = poisson_times(c.user_arrival_rate, horizon, rng)
-    times = times[times < horizon]
     if times.size:
         users = arriving_users(
             users,

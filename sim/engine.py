@@ -9,7 +9,13 @@ Processes (plain generators, driven from a :class:`~sim.state.SimulationState`):
 * ``fault`` (``debug.fail_at_hour``) and ``switch`` (off-policy evaluation's on-policy truth);
 * ``constraints`` — only with ``policy/rerank=constrained``: every ``tick_hours``, serve what is
   pending, then update the reranker's exposure window and multipliers and append a ledger row
-  (:mod:`policies.constrained_rerank`); ``logs/constraints.parquet`` is written at the end.
+  (:mod:`policies.constrained_rerank`); ``logs/constraints.parquet`` is written at the end;
+* ``catalog`` — only in a living world whose catalog changes (``world.item_arrival_rate``,
+  ``world.item_lifetime_days``): at hour 0 and at every hour an item arrives or leaves, serve
+  what is pending with the old catalog, then tell the policy what it may no longer (or not yet)
+  serve (:meth:`~policies.policy.ServingPolicy.set_unavailable`) and drop cached slates holding
+  an item that left. Users who arrive need no event: their sessions start at their arrival
+  (:meth:`agents.users.UserPopulation.sample_sessions`).
 
 The engine only schedules: users' responses and what changes in the world between events are the
 world's (:meth:`agents.world.World.respond`, :meth:`~agents.world.World.advance`); the policy

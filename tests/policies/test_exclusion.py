@@ -152,3 +152,42 @@ def test_batch_filter_never_relaxes_when_threshold_trivial(min_allowed):
     seen = _csr([[0, 1, 2, 3]], 5)
     out = batch_filter(seen, np.array([0]), min_allowed)
     assert out.indices.tolist() == [0, 1, 2, 3]
+
+
+@given(
+    n_items=st.integers(4, 30),
+    data=st.data(),
+)
+@SETTINGS
+def test_unavailable_items_are_in_every_row_and_never_relaxed(n_items, data):
+    """``batch_filter(..., unavailable=)``: each row is the user's clicked items (unless that
+    leaves fewer than ``min_allowed`` available items: then only the unavailable ones) plus every
+    unavailable item, once — brute force over Python sets."""
+    n_users = data.draw(st.integers(1, 5))
+    clicked = [
+        set(data.draw(st.lists(st.integers(0, n_items - 1), max_size=n_items)))
+        for _ in range(n_users)
+    ]
+    gone = set(data.draw(st.lists(st.integers(0, n_items - 1), max_size=n_items - 1)))
+    unavailable = np.array(sorted(gone), dtype=np.int64)
+    min_allowed = data.draw(st.integers(1, n_items))
+    rows = [sorted(c) for c in clicked]
+    seen = sp.csr_matrix(
+        (
+            np.ones(sum(map(len, rows))),
+            np.array([i for r in rows for i in r], dtype=np.int64),
+            np.r_[0, np.cumsum([len(r) for r in rows])],
+        ),
+        shape=(n_users, n_items),
+    )
+    users = np.arange(n_users)
+    got = batch_filter(seen, users, min_allowed, unavailable=unavailable)
+    for u in range(n_users):
+        allowed_after_clicks = n_items - len(clicked[u] | gone)
+        expected = (clicked[u] | gone) if allowed_after_clicks >= min_allowed else gone
+        row = got.indices[got.indptr[u] : got.indptr[u + 1]].tolist()
+        assert row == sorted(expected)
+    # nothing unavailable: exactly the old filter
+    plain = batch_filter(seen, users, min_allowed)
+    again = batch_filter(seen, users, min_allowed, unavailable=np.empty(0, dtype=np.int64))
+    assert (plain != again).nnz == 0 and np.array_equal(plain.indptr, again.indptr)

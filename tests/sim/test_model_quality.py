@@ -68,6 +68,24 @@ def test_probe_matches_plain_python(seed):
     assert probe(FixedRanking(-rel, seen)) < got
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_probe_leaves_out_items_not_in_the_catalog(seed):
+    """A living catalog: the unavailable items are in neither the model's ranking nor the ideal
+    one — the same as if the user had clicked them (the reference's ``seen``)."""
+    rng = np.random.default_rng(seed)
+    n_users, n_items, k = 6, 20, 4
+    rel = rng.random((n_users, n_items))
+    scores = rel + rng.normal(0, 0.3, rel.shape)
+    unavailable = np.sort(rng.choice(n_items, 6, replace=False)).astype(np.int64)
+    seen = sp.csr_matrix((n_users, n_items))
+    probe = NDCGProbe(np.arange(n_users), k, lambda u: rel[u], unavailable=lambda: unavailable)
+    gone = set(unavailable.tolist())
+    expected = _reference_ndcg(rel, scores, [gone] * n_users, k)
+    assert probe(FixedRanking(scores, seen)) == pytest.approx(expected, abs=1e-12)
+    # the best unavailable item no longer caps the ideal: ranking by truth is still perfect
+    assert probe(FixedRanking(rel, seen)) == pytest.approx(1.0, abs=1e-12)
+
+
 def test_probe_users_are_a_fixed_sample():
     a = sample_probe_users(100, 10, np.random.default_rng(5))
     b = sample_probe_users(100, 10, np.random.default_rng(5))

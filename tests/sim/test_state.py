@@ -22,6 +22,15 @@ from sim.engine import Simulation
 
 # Each case exercises a different part of the state (comments say which).
 CASES: dict[str, dict[str, Any]] = {
+    # a living world: the catalog process's next event and the policy's availability mask
+    "living_world": {
+        "world.item_arrival_rate": 15.0,
+        "world.item_lifetime_days": 12.0,
+        "world.user_arrival_rate": 25.0,
+        "policy.name": "epsilon_greedy",
+        "policy.selector": "epsilon_greedy",
+        "policy.epsilon": 0.2,
+    },
     # ALS warm start: the scorer keeps implicit's factors from one fit to the next
     "greedy_warm_start": {"policy.warm_start": True, "policy.training_window_rounds": 2},
     # explore coins and uniform picks (policy.uniform), a decaying epsilon
