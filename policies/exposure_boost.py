@@ -173,8 +173,12 @@ class NewItemBoost(ReservedSlots):
     until they have ``until_impressions`` impressions in the deployed model's training log or
     (``max_interval_width``) their 95% CTR interval ``Beta(1 + clicks, 1 + impressions −
     clicks)`` is narrower than that (:func:`new_items`). An item's clicks are the column sums of
-    the deployed model's click matrix (``Model.seen``: its training window's clicks). With no
-    new item left to explore, requests are served greedily."""
+    the deployed model's click matrix (``Model.seen``: its training window's clicks). With fewer
+    than ``boost_slots`` new items left to explore, requests are served greedily.
+
+    The evidence is what the deployed model was trained on, so it lags by one retrain cycle:
+    an item keeps its chance until the first deployment after it crossed the bar (read per
+    request, it would make the pool depend on the order and batching of requests)."""
 
     until_impressions: int | None = 50
     max_interval_width: float | None = None
