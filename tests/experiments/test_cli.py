@@ -39,6 +39,14 @@ def recloop(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         (["policy.epsilon=1.5"], "policy.epsilon=1.5: moved to policy.selector.epsilon"),
         (["policy=epsilon_greedy", "policy.selector.epsilon=1.5"], "policy.selector.epsilon=1.5"),
         (["policy/selector=nope"], "policy/selector=nope"),
+        (
+            ["policy=new_item_boost", "policy.selector.until_impressions=0"],
+            "policy.selector.until_impressions=0: must be null or a positive integer",
+        ),
+        (
+            ["policy=new_item_boost", "policy.selector.max_interval_width=2"],
+            "policy.selector.max_interval_width=2",
+        ),
         (["world.nusers=5"], "world.nusers=5: unknown key"),
         (["+world.extra=1"], "world.extra=1: unknown key"),
         (["world.n_users=[1"], "malformed override"),

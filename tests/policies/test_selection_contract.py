@@ -53,7 +53,7 @@ from agents.world import WorldConfig, build_world
 from experiments.config import parse_policy
 from policies import Interactions, PolicyConfig, SlateBatch, build_policy
 from policies.exclusion import PAD
-from policies.exposure_boost import ExposureBoost
+from policies.exposure_boost import ExposureBoost, NewItemBoost
 from policies.fair_exposure import FairExposure
 from policies.interactions import RoundImpressions
 from policies.models import SOURCE_CODE
@@ -96,6 +96,7 @@ def test_policy_configs_are_found():
         "linucb",
         "lints",
         "item_boost",
+        "new_item_boost",
         "popularity",
         "random",
         "oracle",
@@ -181,6 +182,18 @@ def boost_pool(impressions, q, excluded: set[int], head: list[int]) -> list[int]
         i
         for i in range(len(impressions))
         if impressions[i] <= thr and i not in excluded | set(head)
+    ]
+
+
+def new_item_pool(
+    impressions, arrival_t, until: int, excluded: set[int], head: list[int]
+) -> list[int]:
+    """U_u of the new-item boost: items that arrived after the start (``arrival_t > 0``) with
+    fewer than ``until`` impressions, that the request may show, minus the head."""
+    return [
+        i
+        for i in range(len(impressions))
+        if arrival_t[i] > 0 and impressions[i] < until and i not in excluded | set(head)
     ]
 
 
@@ -404,15 +417,19 @@ class SelectorData:
 
 
 SELECTOR_VERSION = 1
+NEW_ITEMS = {1, 2, 4, 12, 15, 18, 21, 23}  # arrived during the run (arrival_t > 0)
 # What the platform knows about the 25 items (fair exposure groups them by creator: i mod 3).
 SELECTOR_ITEMS = ItemMetadata(
     content=np.zeros((N_ITEMS, 2), dtype=np.float32),
     creator_id=(np.arange(N_ITEMS) % 3).astype(np.int32),
     price=np.ones(N_ITEMS, dtype=np.float32),
-    arrival_t=np.zeros(N_ITEMS),
+    arrival_t=np.array([1.0 + i if i in NEW_ITEMS else 0.0 for i in range(N_ITEMS)]),
 )
 UNDER_EXPOSED = {0, 4, 7, 9, 13, 16, 20, 23}
 BOOST_QUANTILE = 0.2  # 8 of 25 items have 0 impressions: the 0.2-quantile is 0
+# The new-item boost draws from the new items with fewer than NEW_UNTIL impressions (12 and 18
+# have more): 6, 5 and 1 items in the three requests.
+NEW_UNTIL = 20
 
 
 def _selector_data() -> SelectorData:
@@ -443,6 +460,12 @@ def _selector_data() -> SelectorData:
         for ex, cand in zip(excluded, candidates, strict=True)
     ]
     assert [len(p) for p in pools] == [8, 5, 1], pools  # the design above
+    arrival = SELECTOR_ITEMS.arrival_t
+    pools = [
+        new_item_pool(impressions, arrival, NEW_UNTIL, ex, list(cand[:1]))
+        for ex, cand in zip(excluded, candidates, strict=True)
+    ]
+    assert [len(p) for p in pools] == [6, 5, 1], pools
     return data
 
 
@@ -460,6 +483,7 @@ SELECTORS = {
     "ucb": UCB(K, beta=1.0),
     "thompson": Thompson(K, beta=1.0, mc_samples=M_SELECTOR),
     "boost": ExposureBoost(K, boost_slots=2, quantile=BOOST_QUANTILE),
+    "new_item_boost": NewItemBoost(K, boost_slots=2, until_impressions=NEW_UNTIL),
     "fair_exposure_creators": FairExposure(K, groups="creators", delta=0.0),
     "fair_exposure_tiers": FairExposure(K, groups="popularity_tiers", n_tiers=2, delta=0.02),
     # a user's component from outside the package (examples/explore_slot): the same contract
@@ -473,6 +497,7 @@ SELECTOR_METHOD = {
     UniformRandom: EXACT,
     UCB: EXACT,
     ExposureBoost: EXACT,
+    NewItemBoost: EXACT,
     FairExposure: EXACT,
     Softmax: EXACT_SEQUENTIAL_MC_MARGINAL,
     Thompson: MONTE_CARLO,
@@ -490,6 +515,11 @@ def _closed(selector, excluded: set[int], candidates: np.ndarray) -> bool:
     if isinstance(selector, ExposureBoost):
         head = list(candidates[: selector.slate_size - selector.boost_slots])
         pool = boost_pool(SELECTOR_DATA.impressions, selector.quantile, excluded, head)
+        return len(pool) < selector.boost_slots or set(pool) <= cands
+    if isinstance(selector, NewItemBoost):
+        head = list(candidates[: selector.slate_size - selector.boost_slots])
+        arrival = SELECTOR_ITEMS.arrival_t
+        pool = new_item_pool(SELECTOR_DATA.impressions, arrival, NEW_UNTIL, excluded, head)
         return len(pool) < selector.boost_slots or set(pool) <= cands
     return True
 
@@ -594,6 +624,18 @@ def _tiny(path: Path, **overrides) -> PolicyConfig:
     return load_policy_config(path, **{**kw, **overrides})
 
 
+# A policy that explores new items sees these items of the tiny world as arrived during the run
+# (the fixture's world has no arrivals).
+NEW_POLICY_ITEMS = np.arange(N_ITEMS) % 3 == 1
+
+
+def _platform_items(config: PolicyConfig, world) -> ItemMetadata:
+    meta = world.catalog.metadata
+    if not isinstance(config.selector, NewItemBoost):
+        return meta
+    return dataclasses.replace(meta, arrival_t=np.where(NEW_POLICY_ITEMS, 1.0, 0.0))
+
+
 def _build(config: PolicyConfig, world, seed: int = 5):
     return build_policy(
         config,
@@ -603,7 +645,7 @@ def _build(config: PolicyConfig, world, seed: int = 5):
         relevance=world.relevance_matrix,
         item_content=world.catalog.metadata.content,
         examination=world.click_model.examination(config.slate_size),
-        items=world.catalog.metadata,  # as a run builds it (multi-objective components read it)
+        items=_platform_items(config, world),  # as a run builds it (objectives read it)
     )
 
 
@@ -993,6 +1035,28 @@ def test_exposure_boost_matches_enumeration(context, slots):
     ].any()
 
 
+@pytest.mark.parametrize("context", range(3))
+@pytest.mark.parametrize("slots", [1, 2, 3])
+def test_new_item_boost_matches_enumeration(context, slots):
+    """Boosted slots draw uniformly without replacement from U_u = (items with arrival_t > 0 and
+    fewer than NEW_UNTIL impressions) minus filtered minus the greedy head; fewer than ``slots``
+    such items: greedy. The pool is recomputed here from the metadata, item by item."""
+    data = SELECTOR_DATA
+    head = list(data.candidates[context, : K - slots])
+    arrival = SELECTOR_ITEMS.arrival_t
+    pool = new_item_pool(data.impressions, arrival, NEW_UNTIL, data.excluded[context], head)
+    dist = boost_slates(list(data.candidates[context]), K, slots, pool)
+    out = _select(
+        NewItemBoost(K, slots, until_impressions=NEW_UNTIL),
+        data.context(np.full(N_REF, context)),
+        seed=4,
+    )
+    check_against_reference(out, dist, 0, f"new_item_boost ctx={context} slots={slots}")
+    boosted = len(pool) >= slots
+    assert (out["explored"][:, K - slots :] == boosted).all()
+    assert not out["explored"][:, : K - slots].any()
+
+
 @pytest.mark.parametrize(
     ("scores", "temperature"),
     [
@@ -1217,6 +1281,38 @@ def test_exposure_boost_bruteforce_property(case, data):
     _check_rows_exact(out, idx, dists, "boost")
 
 
+@settings(max_examples=40, deadline=None)
+@given(request_batches(), st.data())
+def test_new_item_boost_bruteforce_property(case, data):
+    """Random catalogs, arrivals, impressions and evidence thresholds; the items not in the
+    catalog (``unavailable``, also filtered from every request as the pipeline does) are never
+    in the pool."""
+    k, n_items, contexts, n_cand, seed = case
+    slots = data.draw(st.integers(1, k))
+    until = data.draw(st.integers(1, 5))
+    impressions = np.array(
+        data.draw(st.lists(st.integers(0, 6), min_size=n_items, max_size=n_items)), float
+    )
+    arrival = np.array(
+        data.draw(st.lists(st.sampled_from([0.0, 3.0, 7.5]), min_size=n_items, max_size=n_items))
+    )
+    gone = set.intersection(*(ex for ex, _ in contexts))  # filtered in every request
+    unavailable = np.array(
+        sorted(data.draw(st.sets(st.sampled_from(sorted(gone))))) if gone else [], dtype=np.int64
+    )
+    items = dataclasses.replace(SELECTOR_ITEMS, arrival_t=arrival)
+    idx, ctx = _batch(contexts, n_cand, n_items, 20, seed, impressions=impressions)
+    ctx = dataclasses.replace(ctx, items=items, unavailable=unavailable)
+    out = _select(NewItemBoost(k, slots, until_impressions=until), ctx, seed)
+    dists = []
+    for ex, r in contexts:
+        pool = new_item_pool(
+            impressions, arrival, until, ex | set(unavailable.tolist()), r[: k - slots]
+        )
+        dists.append(boost_slates(r[:n_cand], k, slots, pool))
+    _check_rows_exact(out, idx, dists, "new_item_boost")
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     st.lists(st.floats(-2, 2), min_size=3, max_size=5),
@@ -1261,7 +1357,9 @@ def test_softmax_policy_logs_plackett_luce_of_its_candidate_scores(world, clicks
         np.testing.assert_allclose(batch.prefix_propensity[row], want, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["epsilon_greedy", "epsilon_decay", "item_boost", "random"])
+@pytest.mark.parametrize(
+    "name", ["epsilon_greedy", "epsilon_decay", "item_boost", "new_item_boost", "random"]
+)
 def test_exact_policies_match_enumeration_of_their_own_context(name, world, clicks):
     """For the exact policies, the logged probabilities of user 0 (5 clicked items) equal the
     enumeration built from what the log shows (candidates, the user's clicks, impressions)."""
@@ -1281,6 +1379,13 @@ def test_exact_policies_match_enumeration_of_their_own_context(name, world, clic
     elif sel.name == "boost":
         head = ranking[: K - sel.boost_slots]
         pool = boost_pool(deployment.item_impressions, sel.quantile, excluded, head)
+        dist = boost_slates(ranking, K, sel.boost_slots, pool)
+    elif sel.name == "new_item_boost":  # the new items of _platform_items
+        head = ranking[: K - sel.boost_slots]
+        arrival = NEW_POLICY_ITEMS.astype(float)
+        until = sel.until_impressions
+        pool = new_item_pool(inter.item_impressions, arrival, until, excluded, head)
+        assert len(pool) >= sel.boost_slots  # the context explores
         dist = boost_slates(ranking, K, sel.boost_slots, pool)
     else:
         dist = uniform_slates(sorted(set(range(N_ITEMS)) - excluded), K)
