@@ -34,7 +34,8 @@ the answers just given. The solve is the one ALS itself would do for this user o
 retrain with these clicks (so nothing is approximated), O(f³) per user and only for the users
 onboarded in a batch. At every later deployment (:meth:`Onboarding.on_deploy`), users with
 answers who are still cold in the new model (no clicks in its training log) are folded in again
-against its new item factors. A user who clicked nothing stays cold (popularity fallback).
+against its new item factors. A user who clicked nothing, or only items without factors in the
+model (never clicked in its training log), stays cold (popularity fallback).
 
 Answers are not impressions: they never enter the training log or any exposure metric, and they
 stay in this object (part of the simulation state: deep-copied and resumed with it).
@@ -320,15 +321,22 @@ class Onboarding:
         prior = np.where(
             model.cold[users][:, None], 0.0, model.user_factors[users].astype(np.float64)
         )
+        # One width for every batch (a user clicks at most screens × items_per_screen items):
+        # the float sums must not depend on which users share the batch.
+        clicked = padded_rows(answers[users])
+        pad = np.full((users.size, self.config.n_shown - clicked.shape[1]), PAD, dtype=np.int64)
         vectors = fold_in(
             factors,
             float(model.regularization),
             float(model.alpha),
-            padded_rows(answers[users]),
+            np.concatenate([clicked, pad], axis=1),
             prior,
             gram=self._gram[1],
         )
-        model.seed_users(users, vectors)
+        # No signal (every clicked item has zero factors, e.g. never clicked in the training
+        # log, and no prior): the user stays cold, as the model's own rule has it.
+        signal = np.any(vectors != 0, axis=1)
+        model.seed_users(users[signal], vectors[signal])
 
     def table(self) -> dict[str, np.ndarray]:
         """The onboarding table's columns (every answered slot, in request order)."""
