@@ -313,8 +313,9 @@ class Onboarding:
         if self._gram is None or self._gram[0] != deployment.version:
             y = factors.astype(np.float64)
             self._gram = (deployment.version, y.T @ y)
+        mine = np.isin(self.clicked_users, users)
         answers = sp.csr_matrix(
-            (np.ones(self.clicked_users.size), (self.clicked_users, self.clicked_items)),
+            (np.ones(int(mine.sum())), (self.clicked_users[mine], self.clicked_items[mine])),
             shape=(self.n_users, self.n_items),
         )
         # A vector another layer already gave a user without clicks is the ridge's prior.
