@@ -38,7 +38,10 @@ against its new item factors. A user who clicked nothing, or only items without 
 model (never clicked in its training log), stays cold (popularity fallback).
 
 Answers are not impressions: they never enter the training log or any exposure metric, and they
-stay in this object (part of the simulation state: deep-copied and resumed with it).
+stay in this object (part of the simulation state: deep-copied and resumed with it). Two limits:
+the items clicked on a screen are not added to the serving filter (they may be recommended), and
+a posterior selector (UCB, Thompson) sees the folded-in mean with the covariance of the model's
+training clicks (none: the prior), not of the answers.
 """
 
 from __future__ import annotations
