@@ -266,6 +266,7 @@ class World:
         times: np.ndarray,
         slates: np.ndarray,
         rand: ResponseRandomness,
+        consumed: bool = True,
     ) -> Response:
         """Users' clicks on their slates (``user_ids``, ``times``: (n,); ``slates``: (n, K)).
 
@@ -273,12 +274,14 @@ class World:
         click models that need it), in request order, so how requests are split into batches
         does not change the draws. The clicks wait in :attr:`unapplied_clicks` until
         :meth:`advance`: the world changes at event boundaries only, never within a batch.
+        ``consumed=False``: answers that are not consumption (an onboarding screen,
+        :mod:`sim.onboarding`) change neither preferences nor popularity.
         """
         relevance, attraction = self.relevance_and_attraction(user_ids[:, None], slates)
         uniforms = rand.clicks.random(slates.shape)
         extra = rand.extra.random(slates.shape) if self.click_model.needs_extra_uniforms else None
         clicked = self.click_model.sample(attraction, uniforms, extra)
-        if self.has_dynamics:
+        if self.has_dynamics and consumed:
             rows, slots = np.nonzero(clicked)
             self.unapplied_clicks.append((user_ids[rows], slates[rows, slots], times[rows]))
         return Response(relevance, clicked)

@@ -14,6 +14,7 @@ from agents.streams import Streams
 from agents.validation import is_number, is_positive_int
 from agents.world import WorldConfig, catalog_timeline, smallest_catalog
 from policies.components import Component, registered
+from policies.onboarding import OnboardingConfig
 from policies.policy import COMPONENT_GROUPS, MOVED_KEYS, POLICY_KEYS, PolicyConfig
 from sim.engine import SimConfig
 from sim.serving_system import ServingConfig
@@ -82,6 +83,7 @@ class RunConfig:
     debug: DebugConfig
     progress: bool = True
     serving: ServingConfig = dataclasses.field(default_factory=ServingConfig)
+    onboarding: OnboardingConfig = dataclasses.field(default_factory=OnboardingConfig)
 
     # The names the rest of the code reads.
     @property
@@ -271,6 +273,8 @@ def parse_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
         raise ConfigError(
             f"metrics.ndcg_k={metrics.ndcg_k}: larger than the catalog (world.n_items={world.n_items})"
         )
+    onboarding = _section(data, "onboarding", OnboardingConfig, required=False)
+    check_onboarding(onboarding, world, policy, seed, sim.days)
     return RunConfig(
         seed=seed,
         world=world,
@@ -281,7 +285,36 @@ def parse_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
         debug=_section(data, "debug", DebugConfig, required=False),
         progress=_bool(data.get("progress", True), "progress"),
         serving=_section(data, "serving", ServingConfig, required=False),
+        onboarding=onboarding,
     )
+
+
+def check_onboarding(
+    onboarding: OnboardingConfig, world: WorldConfig, policy: PolicyConfig, seed: int, days: int
+) -> None:
+    """Onboarding folds answers into ALS item factors, and its screens must fit the catalog
+    (at every hour, when items leave)."""
+    if not onboarding.enabled:
+        return
+    scorer = policy.scorer.label
+    if scorer != "als":
+        raise ConfigError(
+            f"onboarding.enabled=true: folds the answers into ALS item factors; policy.scorer="
+            f"{scorer!r} has none (use policy/scorer=als or onboarding.enabled=false)"
+        )
+    try:
+        onboarding.check_catalog(world.n_items)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if world.item_lifetime_days is not None:
+        horizon = days * 24.0
+        size, at = smallest_catalog(*catalog_timeline(world, Streams(seed), horizon), horizon)
+        if size < onboarding.n_shown:
+            raise ConfigError(
+                f"onboarding.screens={onboarding.screens}: screens × items_per_screen = "
+                f"{onboarding.n_shown}, but the catalog shrinks to {size} items by hour {at:.0f}"
+                f" (seed {seed})"
+            )
 
 
 def check_catalog_size(world: WorldConfig, policy: PolicyConfig, seed: int, days: int) -> None:

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from agents.streams import Streams
 from agents.world import build_world
 from experiments.config import RunConfig, parse_config
+from policies.onboarding import Onboarding
 from policies.policy import Target, build_policy
 from policies.selection import Selector
 from reports.metric_catalog import CATALOG
@@ -122,6 +123,15 @@ def build_simulation(
             if rc.policy.debias.position_based and rc.policy.debias.propensity == "oracle"
             else None,
         )
+        if rc.onboarding.enabled:
+            policy.user_seeders.append(
+                Onboarding.build(
+                    rc.onboarding,
+                    world.users.n_users,
+                    world.catalog.n_items,
+                    streams.generator("policy.onboarding"),
+                )
+            )
         if shadow_targets:
             policy.set_shadow_targets(
                 shadow_targets,

@@ -17,6 +17,10 @@ Processes (plain generators, driven from a :class:`~sim.state.SimulationState`):
   an item that left. Users who arrive need no event: their sessions start at their arrival
   (:meth:`agents.users.UserPopulation.sample_sessions`).
 
+With ``onboarding.enabled`` a new user's first request starts with the onboarding screens before
+it is served (:meth:`Simulation._onboard`; :mod:`policies.onboarding`, :mod:`sim.onboarding`);
+``logs/onboarding.parquet`` is written at the end.
+
 The engine only schedules: users' responses and what changes in the world between events are the
 world's (:meth:`agents.world.World.respond`, :meth:`~agents.world.World.advance`); the policy
 serves and trains. Serving is vectorized: pending requests are served as numpy batches whenever an
@@ -68,6 +72,7 @@ from policies.pipeline import Deployment
 from policies.policy import ServingPolicy, Target
 from policies.rerank import Identity
 from sim.event_log import EventLog, partition_path, write_parquet_atomic
+from sim.onboarding import ONBOARDING_FILE, elicit, onboarding_frame
 from sim.serving_system import (
     RequestOutcome,
     ServingConfig,
@@ -418,6 +423,8 @@ class Simulation:
     def _serve_batch(self, times: np.ndarray, users: np.ndarray, ids: np.ndarray) -> None:
         state = self.state
         clock = time.perf_counter()
+        if state.onboarding is not None:
+            self._onboard(times, users, ids)
         # One service-time draw per request, in request order, whatever happens to it.
         service_ms = self._expected_service_ms * self.serving.service.unit_draws(
             state.service_rng, users.size
@@ -451,6 +458,38 @@ class Simulation:
         state.stats.n_requests += users.size
         state.stats.n_impressions += batch.items.size
         state.stats.n_clicks += int(response.clicked.sum())
+
+    def _onboard(self, times: np.ndarray, users: np.ndarray, ids: np.ndarray) -> None:
+        """New users' first requests start with the onboarding screens (policies.onboarding,
+        sim.onboarding): the answers are recorded and folded into the deployed model before
+        the request is served. Which requests, the screens and the draws depend only on the
+        request order and on state that changes at events, never on the batch."""
+        state = self.state
+        onboarding = state.onboarding
+        assert onboarding is not None and state.onboarding_randomness is not None
+        rows = onboarding.due(users, state.world.users.arrival_t[users] > 0)
+        if rows.size == 0:
+            return
+        deployment = state.policy.deployment
+        screens = onboarding.screens(deployment, state.policy.unavailable)
+        answers = elicit(
+            state.world,
+            users[rows],
+            times[rows],
+            screens,
+            onboarding.config.drop_per_screen,
+            state.onboarding_randomness,
+        )
+        onboarding.record(
+            ids[rows],
+            times[rows],
+            users[rows],
+            screens,
+            answers.clicked,
+            answers.n_answered,
+            answers.completed,
+            deployment,
+        )
 
     def _tick(self, key: str, since: float) -> float:
         now = time.perf_counter()
@@ -510,6 +549,10 @@ class Simulation:
             },
         )
         write_parquet_atomic(deployments, self.log_root / "deployments.parquet")
+        if state.onboarding is not None:
+            write_parquet_atomic(
+                onboarding_frame(state.onboarding.table()), self.log_root / ONBOARDING_FILE
+            )
         if state.constraints is not None:
             write_parquet_atomic(
                 state.constraints.ledger_frame(), self.log_root / CONSTRAINT_LEDGER_FILE

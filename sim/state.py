@@ -25,9 +25,11 @@ from agents.response import ResponseRandomness
 from agents.streams import Streams
 from agents.world import World
 from policies.constrained_rerank import ConstraintState
+from policies.onboarding import Onboarding
 from policies.policy import Deployment, ServingPolicy
 from policies.randomness import Randomness
 from sim.event_log import TABLES
+from sim.onboarding import OnboardingRandomness
 from sim.serving_system import ServingConfig, ServingSystemState
 from sim.training_data import TrainingLog
 
@@ -141,6 +143,8 @@ class SimulationState:
     next_seq: int = 0
     now: float = 0.0  # simulated hour of the last wake-up (of a pause: its cut-off)
     done: bool = False  # the run reached its horizon and wrote its tables
+    # New users' answers to onboarding screens (streams sim.onboarding*; None: no onboarding)
+    onboarding_randomness: OnboardingRandomness | None = None
 
     @classmethod
     def initial(
@@ -171,6 +175,9 @@ class SimulationState:
                 rerank_rounds=needs.rerank_rounds,
             ),
             log_buffers={table: [] for table in TABLES},
+            onboarding_randomness=OnboardingRandomness.from_streams(streams)
+            if any(isinstance(s, Onboarding) for s in policy.user_seeders)
+            else None,
         )
 
     @property
@@ -179,6 +186,11 @@ class SimulationState:
         serving policy; None for every other reranker."""
         state = self.policy.rerank_state
         return state if isinstance(state, ConstraintState) else None
+
+    @property
+    def onboarding(self) -> Onboarding | None:
+        """The policy's onboarding layer (a user seeder; policies.onboarding), if any."""
+        return next((s for s in self.policy.user_seeders if isinstance(s, Onboarding)), None)
 
     @property
     def deployed(self) -> Deployment | None:

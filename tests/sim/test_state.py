@@ -91,6 +91,13 @@ CASES: dict[str, dict[str, Any]] = {
     # the snapshot at hour 49 was scheduled at hour 0, the deployment at 49 at the cut-off (48):
     # the snapshot records version 0; resumed in the processes' start order, it would record 1
     "snapshot_at_a_deployment": {"sim.snapshot_every_hours": 49},
+    # onboarding (policies.onboarding): who was onboarded, the answers, the screens in force,
+    # its own streams (sim.onboarding*), in a living world with new users
+    "onboarding": {
+        "onboarding.enabled": True,
+        "world.user_arrival_rate": 40.0,
+        "world.item_arrival_rate": 5.0,
+    },
     # hours that are not binary fractions: a resumed wake-up must land on the very same float
     "fractional_hours": {
         "sim.retrain_every_hours": 7.3,
