@@ -17,6 +17,7 @@ from agents.world import build_world
 from experiments.config import RunConfig, parse_config
 from policies.policy import Target, build_policy
 from policies.selection import Selector
+from policies.transfer import TransferSeeder
 from reports.metric_catalog import CATALOG
 from sim.engine import Simulation
 from sim.event_log import write_parquet_atomic
@@ -106,7 +107,7 @@ def build_simulation(
     continuation (then ``shadow_targets`` are ignored: they live in the state's policy)."""
     streams = Streams(rc.seed)
     if state is None:
-        world = build_world(rc.world, streams, days=rc.sim.days)
+        world = build_world(rc.world, streams, days=rc.sim.days, transfer=rc.transfer)
         policy = build_policy(
             rc.policy,
             n_items=world.catalog.n_items,
@@ -122,6 +123,13 @@ def build_simulation(
             if rc.policy.debias.position_based and rc.policy.debias.propensity == "oracle"
             else None,
         )
+        if world.second_domain is not None:  # transfer.enabled: only the click history passes
+            policy.user_seeders.insert(
+                0,  # first: later layers (onboarding's fold-in) refine the transferred prior
+                TransferSeeder.from_clicks(
+                    world.second_domain.clicks, rc.transfer.profile_dim, rc.transfer.regularization
+                ),
+            )
         if shadow_targets:
             policy.set_shadow_targets(
                 shadow_targets,
