@@ -36,6 +36,7 @@ class TransferConfig:
     clicks_per_user: float = 20.0
     regularization: float = 1.0
     profile_dim: int = 16
+    min_r2: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
@@ -61,6 +62,10 @@ class TransferConfig:
         if not is_positive_int(self.profile_dim):
             raise ValueError(
                 f"transfer.profile_dim={self.profile_dim!r}: must be a positive integer"
+            )
+        if self.min_r2 is not None and (not is_number(self.min_r2) or self.min_r2 >= 1):
+            raise ValueError(
+                f"transfer.min_r2={self.min_r2!r}: must be null (always seed) or a number < 1"
             )
         if self.enabled and self.domain is None:
             raise ValueError(

@@ -127,7 +127,10 @@ def build_simulation(
             policy.user_seeders.insert(
                 0,  # first: later layers (onboarding's fold-in) refine the transferred prior
                 TransferSeeder.from_clicks(
-                    world.second_domain.clicks, rc.transfer.profile_dim, rc.transfer.regularization
+                    world.second_domain.clicks,
+                    rc.transfer.profile_dim,
+                    rc.transfer.regularization,
+                    rc.transfer.min_r2,
                 ),
             )
         if shadow_targets:

@@ -33,6 +33,7 @@ from agents.world import WorldConfig, build_world
         ({"clicks_per_user": 0}, "transfer.clicks_per_user=0"),
         ({"regularization": 0.0}, "transfer.regularization=0.0"),
         ({"profile_dim": 0}, "transfer.profile_dim=0"),
+        ({"min_r2": 1.0}, "transfer.min_r2=1.0: must be null (always seed) or a number < 1"),
         ({"enabled": "yes"}, "transfer.enabled='yes'"),
         ({"domain": ""}, "transfer.domain=''"),
     ],

@@ -24,6 +24,7 @@ OTHER_KEYS = {
     "transfer.clicks_per_user": 3,
     "transfer.regularization": 40.0,
     "transfer.profile_dim": 2,
+    "transfer.min_r2": -5.0,
 }
 
 
@@ -123,6 +124,7 @@ def test_users_who_join_later_are_served_by_the_model(tmp_path):
         (["transfer.clicks_per_user=-2"], "transfer.clicks_per_user=-2"),
         (["transfer.n_items=-1"], "transfer.n_items=-1"),
         (["transfer.profile_dim=0"], "transfer.profile_dim=0"),
+        (["transfer.min_r2=1"], "transfer.min_r2=1: must be null (always seed)"),
         (["transfer.enabled=true", "policy=popularity"], "needs policy/scorer=als"),
         (["transfer.enabled=true", "policy/scorer=bpr"], "needs policy/scorer=als (got bpr)"),
     ],
