@@ -28,6 +28,7 @@ from agents.catalog import (
 )
 from agents.click_model import CLICK_MODELS, ClickModel, make_click_model
 from agents.response import Response, ResponseRandomness
+from agents.second_domain import SecondDomain, TransferConfig, build_second_domain
 from agents.streams import Streams
 from agents.users import UserPopulation, arriving_users, generate_users
 from agents.validation import is_number, is_positive_int
@@ -205,6 +206,9 @@ class World:
     unapplied_clicks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
         default_factory=list, repr=False
     )
+    # The other domain of cross-domain transfer (config section ``transfer``); None when
+    # ``transfer.enabled`` is false: then nothing of it exists.
+    second_domain: SecondDomain | None = field(default=None, repr=False)
 
     def catalog_changes(self, horizon: float) -> np.ndarray:
         """Sorted distinct hours in ``(0, horizon)`` at which an item arrives or leaves: the
@@ -310,13 +314,20 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))  # overflow-free logistic
 
 
-def build_world(config: WorldConfig, streams: Streams, days: float | None = None) -> World:
+def build_world(
+    config: WorldConfig,
+    streams: Streams,
+    days: float | None = None,
+    transfer: TransferConfig | None = None,
+) -> World:
     """Draw the world from the ``world.*`` streams of ``streams`` (independent of the policy).
 
     A living world (:attr:`WorldConfig.is_living`) is drawn whole for a run of ``days``: every
     item and user that will arrive is pre-allocated (ids after the initial ones, in arrival
     order) and gated by its arrival time, from streams of its own, so the initial world is the
-    same draw with arrivals on or off.
+    same draw with arrivals on or off. With ``transfer.enabled`` the second domain is drawn
+    last, from its own ``world.transfer.*`` streams, for every user (arrivals included);
+    otherwise it is not built at all.
     """
     centers = topic_centers(config.n_topics, config.dim, streams.generator("world.topics"))
     catalog = generate_catalog(
@@ -353,6 +364,21 @@ def build_world(config: WorldConfig, streams: Streams, days: float | None = None
         if days is None:
             raise ValueError("a living world (world.*_arrival_rate, item_lifetime_days) needs days")
         catalog, users = _living(config, streams, centers, catalog, users, days * 24.0)
+    second = None
+    if transfer is not None and transfer.enabled:
+        assert users.topic_weights is not None
+        second = build_second_domain(
+            transfer,
+            streams,
+            centers,
+            users.preferences,
+            users.topic_weights,
+            topic_spread=config.topic_spread,
+            appeal_scale=config.appeal_scale,
+            appeal_tail_df=config.appeal_tail_df,
+            affinity_scale=config.affinity_scale,
+            affinity_offset=config.affinity_offset,
+        )
     return World(
         config=config,
         catalog=catalog,
@@ -364,6 +390,7 @@ def build_world(config: WorldConfig, streams: Streams, days: float | None = None
             trust_bias=config.trust_bias,
         ),
         popularity=ItemPopularity.empty(catalog.n_items, config.conformity_halflife_days * 24.0),
+        second_domain=second,
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from agents.second_domain import TransferConfig
 from agents.streams import Streams
 from agents.validation import is_number, is_positive_int
 from agents.world import WorldConfig, catalog_timeline, smallest_catalog
@@ -84,6 +85,7 @@ class RunConfig:
     progress: bool = True
     serving: ServingConfig = dataclasses.field(default_factory=ServingConfig)
     onboarding: OnboardingConfig = dataclasses.field(default_factory=OnboardingConfig)
+    transfer: TransferConfig = dataclasses.field(default_factory=TransferConfig)
 
     # The names the rest of the code reads.
     @property
@@ -268,6 +270,12 @@ def parse_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
     seed = _int(data.get("seed"), "seed", 0)
     if world.is_living and (world.item_lifetime_days is not None):
         check_catalog_size(world, policy, seed, sim.days)
+    transfer = _section(data, "transfer", TransferConfig, required=False)
+    if transfer.enabled and policy.scorer.name != "als":
+        raise ConfigError(
+            f"transfer.enabled=True: cross-domain transfer seeds ALS user factors; needs"
+            f" policy/scorer=als (got {policy.scorer.name})"
+        )
     metrics = _section(data, "metrics", MetricsConfig, required=False)
     if metrics.ndcg_k > world.n_items:
         raise ConfigError(
@@ -286,6 +294,7 @@ def parse_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
         progress=_bool(data.get("progress", True), "progress"),
         serving=_section(data, "serving", ServingConfig, required=False),
         onboarding=onboarding,
+        transfer=transfer,
     )
 
 

@@ -18,6 +18,7 @@ from experiments.config import RunConfig, parse_config
 from policies.onboarding import Onboarding
 from policies.policy import Target, build_policy
 from policies.selection import Selector
+from policies.transfer import TransferSeeder
 from reports.metric_catalog import CATALOG
 from sim.engine import Simulation
 from sim.event_log import write_parquet_atomic
@@ -107,7 +108,7 @@ def build_simulation(
     continuation (then ``shadow_targets`` are ignored: they live in the state's policy)."""
     streams = Streams(rc.seed)
     if state is None:
-        world = build_world(rc.world, streams, days=rc.sim.days)
+        world = build_world(rc.world, streams, days=rc.sim.days, transfer=rc.transfer)
         policy = build_policy(
             rc.policy,
             n_items=world.catalog.n_items,
@@ -131,6 +132,16 @@ def build_simulation(
                     world.catalog.n_items,
                     streams.generator("policy.onboarding"),
                 )
+            )
+        if world.second_domain is not None:  # transfer.enabled: only the click history passes
+            policy.user_seeders.insert(
+                0,  # first: later layers (onboarding's fold-in) refine the transferred prior
+                TransferSeeder.from_clicks(
+                    world.second_domain.clicks,
+                    rc.transfer.profile_dim,
+                    rc.transfer.regularization,
+                    rc.transfer.min_r2,
+                ),
             )
         if shadow_targets:
             policy.set_shadow_targets(

@@ -99,6 +99,8 @@ CASES: dict[str, dict[str, Any]] = {
         "world.item_arrival_rate": 5.0,
     },
     # hours that are not binary fractions: a resumed wake-up must land on the very same float
+    # cross-domain transfer: the seeder (B profiles, the last map) and users who join later
+    "transfer": {"world.user_arrival_rate": 40.0, "transfer.enabled": True},
     "fractional_hours": {
         "sim.retrain_every_hours": 7.3,
         "sim.train_hours": 0.7,
