@@ -186,7 +186,8 @@ class NewcomerWindows:
         n_windows = self.n_windows
         self.impressions += np.bincount(w, minlength=n_windows)
         arrival = self.item_arrival_t[item]
-        new = (arrival > 0) & (t - arrival < self.new_item_hours)
+        age = t - arrival
+        new = (arrival > 0) & (age >= 0) & (age < self.new_item_hours)
         self.new_impressions += np.bincount(w[new], minlength=n_windows)
         self.new_clicks += np.bincount(w[new & clicked], minlength=n_windows)
         req_user = user[starts].astype(np.int64)
