@@ -22,6 +22,7 @@ from reports.page import COLORS, FIG_HEIGHT, figure_html
 
 SURVIVAL_FILE = "cold_start_survival.parquet"
 ITEMS_FILE = "cold_start_items.parquet"
+ALWAYS_SHOWN = ("new_", "first_impression_", "first_click_")  # rows shown even when null
 EVENT_LABELS = {"first_impression": "first impression", "first_click": "first click"}
 # the run-level table: (summary key, label, page format kind)
 RUN_ROWS: tuple[tuple[str, str, str], ...] = (
@@ -49,12 +50,13 @@ RUN_ROWS: tuple[tuple[str, str, str], ...] = (
 
 
 def run_table(block: dict[str, Any]) -> str:
-    """The run-level numbers of the ``cold_start`` block, one row per key it has (a layer's
-    keys are null when the layer was off: their rows are left out)."""
+    """The run-level numbers of the ``cold_start`` block. A layer's keys are null when the
+    layer was off: their rows are left out; a time-to-first-event row is always shown ("–"
+    when the curve does not say: a median not reached, a share past the longest follow-up)."""
     rows = []
     for key, label, kind in RUN_ROWS:
         value = block.get(key)
-        if is_missing(value):
+        if is_missing(value) and not key.startswith(ALWAYS_SHOWN):
             continue
         rows.append(
             f'<tr><td>{html.escape(label[:1].upper() + label[1:])}</td><td class="num">'
@@ -86,12 +88,19 @@ def _text(block: dict[str, Any]) -> str:
     )
 
 
-def _survival_figure(survival: pl.DataFrame, block: dict[str, Any]) -> go.Figure:
+def _survival_figure(
+    survival: pl.DataFrame, block: dict[str, Any], follow_up: float | None
+) -> go.Figure:
+    """The step curves from (0, 1), held flat after the last event up to ``follow_up`` (the
+    longest time any new item was followed: the curve is known that far)."""
     fig = go.Figure()
     for i, (event, label) in enumerate(EVENT_LABELS.items()):
         steps = survival.filter(pl.col("event") == event).sort("hours")
         hours = [0.0, *steps["hours"].to_list()]
         share = [1.0, *steps["survival"].to_list()]
+        if follow_up is not None and follow_up > hours[-1]:
+            hours.append(follow_up)
+            share.append(share[-1])
         fig.add_trace(
             go.Scatter(
                 x=hours,
@@ -152,22 +161,24 @@ def cold_start_section(run_dir: Path, summary: dict[str, Any], window_panels: st
         "Values from summary.json (cold_start).</p>",
         window_panels,
     ]
-    path = run_dir / SURVIVAL_FILE
+    path, items = run_dir / SURVIVAL_FILE, run_dir / ITEMS_FILE
+    table = pl.read_parquet(items) if items.is_file() else None
     if path.is_file():
         survival = pl.read_parquet(path)
+        follow_up = None
+        if table is not None and table.height:
+            follow_up = float((table["end_t"] - table["arrival_t"]).max())
         parts.append(
             "<section><h3>Time to first impression and first click</h3>"
             '<p class="caption">Kaplan–Meier estimate of the share of new items not yet shown '
-            "(clicked) as a function of the hours since they arrived; dotted lines mark the "
-            f"medians (cold_start_survival.parquet).</p>"
-            f"{figure_html(_survival_figure(survival, block), 'fig-cold-start-survival')}"
+            "(clicked) as a function of the hours since they arrived, drawn up to the longest "
+            "time a new item was followed; dotted lines mark the medians "
+            "(cold_start_survival.parquet).</p>"
+            f"{figure_html(_survival_figure(survival, block, follow_up), 'fig-cold-start-survival')}"
             "</section>"
         )
-    items = run_dir / ITEMS_FILE
     median = block.get("handoff_median_jump_rank")
-    jumps: list[float] = []
-    if items.is_file():
-        jumps = pl.read_parquet(items)["jump_rank"].drop_nulls().to_list()
+    jumps = [] if table is None else table["jump_rank"].drop_nulls().to_list()
     if jumps and not is_missing(median) and math.isfinite(float(median)):
         parts.append(
             "<section><h3>The hand-off jump</h3>"
@@ -188,4 +199,4 @@ def cold_start_section(run_dir: Path, summary: dict[str, Any], window_panels: st
     return "".join(parts)
 
 
-__all__ = ["RUN_ROWS", "cold_start_section", "run_table"]
+__all__ = ["ALWAYS_SHOWN", "RUN_ROWS", "cold_start_section", "run_table"]

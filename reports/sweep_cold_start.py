@@ -40,17 +40,14 @@ class Outcome:
     label: str
     source: str  # "summary": a cold_start key; "windows": mean over windows of a metric column
     kind: str  # page format of a difference
-    better: str  # "lower" or "higher"
 
 
 OUTCOMES: tuple[Outcome, ...] = (
-    Outcome("first_click_median_h", "new items: median hours to first click", "summary", "num1",
-            "lower"),
-    Outcome("new_user_utility", "new users: utility in their first requests", "windows", "signed",
-            "higher"),
-    Outcome("established_utility", "established users: utility", "windows", "signed", "higher"),
+    Outcome("first_click_median_h", "new items: median hours to first click", "summary", "num1"),
+    Outcome("new_user_utility", "new users: utility in their first requests", "windows", "signed"),
+    Outcome("established_utility", "established users: utility", "windows", "signed"),
     Outcome("handoff_median_abs_jump_rank", "median hand-off |jump| (rank percentile)", "summary",
-            "signed", "lower"),
+            "signed"),
 )  # fmt: skip
 
 
@@ -164,7 +161,6 @@ def cold_start_sweep_section(sweep: Sweep) -> str:
             f'<td class="num">{html.escape(_cell(pairs[o.key], o.kind))}</td>' for o in OUTCOMES
         )
         rows.append(f"<tr><td>{html.escape(arm)}</td>{cells}</tr>")
-    better = "; ".join(f"{o.label}: {o.better} is better" for o in OUTCOMES)
     return (
         '<h2 id="cold-start">Cold start</h2>'
         '<div class="table-scroll"><table class="headline-table cold-start-effects"><thead><tr>'
@@ -174,7 +170,8 @@ def cold_start_sweep_section(sweep: Sweep) -> str:
         "difference. Median time to first click and the hand-off jump come from each job's "
         "summary.json (cold_start: Kaplan–Meier median; median over handed-off items); the "
         "utilities are means over windows of metrics.parquet's new_user_utility and "
-        f"established_utility. {html.escape(better)}.</p>"
+        "established_utility. Lower is better for the time to first click and the hand-off "
+        "jump, higher for the utilities.</p>"
         f"{figure_html(_figure(effects), 'fig-cold-start-effects')}"
     )
 

@@ -113,8 +113,10 @@ class Survival:
 
     @property
     def median(self) -> float:
-        """The smallest event time with S ≤ 0.5; NaN when the curve stays above one half."""
-        below = np.flatnonzero(self.survival <= 0.5)
+        """The smallest event time with S ≤ 0.5; NaN when the curve stays above one half.
+        (With a rounding tolerance: a product such as 0.8 · 0.75 · 5/6 is one half exactly but
+        comes out a hair above it in floating point.)"""
+        below = np.flatnonzero(self.survival <= 0.5 + 1e-12)
         return float(self.time[below[0]]) if below.size else math.nan
 
 

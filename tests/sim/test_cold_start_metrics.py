@@ -46,6 +46,9 @@ def test_kaplan_meier_matches_the_hand_worked_table() -> None:
     assert math.isnan(open_end.median)  # S stays at 2/3
     assert open_end.at(5.0) == pytest.approx(2 / 3)
     assert math.isnan(open_end.at(7.0))  # beyond the longest follow-up: unknown
+    # S reaches one half exactly at 3 (8/10 · 6/8 · 5/6), which floating point rounds up a hair
+    exact_half = kaplan_meier(np.array([1, 1, 2, 2, 3, 4, 4, 4, 4, 4.0]), np.ones(10, bool))
+    assert exact_half.median == 3.0
 
 
 @settings(max_examples=60, deadline=None)
