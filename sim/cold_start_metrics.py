@@ -192,7 +192,21 @@ class NewcomerWindows:
         new = (arrival > 0) & (age >= 0) & (age < self.new_item_hours)
         self.new_impressions += np.bincount(w[new], minlength=n_windows)
         self.new_clicks += np.bincount(w[new & clicked], minlength=n_windows)
-        req_user = user[starts].astype(np.int64)
+        newcomer = np.zeros(w.size, dtype=bool)
+        if self.user_arrivals:
+            new_request = self._new_user_requests(user[starts].astype(np.int64))
+            is_start = np.zeros(w.size, dtype=bool)
+            is_start[starts] = True
+            newcomer = new_request[np.cumsum(is_start) - 1]  # each row's request
+        self.new_user_rel += np.bincount(w[newcomer], relevance[newcomer], minlength=n_windows)
+        self.new_user_n += np.bincount(w[newcomer], minlength=n_windows)
+        rest = ~newcomer
+        self.established_rel += np.bincount(w[rest], relevance[rest], minlength=n_windows)
+        self.established_n += np.bincount(w[rest], minlength=n_windows)
+
+    def _new_user_requests(self, req_user: np.ndarray) -> np.ndarray:
+        """Which of a round's requests (in time order; ``req_user``: their users) are among
+        the first ``new_user_sessions`` of a user who arrived during the run."""
         # rank of each request among its user's requests so far: earlier rounds + this one
         order = np.argsort(req_user, kind="stable")
         sorted_user = req_user[order]
@@ -202,15 +216,7 @@ class NewcomerWindows:
         rank[order] = np.arange(sorted_user.size) - np.repeat(first, runs)
         rank += self.requests_seen[req_user]
         self.requests_seen += np.bincount(req_user, minlength=self.requests_seen.size)
-        new_request = (self.user_arrival_t[req_user] > 0) & (rank < self.new_user_sessions)
-        is_start = np.zeros(w.size, dtype=bool)
-        is_start[starts] = True
-        newcomer = new_request[np.cumsum(is_start) - 1]  # each row's request
-        self.new_user_rel += np.bincount(w[newcomer], relevance[newcomer], minlength=n_windows)
-        self.new_user_n += np.bincount(w[newcomer], minlength=n_windows)
-        rest = ~newcomer
-        self.established_rel += np.bincount(w[rest], relevance[rest], minlength=n_windows)
-        self.established_n += np.bincount(w[rest], minlength=n_windows)
+        return (self.user_arrival_t[req_user] > 0) & (rank < self.new_user_sessions)
 
     def columns(self) -> pl.DataFrame:
         """One row per window, :data:`NEWCOMER_COLUMNS`."""
@@ -267,7 +273,8 @@ def measure_cold_start(
     new_ids = np.flatnonzero((arrival > 0) & (arrival < horizon))
     if new_ids.size == 0 and not np.any(users > 0):
         return None
-    table = _new_item_table(log_root, new_ids, arrival, np.asarray(items.depart_t), horizon)
+    per_model = _per_item_model(log_root, new_ids)
+    table = _new_item_table(per_model, new_ids, arrival, np.asarray(items.depart_t), horizon)
     summary: dict[str, Any] = {
         "new_item_days": new_item_days,
         "new_user_sessions": new_user_sessions,
@@ -297,19 +304,22 @@ def measure_cold_start(
             )
         )
     summary |= onboarding_summary(log_root)
-    table, handoff = _with_handoffs(log_root, table)
+    table, handoff = _with_handoffs(log_root, table, per_model)
     summary |= handoff
     summary |= content_map_summary(log_root)
     return ColdStart(summary, table, pl.concat(curves))
 
 
 def _new_item_table(
-    log_root: Path, new_ids: np.ndarray, arrival: np.ndarray, depart: np.ndarray, horizon: float
+    per_model: pl.DataFrame,
+    new_ids: np.ndarray,
+    arrival: np.ndarray,
+    depart: np.ndarray,
+    horizon: float,
 ) -> pl.DataFrame:
     """One row per new item: arrival, censoring time and first impression/click (hours after
-    arrival), from the impressions log."""
-    per_item = _per_item_model(log_root, new_ids)
-    first = per_item.group_by("item_id").agg(
+    arrival), from its impressions per serving model (:func:`_per_item_model`)."""
+    first = per_model.group_by("item_id").agg(
         pl.col("first_t").min(),
         pl.col("first_click_t").min(),
         pl.col("impressions").sum(),
@@ -393,9 +403,12 @@ def handoffs(ranks: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _with_handoffs(log_root: Path, table: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """``table`` with each item's hand-off version and jumps, and the summary's hand-off keys
-    (null without ``item_ranks.parquet``)."""
+def _with_handoffs(
+    log_root: Path, table: pl.DataFrame, per_model: pl.DataFrame
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """``table`` with each item's hand-off version and jumps (``per_model``: the items'
+    impressions and clicks per serving model), and the summary's hand-off keys (null without
+    ``item_ranks.parquet``)."""
     path = log_root / ITEM_RANKS_FILE
     need = {"item_id", "model_version", "n_clicks", "rank_pct"}
     ranks = pl.read_parquet(path) if path.exists() else None
@@ -409,7 +422,7 @@ def _with_handoffs(log_root: Path, table: pl.DataFrame) -> tuple[pl.DataFrame, d
         out = dict.fromkeys(keys) | {"handoff_ctr_count": None, "handoff_median_jump_ctr": None}
         return table.select(list(ITEMS_SCHEMA)).cast(ITEMS_SCHEMA), out
     found = handoffs(ranks)
-    served = _per_item_model(log_root, table["item_id"].to_numpy()).select(
+    served = per_model.select(
         "item_id",
         "model_version",
         pl.when(pl.col("impressions") >= MIN_HANDOFF_IMPRESSIONS)

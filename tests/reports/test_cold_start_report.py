@@ -235,3 +235,40 @@ def test_no_sweep_section_without_arrivals(tmp_path: Path) -> None:
         encoding="utf-8"
     )
     assert 'id="cold-start"' not in page
+
+
+READ_COLD_START = """() => {
+  const TYPES = {f8: Float64Array, f4: Float32Array, i4: Int32Array};
+  const arr = v => (v == null ? [] : v.bdata === undefined ? Array.from(v)
+    : Array.from(new TYPES[v.dtype](Uint8Array.from(atob(v.bdata), c => c.charCodeAt(0)).buffer)));
+  const out = {};
+  for (const div of document.querySelectorAll('.plotly-graph-div')) {
+    if (div.id.startsWith('fig-cold-start')) {
+      out[div.id] = {drawn: !!div.querySelector('.main-svg'),
+                     traces: div.data.map(t => ({name: t.name, x: arr(t.x), y: arr(t.y)}))};
+    }
+  }
+  return out;
+}"""
+
+
+@pytest.mark.slow
+def test_cold_start_section_draws_in_a_browser(living_run: Path, tmp_path: Path) -> None:
+    from test_browser import open_page
+
+    seen = open_page(living_run / "report.html", tmp_path / "run.png", READ_COLD_START)
+    assert seen["errors"] == [] and seen["failed"] == []
+    figures = seen["page"]
+    assert set(figures) >= {
+        "fig-cold-start-exposure",
+        "fig-cold-start-utility",
+        "fig-cold-start-survival",
+    }
+    assert all(f["drawn"] for f in figures.values())
+    survival = pl.read_parquet(living_run / "cold_start_survival.parquet")
+    for trace in figures["fig-cold-start-survival"]["traces"]:
+        event = "first_click" if "click" in trace["name"] else "first_impression"
+        steps = survival.filter(pl.col("event") == event).sort("hours")
+        assert trace["x"][0] == 0.0 and trace["y"][0] == 1.0
+        np.testing.assert_allclose(trace["y"][1 : steps.height + 1], steps["survival"].to_numpy())
+        np.testing.assert_allclose(trace["x"][1 : steps.height + 1], steps["hours"].to_numpy())

@@ -304,3 +304,17 @@ def test_handoffs_takes_the_first_qualifying_model() -> None:
     row = got.row(0, named=True)
     assert (row["handoff_version"], row["previous_version"]) == (2, 1)
     assert row["jump_rank"] == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("users", [None, np.zeros(N_USERS)])
+def test_item_arrivals_alone_leave_new_user_utility_nan(tmp_path: Path, users) -> None:
+    """Nobody arrives: no request is a new user's, so established utility is the utility."""
+    items, _ = _world()
+    imp = _living_log(tmp_path, items)
+    root = write_log(tmp_path / "logs", imp, None)
+    factors = np.random.default_rng(5).normal(size=(N_ITEMS, 4))
+    m = measure_log(root, N_ITEMS, factors, EVERY, np.random.default_rng(0), 50, items, users)
+    m = m.metrics
+    assert m["new_user_utility"].is_nan().all()
+    np.testing.assert_allclose(m["established_utility"].to_numpy(), m["utility"].to_numpy())
+    assert (m["new_item_exposure_share"] > 0).any()
