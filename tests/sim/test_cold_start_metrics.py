@@ -318,3 +318,36 @@ def test_item_arrivals_alone_leave_new_user_utility_nan(tmp_path: Path, users) -
     assert m["new_user_utility"].is_nan().all()
     np.testing.assert_allclose(m["established_utility"].to_numpy(), m["utility"].to_numpy())
     assert (m["new_item_exposure_share"] > 0).any()
+
+
+def test_onboarding_read_from_round_partitions(tmp_path: Path) -> None:
+    """``logs/onboarding/round=*/part.parquet`` is read like the single file."""
+    from sim.cold_start_metrics import onboarding_summary
+
+    root = tmp_path / "logs"
+    assert onboarding_summary(root)["onboarding_users"] is None
+    parts = {
+        0: {"user_id": [5, 5, 6], "screen": [0, 1, 0], "completed": [True, True, False]},
+        1: {"user_id": [7, 7, 7], "screen": [0, 1, 2], "completed": [True, True, True]},
+    }
+    for rnd, cols in parts.items():
+        path = root / "onboarding" / f"round={rnd:04d}" / "part.parquet"
+        path.parent.mkdir(parents=True)
+        n = len(cols["user_id"])
+        pl.DataFrame(
+            cols
+            | {
+                "request_id": list(range(n)),
+                "t": [1.0] * n,
+                "position": [0] * n,
+                "item_id": [1] * n,
+                "clicked": [False] * n,
+            }
+        ).cast({"user_id": pl.Int32, "screen": pl.Int16}).write_parquet(path)
+    got = onboarding_summary(root)
+    # users 5 (2 screens, completed), 6 (1 screen), 7 (3 screens, completed)
+    assert got == {
+        "onboarding_users": 3,
+        "onboarding_completion_rate": pytest.approx(2 / 3),
+        "onboarding_mean_screens": pytest.approx(2.0),
+    }
