@@ -267,7 +267,8 @@ def measure_cold_start(
     new_user_sessions: int = 5,
 ) -> ColdStart | None:
     """The run-level cold-start numbers (module docstring); None in a world without arrivals.
-    ``horizon``: the run's last simulated hour."""
+    ``horizon``: the run's last simulated hour. ``new_item_days`` / ``new_user_sessions`` (the
+    per-window columns' settings) are recorded in the summary, for the reports to name them."""
     arrival = np.asarray(items.arrival_t, dtype=np.float64)
     users = np.zeros(0) if user_arrival_t is None else np.asarray(user_arrival_t, float)
     new_ids = np.flatnonzero((arrival > 0) & (arrival < horizon))
