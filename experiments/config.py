@@ -33,6 +33,8 @@ class MetricsConfig:
     ndcg_users: int = 200
     ndcg_k: int = 10
     examination: bool = False
+    new_item_days: float = 7.0
+    new_user_sessions: int = 5
 
     def __post_init__(self) -> None:
         if not is_positive_int(self.homogenization_pairs):
@@ -46,6 +48,13 @@ class MetricsConfig:
             raise ValueError(f"metrics.ndcg_k={self.ndcg_k!r}: must be an integer >= 1")
         if not isinstance(self.examination, bool):
             raise ValueError(f"metrics.examination={self.examination!r}: must be true or false")
+        days = self.new_item_days
+        if not is_number(days) or days <= 0:
+            raise ValueError(f"metrics.new_item_days={days!r}: must be a number of days > 0")
+        if not is_positive_int(self.new_user_sessions):
+            raise ValueError(
+                f"metrics.new_user_sessions={self.new_user_sessions!r}: must be an integer >= 1"
+            )
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from policies.policy import Target, build_policy
 from policies.selection import Selector
 from policies.transfer import TransferSeeder
 from reports.metric_catalog import CATALOG
+from sim.cold_start_metrics import ITEMS_FILE, SURVIVAL_FILE, measure_cold_start
 from sim.engine import Simulation
 from sim.event_log import write_parquet_atomic
 from sim.examination import estimate_examination
@@ -37,6 +38,8 @@ RUN_FILES = (
     "metrics.parquet",
     "item_exposure.parquet",
     "examination.parquet",
+    ITEMS_FILE,
+    SURVIVAL_FILE,
     "summary.json",
     "report.html",
     "config.yaml",
@@ -195,6 +198,9 @@ def write_outputs(
         rng=streams.generator("metrics.homogenization"),
         homogenization_pairs=rc.homogenization_pairs,
         items=world.catalog.metadata,
+        user_arrival_t=world.users.arrival_t,
+        new_item_days=rc.metrics.new_item_days,
+        new_user_sessions=rc.metrics.new_user_sessions,
     )
     metrics = measures.metrics
     write_parquet_atomic(metrics, out_dir / "metrics.parquet")
@@ -207,6 +213,17 @@ def write_outputs(
             estimate_examination(log_root, rc.policy.slate_size, true_theta),
             out_dir / "examination.parquet",
         )
+    cold_start = measure_cold_start(  # None without arrivals: no file, no summary block
+        log_root,
+        world.catalog.metadata,
+        world.users.arrival_t,
+        horizon=rc.sim.horizon,
+        new_item_days=rc.metrics.new_item_days,
+        new_user_sessions=rc.metrics.new_user_sessions,
+    )
+    if cold_start is not None:
+        write_parquet_atomic(cold_start.items, out_dir / ITEMS_FILE)
+        write_parquet_atomic(cold_start.survival, out_dir / SURVIVAL_FILE)
     stats.seconds["metrics"] = time.perf_counter() - clock
     stats.seconds["total"] = time.perf_counter() - started
 
@@ -226,6 +243,8 @@ def write_outputs(
         "mean": {k: _clean(metrics[k].fill_nan(None).mean()) for k in MEAN_METRICS},
         "timing_seconds": {k: round(v, 3) for k, v in stats.seconds.items()},
     }
+    if cold_start is not None:
+        summary["cold_start"] = cold_start.summary
     trainer = getattr(simulation.state.policy, "reranker", None)
     if isinstance(getattr(trainer, "fallbacks", None), Mapping):  # policy/rerank=scalarized
         summary["rerank_calibration"] = {"fits": trainer.fits, "fallbacks": dict(trainer.fallbacks)}

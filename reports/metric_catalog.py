@@ -474,6 +474,56 @@ METRICS: tuple[Metric, ...] = (
         "{:.3f}",
         "neutral",
     ),
+    # Newcomers (sim.cold_start_metrics): NaN in every window of a world without arrivals.
+    Metric(
+        "new_item_exposure_share",
+        "new-item exposure share",
+        "impressions of items that arrived during the run, within their first days (metrics."
+        "new_item_days)",
+        _SHARE,
+        "pct",
+        "{:.1%}",
+        "neutral",
+    ),
+    Metric(
+        "new_item_ctr",
+        "new-item CTR",
+        "clicks / impressions of the new items (the cold-item CTR)",
+        "clicks per impression",
+        "pct",
+        "{:.2%}",
+        "higher",
+    ),
+    Metric(
+        "new_user_utility",
+        "new-user utility",
+        "mean true relevance shown in the first requests (metrics.new_user_sessions) of users "
+        "who arrived during the run",
+        "mean true relevance",
+        "num",
+        "{:.4f}",
+        "higher",
+    ),
+    Metric(
+        "established_utility",
+        "established utility",
+        "mean true relevance shown in every other request (what cold-start layers cost the rest)",
+        "mean true relevance",
+        "num",
+        "{:.4f}",
+        "higher",
+    ),
+    Metric(
+        "new_items_arrived",
+        "new items arrived",
+        "items that arrived in the window",
+        "items",
+        "int",
+        "{:,.0f}",
+        "neutral",
+        domain=(0.0, None),
+        per_window=False,
+    ),
 )
 CATALOG: dict[str, Metric] = {m.column: m for m in METRICS}
 # Columns of metrics.parquet that identify a window rather than measure it.

@@ -28,6 +28,7 @@ import polars as pl
 import yaml
 from plotly.subplots import make_subplots
 
+from reports.cold_start_section import cold_start_section
 from reports.files import (
     ReportError,
     deployment_days,
@@ -42,6 +43,7 @@ from reports.metric_catalog import format_metric, is_missing, metric_info
 from reports.page import COLORS, CSS, FIG_HEIGHT, figure_html, shared_plotlyjs, write_page
 
 __all__ = [
+    "COLD_START_METRICS",
     "HEADLINE_METRICS",
     "KEY_METRICS",
     "LEDGER_METRICS",
@@ -1050,6 +1052,53 @@ def _objectives_section(metrics: pl.DataFrame, deploy_days: np.ndarray) -> str:
     )
 
 
+# ---------------------------------------------------------------- cold start
+
+# the newcomer columns of metrics.parquet (NaN in every window of a world without arrivals)
+COLD_START_METRICS: tuple[str, ...] = (
+    "new_item_exposure_share",
+    "new_item_ctr",
+    "new_user_utility",
+    "established_utility",
+    "new_items_arrived",
+)
+COLD_START_PANELS: tuple[_Panel, ...] = (
+    _Panel(
+        "fig-cold-start-exposure",
+        "New items' share of exposure",
+        "Share of the window's impressions that went to items younger than metrics."
+        "new_item_days (left) and their click-through rate, the cold-item CTR (right, dashed).",
+        ("new_item_exposure_share",),
+        "share of impressions",
+        "data",
+        ("new_item_ctr",),
+        "new-item CTR",
+        "data",
+    ),
+    _Panel(
+        "fig-cold-start-utility",
+        "New users vs everyone else",
+        "Mean true relevance of the items shown in the first metrics.new_user_sessions requests "
+        "of users who arrived during the run, and in every other request (what cold-start "
+        "layers cost everyone else).",
+        ("new_user_utility", "established_utility"),
+        "mean true relevance",
+        "data",
+    ),
+)
+
+
+def _cold_start(run_dir: Path, summary: dict[str, Any], metrics: pl.DataFrame, days: Any) -> str:
+    """The Cold start section (:mod:`reports.cold_start_section`), "" without arrivals."""
+    if not isinstance(summary.get("cold_start"), dict):
+        return ""
+    m = metrics.sort("window")
+    shown = tuple(c for c in COLD_START_METRICS if c in m.columns)
+    panels = "".join(_panel_section(panel, m, days) for panel in COLD_START_PANELS)
+    table = _summary_table(m, shown) if shown else ""
+    return cold_start_section(run_dir, summary, table + panels)
+
+
 # ---------------------------------------------------------------- constraint ledger
 
 CONSTRAINTS_FILE = "constraints.parquet"  # logs/, written by the constrained reranker
@@ -1231,6 +1280,7 @@ table below or in metrics.parquet.</p>
 {_serving_section(metrics, read_config(run_dir), deploy_days)}
 {_objectives_section(metrics, deploy_days)}
 {_ledger_section(run_dir, metrics)}
+{_cold_start(run_dir, summary, metrics, deploy_days)}
 <h2>Exposure concentration: Lorenz curves</h2>
 {_lorenz_section(run_dir, bounds, metrics, summary.get("catalog_size"))}
 {_examination_section(run_dir)}

@@ -47,6 +47,7 @@ from reports.metric_catalog import Metric, format_metric, metric_info
 from reports.optuna_study import chosen_arm, load_optuna_study
 from reports.page import CSS, FIG_HEIGHT, figure_html, shared_plotlyjs, write_page
 from reports.run_report import REPORT_NAME, equality_figure, read_config, serving_reasons
+from reports.sweep_cold_start import cold_start_sweep_section
 from reports.sweep_folder import (
     FAILED,
     FINISHED,
@@ -908,6 +909,7 @@ NAV = {
     "tradeoffs": "Trade-offs: the Pareto front",
     "weights": "Weights: do they move what they claim?",
     "horizons": "Short run vs long run",
+    "cold-start": "Cold start",
     "series": "Over time",
     "tradeoff": "Trade-off: utility vs exposure coverage",
     "lorenz": "Lorenz curves",
@@ -971,8 +973,9 @@ def build_sweep_report(sweep_dir: Path, baseline: str | None = None) -> Path:
         tradeoffs = tradeoffs_section(comp, finals)
         weights = weight_sweep_section(sweep)
         horizons = horizon_section(sweep) if tradeoffs else ""
+        cold_start = cold_start_sweep_section(sweep)
         body = (
-            f"{tradeoffs}{weights}{horizons}"
+            f"{tradeoffs}{weights}{horizons}{cold_start}"
             f'<h2 id="series">{NAV["series"]}</h2>{_series_section(sweep, series)}'
             f'<h2 id="tradeoff">{NAV["tradeoff"]}</h2>{_tradeoff_section(comp)}'
             f'<h2 id="lorenz">Exposure concentration in the last window: Lorenz curves</h2>'
@@ -980,7 +983,8 @@ def build_sweep_report(sweep_dir: Path, baseline: str | None = None) -> Path:
             f'<h2 id="final">{NAV["final"]}</h2>{_final_table(comp)}'
         )
         nav = ["tradeoffs"] * bool(tradeoffs) + ["weights"] * bool(weights)
-        nav += ["horizons"] * bool(horizons) + ["series", "tradeoff", "lorenz", "final"]
+        nav += ["horizons"] * bool(horizons) + ["cold-start"] * bool(cold_start)
+        nav += ["series", "tradeoff", "lorenz", "final"]
         if (
             study is not None
         ):  # trials are jobs: the finding is the chosen trial, not a table of all

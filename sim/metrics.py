@@ -87,6 +87,10 @@ the ledger's ticks with ``t`` in the window ``(t_start, t_end]``:
 * ``multiplier_max`` — the largest Lagrange multiplier (item or creator) after any tick of the
   window, in units of the request's normalized relevance (in [0, 1]).
 
+Newcomers (:mod:`sim.cold_start_metrics`, :data:`NEWCOMER_COLUMNS`; NaN in every window of a
+world without arrivals): ``new_item_exposure_share``, ``new_item_ctr``, ``new_user_utility``,
+``established_utility`` and ``new_items_arrived``.
+
 ``cum_*`` columns use all impressions from the start of the run to the window's end.
 
 Beside the metrics, :func:`measure_log` returns the per-item counts they were computed from
@@ -107,6 +111,7 @@ from scipy.stats import rankdata
 
 from agents.catalog import ItemMetadata
 from policies.constrained_rerank import LEDGER_FILE as CONSTRAINT_LEDGER
+from sim.cold_start_metrics import NEWCOMER_COLUMNS, NewcomerWindows
 from sim.event_log import DEGRADED_DTYPE, logged_rounds, scan_table
 from sim.inequality import gini
 
@@ -186,6 +191,7 @@ METRIC_COLUMNS = (
     "reranker_auc",
     *OBJECTIVE_COLUMNS,
     *CONSTRAINT_COLUMNS,
+    *NEWCOMER_COLUMNS,
 )
 DEGRADED_CODES = DEGRADED_DTYPE.categories.to_list()  # the physical codes of `degraded`
 # Columns of the impressions table the serving metrics read, when the log has them (the serving
@@ -252,10 +258,15 @@ class MetricsAccumulator:
         snapshot_every_hours: float,
         deployed_at: np.ndarray | None = None,
         items: ItemMetadata | None = None,
+        user_arrival_t: np.ndarray | None = None,
+        new_item_days: float = 7.0,
+        new_user_sessions: int = 5,
     ) -> None:
         """``deployed_at[v]``: ``t_deployed`` of model version ``v`` (NaN if unknown), for the
         staleness; None when the run has no deployments table. ``items``: the catalog's
-        metadata, for the objective columns (NaN without it)."""
+        metadata, for the objective columns (NaN without it). ``user_arrival_t`` (the users'
+        ``arrival_t``), ``new_item_days`` and ``new_user_sessions``: for the newcomer columns
+        (:mod:`sim.cold_start_metrics`; NaN without arrivals)."""
         self.n_items = n_items
         self.deployed_at = np.empty(0) if deployed_at is None else np.asarray(deployed_at, float)
         self.n_windows = n_windows
@@ -281,6 +292,14 @@ class MetricsAccumulator:
         self.items = items
         self.revenue = zeros()
         self.content_div_sum, self.content_div_n = zeros(), zeros()
+        self.newcomers = NewcomerWindows(
+            n_windows,
+            snapshot_every_hours,
+            np.zeros(n_items) if items is None else items.arrival_t,
+            user_arrival_t,
+            new_item_days,
+            new_user_sessions,
+        )
 
     def add(self, impressions: pl.DataFrame, truth: pl.DataFrame) -> None:
         """Fold in one round: its ``impressions`` and ``truth`` partitions."""
@@ -338,6 +357,7 @@ class MetricsAccumulator:
             self.content_div_n += np.bincount(req_window[ok], minlength=n_windows)
         users = imp["user_id"].to_numpy()
         self._clicked.append((w[clicked], users[clicked], item[clicked]))
+        self.newcomers.add(w, t, item, users, clicked, relevance, starts)
         self._add_serving(imp, starts, req_window, w, clicked)
 
     def _add_serving(
@@ -568,6 +588,7 @@ class MetricsAccumulator:
                 self.serving(),
                 self.objective_metrics(),
                 constraint_columns(ledger, snapshots),
+                self.newcomers.columns(),
             ],
             how="horizontal",
         )
@@ -629,10 +650,15 @@ def measure_log(
     rng: np.random.Generator,
     homogenization_pairs: int = 2000,
     items: ItemMetadata | None = None,
+    user_arrival_t: np.ndarray | None = None,
+    new_item_days: float = 7.0,
+    new_user_sessions: int = 5,
 ) -> LogMeasures:
     """One row per snapshot window (``logs/snapshots.parquet``), from the log files alone
     (plus the true item factors, which only metrics may use, and the item metadata ``items``
-    for the objective columns, NaN without it), and the per-item counts behind them. Reads one
+    for the objective columns, NaN without it; the users' ``user_arrival_t`` with
+    ``new_item_days`` / ``new_user_sessions`` for the newcomer columns), and the per-item counts
+    behind them. Reads one
     round partition at a time, so memory does not grow with the length of the log."""
     snapshots = pl.read_parquet(log_root / "snapshots.parquet").sort("window")
     deployments = log_root / "deployments.parquet"
@@ -658,7 +684,15 @@ def measure_log(
         deployed_at = np.full(int(version.max(initial=-1)) + 1, np.nan)
         deployed_at[version[keep]] = found["t_deployed"].to_numpy()[keep]
     acc = MetricsAccumulator(
-        n_items, snapshots.height, item_factors, snapshot_every_hours, deployed_at, items
+        n_items,
+        snapshots.height,
+        item_factors,
+        snapshot_every_hours,
+        deployed_at,
+        items,
+        user_arrival_t,
+        new_item_days,
+        new_user_sessions,
     )
     impressions, truth = scan_table(log_root, "impressions"), scan_table(log_root, "truth")
     read = [*IMPRESSION_COLUMNS, *serving_columns(impressions.collect_schema().names())]

@@ -24,6 +24,7 @@ NOT_PER_WINDOW = {
     "n_requests",
     "n_impressions",
     "n_clicks",
+    "new_items_arrived",
 }
 
 

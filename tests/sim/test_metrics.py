@@ -23,6 +23,7 @@ from reports.inequality import lorenz as lorenz_curve
 from sim.metrics import (
     CONSTRAINT_COLUMNS,
     METRIC_COLUMNS,
+    NEWCOMER_COLUMNS,
     OBJECTIVE_COLUMNS,
     compute_metrics,
     gini,
@@ -651,6 +652,8 @@ def _independent_metrics(cfg: dict, log_root: Path) -> dict[str, np.ndarray]:
     first = out["popularity_percentile"][0]
     out["popularity_drift"] = [p - first for p in out["popularity_percentile"]]
     for col in CONSTRAINT_COLUMNS:  # no constraint ledger in these runs (policy/rerank=constrained)
+        out[col] = [math.nan] * n_windows
+    for col in NEWCOMER_COLUMNS:  # a fixed world: nothing arrives (sim.cold_start_metrics)
         out[col] = [math.nan] * n_windows
     # model_ndcg: the simulator's score of the model deployed at each window's end
     deployed = pl.read_parquet(log_root / "deployments.parquet")
