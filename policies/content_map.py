@@ -19,12 +19,11 @@ columns left unscaled), an unpenalized intercept (the training items' mean facto
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from agents.streams import Streams
 
 CV_FOLDS = 5
 FOLD_STREAM = "policy.content_map.folds"  # named stream (of the scorer's seed) per model version
@@ -82,6 +81,13 @@ def fold_ids(n: int, n_folds: int, rng: np.random.Generator) -> np.ndarray:
     return rng.permutation(n) % n_folds
 
 
+def fold_rng(seed: int, version: int) -> np.random.Generator:
+    """The folds' generator of one fit: child ``(crc32(FOLD_STREAM), version)`` of ``seed`` (the
+    named-stream scheme of ``agents.streams``, which a policy does not import)."""
+    key = (zlib.crc32(FOLD_STREAM.encode()), int(version))
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed), spawn_key=key)))
+
+
 def learned_weight(n_clicks: np.ndarray, blend_k: float | None) -> np.ndarray:
     """Weight of the learned factor: ``n / (n + k)``; ``k=None`` (or 0): 1 from the first click."""
     n = np.asarray(n_clicks, dtype=np.float64)
@@ -122,8 +128,8 @@ def fit_content_map(
 ) -> ItemContentMap:
     """Fit the map on the items with ``n_clicks >= warm_clicks`` and predict every item.
 
-    Folds are drawn per fit from the named stream ``FOLD_STREAM`` of ``seed`` (the scorer's)
-    and ``version``: deterministic, and no other stream is touched. With fewer than
+    Folds are drawn per fit from :func:`fold_rng` (``seed``: the scorer's, and ``version``):
+    deterministic, and no other stream is touched. With fewer than
     ``2 · n_folds`` warm items nothing is fitted: predicted factors are zero (what ALS gives a
     never-clicked item) and λ, CV R² are NaN.
     """
@@ -137,7 +143,7 @@ def fit_content_map(
         )
     x = np.asarray(content, dtype=np.float64)
     y = np.asarray(item_factors, dtype=np.float64)[warm]
-    rng = Streams(int(seed)).generator(f"{FOLD_STREAM}.{int(version)}")
+    rng = fold_rng(seed, version)
     r2 = cv_r2(x[warm], y, lambdas, fold_ids(warm.size, n_folds, rng))
     best = int(np.nanargmax(r2)) if np.isfinite(r2).any() else 0  # first best: smallest index
     ridge = fit_ridge(x[warm], y, [lambdas[best]])[0]
