@@ -147,8 +147,15 @@ class ContentMapProbe:
     ``warm_clicks``) and in the catalog at the cut-off: ``r2_true`` is the R² of the best linear
     map (with intercept) from the map's predicted factors to the true latent factors
     (``world.catalog.factors``), ``r2_ceiling`` the same from the content itself. The predicted
-    factors are an affine function of the content, so ``r2_true ≤ r2_ceiling``; both are
-    in-sample fits (optimistic by about ``p / n`` with ``p`` predictors on ``n`` items).
+    factors are an affine function of the content, so ``r2_true ≤ r2_ceiling``, with equality
+    as soon as the map has the content's rank (factors ≥ content dims and more warm items than
+    content dims): a least-squares refit undoes any invertible affine map. Both are in-sample
+    fits (optimistic by about ``p / n`` with ``p`` predictors on ``n`` items).
+
+    ``r2_signal`` looks the other way and is not blind to that: the R² of the predicted factors
+    on the true ones — the share of what the map predicts that is taste rather than content
+    noise (1 when the content is noise-free; a map that filters the noise out beats the content's
+    own share).
     """
 
     true_factors: np.ndarray
@@ -163,6 +170,7 @@ class ContentMapProbe:
         "r2_true": pl.Float64,
         "r2_ceiling": pl.Float64,
         "content_noise": pl.Float64,
+        "r2_signal": pl.Float64,
     }
 
     def __call__(self, model: Model, version: int, t: float) -> pl.DataFrame | None:
@@ -171,9 +179,10 @@ class ContentMapProbe:
             return None
         cold = (item_clicks(model) < fitted.warm_clicks) & self.items.available(t)
         truth = self.true_factors[cold]
-        r2_true = float("nan")
+        r2_true = r2_signal = float("nan")
         if np.isfinite(fitted.lambda_):  # a map was fitted (else every prediction is zero)
             r2_true = linear_r2(fitted.predicted[cold], truth)
+            r2_signal = linear_r2(truth, fitted.predicted[cold])
         row = {
             "model_version": [version],
             "lambda": [fitted.lambda_],
@@ -182,5 +191,6 @@ class ContentMapProbe:
             "r2_true": [r2_true],
             "r2_ceiling": [linear_r2(self.items.content[cold], truth)],
             "content_noise": [float(self.content_noise)],
+            "r2_signal": [r2_signal],
         }
         return pl.DataFrame(row, schema=self.schema)

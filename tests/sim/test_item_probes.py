@@ -158,6 +158,13 @@ def test_content_map_r2_against_the_truth_follows_the_content_noise(noise, low, 
     assert row["r2_true"] <= row["r2_ceiling"] + 1e-9
     if noise == 0:
         assert row["r2_ceiling"] == pytest.approx(1.0, abs=1e-6)
+        assert row["r2_signal"] == pytest.approx(1.0, abs=1e-6)  # an affine image of the truth
+    else:
+        assert row["r2_signal"] < 0.5
+    cold = n_clicks < 3
+    assert row["r2_signal"] == pytest.approx(
+        linear_r2(catalog.factors[cold], fitted.predicted[cold])
+    )
 
 
 def test_content_map_probe_skips_models_without_a_map():
