@@ -16,6 +16,7 @@ from policies.models import ALSModel, PopularityModel
 from sim.item_probes import ContentMapProbe, ItemRankProbe, linear_r2
 from tests.conftest import tiny_config
 from tests.sim.test_engine import _run_files
+from tests.sim.test_state import _assert_same_files, _paused_copy_continued
 
 
 def _metadata(arrival_t, depart_t=None, content=None) -> ItemMetadata:
@@ -245,3 +246,21 @@ def test_a_fixed_world_writes_no_item_probe_table(run_tiny):
     out = run_tiny("fixed")
     assert not (out / "logs" / "item_ranks.parquet").exists()
     assert not (out / "logs" / "content_map.parquet").exists()
+
+
+def test_no_probe_users_gives_nan_ranks():
+    model = _als_model(np.random.default_rng(0))
+    items = _metadata([0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
+    frame = ItemRankProbe(np.arange(6), n_users=0, items=items)(model, 0, 2.0)
+    assert frame.height == 5 and frame["rank_pct"].is_nan().all()
+
+
+@pytest.mark.slow
+def test_a_paused_living_run_with_a_content_map_continues_like_the_whole_run(tmp_path):
+    """The probes' rows so far live in the simulation state: a copy continued after a pause
+    writes the same tables as the uninterrupted run."""
+    cfg = _living(**{"policy.scorer.content_map": True})
+    whole, original, copied = _paused_copy_continued(tmp_path, cfg, 40.0)
+    assert (whole / "logs" / "content_map.parquet").exists()
+    _assert_same_files(whole, original)
+    _assert_same_files(whole, copied)
