@@ -30,7 +30,8 @@ class ALSScorer:
     cross-validation) and serves each item the blend ``w·learned + (1 − w)·predicted``,
     ``w = n / (n + content_blend_k)`` (``None``: 1 from the first click on). User factors stay as
     fitted against ALS's own item factors, and so do implicit's item factors that a warm start
-    continues from: only the deployed model's copy is blended.
+    continues from: only the deployed model's copy is blended (a posterior selector's ``A_u``
+    is then built from the blended item factors the model serves).
     """
 
     factors: int = 32
