@@ -24,6 +24,7 @@ from sim.cold_start_metrics import ITEMS_FILE, SURVIVAL_FILE, measure_cold_start
 from sim.engine import Simulation
 from sim.event_log import write_parquet_atomic
 from sim.examination import estimate_examination
+from sim.item_probes import ContentMapProbe, ItemProbe, ItemRankProbe
 from sim.metrics import METRIC_COLUMNS, measure_log
 from sim.model_quality import NDCGProbe, RetrievalRecallProbe, sample_probe_users
 from sim.state import SimulationState
@@ -174,7 +175,22 @@ def build_simulation(
         switch=switch,
         serving=rc.serving,
         retrieval_probe=recall,
+        item_probes=item_probes(rc, state, streams),
     )
+
+
+def item_probes(rc: RunConfig, state: SimulationState, streams: Streams) -> list[ItemProbe]:
+    """The per-cut-off item probes (:mod:`sim.item_probes`): new items' ranks when items arrive,
+    the content map against the truth when the scorer has one (none otherwise: no new draw)."""
+    world, probes = state.world, []
+    if rc.world.item_arrival_rate > 0:
+        order = streams.generator("metrics.item_rank_users").permutation(world.users.n_users)
+        probes.append(ItemRankProbe(order, rc.ndcg_users, world.catalog.metadata))
+    if getattr(rc.policy.scorer, "content_map", False):
+        probes.append(
+            ContentMapProbe(world.catalog.factors, world.catalog.metadata, rc.world.content_noise)
+        )
+    return probes
 
 
 def write_outputs(

@@ -9,6 +9,7 @@ from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
 from policies.baselines import PopularityScorer
+from policies.content_map import CV_FOLDS, fit_content_map
 from policies.debiasing import ClickWeighting
 from policies.interactions import Interactions
 from policies.models import ALSModel
@@ -22,6 +23,15 @@ class ALSScorer:
     implicit uses confidence ``c = alpha * r``. With ``warm_start`` the next fit starts from the
     previous factors (implicit reuses factors that are already set); otherwise every retrain
     starts from a fresh seeded initialization.
+
+    With ``content_map`` (content bootstrapping for items, :mod:`policies.content_map`), every
+    fit also maps ``item_content`` to the fitted item factors on the warm items (at least
+    ``content_warm_clicks`` training clicks; ridge, λ among ``content_lambdas`` by
+    cross-validation) and serves each item the blend ``w·learned + (1 − w)·predicted``,
+    ``w = n / (n + content_blend_k)`` (``None``: 1 from the first click on). User factors stay as
+    fitted against ALS's own item factors, and so do implicit's item factors that a warm start
+    continues from: only the deployed model's copy is blended (a posterior selector's ``A_u``
+    is then built from the blended item factors the model serves).
     """
 
     factors: int = 32
@@ -35,6 +45,11 @@ class ALSScorer:
     weighting: ClickWeighting | None = None  # debiased training (policies.debiasing)
     # Exact (Cholesky) final user solve; posterior selectors need x̂_u = A_u⁻¹ b_u exactly.
     exact_user_solve: bool = False
+    content_map: bool = False
+    item_content: np.ndarray | None = field(default=None, repr=False)  # ItemMetadata.content
+    content_warm_clicks: int = 3
+    content_lambdas: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0)
+    content_blend_k: float | None = 5.0
     _model: AlternatingLeastSquares | None = field(default=None, init=False, repr=False)
 
     def fit(self, interactions: Interactions, version: int) -> ALSModel:
@@ -97,16 +112,34 @@ class ALSScorer:
         item_factors: np.ndarray,
     ) -> ALSModel:
         clicks = interactions.clicks
+        # A copy: a warm-started fit updates implicit's arrays in place while this model is
+        # still deployed (training takes simulated time).
+        item_factors = np.array(item_factors, dtype=np.float32, copy=True)
+        content_map = None
+        if self.content_map:
+            if self.item_content is None:
+                raise ValueError("policy.scorer.content_map=true needs the items' content features")
+            content_map = fit_content_map(
+                self.item_content,
+                item_factors,
+                np.asarray(clicks.sum(axis=0)).ravel(),
+                warm_clicks=self.content_warm_clicks,
+                lambdas=self.content_lambdas,
+                blend_k=self.content_blend_k,
+                seed=self.random_state,
+                version=version,
+                n_folds=CV_FOLDS,
+            )
+            item_factors = content_map.blend(item_factors)
         return ALSModel(
             version=version,
             seen=clicks,
             user_factors=np.array(user_factors, dtype=np.float32, copy=True),
-            # A copy: a warm-started fit updates implicit's arrays in place while this model is
-            # still deployed (training takes simulated time).
-            item_factors=np.array(item_factors, dtype=np.float32, copy=True),
+            item_factors=item_factors,
             fallback=self.fallback.fit(interactions, version, source_name="popularity_fallback"),
             # no clicks, or no signal left after reweighting (all-zero factors tie every item)
             cold=(interactions.user_activity == 0) | ~np.any(user_factors != 0, axis=1),
             regularization=float(self.regularization),
             alpha=float(self.alpha),
+            content_map=content_map,
         )

@@ -11,6 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 from implicit.cpu.topk import topk
 
+from policies.content_map import ItemContentMap
 from policies.exclusion import PAD, padded_rows
 
 POSTERIOR_CHUNK = 512  # requests per posterior block: bounds the (n, E, f) gather
@@ -292,6 +293,19 @@ class ALSModel:
     cold: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=bool))
     regularization: float = 0.0
     alpha: float = 1.0
+    # Content bootstrapping for items (policy.scorer.content_map): ``item_factors`` are then the
+    # blend of learned and content-predicted factors; None: ``item_factors`` are ALS's own.
+    content_map: ItemContentMap | None = field(repr=False, default=None)
+
+    @property
+    def item_content_factors(self) -> np.ndarray | None:
+        """(n_items, f) the content map's predicted item factors; None without a content map."""
+        return None if self.content_map is None else self.content_map.predicted
+
+    @property
+    def item_learned_weight(self) -> np.ndarray | None:
+        """(n_items,) weight of each item's learned factor in the blend; None without a map."""
+        return None if self.content_map is None else self.content_map.learned_weight
 
     def seed_users(self, user_ids: np.ndarray, vectors: np.ndarray) -> None:
         """Give users this model has no signal for (``cold``) a vector from elsewhere — a

@@ -6,9 +6,11 @@ runtime scorer that fits a servable :class:`~policies.models.Model` from the log
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from agents.validation import is_number
 from policies.als import ALSScorer
 from policies.baselines import OracleScorer, PopularityScorer, RandomScorer
 from policies.components import BuildContext, Scorer, ScorerSpec
@@ -18,28 +20,54 @@ from policies.linear_bandit import LinearScorer
 
 @dataclass(frozen=True)
 class ALS(ScorerSpec):
-    """implicit's alternating least squares on click counts (confidence ``alpha · clicks``)."""
+    """implicit's alternating least squares on click counts (confidence ``alpha · clicks``).
+
+    ``content_map``: content bootstrapping for items (:mod:`policies.content_map`) — a ridge map
+    from item content to the fitted item factors on warm items (``content_warm_clicks``), λ
+    cross-validated among ``content_lambdas``, blended with the learned factors by
+    ``n / (n + content_blend_k)`` (``null``: no blending, learned from the first click on).
+    """
 
     factors: int = 32
     regularization: float = 0.05
     iterations: int = 10
     alpha: float = 10.0
     warm_start: bool = False
+    content_map: bool = False
+    content_warm_clicks: int = 3
+    content_lambdas: Any = (0.01, 0.1, 1.0, 10.0, 100.0)
+    content_blend_k: float | None = 5.0
     name: ClassVar[str] = "als"
     has_posterior: ClassVar[bool] = True
     supports_debias: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        self._positive_int("factors", "iterations")
+        self._positive_int("factors", "iterations", "content_warm_clicks")
         self._number("regularization", 0.0, low_open=True)
         self._number("alpha", 0.0, low_open=True)
-        self._bool("warm_start")
+        self._bool("warm_start", "content_map")
+        lambdas = self.content_lambdas
+        if (
+            isinstance(lambdas, (str, bytes))
+            or not isinstance(lambdas, Sequence)
+            or not lambdas
+            or not all(is_number(v) and v > 0 for v in lambdas)
+        ):
+            self._fail("content_lambdas", "must be a non-empty list of numbers > 0")
+        object.__setattr__(self, "content_lambdas", tuple(float(v) for v in lambdas))
+        k = self.content_blend_k
+        if k is not None and not (is_number(k) and k >= 0):
+            self._fail("content_blend_k", "must be null (no blending) or a number >= 0")
 
     def build(self, ctx: BuildContext) -> Scorer:
         weighting = None
         debias: Debias | None = ctx.debias
         if debias is not None and debias.active:
             weighting = debias.weighting(ctx.slate_size, self.alpha, ctx.examination)
+        if self.content_map and ctx.item_content is None:
+            raise ValueError(
+                "policy.scorer.content_map=true: needs the items' content features (item_content)"
+            )
         return ALSScorer(
             factors=self.factors,
             regularization=self.regularization,
@@ -50,6 +78,11 @@ class ALS(ScorerSpec):
             fallback=PopularityScorer(random_state=ctx.seed + 1),
             weighting=weighting,
             exact_user_solve=ctx.needs_posterior,
+            content_map=self.content_map,
+            item_content=ctx.item_content if self.content_map else None,
+            content_warm_clicks=self.content_warm_clicks,
+            content_lambdas=self.content_lambdas,
+            content_blend_k=self.content_blend_k,
         )
 
 

@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +72,7 @@ from policies.pipeline import Deployment
 from policies.policy import ServingPolicy, Target
 from policies.rerank import Identity
 from sim.event_log import EventLog, partition_path, write_parquet_atomic
+from sim.item_probes import ItemProbe
 from sim.onboarding import ONBOARDING_FILE, elicit, onboarding_frame
 from sim.serving_system import (
     RequestOutcome,
@@ -124,7 +125,8 @@ class Simulation:
     static: the ``sim`` config, the log directory ``log_root``, a ``progress(now, horizon)``
     callback, the injected fault hour, the truth-side score of each fitted model
     (``quality_probe``), the retrieval stage's recall against the model's exhaustive ranking
-    (``retrieval_probe``: ``(recall@slate_size, recall@n_candidates)``), the OPE switch
+    (``retrieval_probe``: ``(recall@slate_size, recall@n_candidates)``), the per-cut-off item
+    probes whose tables land in ``logs/`` (``item_probes``, :mod:`sim.item_probes`), the OPE switch
     ``(hour, config)``: serve with another selector from then on, and the ``serving`` config
     (:mod:`sim.serving_system`; the state must have been made with the same one). A continued run
     must get the same static configuration.
@@ -141,6 +143,7 @@ class Simulation:
         switch: tuple[float, Target] | None = None,
         serving: ServingConfig | None = None,
         retrieval_probe: Callable[[ServingPolicy, Deployment], tuple[float, float]] | None = None,
+        item_probes: Sequence[ItemProbe] = (),
     ) -> None:
         if state.done:
             raise ValueError("the state is of a finished run: there is nothing left to simulate")
@@ -152,6 +155,7 @@ class Simulation:
         self.fail_at_hour = fail_at_hour
         self.quality_probe = quality_probe
         self.retrieval_probe = retrieval_probe
+        self.item_probes = tuple(item_probes)
         self.switch = switch
         self.serving = serving or ServingConfig()
         policy_cfg = state.policy.config
@@ -315,6 +319,7 @@ class Simulation:
             start = time.perf_counter()
             recall = self.retrieval_probe(state.policy, deployment)
             state.stats.seconds["quality"] += time.perf_counter() - start
+        self._probe_items(deployment.model, t_cutoff)
         state.in_training = InTraining(
             deployment=deployment,
             t_train_start=t_cutoff,
@@ -327,6 +332,15 @@ class Simulation:
         )
         if self._pause_from is not None and t_cutoff >= self._pause_from:
             self._paused = True  # run() returns once this step has scheduled the deployment
+
+    def _probe_items(self, model: Model, t_cutoff: float) -> None:
+        """Each item probe's rows for the model fitted at this cut-off (kept in the state)."""
+        start = time.perf_counter()
+        for probe in self.item_probes:
+            frame = probe(model, self.state.counters.next_model_version, t_cutoff)
+            if frame is not None:
+                self.state.probe_frames.setdefault(probe.file, []).append(frame)
+        self.state.stats.seconds["quality"] += time.perf_counter() - start
 
     def _deploy(self) -> None:
         state = self.state
@@ -553,6 +567,10 @@ class Simulation:
             write_parquet_atomic(
                 onboarding_frame(state.onboarding.table()), self.log_root / ONBOARDING_FILE
             )
+        for probe in self.item_probes:  # sim.item_probes: one table each
+            frames = state.probe_frames.get(probe.file, [])
+            table = pl.concat(frames) if frames else pl.DataFrame(schema=probe.schema)
+            write_parquet_atomic(table, self.log_root / probe.file)
         if state.constraints is not None:
             write_parquet_atomic(
                 state.constraints.ledger_frame(), self.log_root / CONSTRAINT_LEDGER_FILE

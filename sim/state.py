@@ -138,6 +138,8 @@ class SimulationState:
     snapshots: list[dict[str, float | int]] = field(default_factory=list)
     deployments: list[dict[str, float | int]] = field(default_factory=list)
     stats: RunStats = field(default_factory=RunStats)
+    # sim.item_probes: each probe's rows so far, by its file name (written at the end)
+    probe_frames: dict[str, list[pl.DataFrame]] = field(default_factory=dict)
     # Each process's pending wake-up (absent: not started yet; None: the process has ended).
     wakeups: dict[str, Wakeup | None] = field(default_factory=dict)
     next_seq: int = 0
