@@ -139,23 +139,32 @@ def linear_r2(x: np.ndarray, y: np.ndarray) -> float:
     return 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
 
 
+def in_model_space(true_fit: np.ndarray, learned: np.ndarray, true_out: np.ndarray) -> np.ndarray:
+    """``true_out`` through the least-squares affine map from ``true_fit`` (n, d) to ``learned``
+    (n, f): the true factors in the model's coordinates."""
+    design = np.column_stack([np.ones(true_fit.shape[0]), true_fit])
+    coef, *_ = np.linalg.lstsq(design, np.asarray(learned, dtype=np.float64), rcond=None)
+    return np.column_stack([np.ones(true_out.shape[0]), true_out]) @ coef
+
+
 @dataclass(frozen=True)
 class ContentMapProbe:
     """The content map against the truth, one row per model (models without a map: none).
 
-    On the items that are cold for the model (fewer training clicks than the map's
-    ``warm_clicks``) and in the catalog at the cut-off: ``r2_true`` is the R² of the best linear
-    map (with intercept) from the map's predicted factors to the true latent factors
-    (``world.catalog.factors``), ``r2_ceiling`` the same from the content itself. The predicted
-    factors are an affine function of the content, so ``r2_true ≤ r2_ceiling``, with equality
-    as soon as the map has the content's rank (factors ≥ content dims and more warm items than
-    content dims): a least-squares refit undoes any invertible affine map. Both are in-sample
-    fits (optimistic by about ``p / n`` with ``p`` predictors on ``n`` items).
+    The truth is first put in the model's own coordinates: ``T = A(true factors)``, the
+    least-squares affine map from the true latent factors (``world.catalog.factors``) to the
+    learned ALS factors of the warm items (unblended; ALS recovers taste only up to such a map).
+    Then, on the items that are cold for the model (fewer training clicks than the map's
+    ``warm_clicks``) and in the catalog at the cut-off:
 
-    ``r2_signal`` looks the other way and is not blind to that: the R² of the predicted factors
-    on the true ones — the share of what the map predicts that is taste rather than content
-    noise (1 when the content is noise-free; a map that filters the noise out beats the content's
-    own share).
+    * ``r2_true`` = ``1 − Σ‖predicted − T‖² / Σ‖T − mean T‖²``: how much of the truth the map's
+      predicted factors recover, as they are (no refit);
+    * ``r2_ceiling`` = the in-sample R² of the best affine map from the content itself to ``T``
+      on the same items: what the content's noise allows. The predictions are an affine function
+      of the content, so ``r2_true ≤ r2_ceiling`` always; the gap is what the map loses to
+      fitting on few, noisy warm items and to its ridge shrinkage;
+    * ``r2_signal`` = the R² of the predicted factors on the true ones (with a refit): the share
+      of what the map predicts that is taste rather than content noise.
     """
 
     true_factors: np.ndarray
@@ -177,19 +186,28 @@ class ContentMapProbe:
         fitted = getattr(model, "content_map", None)
         if fitted is None:
             return None
-        cold = (item_clicks(model) < fitted.warm_clicks) & self.items.available(t)
-        truth = self.true_factors[cold]
-        r2_true = r2_signal = float("nan")
-        if np.isfinite(fitted.lambda_):  # a map was fitted (else every prediction is zero)
-            r2_true = linear_r2(fitted.predicted[cold], truth)
-            r2_signal = linear_r2(truth, fitted.predicted[cold])
+        clicks = item_clicks(model)
+        cold = (clicks < fitted.warm_clicks) & self.items.available(t)
+        warm = (clicks >= fitted.warm_clicks) & (fitted.learned_weight > 0)
+        r2_true = r2_ceiling = r2_signal = float("nan")
+        if np.isfinite(fitted.lambda_) and cold.sum() > 1:  # a map was fitted
+            w = fitted.learned_weight[warm, None]
+            blended = np.asarray(model.item_factors, dtype=np.float64)[warm]
+            learned = (blended - (1.0 - w) * fitted.predicted[warm]) / w  # undo the blend
+            truth = in_model_space(self.true_factors[warm], learned, self.true_factors[cold])
+            predicted = fitted.predicted[cold]
+            ss_tot = float(((truth - truth.mean(axis=0)) ** 2).sum())
+            if ss_tot > 0:
+                r2_true = 1.0 - float(((predicted - truth) ** 2).sum()) / ss_tot
+            r2_ceiling = linear_r2(self.items.content[cold], truth)
+            r2_signal = linear_r2(self.true_factors[cold], predicted)
         row = {
             "model_version": [version],
             "lambda": [fitted.lambda_],
             "cv_r2": [fitted.cv_r2],
             "n_warm": [fitted.n_warm],
             "r2_true": [r2_true],
-            "r2_ceiling": [linear_r2(self.items.content[cold], truth)],
+            "r2_ceiling": [r2_ceiling],
             "content_noise": [float(self.content_noise)],
             "r2_signal": [r2_signal],
         }
