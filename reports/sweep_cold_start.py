@@ -1,9 +1,11 @@
 """The sweep report's "Cold start" section: each arm's effect against the baseline arm (the
 study's ``study_baseline``, e.g. the arm without any cold-start layer), paired by seed, on
 
-* new items' median time to first click (``summary.json`` ``cold_start.first_click_median_h``,
-  Kaplan–Meier; a job whose curve never falls to one half has no median and drops out of the
-  pairs of its seed),
+* new items' mean time to first click within 7 days (``summary.json``
+  ``cold_start.first_click_rmst_7d_h``: the restricted mean of the Kaplan–Meier curve, an item
+  not clicked within 7 days counting 168 h; unlike the median it exists when most new items are
+  never clicked, as under greedy) and the share clicked within 7 days
+  (``cold_start.first_click_within_7d``),
 * new users' early utility (mean over windows of ``new_user_utility``, ``metrics.parquet``),
 * established users' utility (mean over windows of ``established_utility``: the cost of the
   cold-start layers to everyone else),
@@ -43,7 +45,10 @@ class Outcome:
 
 
 OUTCOMES: tuple[Outcome, ...] = (
-    Outcome("first_click_median_h", "new items: median hours to first click", "summary", "num1"),
+    Outcome("first_click_rmst_7d_h", "new items: mean hours to first click (within 7 d)",
+            "summary", "num1"),
+    Outcome("first_click_within_7d", "new items: share clicked within 7 days", "summary",
+            "signed"),
     Outcome("new_user_utility", "new users: utility in their first requests", "windows", "signed"),
     Outcome("established_utility", "established users: utility", "windows", "signed"),
     Outcome("handoff_median_abs_jump_rank", "median hand-off |jump| (rank percentile)", "summary",

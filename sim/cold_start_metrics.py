@@ -111,6 +111,18 @@ class Survival:
         s = 1.0 if j == 0 else float(self.survival[j - 1])
         return s if t <= self.follow_up or s == 0.0 else math.nan
 
+    def restricted_mean(self, tau: float) -> float:
+        """The restricted mean time to the event within ``tau``: ``∫₀^τ S(t) dt`` (an item never
+        reached counts ``tau``). Defined whenever the curve is followed up to ``tau`` (or reached
+        0 before), unlike the median, which needs half of the items reached — so it compares
+        arms where most items are never clicked. NaN otherwise."""
+        if not (tau <= self.follow_up or (self.survival.size and self.survival[-1] == 0.0)):
+            return math.nan
+        inside = self.time < tau
+        knots = np.concatenate([[0.0], self.time[inside], [tau]])
+        levels = np.concatenate([[1.0], self.survival[inside]])
+        return float(np.sum(np.diff(knots) * levels))
+
     @property
     def median(self) -> float:
         """The smallest event time with S ≤ 0.5; NaN when the curve stays above one half.
@@ -289,6 +301,7 @@ def measure_cold_start(
         censor = (table["end_t"] - table["arrival_t"]).to_numpy()
         curve = kaplan_meier(np.where(observed, reached, censor), observed)
         summary[f"{event}_median_h"] = _num(curve.median)
+        summary[f"{event}_rmst_7d_h"] = _num(curve.restricted_mean(REACH_HOURS["7d"]))
         for name, hours in REACH_HOURS.items():
             summary[f"{event}_within_{name}"] = _num(1.0 - curve.at(hours))
         summary[f"{event}_censored"] = int((~observed).sum())

@@ -60,6 +60,25 @@ def recloop(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         (["+study=ope", "ope.targets=[linucb]"], "a target reranks the logging policy's model"),
         (["+study=ope", "ope.targets=[item_boost]"], "cannot be replayed"),
         (["metrics.ndcg_k=5000"], "metrics.ndcg_k=5000"),
+        # issue 17's bad inputs: arrival rates < 0, a lifetime <= 0, onboarding screens larger
+        # than the catalog, transfer enabled with no second domain
+        (
+            ["world.item_arrival_rate=-2"],
+            "world.item_arrival_rate=-2: must be a number of arrivals per day >= 0",
+        ),
+        (
+            ["world.user_arrival_rate=-0.5"],
+            "world.user_arrival_rate=-0.5: must be a number of arrivals per day >= 0",
+        ),
+        (["world.item_lifetime_days=0"], "world.item_lifetime_days=0: must be null"),
+        (
+            ["onboarding.enabled=true", "onboarding.screens=201", "onboarding.items_per_screen=5"],
+            "onboarding.screens=201: screens × items_per_screen = 1005",
+        ),
+        (
+            ["transfer.enabled=true", "transfer.domain=null"],
+            "transfer.domain=None: transfer enabled with no second domain",
+        ),
         (["metrics.new_item_days=0"], "metrics.new_item_days=0: must be a number of days > 0"),
         (["metrics.new_item_days=abc"], "metrics.new_item_days='abc'"),
         (["metrics.new_user_sessions=0"], "metrics.new_user_sessions=0: must be an integer >= 1"),

@@ -145,18 +145,31 @@ def test_fixed_world_has_no_section(run_tiny) -> None:
 # ---------------------------------------------------------------- sweep
 
 SEEDS = (0, 1, 2)
-# per arm and seed: (first_click_median_h, new_user_utility, established_utility, |jump|)
+# per arm and seed, in OUTCOMES order: (first_click_rmst_7d_h, first_click_within_7d,
+# new_user_utility, established_utility, |jump|)
 ARMS = {
-    "greedy": [(60.0, 0.20, 0.30, 0.40), (70.0, 0.22, 0.31, 0.45), (65.0, 0.21, 0.29, 0.50)],
-    "content": [(20.0, 0.25, 0.30, 0.10), (35.0, 0.26, 0.30, 0.12), (None, 0.24, 0.28, 0.08)],
-    "all": [(10.0, 0.30, 0.27, 0.05), (12.0, 0.31, 0.29, 0.06), (15.0, 0.33, 0.26, 0.07)],
+    "greedy": [
+        (160.0, 0.03, 0.20, 0.30, 0.40),
+        (165.0, 0.02, 0.22, 0.31, 0.45),
+        (150.0, 0.06, 0.21, 0.29, 0.50),
+    ],
+    "content": [
+        (120.0, 0.40, 0.25, 0.30, 0.10),
+        (135.0, 0.35, 0.26, 0.30, 0.12),
+        (None, 0.45, 0.24, 0.28, 0.08),
+    ],
+    "all": [
+        (60.0, 0.70, 0.30, 0.27, 0.05),
+        (72.0, 0.66, 0.31, 0.29, 0.06),
+        (65.0, 0.75, 0.33, 0.26, 0.07),
+    ],
 }
 
 
 def _write_sweep(root: Path, living: bool = True) -> Path:
     num = 0
     for arm, per_seed in ARMS.items():
-        for seed, (click, new_u, est, jump) in zip(SEEDS, per_seed, strict=True):
+        for seed, (click, within, new_u, est, jump) in zip(SEEDS, per_seed, strict=True):
             # two windows' values whose mean is the table's: the section averages over windows
             metrics = {
                 "utility": [0.3] * N_WINDOWS,
@@ -177,7 +190,8 @@ def _write_sweep(root: Path, living: bool = True) -> Path:
             if living:
                 summary = json.loads((job / "summary.json").read_text())
                 summary["cold_start"] = {
-                    "first_click_median_h": click,
+                    "first_click_rmst_7d_h": click,
+                    "first_click_within_7d": within,
                     "handoff_median_abs_jump_rank": jump,
                 }
                 (job / "summary.json").write_text(json.dumps(summary))
@@ -209,8 +223,8 @@ def test_sweep_effects_match_scipy(tmp_path: Path) -> None:
             mean, low, high, n = _expected(arm, index)
             assert pair.n == n, (arm, outcome.key)
             np.testing.assert_allclose([pair.mean, pair.low, pair.high], [mean, low, high])
-    # the seed without a median drops out of that outcome only
-    assert effects["content"]["first_click_median_h"].n == 2
+    # the seed without a value drops out of that outcome only
+    assert effects["content"]["first_click_rmst_7d_h"].n == 2
     assert effects["content"]["new_user_utility"].n == 3
 
 
@@ -220,13 +234,11 @@ def test_sweep_section_table_and_forest_plot(tmp_path: Path) -> None:
     section = _section(page)
     rows = _cells(section.split("<tbody>")[1].split("</tbody>")[0])
     assert set(rows) == {"content", "all"}
-    mean, low, high, _ = _expected("all", 1)
-    text = rows["all"][1]
+    mean, low, high, _ = _expected("all", 2)
+    text = rows["all"][2]
     assert text.startswith(f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]"), text
     mean, low, high, _ = _expected("content", 0)
-    assert rows["content"][0].startswith(
-        f"+{mean:,.1f} [+{low:,.1f}, +{high:,.1f}]".replace("+-", "-")
-    )
+    assert rows["content"][0].startswith(f"{mean:+,.1f} [{low:+,.1f}, {high:+,.1f}]")
     assert 'id="fig-cold-start-effects"' in section
 
 

@@ -49,6 +49,20 @@ def test_kaplan_meier_matches_the_hand_worked_table() -> None:
     # S reaches one half exactly at 3 (8/10 · 6/8 · 5/6), which floating point rounds up a hair
     exact_half = kaplan_meier(np.array([1, 1, 2, 2, 3, 4, 4, 4, 4, 4.0]), np.ones(10, bool))
     assert exact_half.median == 3.0
+    # restricted mean within 6 of the hand-worked curve: the area under the steps,
+    # 2·1 + 1·5/6 + 2·2/3 + 1·4/9
+    assert curve.restricted_mean(6.0) == pytest.approx(2 + 5 / 6 + 4 / 3 + 4 / 9)
+    assert curve.restricted_mean(20.0) == pytest.approx(2 + 5 / 6 + 4 / 3 + 3 * 4 / 9)  # S=0 at 8
+    assert open_end.restricted_mean(5.0) == pytest.approx(1 + 4 * 2 / 3)
+    assert math.isnan(open_end.restricted_mean(7.0))  # not followed up to 7
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(1, 30), min_size=1, max_size=40), st.integers(1, 35))
+def test_restricted_mean_without_censoring_is_the_mean_capped_time(durations, tau) -> None:
+    d = np.array(durations, dtype=float)
+    got = kaplan_meier(d, np.ones(d.size, bool)).restricted_mean(float(tau))
+    assert got == pytest.approx(np.mean(np.minimum(d, tau)))
 
 
 @settings(max_examples=60, deadline=None)
