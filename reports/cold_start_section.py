@@ -44,8 +44,10 @@ RUN_ROWS: tuple[tuple[str, str, str], ...] = (
     ("handoff_median_abs_jump_rank", "median |hand-off jump| in rank percentile", "num"),
     ("handoff_median_jump_rank", "median hand-off jump in rank percentile", "signed"),
     ("handoff_median_jump_ctr", "median hand-off jump in CTR", "signed"),
-    ("content_map_r2_true", "content map R² against the true factors (last fit)", "num"),
-    ("content_map_r2_ceiling", "R² ceiling the content noise allows", "num"),
+    ("content_map_r2_subspace", "true factors explained by the map's span (R², last fit)", "num"),
+    ("content_map_r2_ceiling", "… by the content itself: what its noise allows (R²)", "num"),
+    ("content_map_r2_true", "the map's predictions as they are vs the truth (R²)", "num"),
+    ("content_map_r2_signal", "share of the predictions that is taste, not noise (R²)", "num"),
     ("content_map_content_noise", "content noise", "num"),
     ("content_map_cv_r2", "content map cross-validated R² (on learned factors)", "num"),
 )

@@ -157,8 +157,13 @@ class ContentMapProbe:
     Then, on the items that are cold for the model (fewer training clicks than the map's
     ``warm_clicks``) and in the catalog at the cut-off:
 
+    * ``r2_subspace`` = the in-sample R² of the best affine map from the predicted factors to
+      ``T``: how much of the truth lies in the span the map recovers (equal to ``r2_ceiling`` as
+      soon as the map keeps the content's rank — it then recovers the subspace exactly as well
+      as the content's noise allows);
     * ``r2_true`` = ``1 − Σ‖predicted − T‖² / Σ‖T − mean T‖²``: how much of the truth the map's
-      predicted factors recover, as they are (no refit);
+      predicted factors recover, as they are (no refit: also their scale and offset; below 0
+      when they sit further from the cold items' truth than its mean does);
     * ``r2_ceiling`` = the in-sample R² of the best affine map from the content itself to ``T``
       on the same items: what the content's noise allows. The predictions are an affine function
       of the content, so ``r2_true ≤ r2_ceiling`` always; the gap is what the map loses to
@@ -180,6 +185,7 @@ class ContentMapProbe:
         "r2_ceiling": pl.Float64,
         "content_noise": pl.Float64,
         "r2_signal": pl.Float64,
+        "r2_subspace": pl.Float64,
     }
 
     def __call__(self, model: Model, version: int, t: float) -> pl.DataFrame | None:
@@ -189,7 +195,7 @@ class ContentMapProbe:
         clicks = item_clicks(model)
         cold = (clicks < fitted.warm_clicks) & self.items.available(t)
         warm = (clicks >= fitted.warm_clicks) & (fitted.learned_weight > 0)
-        r2_true = r2_ceiling = r2_signal = float("nan")
+        r2_true = r2_ceiling = r2_signal = r2_subspace = float("nan")
         if np.isfinite(fitted.lambda_) and cold.sum() > 1:  # a map was fitted
             w = fitted.learned_weight[warm, None]
             blended = np.asarray(model.item_factors, dtype=np.float64)[warm]
@@ -200,6 +206,7 @@ class ContentMapProbe:
             if ss_tot > 0:
                 r2_true = 1.0 - float(((predicted - truth) ** 2).sum()) / ss_tot
             r2_ceiling = linear_r2(self.items.content[cold], truth)
+            r2_subspace = linear_r2(predicted, truth)
             r2_signal = linear_r2(self.true_factors[cold], predicted)
         row = {
             "model_version": [version],
@@ -210,5 +217,6 @@ class ContentMapProbe:
             "r2_ceiling": [r2_ceiling],
             "content_noise": [float(self.content_noise)],
             "r2_signal": [r2_signal],
+            "r2_subspace": [r2_subspace],
         }
         return pl.DataFrame(row, schema=self.schema)

@@ -180,6 +180,9 @@ def test_content_map_r2_against_the_truth_follows_the_content_noise(noise, low, 
     pred = fitted.predicted[cold]
     expected = 1 - ((pred - target) ** 2).sum() / ((target - target.mean(axis=0)) ** 2).sum()
     assert row["r2_true"] == pytest.approx(expected, abs=1e-9)
+    # the span: the best affine refit of the predictions, never above the content's own
+    assert row["r2_subspace"] == pytest.approx(linear_r2(pred, target), abs=1e-9)
+    assert row["r2_true"] <= row["r2_subspace"] + 1e-9 <= row["r2_ceiling"] + 2e-9
 
 
 def test_content_map_probe_skips_models_without_a_map():
