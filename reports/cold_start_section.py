@@ -119,12 +119,16 @@ def _survival_figure(
             fig.add_vline(
                 x=float(median),
                 line={"dash": "dot", "color": COLORS[i % len(COLORS)]},
-                annotation_text=f"median {format_metric(median, 'hours')}",
+                annotation_text=f"{label}: median {format_metric(median, 'hours')}",
+                annotation_position="top right" if i == 0 else "bottom right",
             )
+    # The first 7 days, where the summary's shares and restricted means are read (the whole
+    # follow-up is one double-click away: plotly's autoscale).
+    week = 7 * 24.0 if follow_up is None else min(7 * 24.0, follow_up)
     fig.update_layout(
         height=FIG_HEIGHT,
         margin={"l": 60, "r": 20, "t": 30, "b": 50},
-        xaxis_title="hours since the item arrived",
+        xaxis={"title": "hours since the item arrived", "range": [0, week]},
         yaxis={"title": "share of new items not yet reached", "range": [0, 1.02]},
         legend={"orientation": "h", "y": -0.25},
         template="plotly_white",
@@ -176,7 +180,8 @@ def cold_start_section(run_dir: Path, summary: dict[str, Any], window_panels: st
             "<section><h3>Time to first impression and first click</h3>"
             '<p class="caption">Kaplan–Meier estimate of the share of new items not yet shown '
             "(clicked) as a function of the hours since they arrived, drawn up to the longest "
-            "time a new item was followed; dotted lines mark the medians "
+            "time a new item was followed and shown over the first 7 days (double-click the "
+            "plot for the whole follow-up); dotted lines mark the medians "
             "(cold_start_survival.parquet).</p>"
             f"{figure_html(_survival_figure(survival, block, follow_up), 'fig-cold-start-survival')}"
             "</section>"

@@ -27,8 +27,14 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from reports.comparison import Paired, difference_text, p_text, paired_difference
-from reports.intervals import Interval, error_bar
+from reports.comparison import (
+    Paired,
+    difference_text,
+    fmt_interval,
+    p_text,
+    paired_difference,
+)
+from reports.intervals import Interval, error_bar, mean_interval
 from reports.metric_catalog import format_metric
 from reports.page import COLORS, FIG_HEIGHT, figure_html
 from reports.sweep_folder import FINISHED, Job, Sweep, metric_values
@@ -42,17 +48,21 @@ class Outcome:
     label: str
     source: str  # "summary": a cold_start key; "windows": mean over windows of a metric column
     kind: str  # page format of a difference
+    short: str  # the forest plot's panel title
+    domain: tuple[float | None, float | None] = (0.0, 1.0)  # where a level lies (its interval)
 
 
 OUTCOMES: tuple[Outcome, ...] = (
     Outcome("first_click_rmst_7d_h", "new items: mean hours to first click (within 7 d)",
-            "summary", "num1"),
+            "summary", "num1", "new items: h to 1st click", (0.0, 168.0)),
     Outcome("first_click_within_7d", "new items: share clicked within 7 days", "summary",
-            "signed"),
-    Outcome("new_user_utility", "new users: utility in their first requests", "windows", "signed"),
-    Outcome("established_utility", "established users: utility", "windows", "signed"),
-    Outcome("handoff_median_abs_jump_rank", "median hand-off |jump| (rank percentile)", "summary",
-            "signed"),
+            "signed", "new items: clicked ≤ 7 d"),
+    Outcome("new_user_utility", "new users: utility in their first requests", "windows",
+            "signed", "new users' utility"),
+    Outcome("established_utility", "established users: utility", "windows", "signed",
+            "established users' utility"),
+    Outcome("handoff_median_abs_jump_rank", "median hand-off |jump| (rank percentile)",
+            "summary", "signed", "hand-off |jump|"),
 )  # fmt: skip
 
 
@@ -94,6 +104,19 @@ def cold_start_effects(sweep: Sweep) -> dict[str, dict[str, Paired]]:
     }
 
 
+def arm_values(sweep: Sweep) -> dict[str, dict[str, Interval]]:
+    """``{arm: {outcome key: mean over seeds with its t-interval}}`` for every finished arm, the
+    baseline first: the levels behind the differences (the hand-off jump exists only for arms
+    whose new items get clicked, so its difference to a baseline that shows none is empty)."""
+    if not has_cold_start(sweep):
+        return {}
+    arms = sorted(sweep.finished_arms, key=lambda arm: arm != sweep.baseline)
+    return {
+        arm: {o.key: mean_interval(_per_seed(sweep, arm, o).values(), o.domain) for o in OUTCOMES}
+        for arm in arms
+    }
+
+
 def has_cold_start(sweep: Sweep) -> bool:
     return any(isinstance((j.summary or {}).get("cold_start"), dict) for j in sweep.finished)
 
@@ -101,6 +124,8 @@ def has_cold_start(sweep: Sweep) -> bool:
 def _cell(pair: Paired, kind: str) -> str:
     if pair.n == 0:
         return "–"
+    if pair.n >= 2 and pair.mean == 0 and pair.low == 0 and pair.high == 0:
+        return "0 (identical on every seed)"  # the layer does not touch this outcome
     text = difference_text(pair, lambda v: _signed(v, kind))
     if pair.n >= 2:
         text += f" · {p_text(pair.p)}{' *' if pair.significant else ''}"
@@ -119,7 +144,7 @@ def _figure(effects: dict[str, dict[str, Paired]]) -> go.Figure:
         rows=1,
         cols=len(OUTCOMES),
         shared_yaxes=True,
-        subplot_titles=[o.label for o in OUTCOMES],
+        subplot_titles=[o.short for o in OUTCOMES],
         horizontal_spacing=0.04,
     )
     for col, outcome in enumerate(OUTCOMES, start=1):
@@ -166,19 +191,39 @@ def cold_start_sweep_section(sweep: Sweep) -> str:
             f'<td class="num">{html.escape(_cell(pairs[o.key], o.kind))}</td>' for o in OUTCOMES
         )
         rows.append(f"<tr><td>{html.escape(arm)}</td>{cells}</tr>")
+    levels = []
+    for arm, values in arm_values(sweep).items():
+        cells = "".join(
+            f'<td class="num">{html.escape(fmt_interval(values[o.key], _level_kind(o.kind)))}</td>'
+            for o in OUTCOMES
+        )
+        levels.append(f"<tr><td>{html.escape(arm)}</td>{cells}</tr>")
+    level_head = "".join(f"<th>{html.escape(o.label)}</th>" for o in OUTCOMES)
     return (
         '<h2 id="cold-start">Cold start</h2>'
         '<div class="table-scroll"><table class="headline-table cold-start-effects"><thead><tr>'
         f"<th>Arm</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
         f'<p class="caption">Each arm minus <code>{base}</code> on the same seed: the mean '
         "difference with its 95% t-interval and paired t-test (* p &lt; 0.05), or one seed's "
-        "difference. Median time to first click and the hand-off jump come from each job's "
-        "summary.json (cold_start: Kaplan–Meier median; median over handed-off items); the "
-        "utilities are means over windows of metrics.parquet's new_user_utility and "
-        "established_utility. Lower is better for the time to first click and the hand-off "
-        "jump, higher for the utilities.</p>"
+        "difference. The time to first click is the restricted mean within 7 days of the "
+        "Kaplan–Meier curve of new items (an item not clicked within 7 days counts 168 h) and "
+        "the share is 1 − S(7 days), both from each job's summary.json (cold_start); the "
+        "hand-off jump is the median over handed-off items of the change in rank percentile at "
+        "an item's first training click; the utilities are means over windows of "
+        "metrics.parquet's new_user_utility and established_utility. Lower is better for the "
+        "time to first click and the hand-off jump, higher for the rest.</p>"
         f"{figure_html(_figure(effects), 'fig-cold-start-effects')}"
+        '<div class="table-scroll"><table class="headline-table cold-start-levels"><thead><tr>'
+        f"<th>Arm</th>{level_head}</tr></thead><tbody>{''.join(levels)}</tbody></table></div>"
+        '<p class="caption">Each arm\'s own values: the mean over its seeds with the 95% '
+        "t-interval (a seed without the value — no handed-off item — is left out; – when no "
+        "seed has it).</p>"
     )
 
 
-__all__ = ["OUTCOMES", "cold_start_effects", "cold_start_sweep_section", "job_value"]
+def _level_kind(kind: str) -> str:
+    """The page format of a level for a difference format (levels are not signed)."""
+    return "num" if kind == "signed" else kind
+
+
+__all__ = ["OUTCOMES", "arm_values", "cold_start_effects", "cold_start_sweep_section", "job_value"]
