@@ -465,6 +465,13 @@ class MetricsAccumulator:
         out["reranker_auc"] = auc
         return pl.DataFrame(out)
 
+    def _creators_in(self, items: np.ndarray) -> np.ndarray:
+        """(n_creators,) bool: the creators with at least one of the ``items`` (a bool mask)."""
+        assert self.objectives is not None
+        out = np.zeros(self.objectives.n_creators, dtype=bool)
+        out[self.objectives.creator_index[items]] = True
+        return out
+
     def catalog_masks(self, snapshots: pl.DataFrame) -> tuple[np.ndarray | None, np.ndarray | None]:
         """For a living catalog (items arrive or leave), ``(in_window, ever_in)``: (n_windows,
         n_items) masks of the items in the catalog at some time during each window, and at some
@@ -479,8 +486,12 @@ class MetricsAccumulator:
         arrived = items.arrival_t[None, :] < t_end
         return arrived & (items.depart_t[None, :] > t_start), arrived
 
-    def objective_metrics(self) -> pl.DataFrame:
-        """The objective columns per window (``OBJECTIVE_COLUMNS``; NaN without metadata)."""
+    def objective_metrics(self, in_window: np.ndarray | None = None) -> pl.DataFrame:
+        """The objective columns per window (``OBJECTIVE_COLUMNS``; NaN without metadata).
+
+        ``in_window`` (a living catalog, :meth:`catalog_masks`): the creator Gini counts only the
+        creators with an item in the catalog during the window (a creator whose items have not
+        arrived yet is not a creator the ranking ignored)."""
         n_windows = self.n_windows
         if self.objectives is None:
             return pl.DataFrame({c: np.full(n_windows, np.nan) for c in OBJECTIVE_COLUMNS})
@@ -493,7 +504,10 @@ class MetricsAccumulator:
             {
                 "revenue_per_request": _ratio(self.revenue, self.n_requests),
                 "cum_revenue": np.cumsum(self.revenue),
-                "creator_gini_exposure": [gini(row) for row in per_creator],  # over windows
+                "creator_gini_exposure": [  # a loop over windows
+                    gini(row if in_window is None else row[self._creators_in(in_window[w])])
+                    for w, row in enumerate(per_creator)
+                ],
                 "max_creator_share": _ratio(per_creator.max(axis=1, initial=0), total),
                 "content_diversity": _ratio(self.content_div_sum, self.content_div_n),
             }
@@ -586,7 +600,7 @@ class MetricsAccumulator:
                 aggregates,
                 pl.DataFrame(rows),
                 self.serving(),
-                self.objective_metrics(),
+                self.objective_metrics(in_window),
                 constraint_columns(ledger, snapshots),
                 self.newcomers.columns(),
             ],

@@ -127,3 +127,24 @@ def test_a_catalog_that_shrinks_below_a_request_is_refused_before_anything_runs(
     )
     with pytest.raises(ConfigError, match=r"world\.item_lifetime_days=0\.5: the catalog shrinks"):
         parse_config(cfg)
+
+
+def test_creator_gini_counts_the_creators_in_the_catalog_of_the_window(tmp_path):
+    """A creator whose only items have not arrived (or have left) is not a zero in the Gini."""
+    cfg = tiny_config(**LIVING, **{"world.new_creator_share": 0.5})
+    run(cfg, tmp_path / "run")
+    world = _world_of(cfg)
+    meta = world.catalog.metadata
+    imp = _impressions(tmp_path / "run")
+    metrics = pl.read_parquet(tmp_path / "run" / "metrics.parquet")
+    creators = meta.creator_id.astype(np.int64)
+    n_creators = int(creators.max()) + 1
+    for row in metrics.iter_rows(named=True):
+        lo, hi = row["t_start"], row["t_end"]
+        in_window = (meta.arrival_t < hi) & (meta.depart_t > lo)
+        shown = imp.filter((pl.col("t") >= lo) & (pl.col("t") < hi))["item_id"].to_numpy()
+        per_creator = np.bincount(creators[shown], minlength=n_creators)
+        active = np.zeros(n_creators, dtype=bool)
+        active[creators[in_window]] = True
+        assert row["creator_gini_exposure"] == pytest.approx(gini(per_creator[active]), abs=1e-12)
+        assert active.sum() < n_creators  # some creators are not in this window's catalog
