@@ -277,8 +277,9 @@ def parse_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
             "click propensity is not θ_k alone; use em or randomized, or world.trust_bias=0"
         )
     seed = _int(data.get("seed"), "seed", 0)
-    if world.is_living and (world.item_lifetime_days is not None):
-        check_catalog_size(world, policy, seed, sim.days)
+    smallest = smallest_catalog_of(world, seed, sim.days)
+    if smallest is not None:
+        check_catalog_size(world, policy, seed, smallest)
     transfer = _section(data, "transfer", TransferConfig, required=False)
     if transfer.enabled and policy.scorer.name != "als":
         raise ConfigError(
@@ -291,7 +292,7 @@ def parse_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
             f"metrics.ndcg_k={metrics.ndcg_k}: larger than the catalog (world.n_items={world.n_items})"
         )
     onboarding = _section(data, "onboarding", OnboardingConfig, required=False)
-    check_onboarding(onboarding, world, policy, seed, sim.days)
+    check_onboarding(onboarding, world, policy, seed, smallest)
     return RunConfig(
         seed=seed,
         world=world,
@@ -308,10 +309,14 @@ def parse_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
 
 
 def check_onboarding(
-    onboarding: OnboardingConfig, world: WorldConfig, policy: PolicyConfig, seed: int, days: int
+    onboarding: OnboardingConfig,
+    world: WorldConfig,
+    policy: PolicyConfig,
+    seed: int,
+    smallest: tuple[int, float] | None,
 ) -> None:
     """Onboarding folds answers into ALS item factors, and its screens must fit the catalog
-    (at every hour, when items leave)."""
+    (at every hour, when items leave: ``smallest``, :func:`smallest_catalog_of`)."""
     if not onboarding.enabled:
         return
     scorer = policy.scorer.label
@@ -324,9 +329,8 @@ def check_onboarding(
         onboarding.check_catalog(world.n_items)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    if world.item_lifetime_days is not None:
-        horizon = days * 24.0
-        size, at = smallest_catalog(*catalog_timeline(world, Streams(seed), horizon), horizon)
+    if smallest is not None:
+        size, at = smallest
         if size < onboarding.n_shown:
             raise ConfigError(
                 f"onboarding.screens={onboarding.screens}: screens × items_per_screen = "
@@ -335,13 +339,22 @@ def check_onboarding(
             )
 
 
-def check_catalog_size(world: WorldConfig, policy: PolicyConfig, seed: int, days: int) -> None:
-    """A catalog whose items leave (``world.item_lifetime_days``) must keep enough items for
-    a request's candidates at every hour of the run (the seed's own draw of arrivals and
-    lifetimes, as the run will draw them)."""
+def smallest_catalog_of(world: WorldConfig, seed: int, days: int) -> tuple[int, float] | None:
+    """``(size, hour)``: the fewest items the catalog will hold during the run, drawn from the
+    seed's own arrivals and lifetimes as the run will draw them; None when items never leave
+    (the catalog then only grows from ``world.n_items``)."""
+    if world.item_lifetime_days is None:
+        return None
     horizon = days * 24.0
-    arrival, depart = catalog_timeline(world, Streams(seed), horizon)
-    size, at = smallest_catalog(arrival, depart, horizon)
+    return smallest_catalog(*catalog_timeline(world, Streams(seed), horizon), horizon)
+
+
+def check_catalog_size(
+    world: WorldConfig, policy: PolicyConfig, seed: int, smallest: tuple[int, float]
+) -> None:
+    """A catalog whose items leave (``world.item_lifetime_days``) must keep enough items for
+    a request's candidates at every hour of the run (``smallest``: :func:`smallest_catalog_of`)."""
+    size, at = smallest
     need = max(policy.n_candidates, 2 * policy.slate_size)
     if size < need:
         raise ConfigError(
