@@ -39,7 +39,11 @@ class UserPopulation:
         return bool(self.arrival_t.size and self.arrival_t.max() > 0)
 
     def sample_sessions(
-        self, t_start: float, t_end: float, rng: np.random.Generator
+        self,
+        t_start: float,
+        t_end: float,
+        rng: np.random.Generator,
+        rate_multiplier: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Per-user Poisson session arrivals in ``[t_start, t_end)`` hours, sorted by time.
 
@@ -47,38 +51,41 @@ class UserPopulation:
         uniform times (the superposition of independent Poisson processes). With a varying
         intensity (:mod:`agents.arrivals`) the count's mean is the integrated intensity and the
         times come from its inverse CDF — the same generator calls, so flat keeps its draws.
+        ``rate_multiplier`` (n_users,): each user's rate for this interval is scaled by it
+        (satisfaction and churn, :mod:`agents.engagement`; 0 = no sessions).
         """
         hours = t_end - t_start
+        rate = self.session_rate if rate_multiplier is None else self.session_rate * rate_multiplier
         if self.has_arrivals:
-            return self._sample_joined_sessions(t_start, t_end, rng)
+            return self._sample_joined_sessions(t_start, t_end, rng, rate)
         if self.arrivals is None or self.arrivals.is_flat:
-            counts = rng.poisson(self.session_rate * (hours / 24.0))
+            counts = rng.poisson(rate * (hours / 24.0))
             user_ids = np.repeat(np.arange(self.n_users, dtype=np.int32), counts)
             times = t_start + hours * rng.random(user_ids.shape[0])
         else:
             _, cum = self.arrivals.cumulative(t_start, t_end)
-            counts = rng.poisson(self.session_rate * (cum[-1] / 24.0))
+            counts = rng.poisson(rate * (cum[-1] / 24.0))
             user_ids = np.repeat(np.arange(self.n_users, dtype=np.int32), counts)
             times = self.arrivals.times(t_start, t_end, rng.random(user_ids.shape[0]))
         order = np.argsort(times, kind="stable")
         return times[order], user_ids[order]
 
     def _sample_joined_sessions(
-        self, t_start: float, t_end: float, rng: np.random.Generator
+        self, t_start: float, t_end: float, rng: np.random.Generator, rate: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`sample_sessions` with users who join during the run: each user's sessions fall
         in ``[max(t_start, arrival_t), t_end)`` (none before they join), with the intensity
         integrated over that part of the interval."""
         start = np.clip(self.arrival_t, t_start, t_end)
         if self.arrivals is None or self.arrivals.is_flat:
-            counts = rng.poisson(self.session_rate * ((t_end - start) / 24.0))
+            counts = rng.poisson(rate * ((t_end - start) / 24.0))
             user_ids = np.repeat(np.arange(self.n_users, dtype=np.int32), counts)
             lo = start[user_ids]
             times = lo + (t_end - lo) * rng.random(user_ids.shape[0])
         else:
             grid, cum = self.arrivals.cumulative(t_start, t_end)
             before = np.interp(start, grid, cum)  # integrated intensity up to each start
-            counts = rng.poisson(self.session_rate * ((cum[-1] - before) / 24.0))
+            counts = rng.poisson(rate * ((cum[-1] - before) / 24.0))
             user_ids = np.repeat(np.arange(self.n_users, dtype=np.int32), counts)
             lo = before[user_ids] / cum[-1] if cum[-1] > 0 else np.zeros(user_ids.shape[0])
             u = lo + (1.0 - lo) * rng.random(user_ids.shape[0])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,8 @@ from agents.catalog import (
     topic_centers,
 )
 from agents.click_model import CLICK_MODELS, ClickModel, make_click_model
+from agents.conversions import ConversionConfig, PendingConversions, draw_conversions
+from agents.engagement import Engagement, EngagementConfig
 from agents.response import Response, ResponseRandomness
 from agents.second_domain import SecondDomain, TransferConfig, build_second_domain
 from agents.streams import Streams
@@ -69,10 +72,20 @@ class WorldConfig:
     new_creator_share: float = 0.1  # share of arriving items from a creator new to the catalog
     item_lifetime_days: float | None = None  # mean (exponential) lifetime; None: items stay
     user_arrival_rate: float = 0.0  # new users per simulated day (Poisson)
+    # Users who get bored, leave and come back (agents.engagement; all off by default).
+    churn: Any = None  # {base_rate, sensitivity}
+    return_rate: float = 0.0  # churned users return at this rate per day
+    satisfaction: Any = None  # {memory, reference, session_sensitivity}
+    satiation: float = 0.0  # logit drop per unit of recent consumption of the item's topic
+    satiation_recovery_days: float = 3.0
+    # Clicks that convert later (agents.conversions; off by default).
+    conversion: Any = None  # {base, relevance_weight, price_weight}
+    conversion_delay: Any = None  # {distribution, mean_hours, shape}
 
     def __post_init__(self) -> None:
         diurnal_profile(self.diurnal)  # one-line errors naming world.diurnal / flash_crowds
         flash_crowds(self.flash_crowds)
+        _ = self.engagement, self.conversions  # one-line errors naming world.churn etc.
         for key in ("n_users", "n_items", "dim", "n_topics", "content_dim", "items_per_creator"):
             value = getattr(self, key)
             if not is_positive_int(value):
@@ -144,6 +157,22 @@ class WorldConfig:
             or self.item_lifetime_days is not None
         )
 
+    @cached_property
+    def engagement(self) -> EngagementConfig:
+        """Satisfaction, churn and return, satiation (:mod:`agents.engagement`)."""
+        return EngagementConfig.parse(
+            self.churn,
+            self.return_rate,
+            self.satisfaction,
+            self.satiation,
+            self.satiation_recovery_days,
+        )
+
+    @cached_property
+    def conversions(self) -> ConversionConfig:
+        """Delayed conversions of clicks (:mod:`agents.conversions`)."""
+        return ConversionConfig.parse(self.conversion, self.conversion_delay)
+
     @property
     def arrivals(self) -> ArrivalIntensity:
         """The arrival intensity of ``world.diurnal`` and ``world.flash_crowds``."""
@@ -209,6 +238,13 @@ class World:
     # The other domain of cross-domain transfer (config section ``transfer``); None when
     # ``transfer.enabled`` is false: then nothing of it exists.
     second_domain: SecondDomain | None = field(default=None, repr=False)
+    # Satisfaction, churn, satiation (agents.engagement); None when all are off.
+    engagement: Engagement | None = field(default=None, repr=False)
+    # Conversions drawn at click time that have not happened yet (agents.conversions) and the
+    # stream they draw from (world.conversions); None when conversions are off.
+    conversions: PendingConversions | None = field(default=None, repr=False)
+    conversion_rng: np.random.Generator | None = field(default=None, repr=False)
+    median_price: float = 1.0  # the initial catalog's median price (conversion model)
 
     def catalog_changes(self, horizon: float) -> np.ndarray:
         """Sorted distinct hours in ``(0, horizon)`` at which an item arrives or leaves: the
@@ -224,7 +260,11 @@ class World:
     @property
     def has_dynamics(self) -> bool:
         """Whether clicks change the world (preference drift or conformity)."""
-        return self.users.drift_rate > 0 or self.config.conformity != 0
+        return (
+            self.users.drift_rate > 0
+            or self.config.conformity != 0
+            or (self.engagement is not None and self.engagement.config.satiation > 0)
+        )
 
     def affinity(self, user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
         """True affinity logit for aligned arrays of users and items (any matching shapes)."""
@@ -232,7 +272,12 @@ class World:
         factors = self.catalog.factors[item_ids]
         dot = np.einsum("...d,...d->...", prefs, factors)
         c = self.config
-        return c.affinity_scale * dot + self.catalog.appeal[item_ids] + c.affinity_offset
+        affinity = c.affinity_scale * dot + self.catalog.appeal[item_ids] + c.affinity_offset
+        if self.engagement is not None and self.engagement.config.satiation > 0:
+            affinity = affinity + self.engagement.logit_shift(
+                user_ids, self.catalog.topic[item_ids]
+            )
+        return affinity
 
     def relevance(self, user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
         """True relevance = attraction probability = sigmoid(affinity), in (0, 1)."""
@@ -243,6 +288,10 @@ class World:
         c = self.config
         logits = c.affinity_scale * (self.users.preferences[user_ids] @ self.catalog.factors.T)
         logits += self.catalog.appeal + c.affinity_offset
+        if self.engagement is not None and self.engagement.config.satiation > 0:
+            logits += self.engagement.logit_shift(
+                np.asarray(user_ids)[:, None], self.catalog.topic[None, :]
+            )
         return _sigmoid(logits)
 
     def relevance_and_attraction(
@@ -271,6 +320,7 @@ class World:
         slates: np.ndarray,
         rand: ResponseRandomness,
         consumed: bool = True,
+        request_ids: np.ndarray | None = None,
     ) -> Response:
         """Users' clicks on their slates (``user_ids``, ``times``: (n,); ``slates``: (n, K)).
 
@@ -279,7 +329,10 @@ class World:
         does not change the draws. The clicks wait in :attr:`unapplied_clicks` until
         :meth:`advance`: the world changes at event boundaries only, never within a batch.
         ``consumed=False``: answers that are not consumption (an onboarding screen,
-        :mod:`sim.onboarding`) change neither preferences nor popularity.
+        :mod:`sim.onboarding`) change neither preferences nor popularity, satisfaction or
+        satiation, and do not convert. With conversions on, each click draws its conversion
+        (:mod:`agents.conversions`) and the converting ones wait, with their ``request_ids``,
+        in :attr:`conversions`.
         """
         relevance, attraction = self.relevance_and_attraction(user_ids[:, None], slates)
         uniforms = rand.clicks.random(slates.shape)
@@ -288,7 +341,43 @@ class World:
         if self.has_dynamics and consumed:
             rows, slots = np.nonzero(clicked)
             self.unapplied_clicks.append((user_ids[rows], slates[rows, slots], times[rows]))
+        if self.engagement is not None and consumed:
+            self.engagement.record(user_ids, (relevance * clicked).sum(axis=1))
+        if self.conversions is not None and consumed:
+            self._convert(user_ids, times, slates, clicked, relevance, request_ids)
         return Response(relevance, clicked)
+
+    def _convert(
+        self,
+        user_ids: np.ndarray,
+        times: np.ndarray,
+        slates: np.ndarray,
+        clicked: np.ndarray,
+        relevance: np.ndarray,
+        request_ids: np.ndarray | None,
+    ) -> None:
+        """Draw each click's conversion (click order) and keep the converting ones pending."""
+        if request_ids is None:
+            raise ValueError("with conversions on, respond() needs the request ids")
+        assert self.conversion_rng is not None and self.conversions is not None
+        rows, slots = np.nonzero(clicked)
+        items = slates[rows, slots]
+        price = self.catalog.metadata.price[items]
+        converts, delay = draw_conversions(
+            self.config.conversions,
+            self.conversion_rng,
+            relevance[rows, slots],
+            price,
+            self.median_price,
+        )
+        self.conversions.add(
+            request_ids[rows][converts],
+            user_ids[rows][converts],
+            items[converts],
+            times[rows][converts],
+            delay[converts],
+            price[converts],
+        )
 
     def advance(self, now: float) -> None:
         """Apply the clicks since the last call: preferences drift toward the clicked items and
@@ -299,7 +388,11 @@ class World:
         without clicks, because popularity decays with time.
         """
         clicks = self.unapplied_clicks
-        if self.config.conformity == 0 and not clicks:
+        engagement = self.engagement
+        if engagement is not None:
+            engagement.apply()  # satisfaction: the requests served since the last boundary
+        satiates = engagement is not None and engagement.config.satiation > 0
+        if self.config.conformity == 0 and not clicks and not satiates:
             return
         users = np.concatenate([u for u, _, _ in clicks]) if clicks else np.empty(0, np.int32)
         items = np.concatenate([i for _, i, _ in clicks]) if clicks else np.empty(0, np.int64)
@@ -308,6 +401,8 @@ class World:
         if self.users.drift_rate > 0:
             self.users.drift_toward(users, self.catalog.factors[items])
         self.record_clicks(items, times, now)
+        if satiates:
+            engagement.consume(users, self.catalog.topic[items], times, now)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -391,7 +486,25 @@ def build_world(
         ),
         popularity=ItemPopularity.empty(catalog.n_items, config.conformity_halflife_days * 24.0),
         second_domain=second,
+        **_engagement_and_conversions(config, streams, users.n_users, catalog),
     )
+
+
+def _engagement_and_conversions(
+    config: WorldConfig, streams: Streams, n_users: int, catalog: Catalog
+) -> dict[str, Any]:
+    """The world's engagement state and conversion buffer, only for what is switched on (their
+    streams ``world.churn`` and ``world.conversions`` are made only then)."""
+    parts: dict[str, Any] = {}
+    if config.engagement.enabled:
+        parts["engagement"] = Engagement.initial(
+            config.engagement, n_users, config.n_topics, streams.generator("world.churn")
+        )
+    if config.conversions.enabled:
+        parts["conversions"] = PendingConversions()
+        parts["conversion_rng"] = streams.generator("world.conversions")
+        parts["median_price"] = float(np.median(catalog.metadata.price[: config.n_items]))
+    return parts
 
 
 def poisson_times(rate_per_day: float, horizon: float, rng: np.random.Generator) -> np.ndarray:

@@ -71,6 +71,12 @@ from policies.models import Model, ranking_order
 from policies.pipeline import Deployment
 from policies.policy import ServingPolicy, Target
 from policies.rerank import Identity
+from sim.engagement_log import (
+    CONVERSIONS,
+    ENGAGEMENT_DAYS_FILE,
+    ENGAGEMENT_FILE,
+    engagement_frames,
+)
 from sim.event_log import EventLog, partition_path, write_parquet_atomic
 from sim.item_probes import ItemProbe
 from sim.onboarding import ONBOARDING_FILE, elicit, onboarding_frame
@@ -245,7 +251,18 @@ class Simulation:
         if state.counters.next_day >= self.config.days:
             return None
         t0 = state.counters.next_day * HOURS_PER_DAY
-        times, users = state.world.users.sample_sessions(t0, t0 + HOURS_PER_DAY, state.arrivals_rng)
+        multiplier = None
+        engagement = state.world.engagement
+        if engagement is not None:
+            # The day that ended is served and folded into satisfaction before anyone churns,
+            # returns, or draws today's sessions (agents.engagement).
+            self._serve_until(t0)
+            multiplier = engagement.start_day(t0, state.world.users.arrival_t <= t0)
+            if not engagement.config.tracks_satisfaction:
+                multiplier = None  # satiation alone: the rates are the plain ones
+        times, users = state.world.users.sample_sessions(
+            t0, t0 + HOURS_PER_DAY, state.arrivals_rng, multiplier
+        )
         first = state.counters.next_request_id
         state.pending.add(times, users, np.arange(first, first + times.size, dtype=np.int64))
         state.counters.next_request_id += times.size
@@ -465,7 +482,9 @@ class Simulation:
         if state.constraints is not None:  # every served impression counts toward exposure
             state.constraints.observe(batch.items)
         clock = self._tick("serve", clock)
-        response = state.world.respond(users, times, batch.items, state.response_randomness)
+        response = state.world.respond(
+            users, times, batch.items, state.response_randomness, request_ids=ids
+        )
         clock = self._tick("respond", clock)
         self.log.append(ids, times, users, batch, response.clicked, response.relevance, outcome)
         self._tick("log", clock)
@@ -514,6 +533,10 @@ class Simulation:
         start = time.perf_counter()
         counters = self.state.counters
         paths = self.log.write_round(counters.log_round)
+        conversions = self.state.world.conversions
+        if conversions is not None:  # those that happened in this round (agents.conversions)
+            paths["conversions"] = partition_path(self.log_root, CONVERSIONS, counters.log_round)
+            write_parquet_atomic(conversions.pop_before(self.env.now), paths["conversions"])
         self.state.training.add_partition(paths["impressions"], paths["candidates"])
         counters.log_round += 1
         self.state.stats.seconds["log"] += time.perf_counter() - start
@@ -567,6 +590,10 @@ class Simulation:
             write_parquet_atomic(
                 onboarding_frame(state.onboarding.table()), self.log_root / ONBOARDING_FILE
             )
+        if state.world.engagement is not None:
+            events, days = engagement_frames(state.world.engagement)
+            write_parquet_atomic(events, self.log_root / ENGAGEMENT_FILE)
+            write_parquet_atomic(days, self.log_root / ENGAGEMENT_DAYS_FILE)
         for probe in self.item_probes:  # sim.item_probes: one table each
             frames = state.probe_frames.get(probe.file, [])
             table = pl.concat(frames) if frames else pl.DataFrame(schema=probe.schema)
