@@ -198,6 +198,8 @@ class Engagement:
         users = np.concatenate([u for u, _ in self.unapplied]).astype(np.int64)
         utility = np.concatenate([x for _, x in self.unapplied])
         self.unapplied.clear()
+        if users.size == 0:
+            return
         m = self.config.memory
         order = np.argsort(users, kind="stable")
         sorted_users = users[order]

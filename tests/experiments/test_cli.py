@@ -86,6 +86,22 @@ def recloop(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         (["+study=bias_replay"], "bias_replay.runs=[]: list at least one finished run folder"),
         (["+study=bias_replay", "bias_replay.runs=[/nowhere]"], "'/nowhere' is not a finished run"),
         (["runner=sideways"], "runner='sideways': unknown"),
+        # issue 18's bad inputs: negative rates, a mean delay <= 0, probabilities outside [0, 1]
+        (["world.return_rate=-1"], "world.return_rate=-1: must be a number of returns per day"),
+        (["world.churn.base_rate=-0.1"], "world.churn.base_rate=-0.1: must be a daily probab"),
+        (["world.churn.base_rate=1.5"], "world.churn.base_rate=1.5: must be a daily probab"),
+        (["world.churn.sensitivity=-2"], "world.churn.sensitivity=-2: must be a number >= 0"),
+        (["+world.churn.rate=0.1"], "world.churn.rate=0.1: unknown key; keys: base_rate"),
+        (["world.satiation=-0.5"], "world.satiation=-0.5: must be a number >= 0"),
+        (["world.satiation_recovery_days=0"], "world.satiation_recovery_days=0: must be a num"),
+        (["world.satisfaction.memory=1.5"], "world.satisfaction.memory=1.5: must be in (0, 1]"),
+        (["world.satisfaction.reference=abc"], "world.satisfaction.reference='abc'"),
+        (["world.conversion.base=1.2"], "world.conversion.base=1.2: must be a probability"),
+        (["world.conversion.base=-0.2"], "world.conversion.base=-0.2: must be a probability"),
+        (["world.conversion_delay.mean_hours=0"], "world.conversion_delay.mean_hours=0: must"),
+        (["world.conversion_delay.mean_hours=-5"], "world.conversion_delay.mean_hours=-5:"),
+        (["world.conversion_delay.distribution=gamma"], "distribution='gamma': must be one of"),
+        (["world.conversion_delay.shape=0"], "world.conversion_delay.shape=0: must be a number"),
     ],
 )
 def test_precheck_names_the_key_and_value(args, expected):
@@ -113,7 +129,17 @@ def test_every_policy_config_is_listed():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args", [["policy=foo"], ["world.n_users=-5"], ["world.n_users=[1"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["policy=foo"],
+        ["world.n_users=-5"],
+        ["world.n_users=[1"],
+        ["world.conversion_delay.mean_hours=0"],
+        ["world.churn.base_rate=2"],
+        ["world.return_rate=-1"],
+    ],
+)
 def test_bad_input_exits_2_with_one_line_and_no_run_dir(tmp_path, args):
     out = tmp_path / "out"
     proc = recloop(*args, f"hydra.run.dir={out}", cwd=tmp_path)

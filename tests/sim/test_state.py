@@ -101,6 +101,19 @@ CASES: dict[str, dict[str, Any]] = {
     # hours that are not binary fractions: a resumed wake-up must land on the very same float
     # cross-domain transfer: the seeder (B profiles, the last map) and users who join later
     "transfer": {"world.user_arrival_rate": 40.0, "transfer.enabled": True},
+    # users who get bored, leave and come back, and clicks that convert later
+    # (agents.engagement, agents.conversions): satisfaction, churned flags, satiation, the
+    # world.churn and world.conversions streams and the pending conversions at the pause
+    "engagement_and_conversions": {
+        "world.churn": {"base_rate": 0.05, "sensitivity": 5.0},
+        "world.return_rate": 0.3,
+        "world.satisfaction": {"memory": 0.3, "reference": 0.15, "session_sensitivity": 1.0},
+        "world.satiation": 0.4,
+        "world.conversion": {"base": 0.2, "relevance_weight": 1.0, "price_weight": 0.5},
+        "world.conversion_delay": {"distribution": "lognormal", "mean_hours": 30.0, "shape": 1.0},
+        "world.user_arrival_rate": 20.0,
+        "sim.max_batch_requests": 53,
+    },
     "fractional_hours": {
         "sim.retrain_every_hours": 7.3,
         "sim.train_hours": 0.7,
