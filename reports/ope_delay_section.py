@@ -72,6 +72,24 @@ def _label_table(summary: pl.DataFrame) -> str:
     )
 
 
+def _headline(summary: pl.DataFrame) -> str:
+    """The earliest estimate's shortfall in one sentence: the share of labels in by then and
+    the range of relative biases over every target and estimator (values of the file)."""
+    times = _times(summary)
+    first, complete = times.row(0, named=True), times.row(-1, named=True)
+    if first["labels_complete"]:
+        return ""
+    rel = summary.filter(pl.col("elapsed_hours") == first["elapsed_hours"])["relative_bias"]
+    rel_full = summary.filter(pl.col("elapsed_hours") == complete["elapsed_hours"])["relative_bias"]
+    when = _hours(first["elapsed_hours"], False)
+    return (
+        f"<p><b>Estimated at the window's end {when}</b>, {_pct(first['seen_share'])} of the "
+        "conversions that count were in the log; the estimates' relative bias ran from "
+        f"{_pct(rel.min())} to {_pct(rel.max())} over every target and estimator, against "
+        f"{_pct(rel_full.min())} to {_pct(rel_full.max())} with complete labels.</p>"
+    )
+
+
 def _level_table(part: pl.DataFrame) -> str:
     times = _times(part)
     elapsed = times["elapsed_hours"].to_list()
@@ -166,6 +184,7 @@ estimate below uses only the conversions logged by the window's end plus the hou
 column; at +{h:g} h every window click's label is complete. Truth: each target's on-policy value
 over the same window with complete labels. Means over {n_seeds} seed{"s" if n_seeds != 1 else ""}.
 </p>""",
+        _headline(summary),
         _label_table(summary),
     ]
     for level in ("item", "slate"):

@@ -142,6 +142,13 @@ def test_delay_section_shows_the_files_numbers(conversion_study: Path) -> None:
         assert row in page, level
     assert "<td class='num'>0.041</td><td class='num'>0.095</td><td class='num'>0.113</td>" in page
     assert "-65.8%" in page  # (0.0412 - 0.1203) / 0.1203
+    # the headline: the share logged at the first time, the range of relative biases then and
+    # at complete labels ((0.0817 − 0.2310) / 0.2310 = −64.6%; (0.1125 − 0.1203) / 0.1203 = −6.5%)
+    assert (
+        "<b>Estimated at the window's end +0 h</b>, 38.1% of the conversions that count were in "
+        "the log; the estimates' relative bias ran from -65.8% to -64.6% over every target and "
+        "estimator, against -6.5% to -5.7% with complete labels." in flat
+    )
 
 
 def test_delay_section_needs_its_file(conversion_study: Path) -> None:
