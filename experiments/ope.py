@@ -21,11 +21,13 @@ it would be at several times after its end (``ope.elapsed_hours``), with the con
 then — the bias of estimating before the labels are in. That adds ``ope_delay.parquet`` (one row
 per estimator × target × seed × elapsed time) and ``ope_delay_summary.csv`` (means over seeds).
 
-The window is the last retrain period: from the last deployment to the horizon, so one model
-serves all of it and the truth runs share the logging run's models. Writes ``ope.parquet`` (one
-row per estimator × target × seed; with conversions, at complete labels), ``ope_summary.csv`` (bias, RMSE, relative error, interval
-coverage, Kendall τ of the target ranking, per estimator), ``ope.json`` (the logging policy and
-the window) and ``ope.html`` (:mod:`reports.ope_report`, from those files).
+The window is the last retrain period: from the last deployment to the horizon (``sim.days``),
+so one model serves all of it and the truth runs share the logging run's models. Writes
+``ope.parquet`` (one row per estimator × target × seed; with conversions, at complete labels),
+``ope_summary.csv`` (bias, RMSE, relative error, interval coverage, Kendall τ of the target
+ranking, per estimator), ``ope.json`` (the logging policy and the window; with conversions also
+the reward, its label horizon and the evaluation times) and ``ope.html``
+(:mod:`reports.ope_report`, from those files).
 """
 
 from __future__ import annotations

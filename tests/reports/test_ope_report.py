@@ -137,7 +137,8 @@ def test_delay_section_shows_the_files_numbers(conversion_study: Path) -> None:
         rel = part["relative_bias"][0]
         row = (
             f"<tr><td>greedy</td><td>{estimator}</td>{cells}"
-            f"<td class='num'>{part['truth'][0]:.3f}</td><td class='num'>{100 * rel:.1f}%</td></tr>"
+            f"<td class='num'>{part['truth'][0]:.3f}</td>"
+            f"<td class='num'>{100 * rel:.1f}%</td></tr>"
         )
         assert row in page, level
     assert "<td class='num'>0.041</td><td class='num'>0.095</td><td class='num'>0.113</td>" in page
