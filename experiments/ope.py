@@ -12,13 +12,22 @@ For each seed:
    value over the window is the ground truth an estimate should hit.
 3. **Estimates** — on the logging run's window: item level (slot 0 as a bandit: IPS, SNIPS) and
    slate level (standard, independent and reward-interaction IPS and their self-normalized forms)
-   of the expected clicks per request, each with a bootstrap interval and weight diagnostics.
+   of the expected reward per request, each with a bootstrap interval and weight diagnostics.
 
-The window is the last retrain period: from the last deployment to the horizon, so one model
-serves all of it and the truth runs share the logging run's models. Writes ``ope.parquet`` (one
-row per estimator × target × seed), ``ope_summary.csv`` (bias, RMSE, relative error, interval
-coverage, Kendall τ of the target ranking, per estimator), ``ope.json`` (the logging policy and
-the window) and ``ope.html`` (:mod:`reports.ope_report`, from those files).
+The reward is the click (``ope.reward: click``, the default) or a conversion within a stated
+label horizon (``ope.reward: conversion``, :mod:`experiments.ope_reward`): then every run goes on
+past the window until each window click's label is complete, and the window is also scored as
+it would be at several times after its end (``ope.elapsed_hours``), with the conversions logged by
+then — the bias of estimating before the labels are in. That adds ``ope_delay.parquet`` (one row
+per estimator × target × seed × elapsed time) and ``ope_delay_summary.csv`` (means over seeds).
+
+The window is the last retrain period: from the last deployment to the horizon (``sim.days``),
+so one model serves all of it and the truth runs share the logging run's models. Writes
+``ope.parquet`` (one row per estimator × target × seed; with conversions, at complete labels),
+``ope_summary.csv`` (bias, RMSE, relative error, interval coverage, Kendall τ of the target
+ranking, per estimator), ``ope.json`` (the logging policy and the window; with conversions also
+the reward, its label horizon and the evaluation times) and ``ope.html``
+(:mod:`reports.ope_report`, from those files).
 """
 
 from __future__ import annotations
@@ -34,6 +43,13 @@ from omegaconf import OmegaConf
 from scipy.stats import kendalltau
 
 from experiments.config import ConfigError, compose_policy, instantiate, parse_config, parse_policy
+from experiments.ope_reward import (
+    CLICKS,
+    OpeReward,
+    label_shares,
+    read_conversions,
+    slot_rewards,
+)
 from experiments.run import run
 from policies.constrained_rerank import ConstrainedRerank
 from policies.ope import (
@@ -86,6 +102,15 @@ OPE_COLUMNS = (
     "clipped_share",
     "support_warning",
 )
+# ope_delay.parquet (conversion reward): the estimate as known ``elapsed_hours`` after the window.
+DELAY_COLUMNS = (
+    *OPE_COLUMNS[:4],
+    "elapsed_hours",
+    "labels_complete",
+    *OPE_COLUMNS[4:],
+    "open_share",
+    "seen_share",
+)
 
 
 def check_ope(cfg: dict[str, Any]) -> tuple[PolicyConfig, dict[str, Target], list[int]]:
@@ -103,6 +128,7 @@ def check_ope(cfg: dict[str, Any]) -> tuple[PolicyConfig, dict[str, Target], lis
         raise ConfigError(f"ope.targets={targets!r}: name at least one target policy preset")
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise ConfigError(f"ope.seeds={seeds!r}: must be integers")
+    OpeReward.parse(cfg)
     logging = parse_policy(cfg.get("policy"))
     if isinstance(logging.rerank, ConstrainedRerank):
         raise ConfigError(
@@ -184,11 +210,15 @@ def run_ope(cfg: Any, out_dir: Path) -> pl.DataFrame:
     base = OmegaConf.to_container(cfg, resolve=True) if not isinstance(cfg, dict) else dict(cfg)
     base.pop("hydra", None)
     logging, targets, seeds = check_ope(base)
+    reward = OpeReward.parse(base)
     base = {k: v for k, v in base.items() if k not in ("ope", "runner")}
     base["report"] = {"enabled": False}
     base["progress"] = False
     n_items = parse_config(base).world.n_items  # and fail before any run starts
     t0 = window_start(base["sim"])
+    t_end = 24.0 * base["sim"]["days"]
+    if reward.tail_days:  # every run goes on until each window click's label is complete
+        base["sim"] = {**base["sim"], "days": base["sim"]["days"] + reward.tail_days}
     shadow = {name: t.selector for name, t in targets.items()}
     out_dir = Path(out_dir)
     rows: list[dict[str, Any]] = []
@@ -199,36 +229,58 @@ def run_ope(cfg: Any, out_dir: Path) -> pl.DataFrame:
         for name, target in targets.items():
             truth_dir = out_dir / f"seed{seed}" / f"truth_{name}"
             run(cfg_s, truth_dir, switch=(t0, target))
-            truth = window_values(truth_dir / "logs", t0)
-            rows += estimate_target(log_dir / "logs", t0, target, seed, truth, n_items)
-    table = pl.DataFrame(rows).select(OPE_COLUMNS)
+            truth = window_values(truth_dir / "logs", t0, reward, t_end)
+            rows += estimate_target(
+                log_dir / "logs", t0, target, seed, truth, n_items, reward, t_end
+            )
+    meta: dict[str, Any] = {"logging": logging.name, "window_start_hour": t0}
+    if reward.is_click:
+        table = pl.DataFrame(rows).select(OPE_COLUMNS)
+    else:
+        delay = pl.DataFrame(rows).select(DELAY_COLUMNS)
+        delay.write_parquet(out_dir / "ope_delay.parquet")
+        summarize_delay(delay).write_csv(out_dir / "ope_delay_summary.csv")
+        complete = pl.col("elapsed_hours") == reward.label_horizon_hours
+        table = delay.filter(complete).select(OPE_COLUMNS)
+        meta |= {
+            "window_end_hour": t_end,
+            "reward": reward.kind,
+            "reward_unit": reward.unit,
+            "label_horizon_hours": reward.label_horizon_hours,
+            "conversion_value": reward.conversion_value,
+            "elapsed_hours": list(reward.evaluation_hours),
+            "label_tail_days": reward.tail_days,
+        }
     table.write_parquet(out_dir / "ope.parquet")
     summary = summarize(table)
     summary.write_csv(out_dir / "ope_summary.csv")
-    meta = {"logging": logging.name, "window_start_hour": t0}
     (out_dir / "ope.json").write_text(json.dumps(meta, indent=2) + "\n")
     build_ope_report(out_dir)
     return table
 
 
-def _window(logs: Path, t0: float) -> pl.DataFrame:
+def _window(logs: Path, t0: float, t_end: float = math.inf) -> pl.DataFrame:
     return (
         scan_table(logs, "impressions")
-        .filter(pl.col("t") >= t0)
+        .filter((pl.col("t") >= t0) & (pl.col("t") < t_end))
         .drop("round")
         .collect()
         .sort("request_id", "position")
     )
 
 
-def window_values(logs: Path, t0: float) -> dict[str, float]:
-    """Realized value over the window: clicks per request (slate) and slot-0 CTR (item)."""
-    imp = _window(logs, t0)
+def window_values(
+    logs: Path, t0: float, reward: OpeReward = CLICKS, t_end: float = math.inf
+) -> dict[str, float]:
+    """Realized value over the window ``[t0, t_end)`` with complete labels: reward per request
+    (slate) and slot-0 mean reward (item); with the click reward, clicks per request and CTR."""
+    imp = _window(logs, t0, t_end)
     n_requests = imp["request_id"].n_unique()
-    first = imp.filter(pl.col("position") == 0)
+    r = slot_rewards(imp, read_conversions(logs, reward), reward, math.inf)
+    first = (imp["position"] == 0).to_numpy()
     return {
-        "slate": float(imp["clicked"].sum()) / max(n_requests, 1),
-        "item": float(first["clicked"].mean()) if first.height else float("nan"),
+        "slate": float(r.sum()) / max(n_requests, 1),
+        "item": float(r[first].mean()) if first.any() else float("nan"),
     }
 
 
@@ -239,8 +291,13 @@ def estimate_target(
     seed: int,
     truth: dict[str, float],
     n_items: int,
+    reward: OpeReward = CLICKS,
+    t_end: float = math.inf,
 ) -> list[dict[str, Any]]:
-    imp = _window(logs, t0).filter(pl.col("model_version") >= 0)
+    """Every estimator's rows for one target (:data:`OPE_COLUMNS`); with the conversion reward,
+    once per evaluation time ``t_end + Δ`` (:data:`DELAY_COLUMNS`), each estimator with the same
+    seed at every ``Δ`` (the same folds and resamples: the estimates differ by their labels)."""
+    imp = _window(logs, t0, t_end).filter(pl.col("model_version") >= 0)
     tgt = (
         scan_table(logs, "targets")
         .filter(pl.col("target").cast(pl.String) == target.name)
@@ -252,15 +309,7 @@ def estimate_target(
         raise RuntimeError(
             f"{logs}: {imp.height - df.height} window rows lack target {target.name!r}"
         )
-    slate = SlateData(
-        request=df["request_id"].to_numpy(),
-        position=df["position"].to_numpy(),
-        reward=df["clicked"].to_numpy().astype(np.float64),
-        logging_marginal=df["propensity"].to_numpy(),
-        target_marginal=df["target_marginal"].to_numpy(),
-        logging_prefix=df["prefix_propensity"].to_numpy(),
-        target_prefix=df["target_prefix"].to_numpy(),
-    )
+    first_rows = (df["position"] == 0).to_numpy()
     first = df.filter(pl.col("position") == 0)
     # The reward-model estimators need the target's slot-1 distribution over every candidate
     # (Selector.first_slot): closed-form for greedy, ε-greedy, softmax and uniform; UCB and
@@ -268,41 +317,66 @@ def estimate_target(
     # estimators only.
     logged_x, cand_x, target_p = slot0_model_inputs(logs, t0, first, target.selector, n_items)
     model_based = target_p is not None
-    item = BanditData(
-        reward=first["clicked"].to_numpy().astype(np.float64),
-        logging_propensity=first["propensity"].to_numpy(),
-        target_propensity=first["target_marginal"].to_numpy(),
-        logged_features=logged_x,
-        candidate_features=cand_x,
-        target_probabilities=target_p,
-    )
     item_estimators = {
         k: v
         for k, v in ITEM_ESTIMATORS.items()
         if model_based or k not in ("DM", "DR", "SNDR", "SwitchDR")
     }
+    conversions = read_conversions(logs, reward)
+    # The click reward is known at once: one evaluation, at complete labels.
+    elapsed_hours = (None,) if reward.is_click else reward.evaluation_hours
     rows = []
-    for level, data, estimators in (
-        ("item", item, item_estimators),
-        ("slate", slate, SLATE_ESTIMATORS),
-    ):
-        for name, est in estimators.items():
-            e = est.estimate(data, seed)
-            rows.append(
-                {
-                    "estimator": name,
-                    "level": level,
-                    "target": target.name,
-                    "seed": seed,
-                    "estimate": e.value,
-                    "ci_low": e.ci_low,
-                    "ci_high": e.ci_high,
-                    "truth": truth[level],
-                    "ess_share": float(e.diagnostics.get("ess_share", float("nan"))),
-                    "clipped_share": float(e.diagnostics.get("clipped_share", 0.0)),
-                    "support_warning": e.diagnostics.get("support_warning") or "",
-                }
-            )
+    for elapsed in elapsed_hours:
+        seen_before = math.inf if elapsed is None else t_end + elapsed
+        r = slot_rewards(df, conversions, reward, seen_before)
+        slate = SlateData(
+            request=df["request_id"].to_numpy(),
+            position=df["position"].to_numpy(),
+            reward=r,
+            logging_marginal=df["propensity"].to_numpy(),
+            target_marginal=df["target_marginal"].to_numpy(),
+            logging_prefix=df["prefix_propensity"].to_numpy(),
+            target_prefix=df["target_prefix"].to_numpy(),
+        )
+        item = BanditData(
+            reward=r[first_rows],
+            logging_propensity=first["propensity"].to_numpy(),
+            target_propensity=first["target_marginal"].to_numpy(),
+            logged_features=logged_x,
+            candidate_features=cand_x,
+            target_probabilities=target_p,
+        )
+        delay: dict[str, Any] = {}
+        if elapsed is not None:
+            open_share, seen_share = label_shares(df, conversions, reward, seen_before)
+            delay = {
+                "elapsed_hours": elapsed,
+                "labels_complete": elapsed >= reward.label_horizon_hours,
+                "open_share": open_share,
+                "seen_share": seen_share,
+            }
+        for level, data, estimators in (
+            ("item", item, item_estimators),
+            ("slate", slate, SLATE_ESTIMATORS),
+        ):
+            for name, est in estimators.items():
+                e = est.estimate(data, seed)
+                rows.append(
+                    {
+                        "estimator": name,
+                        "level": level,
+                        "target": target.name,
+                        "seed": seed,
+                        "estimate": e.value,
+                        "ci_low": e.ci_low,
+                        "ci_high": e.ci_high,
+                        "truth": truth[level],
+                        "ess_share": float(e.diagnostics.get("ess_share", float("nan"))),
+                        "clipped_share": float(e.diagnostics.get("clipped_share", 0.0)),
+                        "support_warning": e.diagnostics.get("support_warning") or "",
+                    }
+                    | delay
+                )
     return rows
 
 
@@ -393,3 +467,32 @@ def summarize(table: pl.DataFrame) -> pl.DataFrame:
         finite = [t for t in per_seed if np.isfinite(t)]  # τ is undefined when all values tie
         taus.append(float(np.mean(finite)) if finite else float("nan"))
     return out.with_columns(pl.Series("kendall_tau", taus))
+
+
+def summarize_delay(delay: pl.DataFrame) -> pl.DataFrame:
+    """Per estimator × target × elapsed time, means over seeds: estimate, truth, bias
+    (estimate − truth), relative bias (bias / mean truth), open and seen label shares."""
+    keys = ["level", "target", "estimator", "elapsed_hours"]
+    out = delay.group_by(keys, maintain_order=True).agg(
+        pl.col("labels_complete").first(),
+        pl.col("estimate").mean(),
+        pl.col("truth").mean(),
+        (pl.col("estimate") - pl.col("truth")).mean().alias("bias"),
+        pl.col("open_share").mean(),
+        pl.col("seen_share").mean(),
+        pl.len().cast(pl.Int64).alias("n_seeds"),
+    )
+    relative = pl.when(pl.col("truth") != 0).then(pl.col("bias") / pl.col("truth"))
+    out = out.with_columns(relative.alias("relative_bias")).select(
+        *keys,
+        "labels_complete",
+        "estimate",
+        "truth",
+        "bias",
+        "relative_bias",
+        "open_share",
+        "seen_share",
+        "n_seeds",
+    )
+    # per level, rows in the order the study made them (targets and estimators as listed)
+    return out.sort("level", maintain_order=True)

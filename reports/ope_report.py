@@ -3,7 +3,9 @@
 Reads ``ope.parquet`` (one row per estimator × target × seed: estimate, interval, truth,
 diagnostics), ``ope_summary.csv`` (per estimator: bias, RMSE, relative error, interval coverage,
 Kendall τ) and ``ope.json`` (the logging policy and the evaluation window), all written by
-``experiments.ope``; ``recloop-report`` never needs the study's code to rebuild it.
+``experiments.ope``; ``recloop-report`` never needs the study's code to rebuild it. With the
+conversion reward (``reward`` in ``ope.json``) the page adds the section of
+:mod:`reports.ope_delay_section` from ``ope_delay_summary.csv``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import plotly.graph_objects as go
 import polars as pl
 
 from reports.files import require
+from reports.ope_delay_section import delay_section
 from reports.page import CSS, figure_html, write_page
 
 PAGE_NAME = "ope.html"
@@ -32,7 +35,7 @@ SUMMARY_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def _level_figure(part: pl.DataFrame, level: str) -> go.Figure:
+def _level_figure(part: pl.DataFrame, level: str, unit: str = "clicks") -> go.Figure:
     """Each estimator's estimate and interval per (target, seed), with the on-policy truth."""
     fig = go.Figure()
     for name in part["estimator"].unique(maintain_order=True).to_list():
@@ -64,10 +67,14 @@ def _level_figure(part: pl.DataFrame, level: str) -> go.Figure:
     fig.update_layout(
         template="plotly_white",
         height=420,
-        yaxis_title="clicks per request" if level == "slate" else "slot-1 CTR",
+        yaxis_title=f"{unit} per request" if level == "slate" else _item_axis(unit),
         margin={"t": 30},
     )
     return fig
+
+
+def _item_axis(unit: str) -> str:
+    return "slot-1 CTR" if unit == "clicks" else f"slot-1 {unit} per impression"
 
 
 def _summary_table(summary: pl.DataFrame) -> str:
@@ -99,23 +106,31 @@ def build_ope_report(out_dir: Path) -> Path:
     summary = pl.read_csv(require(out_dir / SUMMARY), schema_overrides=SUMMARY_SCHEMA)
     meta = json.loads(require(out_dir / META).read_text(encoding="utf-8"))
     logging, t0 = str(meta["logging"]), float(meta["window_start_hour"])
+    unit = str(meta.get("reward_unit", "clicks"))
     figures = [
         f"<h2>{level.title()} level</h2>"
         + figure_html(
-            _level_figure(table.filter(pl.col("level") == level), level), f"fig-ope-{level}"
+            _level_figure(table.filter(pl.col("level") == level), level, unit),
+            f"fig-ope-{level}",
         )
         for level in ("item", "slate")
     ]
+    end, reward = "the horizon", ""
+    if "reward" in meta:
+        h, t_end = float(meta["label_horizon_hours"]), float(meta["window_end_hour"])
+        end = f"hour {t_end:g}"
+        reward = f""" Reward: {html.escape(unit)} of the click, with complete labels (estimated
+{h:g} h after the window's end; a truth run draws its own clicks' conversions)."""
     warnings = table.filter(pl.col("support_warning") != "").unique(["target"], maintain_order=True)
     warn = "".join(
         f"<li><b>{html.escape(t)}</b>: {html.escape(w)}</li>"
         for t, w in zip(warnings["target"], warnings["support_warning"], strict=True)
     )
     body = f"""<h1>Off-policy evaluation — logged by {html.escape(logging)}</h1>
-<p class="meta">Window: from hour {t0:g} (the last deployment) to the horizon. Truth: each
-target run on-policy over the same window with the same model, users and response coin flips.</p>
+<p class="meta">Window: from hour {t0:g} (the last deployment) to {end}. Truth: each
+target run on-policy over the same window with the same model, users and response coin flips.{reward}</p>
 <h2>Per estimator</h2>{_summary_table(summary)}
 {"<h2>Support warnings</h2><ul>" + warn + "</ul>" if warn else ""}
 {"".join(figures)}
-"""
+{delay_section(out_dir, meta)}"""
     return write_page(out_dir / PAGE_NAME, "recloop OPE study", CSS, body)

@@ -156,3 +156,17 @@ def test_a_target_with_another_reranker_is_refused():
     same = compose_config("+study=ope", "policy=scalarized", "ope.targets=[scalarized]")
     _, targets, _ = check_ope(same)
     assert list(targets) == ["scalarized"]
+
+
+@pytest.mark.slow
+def test_the_click_reward_adds_nothing(study):
+    """The default reward (ope.reward=click) writes what the study wrote before conversions
+    could be the reward: no delay files, the same ope.json keys, runs that stop at sim.days."""
+    out, _ = study
+    assert CFG["ope"]["reward"] == "click"
+    assert not (out / "ope_delay.parquet").exists()
+    assert not (out / "ope_delay_summary.csv").exists()
+    meta = (out / "ope.json").read_text(encoding="utf-8")
+    assert meta == '{\n  "logging": "epsilon_greedy_high",\n  "window_start_hour": 49.0\n}\n'
+    assert _impressions(out / "seed4" / "logging")["t"].max() < 24 * CFG["sim"]["days"]
+    assert 'id="ope-delay"' not in (out / "ope.html").read_text(encoding="utf-8")

@@ -72,3 +72,87 @@ def test_cli_rebuilds_the_page(study: Path, capsys: pytest.CaptureFixture[str]) 
     (study / "ope.json").unlink()
     with pytest.raises(ReportError, match=r"ope\.json"):
         build_ope_report(study)
+
+
+DELAY = [  # level, target, estimator, elapsed, complete, estimate, truth, open, seen
+    ("item", "greedy", "IPS", 0.0, False, 0.0412, 0.1203, 1.0, 0.3815),
+    ("item", "greedy", "IPS", 24.0, False, 0.0951, 0.1203, 0.4, 0.8123),
+    ("item", "greedy", "IPS", 48.0, True, 0.1125, 0.1203, 0.0, 1.0),
+    ("slate", "greedy", "slate_standard_IPS", 0.0, False, 0.0817, 0.2310, 1.0, 0.3815),
+    ("slate", "greedy", "slate_standard_IPS", 24.0, False, 0.1997, 0.2310, 0.4, 0.8123),
+    ("slate", "greedy", "slate_standard_IPS", 48.0, True, 0.2178, 0.2310, 0.0, 1.0),
+]
+
+
+@pytest.fixture
+def conversion_study(study: Path) -> Path:
+    cols = ("level", "target", "estimator", "elapsed_hours", "labels_complete", "estimate")
+    rows = [dict(zip(cols, r[:6], strict=True)) for r in DELAY]
+    frame = pl.DataFrame(rows).with_columns(
+        truth=pl.Series([r[6] for r in DELAY]),
+        bias=pl.Series([r[5] - r[6] for r in DELAY]),
+        relative_bias=pl.Series([(r[5] - r[6]) / r[6] for r in DELAY]),
+        open_share=pl.Series([r[7] for r in DELAY]),
+        seen_share=pl.Series([r[8] for r in DELAY]),
+        n_seeds=pl.lit(1, pl.Int64),
+    )
+    frame.write_csv(study / "ope_delay_summary.csv")
+    meta = {
+        "logging": "epsilon_greedy",
+        "window_start_hour": 49.0,
+        "window_end_hour": 72.0,
+        "reward": "conversion",
+        "reward_unit": "conversions within 48 h",
+        "label_horizon_hours": 48.0,
+        "conversion_value": False,
+        "elapsed_hours": [0.0, 24.0, 48.0],
+        "label_tail_days": 2,
+    }
+    (study / "ope.json").write_text(json.dumps(meta))
+    return study
+
+
+def test_click_reward_page_has_no_delay_section(study: Path) -> None:
+    page = build_ope_report(study).read_text(encoding="utf-8")
+    assert "ope-delay" not in page and "to the horizon" in page
+    assert '"title":{"text":"slot-1 CTR"}' in page
+
+
+def test_delay_section_shows_the_files_numbers(conversion_study: Path) -> None:
+    page = build_ope_report(conversion_study).read_text(encoding="utf-8")
+    assert '<h2 id="ope-delay">Estimating before the labels are in</h2>' in page
+    flat = " ".join(page.split())  # sentences wrap in the HTML source
+    assert "from hour 49 (the last deployment) to hour 72" in flat
+    assert "went on 2 days past the window's end (hour 72)" in flat
+    assert 'id="fig-ope-delay-item"' in page and 'id="fig-ope-delay-slate"' in page
+    assert "conversions within 48 h per request" in page
+    # the label table: one row per time, shares as the file holds them
+    assert "<tr><td>+24 h</td><td class='num'>40.0%</td><td class='num'>81.2%</td></tr>" in page
+    assert "<td>+48 h (complete)</td><td class='num'>0.0%</td><td class='num'>100.0%</td>" in page
+    # each level's row: the estimate at each time, the truth, the relative bias at the first
+    summary = pl.read_csv(conversion_study / "ope_delay_summary.csv")
+    for level, estimator in (("item", "IPS"), ("slate", "slate_standard_IPS")):
+        part = summary.filter(pl.col("estimator") == estimator).sort("elapsed_hours")
+        cells = "".join(f"<td class='num'>{v:.3f}</td>" for v in part["estimate"])
+        rel = part["relative_bias"][0]
+        row = (
+            f"<tr><td>greedy</td><td>{estimator}</td>{cells}"
+            f"<td class='num'>{part['truth'][0]:.3f}</td>"
+            f"<td class='num'>{100 * rel:.1f}%</td></tr>"
+        )
+        assert row in page, level
+    assert "<td class='num'>0.041</td><td class='num'>0.095</td><td class='num'>0.113</td>" in page
+    assert "-65.8%" in page  # (0.0412 - 0.1203) / 0.1203
+    # the headline: the share logged at the first time, the range of relative biases then and
+    # at complete labels ((0.0817 − 0.2310) / 0.2310 = −64.6%; (0.1125 − 0.1203) / 0.1203 = −6.5%)
+    assert (
+        "<b>Estimated at the window's end +0 h</b>, 38.1% of the conversions that count were in "
+        "the log; the estimates' relative bias ran from -65.8% to -64.6% over every target and "
+        "estimator, against -6.5% to -5.7% with complete labels." in flat
+    )
+
+
+def test_delay_section_needs_its_file(conversion_study: Path) -> None:
+    (conversion_study / "ope_delay_summary.csv").unlink()
+    with pytest.raises(ReportError, match=r"ope_delay_summary\.csv"):
+        build_ope_report(conversion_study)
