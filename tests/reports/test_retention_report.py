@@ -256,3 +256,47 @@ def test_no_sweep_section_without_engagement(tmp_path: Path) -> None:
         encoding="utf-8"
     )
     assert 'id="retention"' not in page
+
+
+READ_RETENTION = """() => {
+  const TYPES = {f8: Float64Array, f4: Float32Array, i4: Int32Array, i8: BigInt64Array};
+  const arr = v => (v == null ? [] : v.bdata === undefined ? Array.from(v)
+    : Array.from(new TYPES[v.dtype](Uint8Array.from(atob(v.bdata), c => c.charCodeAt(0)).buffer),
+                 Number));
+  const out = {};
+  for (const div of document.querySelectorAll('.plotly-graph-div')) {
+    if (div.id.startsWith('fig-retention')) {
+      out[div.id] = {drawn: !!div.querySelector('.main-svg'),
+                     traces: div.data.map(t => ({name: t.name, meta: t.meta, x: arr(t.x),
+                                                 y: arr(t.y)}))};
+    }
+  }
+  return out;
+}"""
+
+
+@pytest.mark.slow
+def test_retention_section_draws_in_a_browser(engaged_run: Path, tmp_path: Path) -> None:
+    from test_browser import open_page
+
+    seen = open_page(engaged_run / "report.html", tmp_path / "run.png", READ_RETENTION)
+    assert seen["errors"] == [] and seen["failed"] == []
+    figures = seen["page"]
+    assert len(figures) == 8 and all(f["drawn"] for f in figures.values())
+    metrics = pl.read_parquet(engaged_run / "metrics.parquet").sort("window")
+    active = figures["fig-retention-active"]["traces"][0]
+    np.testing.assert_allclose(active["y"], metrics["active_users"].to_numpy())
+    np.testing.assert_allclose(active["x"], metrics["t_end"].to_numpy() / 24.0)
+    days = pl.read_parquet(engaged_run / "logs" / "engagement_days.parquet").sort("t")
+    drawn = {
+        t["meta"]["column"]: t["y"]
+        for t in figures["fig-retention-satisfaction"]["traces"]
+        if t.get("meta")
+    }
+    for column in ("satisfaction_mean", "satisfaction_p10", "satisfaction_p50", "satisfaction_p90"):
+        np.testing.assert_allclose(drawn[column], days[column].to_numpy())
+    curves = pl.read_parquet(engaged_run / "retention_curves.parquet")
+    day0 = curves.filter((pl.col("cohort") == "active") & (pl.col("start_day") == 0)).sort("k")
+    np.testing.assert_allclose(
+        figures["fig-retention-curves"]["traces"][0]["y"], day0["share"].to_numpy()
+    )
