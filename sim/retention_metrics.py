@@ -131,9 +131,9 @@ def active_days(events: Events, arrival_t: np.ndarray, days: int) -> np.ndarray:
     """(n_users, days) bool: user active on day d (module docstring)."""
     n_users = arrival_t.size
     day = np.rint(events.t / HOURS_PER_DAY).astype(np.int64)
-    net = np.zeros((n_users, days + 1), dtype=np.int64)
+    net = np.zeros((n_users, days + 1), dtype=np.int8)  # +1 churn, −1 return: sums stay 0/1
     np.add.at(net, (events.user, np.minimum(day, days)), np.where(events.churn, 1, -1))
-    churned = np.cumsum(net, axis=1)[:, :days] > 0
+    churned = np.cumsum(net, axis=1, dtype=np.int8)[:, :days] > 0
     joined = arrival_t[:, None] < (np.arange(days) + 1)[None, :] * HOURS_PER_DAY
     return joined & ~churned
 
