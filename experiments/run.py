@@ -27,6 +27,7 @@ from sim.examination import estimate_examination
 from sim.item_probes import ContentMapProbe, ItemProbe, ItemRankProbe
 from sim.metrics import METRIC_COLUMNS, measure_log
 from sim.model_quality import NDCGProbe, RetrievalRecallProbe, sample_probe_users
+from sim.retention_metrics import CURVES_FILE, RETENTION_COLUMNS, measure_retention, with_retention
 from sim.state import SimulationState
 
 SUMMARY_METRICS = tuple(c for c in METRIC_COLUMNS if c not in {"window", "t_start", "t_end"})
@@ -41,6 +42,7 @@ RUN_FILES = (
     "examination.parquet",
     ITEMS_FILE,
     SURVIVAL_FILE,
+    CURVES_FILE,
     "summary.json",
     "report.html",
     "config.yaml",
@@ -219,6 +221,21 @@ def write_outputs(
         new_user_sessions=rc.metrics.new_user_sessions,
     )
     metrics = measures.metrics
+    retention = measure_retention(  # None without engagement or conversions: nothing new
+        log_root,
+        metrics,
+        world.users.arrival_t,
+        horizon=rc.sim.horizon,
+        snapshot_every_hours=rc.sim.snapshot_every_hours,
+        tracks_satisfaction=rc.world.engagement.tracks_satisfaction,
+    )
+    summary_metrics, mean_metrics = SUMMARY_METRICS, MEAN_METRICS
+    if retention is not None:
+        metrics = with_retention(metrics, retention)
+        summary_metrics += RETENTION_COLUMNS
+        mean_metrics += tuple(c for c in RETENTION_COLUMNS if CATALOG[c].per_window)
+        if retention.curves is not None:
+            write_parquet_atomic(retention.curves, out_dir / CURVES_FILE)
     write_parquet_atomic(metrics, out_dir / "metrics.parquet")
     write_parquet_atomic(measures.item_exposure, out_dir / "item_exposure.parquet")
     if rc.examination or rc.policy.intervention is not None:
@@ -255,12 +272,14 @@ def write_outputs(
         "n_requests": stats.n_requests,
         "n_impressions": stats.n_impressions,
         "n_clicks": stats.n_clicks,
-        "final": {k: _clean(metrics[k][-1]) for k in SUMMARY_METRICS},
-        "mean": {k: _clean(metrics[k].fill_nan(None).mean()) for k in MEAN_METRICS},
+        "final": {k: _clean(metrics[k][-1]) for k in summary_metrics},
+        "mean": {k: _clean(metrics[k].fill_nan(None).mean()) for k in mean_metrics},
         "timing_seconds": {k: round(v, 3) for k, v in stats.seconds.items()},
     }
     if cold_start is not None:
         summary["cold_start"] = cold_start.summary
+    if retention is not None:
+        summary["retention"] = retention.summary
     trainer = getattr(simulation.state.policy, "reranker", None)
     if isinstance(getattr(trainer, "fallbacks", None), Mapping):  # policy/rerank=scalarized
         summary["rerank_calibration"] = {"fits": trainer.fits, "fallbacks": dict(trainer.fallbacks)}

@@ -41,6 +41,7 @@ from reports.files import (
 from reports.inequality import lorenz
 from reports.metric_catalog import format_metric, is_missing, metric_info
 from reports.page import COLORS, CSS, FIG_HEIGHT, figure_html, shared_plotlyjs, write_page
+from reports.retention_section import retention_section
 
 __all__ = [
     "COLD_START_METRICS",
@@ -51,6 +52,7 @@ __all__ = [
     "PAD",
     "PANELS",
     "REPORT_NAME",
+    "RETENTION_METRICS",
     "SERVING_METRICS",
     "SERVING_PANELS",
     "ReportError",
@@ -1099,6 +1101,84 @@ def _cold_start(run_dir: Path, summary: dict[str, Any], metrics: pl.DataFrame, d
     return cold_start_section(run_dir, summary, table + panels)
 
 
+# ---------------------------------------------------------------- retention
+
+# the retention columns of metrics.parquet (only in runs with engagement or conversions; NaN in
+# every window for the part that was off)
+RETENTION_METRICS: tuple[str, ...] = (
+    "active_users",
+    "churn_rate",
+    "return_rate",
+    "satisfaction_mean",
+    "conversions",
+    "conversion_rate",
+    "revenue",
+    "conversion_lag_h",
+)
+RETENTION_PANELS: tuple[_Panel, ...] = (
+    _Panel(
+        "fig-retention-active",
+        "Active users",
+        "Users active at some moment of each window: joined, and not churned for all of it.",
+        ("active_users",),
+        "users",
+        "data",
+    ),
+    _Panel(
+        "fig-retention-churn",
+        "Churn and return",
+        "Churn events in the window over the users active just before it (left), and return "
+        "events over the users churned just before it (right, dashed).",
+        ("churn_rate",),
+        "churn rate",
+        "data",
+        ("return_rate",),
+        "return rate",
+        "data",
+    ),
+    _Panel(
+        "fig-retention-conversions",
+        "Conversions and revenue",
+        "Conversions that happened in the window (left) and their value (right, dashed).",
+        ("conversions",),
+        "conversions",
+        "data",
+        ("revenue",),
+        "revenue",
+        "data",
+    ),
+    _Panel(
+        "fig-retention-conversion-rate",
+        "Conversion rate and lag",
+        "Share of the window's clicks that converted by the end of the run (left; the last "
+        "windows' clicks have not all converted yet) and the mean hours from click to "
+        "conversion of the window's conversions (right, dashed).",
+        ("conversion_rate",),
+        "conversions per click",
+        "data",
+        ("conversion_lag_h",),
+        "hours",
+        "data",
+    ),
+)
+
+
+def _retention(run_dir: Path, summary: dict[str, Any], metrics: pl.DataFrame, days: Any) -> str:
+    """The Retention section (:mod:`reports.retention_section`), "" when engagement and
+    conversions were off; per-window panels only for columns with a value."""
+    if not isinstance(summary.get("retention"), dict):
+        return ""
+    m = metrics.sort("window")
+    shown = tuple(c for c in RETENTION_METRICS if _finite(m, c).size)
+    panels = "".join(
+        _panel_section(panel, m, days)
+        for panel in RETENTION_PANELS
+        if set(panel.left + panel.right) & set(shown)
+    )
+    table = _summary_table(m, shown) if shown else ""
+    return retention_section(run_dir, summary, table + panels)
+
+
 # ---------------------------------------------------------------- constraint ledger
 
 CONSTRAINTS_FILE = "constraints.parquet"  # logs/, written by the constrained reranker
@@ -1281,6 +1361,7 @@ table below or in metrics.parquet.</p>
 {_objectives_section(metrics, deploy_days)}
 {_ledger_section(run_dir, metrics)}
 {_cold_start(run_dir, summary, metrics, deploy_days)}
+{_retention(run_dir, summary, metrics, deploy_days)}
 <h2>Exposure concentration: Lorenz curves</h2>
 {_lorenz_section(run_dir, bounds, metrics, summary.get("catalog_size"))}
 {_examination_section(run_dir)}

@@ -60,6 +60,7 @@ from reports.sweep_folder import (
     load_sweep,
     metric_values,
 )
+from reports.sweep_retention import retention_sweep_section
 from reports.sweep_tradeoffs import tradeoffs_section
 from reports.trials_section import TRIALS_CSS, trials_section
 from reports.weight_sweep import weight_sweep_section
@@ -910,6 +911,7 @@ NAV = {
     "weights": "Weights: do they move what they claim?",
     "horizons": "Short run vs long run",
     "cold-start": "Cold start",
+    "retention": "Retention",
     "series": "Over time",
     "tradeoff": "Trade-off: utility vs exposure coverage",
     "lorenz": "Lorenz curves",
@@ -974,8 +976,9 @@ def build_sweep_report(sweep_dir: Path, baseline: str | None = None) -> Path:
         weights = weight_sweep_section(sweep)
         horizons = horizon_section(sweep) if tradeoffs else ""
         cold_start = cold_start_sweep_section(sweep)
+        retention = retention_sweep_section(sweep)
         body = (
-            f"{tradeoffs}{weights}{horizons}{cold_start}"
+            f"{tradeoffs}{weights}{horizons}{cold_start}{retention}"
             f'<h2 id="series">{NAV["series"]}</h2>{_series_section(sweep, series)}'
             f'<h2 id="tradeoff">{NAV["tradeoff"]}</h2>{_tradeoff_section(comp)}'
             f'<h2 id="lorenz">Exposure concentration in the last window: Lorenz curves</h2>'
@@ -984,6 +987,7 @@ def build_sweep_report(sweep_dir: Path, baseline: str | None = None) -> Path:
         )
         nav = ["tradeoffs"] * bool(tradeoffs) + ["weights"] * bool(weights)
         nav += ["horizons"] * bool(horizons) + ["cold-start"] * bool(cold_start)
+        nav += ["retention"] * bool(retention)
         nav += ["series", "tradeoff", "lorenz", "final"]
         if (
             study is not None

@@ -19,15 +19,17 @@ from reports.metric_catalog import (
     metric_info,
 )
 from sim.metrics import METRIC_COLUMNS
+from sim.retention_metrics import RETENTION_COLUMNS
 
 
 def test_every_entry_is_a_metric_column() -> None:
-    assert set(CATALOG) <= set(METRIC_COLUMNS)
+    assert set(CATALOG) <= set(METRIC_COLUMNS) | set(RETENTION_COLUMNS)
     assert len(CATALOG) == len(METRICS)  # one entry per column
 
 
 def test_every_metric_column_has_an_entry_or_is_not_a_metric() -> None:
-    missing = [c for c in METRIC_COLUMNS if c not in CATALOG and c not in NOT_METRICS]
+    columns = (*METRIC_COLUMNS, *RETENTION_COLUMNS)  # the latter only with engagement on
+    missing = [c for c in columns if c not in CATALOG and c not in NOT_METRICS]
     assert missing == []
     assert not set(NOT_METRICS) & set(CATALOG)
     assert set(NOT_METRICS) <= set(METRIC_COLUMNS)
