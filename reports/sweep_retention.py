@@ -13,7 +13,9 @@ Per arm, from each finished job's files (:mod:`sim.retention_metrics`):
   same seeds (:func:`reports.comparison.paired_difference`: mean difference, 95% t-interval,
   paired t-test);
 * the mean satisfaction of active users per window (``metrics.parquet``'s
-  ``satisfaction_mean``), mean over seeds with its band.
+  ``satisfaction_mean``), mean over seeds with its band;
+* the mechanism: each window's CTR and the active users' satiation of their most consumed
+  topic (``logs/engagement_days.parquet``), mean over seeds with bands.
 
 Shown when some finished job has a ``retention`` block (engagement or conversions were on).
 """
@@ -36,6 +38,9 @@ from reports.page import COLORS, FIG_HEIGHT, figure_html
 from reports.sweep_folder import FINISHED, Job, Sweep, metric_values
 
 CURVES_FILE = "retention_curves.parquet"
+DAYS_FILE = (
+    "engagement_days.parquet"  # sim.engagement_log.ENGAGEMENT_DAYS_FILE (reports read files)
+)
 
 
 @dataclass(frozen=True)
@@ -151,13 +156,38 @@ def arm_curve(jobs: list[Job]) -> pl.DataFrame | None:
 def arm_satisfaction(jobs: list[Job]) -> pl.DataFrame | None:
     """``satisfaction_mean`` per window across ``jobs``: ``day`` (window end), ``mean``,
     ``low``, ``high``, ``n``; None when no job has a finite value."""
+    return arm_metric(jobs, "satisfaction_mean")
+
+
+def arm_metric(jobs: list[Job], column: str) -> pl.DataFrame | None:
+    """A ``metrics.parquet`` column per window across ``jobs`` (see :func:`arm_satisfaction`)."""
     runs = [
         (j.metrics["t_end"].to_numpy() / 24.0, v)
         for j in jobs
         if j.metrics is not None
-        and (v := metric_values(j, "satisfaction_mean")) is not None
+        and (v := metric_values(j, column)) is not None
         and np.isfinite(v).any()
     ]
+    return _series(runs)
+
+
+def arm_satiation(jobs: list[Job]) -> pl.DataFrame | None:
+    """The active users' mean satiation of their most consumed topic at each day boundary
+    (``logs/engagement_days.parquet``'s ``satiation_top_topic``) across ``jobs``; None
+    without satiation."""
+    runs = []
+    for job in jobs:
+        path = job.path / "logs" / DAYS_FILE
+        if not path.is_file():
+            continue
+        days = pl.read_parquet(path)
+        if "satiation_top_topic" in days.columns:
+            runs.append((days["t"].to_numpy() / 24.0, days["satiation_top_topic"].to_numpy()))
+    return _series(runs)
+
+
+def _series(runs: list[tuple[np.ndarray, np.ndarray]]) -> pl.DataFrame | None:
+    """Per-job ``(day, values)`` series as one mean with its t-interval band per day."""
     if not runs:
         return None
     size = max(v.size for _, v in runs)
@@ -323,6 +353,37 @@ def retention_sweep_section(sweep: Sweep) -> str:
             "with its 95% t-interval band.</p>"
             f"{figure_html(fig, 'fig-sweep-retention-satisfaction')}</section>"
         )
+    parts.append(_mechanism(sweep))
+    return "".join(parts)
+
+
+def _mechanism(sweep: Sweep) -> str:
+    """Short-term CTR against satiation per arm: how a policy's clicks and its users'
+    boredom move together over the run."""
+    arms = _arms(sweep)
+    ctr = {a: s for a in arms if (s := arm_metric(sweep.jobs_of(a, FINISHED), "ctr")) is not None}
+    tired = {a: s for a in arms if (s := arm_satiation(sweep.jobs_of(a, FINISHED))) is not None}
+    if not tired:
+        return ""
+    parts = ["<section><h3>The mechanism: clicks and satiation</h3>"]
+    if ctr:
+        fig = _band_figure(ctr, "day", "simulated day (end of window)", "CTR", pct=True)
+        parts.append(
+            '<p class="caption">Per arm, the click-through rate of each window '
+            "(metrics.parquet's ctr): mean over seeds with its 95% t-interval band.</p>"
+            f"{figure_html(fig, 'fig-sweep-retention-ctr')}"
+        )
+    fig = _band_figure(
+        tired, "day", "simulated day (day boundary)", "satiation of the top topic", pct=False
+    )
+    parts.append(
+        '<p class="caption">Per arm, the active users\' mean satiation of the topic they '
+        "consumed most, at each day boundary (logs/engagement_days.parquet's "
+        "satiation_top_topic: the logit drop of that topic's attraction is world.satiation "
+        "times it), mean over seeds with its band. Satiation follows consumption: it rises "
+        "with clicks and decays over world.satiation_recovery_days.</p>"
+        f"{figure_html(fig, 'fig-sweep-retention-satiation')}</section>"
+    )
     return "".join(parts)
 
 
@@ -331,6 +392,8 @@ __all__ = [
     "arm_curve",
     "arm_effects",
     "arm_levels",
+    "arm_metric",
+    "arm_satiation",
     "arm_satisfaction",
     "day0_curve",
     "job_value",

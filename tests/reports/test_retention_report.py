@@ -23,7 +23,7 @@ from reports.metric_catalog import format_metric
 from reports.retention_section import RUN_ROWS, _curves_figure, _lag_figure, read_lags
 from reports.sweep_folder import load_sweep
 from reports.sweep_report import build_sweep_report
-from reports.sweep_retention import OUTCOMES, arm_curve, arm_effects, arm_levels
+from reports.sweep_retention import OUTCOMES, arm_curve, arm_effects, arm_levels, arm_satiation
 
 ENGAGED = {
     "world.churn": {"base_rate": 0.05, "sensitivity": 10.0},
@@ -249,6 +249,35 @@ def test_sweep_section_tables_and_figures(tmp_path: Path) -> None:
     assert f"p = {stats.ttest_rel(a, b).pvalue:.3f}" in effects["explore"][0]
     assert 'id="fig-sweep-retention-curve"' in section
     assert 'id="fig-sweep-retention-satisfaction"' in section
+
+
+def test_satiation_band_is_the_t_interval_of_the_jobs_day_rows(tmp_path: Path) -> None:
+    sweep_dir = _write_sweep(tmp_path / "sweep")
+    rng = np.random.default_rng(4)
+    sated = {}
+    for job in sorted(p for p in sweep_dir.iterdir() if p.is_dir()):
+        values = rng.random(5) * 2
+        sated[job.name] = values
+        (job / "logs").mkdir(exist_ok=True)
+        pl.DataFrame({"t": 24.0 * np.arange(5), "satiation_top_topic": values}).write_parquet(
+            job / "logs" / "engagement_days.parquet"
+        )
+    sweep = load_sweep(sweep_dir)
+    series = arm_satiation(sweep.jobs_of("explore", "finished"))
+    x = np.array([v for name, v in sated.items() if "_explore_" in name])
+    np.testing.assert_allclose(series["day"], np.arange(5))
+    np.testing.assert_allclose(series["mean"], x.mean(axis=0))
+    for d in range(5):
+        low, high = _t_interval(x[:, d])
+        np.testing.assert_allclose([series["low"][d], series["high"][d]], [max(low, 0.0), high])
+    section = _section(build_sweep_report(sweep_dir).read_text(encoding="utf-8"))
+    assert 'id="fig-sweep-retention-satiation"' in section
+    assert 'id="fig-sweep-retention-ctr"' not in section  # these jobs' metrics have no ctr
+
+
+def test_no_mechanism_panel_without_satiation(tmp_path: Path) -> None:
+    section = _section(build_sweep_report(_write_sweep(tmp_path / "sweep")).read_text("utf-8"))
+    assert 'id="fig-sweep-retention-satiation"' not in section
 
 
 def test_no_sweep_section_without_engagement(tmp_path: Path) -> None:
