@@ -60,6 +60,8 @@ class ALSScorer:
     def _fit(self, interactions: Interactions, version: int) -> ALSModel:
         if self.weighting is not None and self.weighting.mode == "position_unbiased":
             return self._fit_unbiased(interactions, version)
+        if interactions.soft_labels:
+            return self._fit_soft(interactions, version)
         if self._model is None or not self.warm_start:
             self._model = AlternatingLeastSquares(
                 factors=self.factors,
@@ -102,6 +104,26 @@ class ALSScorer:
             unobserved_weight=1.0,
             random_state=int(self.random_state),
         ).fit(positives, targets=targets)
+        return self._model_from(interactions, version, wals.user_factors_, wals.item_factors_)
+
+    def _fit_soft(self, interactions: Interactions, version: int) -> ALSModel:
+        """Soft labels ``q`` (policies.label_delay's dfm): the expected implicit-ALS loss of a
+        pair that converts with probability ``q`` — ``q·alpha·(1 − s)² + (1 − q)·s²`` — is the
+        weighted least squares ``w (t − s)²`` + const with ``w = alpha·q + max(1 − q, 0)`` and
+        ``t = alpha·q / w`` (exact ALS, :class:`WeightedALS`; ``q ≥ 1`` gives implicit's
+        ``alpha·q`` and target 1). No warm start."""
+        q = interactions.clicks.astype(np.float64)
+        weights = q.copy()
+        weights.data = self.alpha * q.data + np.maximum(1.0 - q.data, 0.0)
+        targets = q.copy()
+        targets.data = self.alpha * q.data / weights.data
+        wals = WeightedALS(
+            factors=self.factors,
+            regularization=self.regularization,
+            iterations=self.iterations,
+            unobserved_weight=1.0,
+            random_state=int(self.random_state),
+        ).fit(weights, targets=targets)
         return self._model_from(interactions, version, wals.user_factors_, wals.item_factors_)
 
     def _model_from(

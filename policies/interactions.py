@@ -19,6 +19,8 @@ class TrainingNeeds:
     window_rounds: int | None = None
     keep_exposures: bool = False
     rerank_rounds: int = 0  # > 0: keep the last N rounds' impressions as reranker rows (RerankData)
+    label: str = "clicks"  # what the training matrix counts (policies.label_delay.LABELS)
+    label_correction: str = "none"  # with label=conversions (policies.label_delay.CORRECTIONS)
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,9 @@ class Interactions:
     exposures: tuple[np.ndarray, np.ndarray] | None = None
     randomized_slots: SlotCounts | None = None
     rerank: RerankData | None = None  # kept when TrainingNeeds.rerank_rounds > 0
+    # ``clicks`` holds soft labels (policy.label_correction=dfm: the sum over a pair's clicks of
+    # each one's probability of converting) rather than counts (policies.label_delay)
+    soft_labels: bool = False
 
     def __post_init__(self) -> None:
         if self.item_impressions.size == 0:
@@ -156,10 +161,18 @@ class Interactions:
         exposures: tuple[np.ndarray, np.ndarray] | None = None,
         randomized_slots: SlotCounts | None = None,
         rerank: RerankData | None = None,
+        weights: np.ndarray | None = None,
+        soft_labels: bool = False,
     ) -> Interactions:
-        """Sum one click per ``(user, item)`` pair into a canonical CSR matrix."""
-        data = np.ones(user_ids.shape[0], dtype=np.float32)
-        m = sp.coo_matrix((data, (user_ids, item_ids)), shape=(n_users, n_items)).tocsr()
+        """Sum one click per ``(user, item)`` pair into a canonical CSR matrix (``weights``: one
+        value per pair instead of 1; pairs of weight 0 are left out)."""
+        rows, cols = user_ids, item_ids
+        if weights is None:
+            data = np.ones(user_ids.shape[0], dtype=np.float32)
+        else:
+            keep = weights > 0
+            rows, cols, data = rows[keep], cols[keep], weights[keep].astype(np.float32)
+        m = sp.coo_matrix((data, (rows, cols)), shape=(n_users, n_items)).tocsr()
         m.sum_duplicates()
         m.sort_indices()
         events = ClickEvents.empty()
@@ -177,6 +190,7 @@ class Interactions:
             exposures,
             randomized_slots,
             rerank,
+            soft_labels,
         )
 
     @property
