@@ -216,10 +216,10 @@ class TrainingLog:
         click_t = np.concatenate([m[1] for m in self._click_meta] or [np.empty(0)])
         items = np.concatenate([r[1] for r in self._rounds] or [np.empty(0, np.int64)])
         keys = request * self.n_items + items
+        conv_keys = np.append(self._conv_keys, -1)  # a sentinel: never a click's key
         at = np.searchsorted(self._conv_keys, keys)
-        at_ok = np.minimum(at, max(self._conv_keys.size - 1, 0))
-        converted = (at < self._conv_keys.size) & (self._conv_keys[at_ok] == keys)
-        delay = np.where(converted, self._conv_t[at_ok] - click_t, np.nan)
+        converted = conv_keys[at] == keys
+        delay = np.where(converted, np.append(self._conv_t, np.nan)[at] - click_t, np.nan)
         if self.label == "conversions_oracle":
             converted = converted | np.isin(keys, self._oracle_keys)
         return converted, delay, self._cutoff - click_t

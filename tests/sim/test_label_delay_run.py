@@ -11,6 +11,7 @@ import scipy.sparse as sp
 from conftest import run_recloop, tiny_config
 from scipy import special
 
+from agents.conversions import CONVERSION_SCHEMA
 from experiments.cli import precheck
 from experiments.config import ConfigError, parse_config
 from experiments.run import build_simulation
@@ -180,3 +181,30 @@ def test_conversions_without_conversions_exit_2(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("recloop: error: policy.label="), proc.stderr
     assert "world.conversion.base" in lines[0]
     assert not out.exists()
+
+
+def test_a_cutoff_before_any_conversion_trains_on_nothing(tmp_path):
+    from sim.training_data import TrainingLog
+
+    impressions = pl.DataFrame(
+        {
+            "request_id": [0, 0, 1],
+            "t": [1.0, 1.0, 2.0],
+            "user_id": [0, 0, 1],
+            "item_id": [2, 3, 2],
+            "clicked": [True, False, True],
+            "model_version": [-1, -1, -1],
+            "position": [0, 1, 0],
+            "score": [np.nan] * 3,
+            "intervention": ["none"] * 3,
+        }
+    )
+    impressions.write_parquet(tmp_path / "imp.parquet")
+    pl.DataFrame(schema=CONVERSION_SCHEMA).write_parquet(tmp_path / "conv.parquet")
+    log = TrainingLog(2, 4, label="conversions", label_correction="dfm")
+    log.add_partition(tmp_path / "imp.parquet")
+    log.add_conversions(tmp_path / "conv.parquet", 24.0)
+    converted, delay, elapsed = log.label_view()
+    np.testing.assert_array_equal(converted, [False, False])
+    np.testing.assert_array_equal(elapsed, [23.0, 22.0])
+    assert np.isnan(delay).all() and log.interactions().clicks.nnz == 0
