@@ -1,11 +1,12 @@
 """Label delay measured: models trained on delayed conversion labels vs the oracle, and what each
 correction recovers, by model NDCG on conversions (``model_ndcg_conversion``).
 
-    python benchmarks/label_delay.py [--out /tmp/label-delay] [--seeds 0 1] [--delays 24 72 168]
-        [--days 30] [--n-users 2000] [--n-items 1000] [--base 0.15]
+    python benchmarks/label_delay.py [--out /tmp/label-delay] [--design closed replay]
+        [--seeds 0 1] [--delays 24 72 168] [--days 30] [--n-users 2000] [--n-items 1000]
+        [--base 0.15]
 
-Runs, one after the other (not in parallel), greedy ALS with conversions on
-(``world.conversion.base``, exponential delays of each mean) and every training label:
+Greedy ALS with conversions on (``world.conversion.base``, exponential delays of each mean) and
+every training label:
 
     clicks        policy.label=clicks (today's learner)
     delayed       policy.label=conversions (what the log holds at each cut-off)
@@ -13,12 +14,21 @@ Runs, one after the other (not in parallel), greedy ALS with conversions on
     dfm           policy.label=conversions policy.label_correction=dfm
     oracle        policy.label=conversions_oracle (every eventual conversion at click time)
 
-Each run's score is the mean ``model_ndcg_conversion`` of its deployments trained in the last 7
-days (``late``) and over all its deployments (``all``). Per delay, the table gives each arm's mean
-over seeds, the gap ``oracle − delayed`` and the share of that gap a correction recovers,
-``(arm − delayed) / (oracle − delayed)`` (from the seed means). A run directory that already
-holds ``logs/deployments.parquet`` is read, not run again. Writes ``runs.csv`` (one row per run)
-and ``table.md`` under ``--out`` and prints the table.
+Two designs, every simulation run one after the other (not in parallel):
+
+* ``closed``: one closed-loop run per arm — each arm's model serves and so gathers its own log;
+  the label effect and the feedback loop it sets off are measured together.
+* ``replay``: one run served by the ``delayed`` arm; at each of its cut-offs every arm's label set
+  is built from the *same* log (the oracle's from the world's pending conversions at that
+  moment) and fitted with the same scorer and seed: the label delay alone. The ``delayed`` arm's
+  fit is the served model itself (its NDCG equals the run's ``model_ndcg_conversion``: checked).
+
+A run's score is the mean model NDCG on conversions of its models fitted in the last 7 days
+(``late``) and of all of them (``all``). Per delay, the table gives each arm's mean over seeds,
+the gap ``oracle − delayed`` and the share of that gap a correction recovers,
+``(arm − delayed) / (oracle − delayed)`` (from the seed means). A closed-loop run directory that
+already holds ``logs/deployments.parquet`` is read, not run again. Writes ``<design>_runs.csv``
+(one row per run and arm) and ``<design>_table.md`` under ``--out`` and prints the tables.
 """
 
 from __future__ import annotations
@@ -60,12 +70,10 @@ def score(run_dir: Path, days: int) -> dict[str, float]:
     }
 
 
-def table(runs: pl.DataFrame) -> str:
-    means = runs.group_by(["mean_hours", "arm"]).agg(
-        pl.col("late").mean(), pl.col("all").mean(), pl.col("late_ndcg").mean()
-    )
+def table(runs: pl.DataFrame, design: str) -> str:
+    means = runs.group_by(["mean_hours", "arm"]).agg(pl.col("late").mean(), pl.col("all").mean())
     lines = [
-        f"model NDCG@10 on conversions, mean of the deployments of the last {LATE_DAYS} days "
+        f"{design}: model NDCG@10 on conversions, mean of the models fitted in the last {LATE_DAYS} days "
         f"(all deployments in brackets), mean over seeds {sorted(runs['seed'].unique())}",
         "",
         "| mean delay (h) | " + " | ".join(ARMS) + " | gap oracle−delayed | ipw recovers | "
@@ -85,9 +93,134 @@ def table(runs: pl.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def overrides(args: argparse.Namespace, hours: float, seed: int, arm: str) -> list[str]:
+    return [
+        f"seed={seed}",
+        f"world.n_users={args.n_users}",
+        f"world.n_items={args.n_items}",
+        f"sim.days={args.days}",
+        f"world.conversion.base={args.base}",
+        f"world.conversion_delay.mean_hours={hours}",
+        "report.enabled=false",
+        "progress=false",
+        *ARMS[arm],
+    ]
+
+
+def closed_loop(args: argparse.Namespace) -> pl.DataFrame:
+    from experiments.run import run
+
+    rows = []
+    for hours in args.delays:
+        for seed in args.seeds:
+            for arm in args.arms:
+                run_dir = args.out / f"delay{hours:g}_seed{seed}_{arm}"
+                if not (run_dir / "logs" / "deployments.parquet").exists():
+                    start = time.perf_counter()
+                    run(config(overrides(args, hours, seed, arm)), run_dir)
+                    print(f"{run_dir.name}: {time.perf_counter() - start:.0f} s", flush=True)
+                rows.append(
+                    {"mean_hours": hours, "seed": seed, "arm": arm, **score(run_dir, args.days)}
+                )
+    return pl.DataFrame(rows)
+
+
+def replay_run(args: argparse.Namespace, hours: float, seed: int) -> list[dict]:
+    """One run served by the delayed arm; every arm fitted on its log at each cut-off."""
+    import dataclasses
+    import shutil
+
+    from agents.streams import Streams
+    from experiments.config import parse_config
+    from experiments.run import build_simulation
+    from policies.policy import build_policy
+    from sim.training_data import TrainingLog
+
+    rc = parse_config(config(overrides(args, hours, seed, "delayed")))
+    log_root = args.out / f"replay_delay{hours:g}_seed{seed}" / "logs"
+    shutil.rmtree(log_root, ignore_errors=True)
+    simulation = build_simulation(rc, log_root)
+    state, world = simulation.state, simulation.world
+    n_users, n_items = world.users.n_users, world.catalog.n_items
+    variants = {}
+    for arm in args.arms:
+        label = dict(o.removeprefix("policy.").split("=") for o in ARMS[arm])
+        cfg = dataclasses.replace(rc.policy, **label)
+        policy = build_policy(
+            cfg,
+            n_items,
+            n_users,
+            Streams(seed).int_seed("policy.model"),
+            items=world.catalog.metadata,
+        )
+        needs = cfg.training_needs
+        log = TrainingLog(
+            n_users, n_items, label=needs.label, label_correction=needs.label_correction
+        )
+        variants[arm] = (policy, log)
+    paths: list[Path] = []
+    add_partition, add_conversions = state.training.add_partition, state.training.add_conversions
+
+    def on_partition(path, candidates=None):
+        paths.append(path)
+        add_partition(path, candidates)
+
+    def on_conversions(path, t_cutoff, pending=None):
+        add_conversions(path, t_cutoff, pending)
+        truth = world.conversions.clicked_before(t_cutoff)  # the oracle arm's reference
+        for _, log in variants.values():
+            log.add_partition(paths[-1])
+            log.add_conversions(path, t_cutoff, truth)
+
+    state.training.add_partition, state.training.add_conversions = on_partition, on_conversions
+    rows, fit = [], state.policy.fit
+    probe = simulation.conversion_probe
+
+    def fit_all(interactions, version):
+        deployment = fit(interactions, version)
+        served = probe(deployment.model)
+        for arm, (policy, log) in variants.items():
+            value = probe(policy.fit(log.interactions(), version).model)
+            if arm == "delayed":
+                assert abs(value - served) < 1e-9, (value, served)  # the served model itself
+            rows.append({"t": simulation.env.now, "arm": arm, "ndcg": value})
+        return deployment
+
+    state.policy.fit = fit_all
+    start = time.perf_counter()
+    simulation.run()
+    print(f"replay delay {hours:g} seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
+    frame = pl.DataFrame(rows)
+    late = frame.filter(pl.col("t") >= (args.days - LATE_DAYS) * 24.0)
+    return [
+        {
+            "mean_hours": hours,
+            "seed": seed,
+            "arm": arm,
+            "late": float(late.filter(pl.col("arm") == arm)["ndcg"].mean()),
+            "all": float(frame.filter(pl.col("arm") == arm)["ndcg"].mean()),
+        }
+        for arm in args.arms
+    ]
+
+
+def replay(args: argparse.Namespace) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            row
+            for hours in args.delays
+            for seed in args.seeds
+            for row in replay_run(args, hours, seed)
+        ]
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("/tmp/label-delay"))
+    ap.add_argument(
+        "--design", nargs="+", default=["closed", "replay"], choices=["closed", "replay"]
+    )
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--delays", type=float, nargs="+", default=[24.0, 72.0, 168.0])
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
@@ -97,36 +230,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--base", type=float, default=0.15)
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from experiments.run import run
-
-    rows = []
-    for hours in args.delays:
-        for seed in args.seeds:
-            for arm in args.arms:
-                run_dir = args.out / f"delay{hours:g}_seed{seed}_{arm}"
-                if not (run_dir / "logs" / "deployments.parquet").exists():
-                    overrides = [
-                        f"seed={seed}",
-                        f"world.n_users={args.n_users}",
-                        f"world.n_items={args.n_items}",
-                        f"sim.days={args.days}",
-                        f"world.conversion.base={args.base}",
-                        f"world.conversion_delay.mean_hours={hours}",
-                        "report.enabled=false",
-                        "progress=false",
-                        *ARMS[arm],
-                    ]
-                    start = time.perf_counter()
-                    run(config(overrides), run_dir)
-                    print(f"{run_dir.name}: {time.perf_counter() - start:.0f} s", flush=True)
-                rows.append(
-                    {"mean_hours": hours, "seed": seed, "arm": arm, **score(run_dir, args.days)}
-                )
-    runs = pl.DataFrame(rows)
-    runs.write_csv(args.out / "runs.csv")
-    text = table(runs)
-    (args.out / "table.md").write_text(text + "\n")
-    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for design in args.design:
+        runs = closed_loop(args) if design == "closed" else replay(args)
+        runs.write_csv(args.out / f"{design}_runs.csv")
+        text = table(runs, design)
+        (args.out / f"{design}_table.md").write_text(text + "\n")
+        print(text, flush=True)
     return 0
 
 
