@@ -349,6 +349,7 @@ class Simulation:
         state.in_training = InTraining(
             deployment=deployment,
             t_train_start=t_cutoff,
+            # the training matrix's total: clicks, or the (weighted) labels of policy.label
             n_train_clicks=int(interactions.clicks.sum()),
             n_train_users=int((interactions.user_activity > 0).sum()),
             model_ndcg=model_ndcg,
