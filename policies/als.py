@@ -12,6 +12,7 @@ from policies.baselines import PopularityScorer
 from policies.content_map import CV_FOLDS, fit_content_map
 from policies.debiasing import ClickWeighting
 from policies.interactions import Interactions
+from policies.label_delay import soft_label_least_squares
 from policies.models import ALSModel
 from policies.weighted_als import WeightedALS
 
@@ -108,15 +109,12 @@ class ALSScorer:
 
     def _fit_soft(self, interactions: Interactions, version: int) -> ALSModel:
         """Soft labels ``q`` (policies.label_delay's dfm): the expected implicit-ALS loss of a
-        pair that converts with probability ``q`` — ``q·alpha·(1 − s)² + (1 − q)·s²`` — is the
-        weighted least squares ``w (t − s)²`` + const with ``w = alpha·q + max(1 − q, 0)`` and
-        ``t = alpha·q / w`` (exact ALS, :class:`WeightedALS`; ``q ≥ 1`` gives implicit's
-        ``alpha·q`` and target 1). No warm start."""
+        pair that converts with probability ``q`` is a weighted least squares ``w (t − s)²``
+        (:func:`policies.label_delay.soft_label_least_squares`), fitted by exact ALS
+        (:class:`WeightedALS`). No warm start."""
         q = interactions.clicks.astype(np.float64)
-        weights = q.copy()
-        weights.data = self.alpha * q.data + np.maximum(1.0 - q.data, 0.0)
-        targets = q.copy()
-        targets.data = self.alpha * q.data / weights.data
+        weights, targets = q.copy(), q.copy()
+        weights.data, targets.data = soft_label_least_squares(q.data, self.alpha)
         wals = WeightedALS(
             factors=self.factors,
             regularization=self.regularization,

@@ -25,8 +25,10 @@ true delay law; with lognormal delays the exponential is a misspecified fit.
 * ``dfm``: conversions weigh 1 and each not-yet-converted click the posterior probability that it
   will convert, ``p̂(1 − F̂(e)) / (1 − p̂ F̂(e))``.
 
-The weights are the stored values of the training matrix (implicit ALS takes them as confidence
-``alpha · w``, as ``policy.debias``'s click weights do).
+The weights are the stored values of the training matrix: implicit ALS takes them as confidence
+``alpha · w`` (as ``policy.debias``'s click weights do); dfm's fractional labels are soft
+targets instead, fitted by exact weighted ALS on their expected loss
+(:func:`soft_label_least_squares`, ``policies.als.ALSScorer``).
 """
 
 from __future__ import annotations
@@ -119,6 +121,16 @@ def dfm_weights(elapsed: np.ndarray, items: np.ndarray, fit: DelayFit) -> np.nda
     f = fit.cdf(np.asarray(elapsed, dtype=np.float64))
     p = fit.p_item[np.asarray(items, dtype=np.int64)]
     return p * (1.0 - f) / (1.0 - p * f)
+
+
+def soft_label_least_squares(q: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(w, t)`` with ``w (t − s)²`` = implicit ALS's expected loss of a pair holding soft label
+    ``q`` (converts with probability ``q``: ``q·alpha·(1 − s)² + (1 − q)·s²``) up to a constant
+    in the score ``s``: ``w = alpha·q + max(1 − q, 0)``, ``t = alpha·q / w``. ``q ≥ 1`` (a sum of
+    labels) gives implicit's own confidence ``alpha·q`` and target 1."""
+    q = np.asarray(q, dtype=np.float64)
+    w = alpha * q + np.maximum(1.0 - q, 0.0)
+    return w, alpha * q / w
 
 
 def label_weights(

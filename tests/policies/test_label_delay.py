@@ -17,6 +17,7 @@ from policies.label_delay import (
     fit_delay,
     ipw_weights,
     label_weights,
+    soft_label_least_squares,
 )
 
 
@@ -147,3 +148,18 @@ def test_weighted_pairs_sum_and_zero_weights_are_left_out():
     assert m[0, 1] == pytest.approx(2.5) and m[2, 2] == 1.0 and m[1, 0] == 0
     plain = Interactions.from_pairs(users, items, 3, 3).clicks
     assert plain[0, 1] == 2 and plain[1, 0] == 1
+
+
+@settings(max_examples=50, deadline=None)
+@given(q=st.floats(0.0, 3.0), alpha=st.floats(0.5, 40.0))
+def test_soft_labels_keep_implicit_als_expected_loss(q, alpha):
+    """``w (t − s)²`` and ``q·α(1 − s)² + (1 − q)·s²`` (for q ≤ 1; ``q·α(1 − s)²`` for a sum of
+    labels q ≥ 1, implicit's confidence) differ by a constant in the score s."""
+    w, t = soft_label_least_squares(np.array([q]), alpha)
+    s = np.linspace(-2.0, 3.0, 7)
+    if q <= 1:
+        expected = q * alpha * (1 - s) ** 2 + (1 - q) * s**2
+    else:
+        expected = q * alpha * (1 - s) ** 2
+    diff = w[0] * (t[0] - s) ** 2 - expected
+    np.testing.assert_allclose(diff, diff[0], atol=1e-9 * (1 + alpha * q))
