@@ -153,7 +153,7 @@ class ALSScorer:
             item_factors = content_map.blend(item_factors)
         return ALSModel(
             version=version,
-            seen=clicks,
+            seen=interactions.seen_matrix,  # the clicks, also when trained on conversions
             user_factors=np.array(user_factors, dtype=np.float32, copy=True),
             item_factors=item_factors,
             fallback=self.fallback.fit(interactions, version, source_name="popularity_fallback"),

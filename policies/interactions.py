@@ -139,6 +139,9 @@ class Interactions:
     # ``clicks`` holds soft labels (policy.label_correction=dfm: the sum over a pair's clicks of
     # each one's probability of converting) rather than counts (policies.label_delay)
     soft_labels: bool = False
+    # The window's click counts when ``clicks`` holds labels other than clicks (policy.label):
+    # what a factor model filters when it serves (None: ``clicks`` itself); see seen_matrix.
+    clicked: sp.csr_matrix | None = None
 
     def __post_init__(self) -> None:
         if self.item_impressions.size == 0:
@@ -165,7 +168,8 @@ class Interactions:
         soft_labels: bool = False,
     ) -> Interactions:
         """Sum one click per ``(user, item)`` pair into a canonical CSR matrix (``weights``: one
-        value per pair instead of 1; pairs of weight 0 are left out)."""
+        value per pair instead of 1, pairs of weight 0 left out; the plain counts are then kept
+        as :attr:`clicked`)."""
         rows, cols = user_ids, item_ids
         if weights is None:
             data = np.ones(user_ids.shape[0], dtype=np.float32)
@@ -175,6 +179,9 @@ class Interactions:
         m = sp.coo_matrix((data, (rows, cols)), shape=(n_users, n_items)).tocsr()
         m.sum_duplicates()
         m.sort_indices()
+        clicked = None
+        if weights is not None:
+            clicked = cls.from_pairs(user_ids, item_ids, n_users, n_items).clicks
         events = ClickEvents.empty()
         if click_positions is not None:
             events = ClickEvents(
@@ -191,6 +198,7 @@ class Interactions:
             randomized_slots,
             rerank,
             soft_labels,
+            clicked,
         )
 
     @property
@@ -200,6 +208,11 @@ class Interactions:
     @property
     def n_items(self) -> int:
         return int(self.clicks.shape[1])
+
+    @property
+    def seen_matrix(self) -> sp.csr_matrix:
+        """What a user has clicked in the window (what serving filters), whatever the labels."""
+        return self.clicks if self.clicked is None else self.clicked
 
     @property
     def item_popularity(self) -> np.ndarray:

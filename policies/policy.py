@@ -233,6 +233,11 @@ class PolicyConfig:
                 f"policy.label_correction={self.label_correction!r}: corrects delayed "
                 f"conversion labels; needs policy.label=conversions (got {self.label!r})"
             )
+        if self.label != "clicks" and self.selector.needs_posterior:
+            raise ValueError(
+                f"policy.label={self.label!r}: selector {self.selector.label!r} builds its "
+                "posterior from click counts; use a selector without one (or policy.label=clicks)"
+            )
         if self.label != "clicks" and (self.debias.active or self.rerank.learns):
             what = "policy.debias.mode" if self.debias.active else "policy.rerank"
             raise ValueError(

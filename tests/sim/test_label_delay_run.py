@@ -157,6 +157,10 @@ def test_model_ndcg_on_conversions_only_with_conversions_on(run_tiny):
             "policy.label='conversions': policy.debias.mode",
         ),
         (["world.conversion_delay.mean_hours=0"], "world.conversion_delay.mean_hours=0"),
+        (
+            ["policy=thompson", "policy.label=conversions", "world.conversion.base=0.1"],
+            "policy.label='conversions': selector 'thompson' builds its posterior",
+        ),
     ],
 )
 def test_bad_label_config_names_the_keys(args, expected):
@@ -208,3 +212,17 @@ def test_a_cutoff_before_any_conversion_trains_on_nothing(tmp_path):
     np.testing.assert_array_equal(converted, [False, False])
     np.testing.assert_array_equal(elapsed, [23.0, 22.0])
     assert np.isnan(delay).all() and log.interactions().clicks.nnz == 0
+
+
+@pytest.mark.slow
+def test_a_model_trained_on_conversions_still_filters_every_click(tmp_path):
+    rc = parse_config(tiny_config(**CONVERSIONS, **{"policy.label": "conversions"}))
+    simulation = build_simulation(rc, tmp_path / "logs")
+    simulation.run()
+    model = simulation.state.policy.model
+    labels = simulation.state.training.interactions()
+    clicks = pl.read_parquet(tmp_path / "logs" / "impressions" / "*" / "part.parquet").filter(
+        pl.col("clicked") & (pl.col("t") < 96.0)  # the last model's cut-off
+    )
+    np.testing.assert_array_equal(model.seen.toarray() > 0, matrix(clicks, model.seen.shape) > 0)
+    assert labels.clicks.nnz < model.seen.nnz  # the labels are the converted clicks only
