@@ -226,3 +226,23 @@ def test_a_model_trained_on_conversions_still_filters_every_click(tmp_path):
     )
     np.testing.assert_array_equal(model.seen.toarray() > 0, matrix(clicks, model.seen.shape) > 0)
     assert labels.clicks.nnz < model.seen.nnz  # the labels are the converted clicks only
+
+
+@pytest.mark.slow
+def test_labelled_runs_do_not_depend_on_batching_or_a_pause(tmp_path):
+    keys = {"policy.label": "conversions", "policy.label_correction": "dfm"}
+    frames = []
+    for name, extra, until in [
+        ("plain", {}, None),
+        ("batched", {"sim.max_batch_requests": 97}, None),
+        ("paused", {}, 48.0),
+    ]:
+        rc = parse_config(tiny_config(**CONVERSIONS, **keys, **extra))
+        simulation = build_simulation(rc, tmp_path / name / "logs")
+        if until is not None:
+            simulation.run(until=until)
+        simulation.run()
+        frames.append(pl.read_parquet(tmp_path / name / "logs" / "deployments.parquet"))
+    assert frames[0]["model_ndcg_conversion"].is_not_null().all()
+    for other in frames[1:]:
+        assert other.equals(frames[0])
