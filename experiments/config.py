@@ -276,6 +276,11 @@ def parse_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
             f"policy.debias.propensity='oracle': with world.trust_bias={world.trust_bias} the "
             "click propensity is not θ_k alone; use em or randomized, or world.trust_bias=0"
         )
+    if policy.label != "clicks" and not world.conversions.enabled:
+        raise ConfigError(
+            f"policy.label={policy.label!r}: trains on conversions, but world.conversion.base="
+            f"{world.conversions.base:g} switches them off (set world.conversion.base > 0)"
+        )
     seed = _int(data.get("seed"), "seed", 0)
     smallest = smallest_catalog_of(world, seed, sim.days)
     if smallest is not None:

@@ -26,7 +26,12 @@ from sim.event_log import write_parquet_atomic
 from sim.examination import estimate_examination
 from sim.item_probes import ContentMapProbe, ItemProbe, ItemRankProbe
 from sim.metrics import METRIC_COLUMNS, measure_log
-from sim.model_quality import NDCGProbe, RetrievalRecallProbe, sample_probe_users
+from sim.model_quality import (
+    NDCGProbe,
+    RetrievalRecallProbe,
+    conversion_gain,
+    sample_probe_users,
+)
 from sim.retention_metrics import CURVES_FILE, RETENTION_COLUMNS, measure_retention, with_retention
 from sim.state import SimulationState
 
@@ -155,7 +160,7 @@ def build_simulation(
                 seed=streams.int_seed("policy.shadow"),
             )
         state = SimulationState.initial(world, policy, streams, rc.serving)
-    probe = recall = None
+    probe = recall = conversion_probe = None
     if rc.ndcg_users > 0:
         probe_users = sample_probe_users(
             state.world.users.n_users, rc.ndcg_users, streams.generator("metrics.ndcg_users")
@@ -167,6 +172,19 @@ def build_simulation(
             unavailable=(lambda: state.policy.unavailable) if rc.world.is_living else None,
         )
         recall = RetrievalRecallProbe(probe_users)  # the same users: no new draw
+        world = state.world
+        if world.conversions is not None:  # judged on conversions too: the same users
+            conversion_probe = NDCGProbe(
+                probe_users,
+                rc.ndcg_k,
+                conversion_gain(
+                    world.relevance_matrix,
+                    rc.world.conversions.probability,
+                    world.catalog.metadata.price,
+                    world.median_price,
+                ),
+                unavailable=probe.unavailable,
+            )
     return Simulation(
         state,
         rc.sim,
@@ -178,6 +196,7 @@ def build_simulation(
         serving=rc.serving,
         retrieval_probe=recall,
         item_probes=item_probes(rc, state, streams),
+        conversion_probe=conversion_probe,
     )
 
 

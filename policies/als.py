@@ -12,6 +12,7 @@ from policies.baselines import PopularityScorer
 from policies.content_map import CV_FOLDS, fit_content_map
 from policies.debiasing import ClickWeighting
 from policies.interactions import Interactions
+from policies.label_delay import soft_label_least_squares
 from policies.models import ALSModel
 from policies.weighted_als import WeightedALS
 
@@ -60,6 +61,8 @@ class ALSScorer:
     def _fit(self, interactions: Interactions, version: int) -> ALSModel:
         if self.weighting is not None and self.weighting.mode == "position_unbiased":
             return self._fit_unbiased(interactions, version)
+        if interactions.soft_labels:
+            return self._fit_soft(interactions, version)
         if self._model is None or not self.warm_start:
             self._model = AlternatingLeastSquares(
                 factors=self.factors,
@@ -104,6 +107,23 @@ class ALSScorer:
         ).fit(positives, targets=targets)
         return self._model_from(interactions, version, wals.user_factors_, wals.item_factors_)
 
+    def _fit_soft(self, interactions: Interactions, version: int) -> ALSModel:
+        """Soft labels ``q`` (policies.label_delay's dfm): the expected implicit-ALS loss of a
+        pair that converts with probability ``q`` is a weighted least squares ``w (t − s)²``
+        (:func:`policies.label_delay.soft_label_least_squares`), fitted by exact ALS
+        (:class:`WeightedALS`). No warm start."""
+        q = interactions.clicks.astype(np.float64)
+        weights, targets = q.copy(), q.copy()
+        weights.data, targets.data = soft_label_least_squares(q.data, self.alpha)
+        wals = WeightedALS(
+            factors=self.factors,
+            regularization=self.regularization,
+            iterations=self.iterations,
+            unobserved_weight=1.0,
+            random_state=int(self.random_state),
+        ).fit(weights, targets=targets)
+        return self._model_from(interactions, version, wals.user_factors_, wals.item_factors_)
+
     def _model_from(
         self,
         interactions: Interactions,
@@ -133,7 +153,7 @@ class ALSScorer:
             item_factors = content_map.blend(item_factors)
         return ALSModel(
             version=version,
-            seen=clicks,
+            seen=interactions.seen_matrix,  # the clicks, also when trained on conversions
             user_factors=np.array(user_factors, dtype=np.float32, copy=True),
             item_factors=item_factors,
             fallback=self.fallback.fit(interactions, version, source_name="popularity_fallback"),

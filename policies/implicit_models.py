@@ -186,13 +186,14 @@ class FactorScorer:
         if clicks.nnz == 0:  # implicit's samplers draw from the clicks: nothing to draw from
             users = np.zeros((interactions.n_users, 1), dtype=np.float32)
             items = np.zeros((interactions.n_items, 1), dtype=np.float32)
-            return FactorModel(version, clicks, users, items, popularity, cold, self.source_name)
+            seen = interactions.seen_matrix
+            return FactorModel(version, seen, users, items, popularity, cold, self.source_name)
         model = self.make()
         with threadpool_limits(1, "blas"):
             model.fit(clicks, show_progress=False)
         return FactorModel(
             version=version,
-            seen=clicks,
+            seen=interactions.seen_matrix,  # the clicks, also when trained on conversions
             user_factors=np.array(model.user_factors, dtype=np.float32, copy=True),
             item_factors=np.array(model.item_factors, dtype=np.float32, copy=True),
             fallback=popularity,

@@ -19,6 +19,8 @@ class TrainingNeeds:
     window_rounds: int | None = None
     keep_exposures: bool = False
     rerank_rounds: int = 0  # > 0: keep the last N rounds' impressions as reranker rows (RerankData)
+    label: str = "clicks"  # what the training matrix counts (policies.label_delay.LABELS)
+    label_correction: str = "none"  # with label=conversions (policies.label_delay.CORRECTIONS)
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,12 @@ class Interactions:
     exposures: tuple[np.ndarray, np.ndarray] | None = None
     randomized_slots: SlotCounts | None = None
     rerank: RerankData | None = None  # kept when TrainingNeeds.rerank_rounds > 0
+    # ``clicks`` holds soft labels (policy.label_correction=dfm: the sum over a pair's clicks of
+    # each one's probability of converting) rather than counts (policies.label_delay)
+    soft_labels: bool = False
+    # The window's click counts when ``clicks`` holds labels other than clicks (policy.label):
+    # what a factor model filters when it serves (None: ``clicks`` itself); see seen_matrix.
+    clicked: sp.csr_matrix | None = None
 
     def __post_init__(self) -> None:
         if self.item_impressions.size == 0:
@@ -156,12 +164,24 @@ class Interactions:
         exposures: tuple[np.ndarray, np.ndarray] | None = None,
         randomized_slots: SlotCounts | None = None,
         rerank: RerankData | None = None,
+        weights: np.ndarray | None = None,
+        soft_labels: bool = False,
     ) -> Interactions:
-        """Sum one click per ``(user, item)`` pair into a canonical CSR matrix."""
-        data = np.ones(user_ids.shape[0], dtype=np.float32)
-        m = sp.coo_matrix((data, (user_ids, item_ids)), shape=(n_users, n_items)).tocsr()
+        """Sum one click per ``(user, item)`` pair into a canonical CSR matrix (``weights``: one
+        value per pair instead of 1, pairs of weight 0 left out; the plain counts are then kept
+        as :attr:`clicked`)."""
+        rows, cols = user_ids, item_ids
+        if weights is None:
+            data = np.ones(user_ids.shape[0], dtype=np.float32)
+        else:
+            keep = weights > 0
+            rows, cols, data = rows[keep], cols[keep], weights[keep].astype(np.float32)
+        m = sp.coo_matrix((data, (rows, cols)), shape=(n_users, n_items)).tocsr()
         m.sum_duplicates()
         m.sort_indices()
+        clicked = None
+        if weights is not None:
+            clicked = cls.from_pairs(user_ids, item_ids, n_users, n_items).clicks
         events = ClickEvents.empty()
         if click_positions is not None:
             events = ClickEvents(
@@ -177,6 +197,8 @@ class Interactions:
             exposures,
             randomized_slots,
             rerank,
+            soft_labels,
+            clicked,
         )
 
     @property
@@ -186,6 +208,11 @@ class Interactions:
     @property
     def n_items(self) -> int:
         return int(self.clicks.shape[1])
+
+    @property
+    def seen_matrix(self) -> sp.csr_matrix:
+        """What a user has clicked in the window (what serving filters), whatever the labels."""
+        return self.clicks if self.clicked is None else self.clicked
 
     @property
     def item_popularity(self) -> np.ndarray:

@@ -37,6 +37,7 @@ from policies.components import BuildContext, Scorer, ScorerSpec
 from policies.debiasing import Debias
 from policies.interactions import Interactions, TrainingNeeds
 from policies.intervention import Intervention
+from policies.label_delay import CORRECTIONS, LABELS
 from policies.models import SOURCE_CODE, Model, Retrieval
 from policies.pipeline import (
     Annotate,
@@ -66,7 +67,15 @@ COMPONENT_GROUPS: dict[str, type] = {
     "intervention": Intervention,
     "retrieve": Retriever,
 }
-POLICY_KEYS = ("name", "slate_size", "n_candidates", "bootstrap", "training_window_rounds")
+POLICY_KEYS = (
+    "name",
+    "slate_size",
+    "n_candidates",
+    "bootstrap",
+    "training_window_rounds",
+    "label",
+    "label_correction",
+)
 # Keys of the flat policy config before the nested groups: where each one lives now.
 MOVED_KEYS = {
     "epsilon": "policy.selector.epsilon",
@@ -110,10 +119,15 @@ class PolicyConfig:
     debias: Debias = field(default_factory=Debias)
     intervention: Intervention | None = None
     retrieve: Retriever = field(default_factory=ModelRetrieval)
+    # What the training matrix counts and how delayed conversions are corrected
+    # (policies.label_delay); the defaults train on clicks.
+    label: str = "clicks"
+    label_correction: str = "none"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"policy.name={self.name!r}: must be a non-empty string")
+        self._check_label()
         for key in ("slate_size", "n_candidates"):
             if not is_positive_int(getattr(self, key)):
                 raise ValueError(f"policy.{key}={getattr(self, key)!r}: must be a positive integer")
@@ -204,6 +218,33 @@ class PolicyConfig:
                 f"needs policy/selector=greedy (got {selector!r})"
             )
 
+    def _check_label(self) -> None:
+        if self.label not in LABELS:
+            raise ValueError(
+                f"policy.label={self.label!r}: unknown; choose one of {', '.join(LABELS)}"
+            )
+        if self.label_correction not in CORRECTIONS:
+            raise ValueError(
+                f"policy.label_correction={self.label_correction!r}: unknown; choose one of "
+                f"{', '.join(CORRECTIONS)}"
+            )
+        if self.label_correction != "none" and self.label != "conversions":
+            raise ValueError(
+                f"policy.label_correction={self.label_correction!r}: corrects delayed "
+                f"conversion labels; needs policy.label=conversions (got {self.label!r})"
+            )
+        if self.label != "clicks" and self.selector.needs_posterior:
+            raise ValueError(
+                f"policy.label={self.label!r}: selector {self.selector.label!r} builds its "
+                "posterior from click counts; use a selector without one (or policy.label=clicks)"
+            )
+        if self.label != "clicks" and (self.debias.active or self.rerank.learns):
+            what = "policy.debias.mode" if self.debias.active else "policy.rerank"
+            raise ValueError(
+                f"policy.label={self.label!r}: {what} reweights or learns from clicks; "
+                "conversion labels train the scorer only (use policy.label=clicks)"
+            )
+
     def check_catalog(self, n_items: int) -> None:
         """Cross-check against the catalog size (``world.n_items``)."""
         if self.slate_size > n_items:
@@ -218,6 +259,8 @@ class PolicyConfig:
             window_rounds=self.training_window_rounds,
             keep_exposures=self.debias.training_needs.keep_exposures,
             rerank_rounds=getattr(self.rerank, "training_rounds", 1) if self.rerank.learns else 0,
+            label=self.label,
+            label_correction=self.label_correction,
         )
 
 

@@ -135,7 +135,9 @@ class Simulation:
     probes whose tables land in ``logs/`` (``item_probes``, :mod:`sim.item_probes`), the OPE switch
     ``(hour, config)``: serve with another selector from then on, and the ``serving`` config
     (:mod:`sim.serving_system`; the state must have been made with the same one). A continued run
-    must get the same static configuration.
+    must get the same static configuration. With conversions on, ``conversion_probe`` scores
+    each fitted model's ranking by the true chance a click converts (``model_ndcg_conversion``
+    in ``deployments.parquet``; the column exists only then).
     """
 
     def __init__(
@@ -150,6 +152,7 @@ class Simulation:
         serving: ServingConfig | None = None,
         retrieval_probe: Callable[[ServingPolicy, Deployment], tuple[float, float]] | None = None,
         item_probes: Sequence[ItemProbe] = (),
+        conversion_probe: Callable[[Model], float] | None = None,
     ) -> None:
         if state.done:
             raise ValueError("the state is of a finished run: there is nothing left to simulate")
@@ -160,6 +163,7 @@ class Simulation:
         self.log = EventLog.continuing(log_root, state.log_buffers)
         self.fail_at_hour = fail_at_hour
         self.quality_probe = quality_probe
+        self.conversion_probe = conversion_probe
         self.retrieval_probe = retrieval_probe
         self.item_probes = tuple(item_probes)
         self.switch = switch
@@ -331,6 +335,11 @@ class Simulation:
             start = time.perf_counter()
             model_ndcg = self.quality_probe(deployment.model)
             state.stats.seconds["quality"] += time.perf_counter() - start
+        ndcg_conversion = None
+        if self.conversion_probe is not None:
+            start = time.perf_counter()
+            ndcg_conversion = self.conversion_probe(deployment.model)
+            state.stats.seconds["quality"] += time.perf_counter() - start
         recall = (float("nan"), float("nan"))
         if self.retrieval_probe is not None:
             start = time.perf_counter()
@@ -340,12 +349,14 @@ class Simulation:
         state.in_training = InTraining(
             deployment=deployment,
             t_train_start=t_cutoff,
+            # the training matrix's total: clicks, or the (weighted) labels of policy.label
             n_train_clicks=int(interactions.clicks.sum()),
             n_train_users=int((interactions.user_activity > 0).sum()),
             model_ndcg=model_ndcg,
             fallback=fallback,
             retrieval_recall=recall[0],
             retrieval_recall_n=recall[1],
+            model_ndcg_conversion=ndcg_conversion,
         )
         if self._pause_from is not None and t_cutoff >= self._pause_from:
             self._paused = True  # run() returns once this step has scheduled the deployment
@@ -378,6 +389,8 @@ class Simulation:
                 "retrieval_recall_n": trained.retrieval_recall_n,
             }
         )
+        if trained.model_ndcg_conversion is not None:
+            state.deployments[-1]["model_ndcg_conversion"] = trained.model_ndcg_conversion
         state.in_training = None
         state.counters.next_model_version += 1
 
@@ -538,6 +551,11 @@ class Simulation:
             paths["conversions"] = partition_path(self.log_root, CONVERSIONS, counters.log_round)
             write_parquet_atomic(conversions.pop_before(self.env.now), paths["conversions"])
         self.state.training.add_partition(paths["impressions"], paths["candidates"])
+        if conversions is not None:
+            # truth, read only by the conversions_oracle reference arm (policies.label_delay)
+            oracle = self.state.training.label == "conversions_oracle"
+            pending = conversions.clicked_before(self.env.now) if oracle else None
+            self.state.training.add_conversions(paths["conversions"], self.env.now, pending)
         counters.log_round += 1
         self.state.stats.seconds["log"] += time.perf_counter() - start
 
@@ -583,7 +601,8 @@ class Simulation:
                 "model_ndcg": pl.Float64,
                 "retrieval_recall": pl.Float64,
                 "retrieval_recall_n": pl.Float64,
-            },
+            }
+            | ({"model_ndcg_conversion": pl.Float64} if self.conversion_probe is not None else {}),
         )
         write_parquet_atomic(deployments, self.log_root / "deployments.parquet")
         if state.onboarding is not None:

@@ -11,6 +11,12 @@ clicked items (what the model filters when it serves), so the score is about wha
 would recommend next, not about recalling the training clicks. A model that ranks nothing (the
 uniform random policy's ``NoModel``) has no NDCG: NaN, not 0.
 
+:func:`conversion_gain` is the graded gain of the same probe judged on conversions (with them on:
+``model_ndcg_conversion``): the true chance that showing the item ends in a conversion,
+``rel(u, i) · P(convert | click on i by u)`` — expected conversions, not revenue (no price factor:
+the price already lowers the conversion probability, and a price-weighted gain would rank by
+catalog prices more than by the user).
+
 :class:`RetrievalRecallProbe` scores the retrieval stage on the same users: how much of the model's
 exhaustive top-K the (possibly mixed) candidate list holds.
 """
@@ -66,6 +72,22 @@ class NDCGProbe:
             ideal = -np.sort(-top, axis=1)  # best first
             scores.append(dcg(gains) / dcg(ideal))
         return float(np.mean(np.concatenate(scores)))
+
+
+def conversion_gain(
+    relevance_matrix: Callable[[np.ndarray], np.ndarray],
+    probability: Callable[[np.ndarray, np.ndarray, float], np.ndarray],
+    price: np.ndarray,
+    median_price: float,
+) -> Callable[[np.ndarray], np.ndarray]:
+    """users -> (n, n_items) ``rel · P(convert | click)`` (``probability``: the world's
+    ``ConversionConfig.probability``; ``price``: every item's price)."""
+
+    def gain(users: np.ndarray) -> np.ndarray:
+        rel = relevance_matrix(users)
+        return rel * probability(rel, price[None, :], median_price)
+
+    return gain
 
 
 def sample_probe_users(n_users: int, n_probe: int, rng: np.random.Generator) -> np.ndarray:

@@ -102,6 +102,8 @@ class InTraining:
     fallback: np.ndarray | None = None  # the degraded path's popularity list (with a budget)
     retrieval_recall: float = float("nan")  # sim.model_quality.RetrievalRecallProbe
     retrieval_recall_n: float = float("nan")
+    # sim.model_quality conversion NDCG (None: conversions off, no column)
+    model_ndcg_conversion: float | None = None
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,8 @@ class SimulationState:
                 needs.window_rounds,
                 keep_exposures=needs.keep_exposures,
                 rerank_rounds=needs.rerank_rounds,
+                label=needs.label,
+                label_correction=needs.label_correction,
             ),
             log_buffers={table: [] for table in TABLES},
             onboarding_randomness=OnboardingRandomness.from_streams(streams)

@@ -15,6 +15,7 @@ from policies.interactions import (
     RoundImpressions,
     SlotCounts,
 )
+from policies.label_delay import label_weights
 
 # Impression columns the learned reranker's rows need beside the ones every policy trains on.
 RERANK_COLUMNS = ["request_id", "t", "source"]
@@ -31,6 +32,12 @@ class TrainingLog:
     ``candidates`` partition is read too: the model-served impressions of the last
     ``rerank_rounds`` rounds are kept joined to their candidate rows (the retriever's rank) with
     the item and user counts as they stood before the round (:class:`RerankRows`).
+
+    With ``label`` other than ``clicks`` (:mod:`policies.label_delay`) each kept click also keeps
+    its request id and hour, and :meth:`add_conversions` reads each written ``conversions``
+    partition: the training matrix then holds the window's clicks whose conversion was logged by
+    the last cut-off (weighted by ``label_correction``). ``conversions_oracle`` also counts the
+    clicks whose conversion is still pending in the world (truth: a reference arm).
     """
 
     def __init__(
@@ -40,6 +47,8 @@ class TrainingLog:
         window_rounds: int | None = None,
         keep_exposures: bool = False,
         rerank_rounds: int = 0,
+        label: str = "clicks",
+        label_correction: str = "none",
     ) -> None:
         self.n_users = n_users
         self.n_items = n_items
@@ -58,12 +67,23 @@ class TrainingLog:
         self._user_clicks = np.zeros(n_users)
         self._user_impressions = np.zeros(n_users)
         self._last_t = 0.0
+        self.label = label
+        self.label_correction = label_correction
+        # label != clicks: per round the kept clicks' (request ids, hours); the logged
+        # conversions' keys (request_id · n_items + item_id, sorted) and hours; the cut-off
+        self._click_meta: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=window_rounds)
+        self._conv_keys = np.empty(0, np.int64)
+        self._conv_t = np.empty(0)
+        self._oracle_keys = np.empty(0, np.int64)  # conversions_oracle: pending at the cut-off
+        self._cutoff = 0.0
 
     def add_partition(self, impressions_path: Path, candidates_path: Path | None = None) -> None:
         """Read one written round (``candidates_path``: its candidates partition, needed with
         ``rerank_rounds > 0``)."""
         columns = ["user_id", "item_id", "clicked", "model_version", "position", "score"]
         columns += ["intervention"] + (RERANK_COLUMNS if self.rerank_rounds else [])
+        if self.label != "clicks":
+            columns += [c for c in ("request_id", "t") if c not in columns]
         shown = pl.read_parquet(impressions_path, columns=columns)  # the round, read once
         if self.rerank_rounds:
             if candidates_path is None:
@@ -74,6 +94,9 @@ class TrainingLog:
         clicked = shown["clicked"].to_numpy()
         position = shown["position"].to_numpy().astype(np.int64)
         self._rounds.append((users[clicked], items[clicked], position[clicked]))
+        if self.label != "clicks":
+            request = shown["request_id"].to_numpy().astype(np.int64)
+            self._click_meta.append((request[clicked], shown["t"].to_numpy()[clicked]))
         if self.keep_exposures:
             self._exposures.append((users[~clicked], items[~clicked]))
         self._item_impressions += np.bincount(items, minlength=self.n_items)
@@ -162,9 +185,56 @@ class TrainingLog:
         if shown.height:
             self._last_t = max(self._last_t, float(shown["t"].max()))
 
+    def add_conversions(
+        self, path: Path, t_cutoff: float, pending: pl.DataFrame | None = None
+    ) -> None:
+        """Read one written ``conversions`` partition (closed at ``t_cutoff``). ``pending``:
+        the world's conversions not yet happened of clicks before the cut-off — read only for
+        ``label=conversions_oracle``."""
+        self._cutoff = t_cutoff
+        if self.label == "clicks":
+            return
+        conv = pl.read_parquet(path, columns=["request_id", "item_id", "t"])
+        keys = self._keys(conv)
+        order = np.argsort(np.concatenate([self._conv_keys, keys]), kind="stable")
+        self._conv_keys = np.concatenate([self._conv_keys, keys])[order]
+        self._conv_t = np.concatenate([self._conv_t, conv["t"].to_numpy()])[order]
+        if self.label == "conversions_oracle":
+            if pending is None:
+                raise ValueError("policy.label=conversions_oracle reads the pending conversions")
+            self._oracle_keys = np.sort(self._keys(pending))
+
+    def _keys(self, frame: pl.DataFrame) -> np.ndarray:
+        request = frame["request_id"].to_numpy().astype(np.int64)
+        return request * self.n_items + frame["item_id"].to_numpy().astype(np.int64)
+
+    def label_view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Aligned with the window's kept clicks: ``(converted, delay, elapsed)`` at the last
+        cut-off — converted by then (the oracle: ever), the observed delay in hours (NaN when
+        not converted or only pending) and the hours since the click."""
+        request = np.concatenate([m[0] for m in self._click_meta] or [np.empty(0, np.int64)])
+        click_t = np.concatenate([m[1] for m in self._click_meta] or [np.empty(0)])
+        items = np.concatenate([r[1] for r in self._rounds] or [np.empty(0, np.int64)])
+        keys = request * self.n_items + items
+        conv_keys = np.append(self._conv_keys, -1)  # a sentinel: never a click's key
+        at = np.searchsorted(self._conv_keys, keys)
+        converted = conv_keys[at] == keys
+        delay = np.where(converted, np.append(self._conv_t, np.nan)[at] - click_t, np.nan)
+        if self.label == "conversions_oracle":
+            converted = converted | np.isin(keys, self._oracle_keys)
+        return converted, delay, self._cutoff - click_t
+
     def interactions(self) -> Interactions:
         def stack(parts, j):
             return np.concatenate([p[j] for p in parts] or [np.empty(0, np.int64)])
+
+        weights, correction = None, "none"
+        if self.label != "clicks":
+            converted, delay, elapsed = self.label_view()
+            correction = self.label_correction if self.label == "conversions" else "none"
+            weights = label_weights(
+                correction, elapsed, delay, converted, stack(self._rounds, 1), self.n_items
+            )
 
         exposures = None
         if self.keep_exposures:
@@ -183,6 +253,8 @@ class TrainingLog:
             exposures=exposures,
             randomized_slots=slots,
             rerank=self._rerank_data(),
+            weights=weights,
+            soft_labels=correction == "dfm",
         )
 
     def _rerank_data(self) -> RerankData | None:
