@@ -532,6 +532,24 @@ def _check_launcher(plan: Plan) -> None:
         check_address(address)
 
 
+def _check_resources(plan: Plan) -> None:
+    """Refuse, before hydra writes anything, jobs whose estimated peak memory or disk exceeds
+    what the machine has (experiments/resources.py); print the estimate when it is big."""
+    from experiments.resources import check_resources
+
+    if plan.hydra is None:
+        return
+    out_dir = Path(str(plan.hydra.sweep.dir if plan.multirun else plan.hydra.run.dir))
+    cfgs = [OmegaConf.to_container(c, resolve=True) for c in plan.jobs]
+    named = plan.overrides[0] if plan.overrides and not plan.multirun else ()
+    try:
+        line = check_resources(cfgs, out_dir, named)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if line:
+        print(f"recloop: {line}")
+
+
 def _check_cluster(arg: str) -> int:
     """``recloop --check-cluster[=ADDRESS]`` (default: RAY_ADDRESS, else ``auto``)."""
     import importlib.util
@@ -603,6 +621,7 @@ def main() -> None:
             plan = precheck(argv)
             if plan is not None and not plan_only:
                 _check_launcher(plan)
+                _check_resources(plan)
                 sys.argv = [sys.argv[0], *_absolute_sweep_dir(plan, argv)]
         except ConfigError as exc:
             print(f"recloop: error: {exc}", file=sys.stderr)

@@ -73,8 +73,13 @@ class DebugConfig:
     """The ``debug`` node (fault injection for tests of failure handling)."""
 
     fail_at_hour: float | None = None
+    skip_resource_check: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.skip_resource_check, bool):
+            raise ValueError(
+                f"debug.skip_resource_check={self.skip_resource_check!r}: must be true or false"
+            )
         value = self.fail_at_hour
         if value is not None and (not is_number(value) or value < 0):
             raise ValueError(
