@@ -19,8 +19,9 @@ Peak memory (bytes) is the sum of what a run holds at once, each term from the c
 
 The per-unit constants were calibrated by measuring peak RSS (``/usr/bin/time -v``) of runs of the
 default greedy config at 300 × 150 (4 days), 2,000 × 1,000 (3 days) and 10,000 × 5,000 (2 days);
-the estimate is meant to be an upper bound within a factor of ``STATED_FACTOR`` of the measured
-peak (tests/experiments/test_resources.py checks two of them). Disk is
+the estimate came out 7–10 % above the measured peak for each (a run's peak also moves with the
+BLAS and Python builds); tests/experiments/test_resources.py checks that two of them stay within a
+factor of ``STATED_FACTOR``. Disk is
 :func:`experiments.cost_model.estimate_job`'s (calibrated bytes per request) plus the config record.
 """
 
@@ -46,7 +47,7 @@ CLICK_BYTES = 64  # one click in the training log (row) plus its share of the CS
 PROBE_COPIES = 3  # true relevance, model scores and the ranking workspace per probed user
 RECORD_BYTES = 200e3  # config.yaml, .hydra/, status.json, cli.log
 BIG_BYTES = 1e9  # print the estimate when memory or disk exceeds this
-STATED_FACTOR = 3.0  # estimate / measured peak RSS stays within [1/STATED_FACTOR, STATED_FACTOR]
+STATED_FACTOR = 2.0  # estimate / measured peak RSS stays within [1/STATED_FACTOR, STATED_FACTOR]
 SKIP_KEY = "debug.skip_resource_check"
 
 
