@@ -542,8 +542,16 @@ def _check_resources(plan: Plan) -> None:
     out_dir = Path(str(plan.hydra.sweep.dir if plan.multirun else plan.hydra.run.dir))
     cfgs = [OmegaConf.to_container(c, resolve=True) for c in plan.jobs]
     named = plan.overrides[0] if plan.overrides and not plan.multirun else ()
+    at_once = 1  # jobs in this machine's memory at once; 0: they run elsewhere (Ray, SLURM)
+    if plan.multirun:
+        target = str(plan.hydra.launcher.get("_target_", ""))
+        if target.endswith("JoblibLauncher"):
+            n_jobs = int(plan.hydra.launcher.get("n_jobs") or 1)
+            at_once = min(len(cfgs), (os.cpu_count() or 1) if n_jobs < 0 else n_jobs)
+        elif not target.endswith(("BasicLauncher", "LocalLauncher")):
+            at_once = 0
     try:
-        line = check_resources(cfgs, out_dir, named)  # type: ignore[arg-type]
+        line = check_resources(cfgs, out_dir, named, at_once)  # type: ignore[arg-type]
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if line:

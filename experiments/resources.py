@@ -135,11 +135,15 @@ def free_disk(out_dir: Path) -> float:
 
 
 def check_resources(
-    cfgs: Sequence[Mapping[str, Any]], out_dir: Path, overrides: Sequence[str] = ()
+    cfgs: Sequence[Mapping[str, Any]],
+    out_dir: Path,
+    overrides: Sequence[str] = (),
+    at_once: int = 1,
 ) -> str | None:
-    """Raise ``ValueError`` (one line naming the estimate and the limit) when the largest job's
-    memory or the jobs' total disk exceeds what the machine has; return the estimate line when
-    it is big (> 1 GB), else None. Jobs that set ``debug.skip_resource_check`` are not checked."""
+    """Raise ``ValueError`` (one line naming the estimate and the limit) when ``at_once`` of the
+    largest job's memory (jobs run in parallel on this machine; 0: elsewhere, memory unchecked)
+    or the jobs' total disk exceeds what the machine has; return the estimate line when it is
+    big (> 1 GB), else None. Jobs that set ``debug.skip_resource_check`` are not checked."""
     runs = [
         c for c in cfgs if c.get("runner", "run") == "run" and not config_value(c, SKIP_KEY, False)
     ]
@@ -147,16 +151,18 @@ def check_resources(
         return None
     estimates = [estimate_resources(c) for c in runs]
     worst = max(estimates, key=lambda e: e.memory)
+    memory = worst.memory * max(at_once, 1)
     disk = sum(e.disk for e in estimates)
-    memory_limit, source = available_memory()
+    memory_limit, source = available_memory() if at_once else (float("inf"), "")
     disk_limit = free_disk(out_dir)
     culprit = max((k for k in worst.parts if k != "base"), key=worst.parts.__getitem__)
     sizes = " ".join(o for o in overrides if o.startswith(("world.", "policy.", "sim.")))
     prefix = f"{sizes}: " if sizes else ""
     hint = f"set {SKIP_KEY}=true to run anyway"
-    if worst.memory > memory_limit:
+    if memory > memory_limit:
+        parallel = f" ({at_once} jobs at once)" if at_once > 1 else ""
         raise ValueError(
-            f"{prefix}needs an estimated {fmt_bytes(worst.memory)} of memory (mostly "
+            f"{prefix}needs an estimated {fmt_bytes(memory)} of memory{parallel} (mostly "
             f"{culprit}, {fmt_bytes(worst.parts[culprit])}) but {fmt_bytes(memory_limit)} is "
             f"available ({source}); {hint}"
         )
@@ -165,9 +171,10 @@ def check_resources(
             f"{prefix}needs an estimated {fmt_bytes(disk)} of disk but {fmt_bytes(disk_limit)} "
             f"is free under {out_dir}; {hint}"
         )
-    if worst.memory > BIG_BYTES or disk > BIG_BYTES:
+    if memory > BIG_BYTES or disk > BIG_BYTES:
+        limit = f" of {fmt_bytes(memory_limit)} available" if at_once else " per job"
         return (
-            f"estimated peak memory {fmt_bytes(worst.memory)} of {fmt_bytes(memory_limit)} "
-            f"available, disk {fmt_bytes(disk)} of {fmt_bytes(disk_limit)} free"
+            f"estimated peak memory {fmt_bytes(memory)}{limit}, "
+            f"disk {fmt_bytes(disk)} of {fmt_bytes(disk_limit)} free"
         )
     return None

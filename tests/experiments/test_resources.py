@@ -138,3 +138,19 @@ def test_estimate_is_within_the_stated_factor_of_measured_peak_rss(
     measured = _peak_rss(args, tmp_path)
     estimate = resources.estimate_resources(_cfgs(*overrides)[0]).memory
     assert 1 / resources.STATED_FACTOR <= estimate / measured <= resources.STATED_FACTOR
+
+
+def test_parallel_jobs_count_once_each_and_remote_ones_not_at_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    one = resources.estimate_resources(_cfgs(*TINY_OVERRIDES)[0]).memory
+    monkeypatch.setattr(resources, "available_memory", lambda: (1.5 * one, "test limit"))
+    sweep = ["-m", *TINY_OVERRIDES[1:], "seed=0,1"]
+    _check_resources(precheck(sweep))  # type: ignore[arg-type]  # one job at a time fits
+    joblib = [*sweep, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    with pytest.raises(ConfigError, match=r"of memory \(2 jobs at once\)"):
+        _check_resources(precheck(joblib))  # type: ignore[arg-type]
+    monkeypatch.setattr(resources, "available_memory", lambda: (1.0, "test limit"))
+    with pytest.raises(ValueError, match="of memory"):
+        resources.check_resources(_cfgs(*TINY_OVERRIDES), Path("."), at_once=1)
+    assert resources.check_resources(_cfgs(*TINY_OVERRIDES), Path("."), at_once=0) is None
