@@ -11,6 +11,7 @@ checkpoint whole. Pausing and continuing is byte-identical to an uninterrupted r
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import time
@@ -23,6 +24,7 @@ from sim.state import SimulationState
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_FILE = "state.pkl"
 FORMAT_VERSION = 1
+log = logging.getLogger("recloop")
 
 
 class CheckpointError(RuntimeError):
@@ -80,7 +82,7 @@ def load_checkpoint(run_dir: Path) -> Checkpoint:
 def remove_checkpoint(run_dir: Path) -> None:
     """Delete the checkpoint folder (the run is complete: nothing left to resume)."""
     folder = Path(run_dir) / CHECKPOINT_DIR
-    for p in folder.glob("*"):
+    for p in folder.glob("*"):  # state.pkl and a temp file a failed write left
         p.unlink()
     if folder.is_dir():
         folder.rmdir()
@@ -99,5 +101,11 @@ def run_with_checkpoints(simulation: Simulation, run_dir: Path | None) -> None:
         simulation.run(until=state.now)  # the next cut-off after the current pause
         if not state.done:
             start = time.perf_counter()
-            save_checkpoint(state, run_dir)
+            try:
+                save_checkpoint(state, run_dir)
+            except (pickle.PicklingError, AttributeError, TypeError) as exc:
+                log.warning("no checkpoints for this run (its state does not pickle: %s)", exc)
+                remove_checkpoint(run_dir)
+                simulation.run()
+                return
             seconds["checkpoint"] = seconds.get("checkpoint", 0.0) + time.perf_counter() - start
