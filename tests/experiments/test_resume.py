@@ -181,3 +181,13 @@ def test_the_checkpoint_pickle_holds_its_round_and_version(tmp_path):
         data = pickle.load(f)
     assert (data.format_version, data.log_round, data.hours) == (FORMAT_VERSION, 1, 24.0)
     assert list(path.parent.iterdir()) == [path]  # no temp file left
+
+
+@pytest.mark.parametrize("scorer", ["bpr", "lmf", "item_knn_bm25"])
+def test_states_with_implicit_model_factories_pickle(scorer, tmp_path):
+    """Their model factories were closures once: a run of them could not checkpoint."""
+    rc = parse_config(tiny_config(**{"policy.scorer": scorer, "sim.days": 2}))
+    simulation = build_simulation(rc, tmp_path / "logs")
+    simulation.run(until=0.0)
+    copy = pickle.loads(pickle.dumps(simulation.state))
+    assert copy.deployed is None and copy.in_training is not None  # fitted, not yet deployed
