@@ -598,6 +598,16 @@ def _resume(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"recloop: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"recloop: interrupted; recloop --resume {target} continues", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # the traceback goes to a file, one line to the terminal
+        trace = Path(target) / "resume_error.log"
+        trace.write_text("".join(traceback.format_exception(exc)))
+        print(
+            f"recloop: error: {type(exc).__name__}: {_first_line(exc)} ({trace})", file=sys.stderr
+        )
+        return 1
 
 
 def main() -> None:
