@@ -17,6 +17,7 @@ import polars as pl
 import pytest
 from conftest import TINY_OVERRIDES, tiny_config
 
+from experiments.cli import _resume
 from experiments.config import parse_config
 from experiments.resume import discard_after
 from experiments.run import build_simulation, run, write_outputs
@@ -112,18 +113,19 @@ def test_discard_after_removes_later_rounds_and_temp_files(tmp_path):
     ]
 
 
-def test_resume_without_a_checkpoint_or_of_a_finished_run(tmp_path):
-    missing = _recloop("--resume", str(tmp_path / "nope"))
-    assert missing.returncode == 2 and "not a directory" in missing.stderr
+def test_resume_without_a_checkpoint_or_of_a_finished_run(tmp_path, capsys):
+    """(In-process: the slow test below goes through ``main()`` in a subprocess.)"""
+    assert _resume(["--resume", str(tmp_path / "nope")]) == 2
+    assert "not a directory" in capsys.readouterr().err
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "config.yaml").write_text("seed: 0\n")
-    done = _recloop("--resume", str(empty))
-    assert done.returncode == 2
-    assert done.stderr.strip().count("\n") == 0 and "no checkpoint" in done.stderr
+    assert _resume([f"--resume={empty}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no checkpoint" in err
     (empty / "summary.json").write_text(json.dumps({"status": "complete"}))
-    done = _recloop("--resume", str(empty))
-    assert done.returncode == 0 and "finished" in done.stdout
+    assert _resume(["--resume", str(empty)]) == 0
+    assert "finished" in capsys.readouterr().out
 
 
 def _kill_when(run_dir: Path, appears: str) -> None:
