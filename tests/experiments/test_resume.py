@@ -193,3 +193,19 @@ def test_states_with_implicit_model_factories_pickle(scorer, tmp_path):
     simulation.run(until=0.0)
     copy = pickle.loads(pickle.dumps(simulation.state))
     assert copy.deployed is None and copy.in_training is not None  # fitted, not yet deployed
+
+
+def test_a_state_that_does_not_pickle_costs_the_checkpoints_not_the_run(
+    tmp_path, monkeypatch, caplog
+):
+    cfg = tiny_config(**{"sim.days": 3})
+    run(cfg, tmp_path / "whole", checkpoint=False)
+
+    def refuse(*args, **kwargs):
+        raise pickle.PicklingError("a closure")
+
+    monkeypatch.setattr("sim.checkpoint.pickle.dump", refuse)
+    run(cfg, tmp_path / "unpicklable")
+    assert "no checkpoints for this run" in caplog.text
+    assert not (tmp_path / "unpicklable" / "checkpoint").exists()
+    _assert_same(tmp_path / "whole", tmp_path / "unpicklable")
