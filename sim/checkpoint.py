@@ -91,7 +91,10 @@ def remove_checkpoint(run_dir: Path) -> None:
 def run_with_checkpoints(simulation: Simulation, run_dir: Path | None) -> None:
     """Run ``simulation`` to its end, checkpointing into ``run_dir`` at every round boundary
     (``None``: no checkpoints, one uninterrupted ``run()``). Checkpoint time is added to
-    ``stats.seconds["checkpoint"]`` (a timing: not part of any compared output)."""
+    ``stats.seconds["checkpoint"]`` (a timing: not part of any compared output).
+
+    A state that does not pickle must not cost the run: a warning says so, the checkpoint is
+    removed and the run goes on without checkpoints."""
     if run_dir is None:
         simulation.run()
         return
