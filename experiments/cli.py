@@ -610,9 +610,37 @@ def optuna_line(hydra_cfg: DictConfig, cfg: DictConfig) -> str:
     )
 
 
+def _resume(argv: list[str]) -> int:
+    """``recloop --resume RUN_DIR`` (or ``--resume=RUN_DIR``): :mod:`experiments.resume`."""
+    from experiments.resume import resume
+
+    value = argv[0].partition("=")[2]
+    rest = argv[1:] if value else argv[2:]
+    target = value or (argv[1] if len(argv) > 1 else "")
+    try:
+        if not target or rest:
+            raise ConfigError("--resume takes one run directory and nothing else")
+        return resume(Path(target))
+    except ConfigError as exc:
+        print(f"recloop: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"recloop: interrupted; recloop --resume {target} continues", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # the traceback goes to a file, one line to the terminal
+        trace = Path(target) / "resume_error.log"
+        trace.write_text("".join(traceback.format_exception(exc)))
+        print(
+            f"recloop: error: {type(exc).__name__}: {_first_line(exc)} ({trace})", file=sys.stderr
+        )
+        return 1
+
+
 def main() -> None:
     """Console entry point ``recloop``."""
     argv = sys.argv[1:]
+    if argv and argv[0].partition("=")[0] == "--resume":  # before hydra: a bare path is no override
+        sys.exit(_resume(argv))
     check = [a for a in argv if a.partition("=")[0] == CHECK_CLUSTER_FLAG]
     if check:
         try:

@@ -20,6 +20,7 @@ from policies.policy import Target, build_policy
 from policies.selection import Selector
 from policies.transfer import TransferSeeder
 from reports.metric_catalog import CATALOG
+from sim.checkpoint import remove_checkpoint, run_with_checkpoints
 from sim.cold_start_metrics import ITEMS_FILE, SURVIVAL_FILE, measure_cold_start
 from sim.engine import Simulation
 from sim.event_log import write_parquet_atomic
@@ -51,6 +52,7 @@ RUN_FILES = (
     "summary.json",
     "report.html",
     "config.yaml",
+    "checkpoint",
 )
 
 
@@ -78,6 +80,7 @@ def run(
     config_name: str = "config",
     shadow_targets: dict[str, Selector] | None = None,
     switch: tuple[float, Target] | None = None,
+    checkpoint: bool | None = None,
 ) -> dict[str, Any]:
     """Simulate, write the event log, ``metrics.parquet``, ``item_exposure.parquet`` (per-item
     counts per window, for the reports' Lorenz curves), ``summary.json`` and ``report.html``.
@@ -86,7 +89,13 @@ def run(
     for the report, so a directory without it is not a finished run. Off-policy evaluation
     (:mod:`experiments.ope`) passes ``shadow_targets`` (selectors replayed on every served slate,
     logged to ``logs/targets``) or ``switch`` (from that hour on, serve with another selector).
+
+    With ``checkpoint`` (default: on unless ``RECLOOP_CHECKPOINT=0``) the state is saved at every
+    round boundary to ``checkpoint/state.pkl`` (:mod:`sim.checkpoint`), for ``recloop --resume``;
+    it is removed once ``summary.json`` says the run is complete.
     """
+    if checkpoint is None:
+        checkpoint = checkpointing_enabled()
     rc: RunConfig = parse_config(cfg)
     out_dir = Path(out_dir)
     clash = [name for name in RUN_FILES if (out_dir / name).exists()]
@@ -102,8 +111,15 @@ def run(
     simulation = build_simulation(
         rc, out_dir / "logs", progress=progress, shadow_targets=shadow_targets, switch=switch
     )
-    simulation.run()
-    return write_outputs(rc, simulation, out_dir, started, config_name)
+    run_with_checkpoints(simulation, out_dir if checkpoint else None)
+    summary = write_outputs(rc, simulation, out_dir, started, config_name)
+    remove_checkpoint(out_dir)
+    return summary
+
+
+def checkpointing_enabled() -> bool:
+    """Round checkpoints are on unless the environment sets ``RECLOOP_CHECKPOINT=0``."""
+    return os.environ.get("RECLOOP_CHECKPOINT", "1") != "0"
 
 
 def build_simulation(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from typing import ClassVar
 
 import numpy as np
@@ -260,16 +260,17 @@ class BPR(ScorerSpec):
         self._bool("verify_negative_samples")
 
     def build(self, ctx: BuildContext) -> FactorScorer:
-        def make() -> RecommenderBase:
-            return BayesianPersonalizedRanking(
-                factors=self.factors,
-                learning_rate=float(self.learning_rate),
-                regularization=float(self.regularization),
-                iterations=self.iterations,
-                verify_negative_samples=self.verify_negative_samples,
-                num_threads=1,  # Hogwild SGD: more threads, irreproducible factors
-                random_state=int(ctx.seed),
-            )
+        # a partial, not a closure: the scorer pickles with a run's checkpoint (sim.checkpoint)
+        make = partial(
+            BayesianPersonalizedRanking,
+            factors=self.factors,
+            learning_rate=float(self.learning_rate),
+            regularization=float(self.regularization),
+            iterations=self.iterations,
+            verify_negative_samples=self.verify_negative_samples,
+            num_threads=1,  # Hogwild SGD: more threads, irreproducible factors
+            random_state=int(ctx.seed),
+        )
 
         return FactorScorer(make, "bpr", PopularityScorer(random_state=ctx.seed + 1))
 
@@ -299,16 +300,16 @@ class LogisticMF(ScorerSpec):
         self._number("regularization", low=0)
 
     def build(self, ctx: BuildContext) -> FactorScorer:
-        def make() -> RecommenderBase:
-            return LogisticMatrixFactorization(
-                factors=self.factors,
-                learning_rate=float(self.learning_rate),
-                regularization=float(self.regularization),
-                iterations=self.iterations,
-                neg_prop=self.neg_prop,
-                num_threads=1,  # one generator per thread: the count would change the factors
-                random_state=int(ctx.seed),
-            )
+        make = partial(  # picklable, like BPR's
+            LogisticMatrixFactorization,
+            factors=self.factors,
+            learning_rate=float(self.learning_rate),
+            regularization=float(self.regularization),
+            iterations=self.iterations,
+            neg_prop=self.neg_prop,
+            num_threads=1,  # one generator per thread: the count would change the factors
+            random_state=int(ctx.seed),
+        )
 
         return FactorScorer(make, "lmf", PopularityScorer(random_state=ctx.seed + 1))
 
@@ -336,10 +337,13 @@ class ItemKNN(ScorerSpec):
         self._number("B", low=0, high=1)
 
     def build(self, ctx: BuildContext) -> NeighbourScorer:
-        def make() -> ItemItemRecommender:
-            # Each similarity row is computed by one thread: identical at any thread count.
-            if self.similarity == "bm25":
-                return BM25Recommender(K=self.K, K1=float(self.K1), B=float(self.B), num_threads=0)
-            return CosineRecommender(K=self.K, num_threads=0)
+        # Each similarity row is computed by one thread: identical at any thread count.
+        # A partial, not a closure: picklable, like BPR's.
+        if self.similarity == "bm25":
+            make = partial(
+                BM25Recommender, K=self.K, K1=float(self.K1), B=float(self.B), num_threads=0
+            )
+        else:
+            make = partial(CosineRecommender, K=self.K, num_threads=0)
 
         return NeighbourScorer(make, PopularityScorer(random_state=ctx.seed + 1))

@@ -1,0 +1,108 @@
+"""``recloop --resume RUN_DIR``: continue a killed run from its last round checkpoint.
+
+The run's ``config.yaml`` is parsed again, ``checkpoint/state.pkl`` (:mod:`sim.checkpoint`) is
+loaded, every log partition of a round after the checkpoint's last complete one is deleted (the
+kill may have come while a later round was being written) together with any temp file, and the
+simulation continues from the checkpoint to the end, checkpointing as it goes, then writes
+metrics, summary and report. Pausing and continuing is byte-identical to an uninterrupted run,
+so the resumed run's files equal those of a run never killed (but timings).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from experiments.config import ConfigError, parse_config
+from experiments.run import build_simulation, write_outputs
+from sim.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    remove_checkpoint,
+    run_with_checkpoints,
+)
+
+RESUME_FLAG = "--resume"
+_ROUND = re.compile(r"round=(\d+)")
+
+
+def finished(run_dir: Path) -> bool:
+    """Does ``run_dir/summary.json`` say the run is complete?"""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(summary, dict) and summary.get("status") == "complete"
+
+
+def discard_after(log_root: Path, log_round: int) -> list[Path]:
+    """Delete the partitions of rounds ``>= log_round`` and temp files under ``log_root``;
+    returns what was deleted."""
+    gone: list[Path] = []
+    if not log_root.is_dir():
+        return gone
+    for path in sorted(log_root.rglob("round=*")):
+        match = _ROUND.fullmatch(path.name)
+        if path.is_dir() and match and int(match.group(1)) >= log_round:
+            shutil.rmtree(path)
+            gone.append(path)
+    for path in sorted(log_root.rglob(".*.tmp")):
+        path.unlink()
+        gone.append(path)
+    return gone
+
+
+def _config_name(run_dir: Path) -> str:
+    hydra_file = run_dir / ".hydra" / "hydra.yaml"
+    if hydra_file.is_file():
+        name = OmegaConf.select(OmegaConf.load(hydra_file), "hydra.job.config_name")
+        if name:
+            return str(name)
+    return "config"
+
+
+def resume(run_dir: Path) -> int:
+    """Continue the run in ``run_dir``; the exit code (0: done, 2: nothing to resume)."""
+    run_dir = Path(run_dir).resolve()
+    if not run_dir.is_dir():
+        raise ConfigError(f"{RESUME_FLAG} {run_dir}: not a directory")
+    if finished(run_dir):
+        print(f"recloop: {run_dir} is finished (summary.json status complete); nothing to resume")
+        return 0
+    config_file = run_dir / "config.yaml"
+    if not config_file.is_file():
+        raise ConfigError(f"{RESUME_FLAG} {run_dir}: no config.yaml (not a run directory)")
+    try:
+        checkpoint = load_checkpoint(run_dir)
+    except CheckpointError as exc:
+        raise ConfigError(f"{RESUME_FLAG}: {exc}") from None
+    cfg = OmegaConf.load(config_file)
+    if cfg.get("runner", "run") != "run":
+        raise ConfigError(f"{RESUME_FLAG} {run_dir}: runner={cfg.get('runner')} cannot resume")
+    rc = parse_config(cfg)
+    os.environ["RECLOOP_RESUME"] = "1"  # tells the overwrite refusal this directory is ours
+    log_root = run_dir / "logs"
+    discard_after(log_root, checkpoint.log_round)
+    for stale in run_dir.glob(".*.tmp"):  # a kill during write_outputs
+        stale.unlink()
+    print(
+        f"recloop: resuming {run_dir} from round {checkpoint.log_round} "
+        f"(simulated day {checkpoint.hours / 24:g} of {rc.sim.days:g})",
+        flush=True,
+    )
+    started = time.perf_counter()
+    simulation = build_simulation(rc, log_root, state=checkpoint.state)
+    run_with_checkpoints(simulation, run_dir)
+    write_outputs(rc, simulation, run_dir, started, _config_name(run_dir))
+    remove_checkpoint(run_dir)
+    status = run_dir / "status.json"  # the interrupted attempt's status: no longer true
+    if status.is_file():
+        status.unlink()
+    print(f"run directory: {run_dir}")
+    return 0
