@@ -32,7 +32,7 @@ from rich.console import Console
 from experiments.config import ConfigError, parse_config
 from experiments.console import day_progress, summary_table
 from experiments.objective import check_objective, job_objective
-from experiments.run import RunDirectoryError, run
+from experiments.run import RUN_FILES, RunDirectoryError, run
 from sim.metrics import METRIC_COLUMNS
 
 log = logging.getLogger("recloop")
@@ -478,6 +478,46 @@ CHECK_CLUSTER_FLAG = "--check-cluster"  # [=ADDRESS]: compare every Ray node's v
 SWEEP_DIR_KEY = "hydra.sweep.dir"
 
 
+RESUME_ENV = "RECLOOP_RESUME"  # =1: re-entering a used folder is on purpose (a resume)
+# What marks a folder as holding (part of) a run: hydra's record, a failure record, any output.
+RUN_MARKERS = (".hydra", "status.json", *RUN_FILES)
+
+
+def _holds_run(folder: Path) -> str | None:
+    """The first thing in ``folder`` that shows a run used it, or None."""
+    return next((name for name in RUN_MARKERS if (folder / name).exists()), None)
+
+
+def check_fresh_folder(plan: Plan) -> None:
+    """Refuse a run into a folder that already holds a run, and a sweep into a folder that
+    already holds a sweep (``multirun.yaml`` or a job folder), before hydra writes its
+    ``.hydra`` record there: a record is never overwritten. ``RECLOOP_RESUME=1`` skips this."""
+    if plan.hydra is None or os.environ.get(RESUME_ENV) == "1":
+        return
+    key = "sweep" if plan.multirun else "run"
+    try:
+        folder = Path(str(plan.hydra[key].dir))
+    except Exception:  # an interpolation only hydra's run can resolve: a fresh folder anyway
+        return
+    if not folder.is_dir():
+        return
+    if plan.multirun:
+        if (folder / "multirun.yaml").exists():
+            found = "multirun.yaml"
+        elif _holds_run(folder):
+            found = _holds_run(folder)
+        else:
+            jobs = sorted(p.name for p in folder.iterdir() if p.is_dir() and _holds_run(p))
+            found = f"job folder {jobs[0]}/" if jobs else None
+    else:
+        found = _holds_run(folder)
+        found = found and (f"{found}/" if (folder / found).is_dir() else found)
+    if found:
+        raise ConfigError(
+            f"{folder} already holds a {key} ({found} exists); choose a new hydra.{key}.dir"
+        )
+
+
 def _absolute_sweep_dir(plan: Plan, argv: list[str]) -> list[str]:
     """``argv`` with the sweep directory made absolute (resolved here, once): launchers run jobs
     in other processes and on other machines, whose working directory is not ours (a Ray
@@ -602,6 +642,7 @@ def main() -> None:
         try:
             plan = precheck(argv)
             if plan is not None and not plan_only:
+                check_fresh_folder(plan)
                 _check_launcher(plan)
                 sys.argv = [sys.argv[0], *_absolute_sweep_dir(plan, argv)]
         except ConfigError as exc:

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from conftest import run_recloop
 
-from experiments.cli import group_options, precheck
+from experiments.cli import check_fresh_folder, group_options, precheck
 from experiments.config import ConfigError
 
 TINY_ARGS = [
@@ -148,6 +148,67 @@ def test_bad_input_exits_2_with_one_line_and_no_run_dir(tmp_path, args):
     assert len(lines) == 1 and lines[0].startswith("recloop: error: "), proc.stderr
     assert "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("sweep", "files", "expected"),
+    [
+        (False, [".hydra/config.yaml"], "already holds a run (.hydra/ exists)"),
+        (False, ["status.json"], "already holds a run (status.json exists)"),
+        (False, ["logs/impressions/round=0000/part.parquet"], "already holds a run (logs/"),
+        (True, ["multirun.yaml"], "already holds a sweep (multirun.yaml exists)"),
+        (True, ["0_greedy_seed0/summary.json"], "(job folder 0_greedy_seed0/ exists)"),
+    ],
+)
+def test_a_used_folder_is_refused(tmp_path, monkeypatch, sweep, files, expected):
+    folder = tmp_path / "used"
+    for name in files:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("x")
+    args = ["-m", "seed=0,1", f"hydra.sweep.dir={folder}"] if sweep else [f"hydra.run.dir={folder}"]
+    monkeypatch.delenv("RECLOOP_RESUME", raising=False)
+    with pytest.raises(ConfigError) as info:
+        check_fresh_folder(precheck(args))
+    assert str(info.value).startswith(f"{folder} already holds a ")
+    assert expected in str(info.value) and "\n" not in str(info.value)
+    monkeypatch.setenv("RECLOOP_RESUME", "1")  # a resume re-enters its folder on purpose
+    check_fresh_folder(precheck(args))
+
+
+def test_an_empty_or_new_folder_is_accepted(tmp_path, monkeypatch):
+    monkeypatch.delenv("RECLOOP_RESUME", raising=False)
+    (tmp_path / "empty").mkdir()
+    check_fresh_folder(precheck([f"hydra.run.dir={tmp_path / 'empty'}"]))
+    check_fresh_folder(precheck([f"hydra.run.dir={tmp_path / 'new'}"]))
+    check_fresh_folder(precheck(["-m", "seed=0,1", f"hydra.sweep.dir={tmp_path / 'empty'}"]))
+
+
+@pytest.mark.slow
+def test_a_used_folder_is_left_byte_identical(tmp_path):
+    """A second command into a run's (or a sweep's) folder stops before hydra writes its
+    .hydra record there: the folder is byte-identical afterwards."""
+    run_dir = tmp_path / "run"
+    first = recloop(*TINY_ARGS, "report.enabled=false", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    sweep_dir = tmp_path / "sweep"
+    (sweep_dir / "0_greedy_seed0" / ".hydra").mkdir(parents=True)
+    (sweep_dir / "multirun.yaml").write_text("hydra: {}\n")
+    (sweep_dir / "0_greedy_seed0" / ".hydra" / "config.yaml").write_text("seed: 0\n")
+    for folder, args in [
+        (run_dir, ["seed=7", f"hydra.run.dir={run_dir}"]),
+        (sweep_dir, ["-m", "seed=7,8", f"hydra.sweep.dir={sweep_dir}"]),
+    ]:
+        before = _snapshot(folder)
+        proc = run_recloop(*TINY_ARGS, *args, cwd=tmp_path, drop_env=("RECLOOP_RESUME",))
+        assert proc.returncode == 2, proc.stderr
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1, proc.stderr
+        assert lines[0].startswith(f"recloop: error: {folder} already holds a "), proc.stderr
+        assert _snapshot(folder) == before
 
 
 @pytest.mark.slow
