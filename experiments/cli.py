@@ -316,6 +316,49 @@ def _discard_unstarted(out_dir: Path) -> None:
         shutil.rmtree(out_dir)
 
 
+# Jobs of this process's sweep that did not finish: failed (an exception, status.json) or
+# refused (bad input found only when the job ran); the sweep's exit code says so.
+_OUTCOMES: dict[str, int] = {"failed": 0, "refused": 0}
+EXIT_JOBS_FAILED = 1
+
+
+def _failed_on_disk(sweep_dir: Path | None) -> int:
+    """Jobs under ``sweep_dir`` whose status.json says failed (jobs that ran in other processes
+    or on other machines count too)."""
+    if sweep_dir is None or not sweep_dir.is_dir():
+        return 0
+    count = 0
+    for status in sweep_dir.glob("*/status.json"):
+        try:
+            count += json.loads(status.read_text()).get("status") == "failed"
+        except (OSError, ValueError):
+            count += 1  # unreadable: not a finished job either
+    return count
+
+
+def sweep_exit(plan: Plan) -> int:
+    """After a sweep (its report written): one line on stderr saying how many jobs failed or
+    were refused, and exit code 1 if any did, else 0."""
+    sweep_dir = _ACTIVE.get("sweep_dir")
+    if sweep_dir is None and plan.hydra is not None:
+        try:
+            sweep_dir = Path(str(plan.hydra.sweep.dir)).resolve()
+        except Exception:
+            sweep_dir = None
+    failed = max(_OUTCOMES["failed"], _failed_on_disk(sweep_dir))
+    refused = _OUTCOMES["refused"]
+    if not failed and not refused:
+        return 0
+    total = plan.n_trials or len(plan.jobs)
+    parts = [f"{n} {what}" for n, what in ((failed, "failed"), (refused, "refused")) if n]
+    print(
+        f"recloop: {' and '.join(parts)} of {total} jobs in {sweep_dir} "
+        "(see each job's status.json or the error above)",
+        file=sys.stderr,
+    )
+    return EXIT_JOBS_FAILED
+
+
 # The job this process is running, for the Ctrl-C message: its folder and the simulated day.
 _ACTIVE: dict[str, Any] = {}
 EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT
@@ -386,6 +429,7 @@ def _app(cfg: DictConfig) -> float | None:
         _discard_unstarted(out_dir)
         print(f"recloop: error: {exc}", file=sys.stderr)
         if multirun:  # keep the sweep going; hydra would skip its end-of-sweep callbacks
+            _OUTCOMES["refused"] += 1
             return _failed_value(cfg)
         sys.exit(EXIT_BAD_INPUT)
     except Exception as exc:
@@ -395,6 +439,7 @@ def _app(cfg: DictConfig) -> float | None:
         # the failure in the job's own folder and let the sweep go on. One line here; the
         # traceback is in status.json.
         record_failure(out_dir, exc)
+        _OUTCOMES["failed"] += 1
         log.error(
             "job %s failed: %s: %s (traceback in %s)",
             hc.job.num,
@@ -653,6 +698,8 @@ def main() -> None:
         if plan_only:
             return
         _app()
+        if plan is not None and plan.multirun:
+            sys.exit(sweep_exit(plan))
     except KeyboardInterrupt:
         sys.exit(_on_interrupt())
     except BrokenPipeError:  # `recloop … | head`: the reader is gone; stop without a traceback

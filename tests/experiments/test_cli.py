@@ -318,7 +318,8 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # the sweep tells the truth: 2 jobs failed
+    assert f"recloop: 2 failed of 4 jobs in {sweep}" in proc.stderr
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     failed = [j for j in jobs if (j / "status.json").exists()]
     finished = [j for j in jobs if (j / "summary.json").exists()]
@@ -328,3 +329,25 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert not (failed[0] / "summary.json").exists()  # a failed job never looks finished
     report = (sweep / "report.html").read_text()  # the end-of-sweep callback still ran
     assert report.count("injected fault at simulated hour 30") >= 2
+
+
+@pytest.mark.slow
+def test_a_sweep_with_a_refused_job_exits_1_after_the_others(tmp_path, monkeypatch):
+    """A job refused only when it runs (its folder holds another run: RECLOOP_RESUME=1 lets the
+    command past the precheck) is counted, the other job finishes, and the sweep exits 1."""
+    sweep = tmp_path / "sweep"
+    (sweep / "0_greedy_seed0").mkdir(parents=True)
+    (sweep / "0_greedy_seed0" / "summary.json").write_text("{}")
+    monkeypatch.setenv("RECLOOP_RESUME", "1")
+    proc = recloop(
+        "-m",
+        "seed=0,1",
+        *TINY_ARGS,
+        "report.enabled=false",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert f"recloop: 1 refused of 2 jobs in {sweep}" in proc.stderr
+    assert (sweep / "1_greedy_seed1" / "summary.json").exists()
+    assert (sweep / "0_greedy_seed0" / "summary.json").read_text() == "{}"
