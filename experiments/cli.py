@@ -83,9 +83,13 @@ def _split_config_dirs(argv: list[str]) -> tuple[list[str], list[Path]]:
 
 def _parse(lines: list[str]) -> list[Any]:
     try:
-        return OverridesParser.create().parse_overrides(lines)
+        parsed = OverridesParser.create().parse_overrides(lines)
     except HydraException as exc:
         raise ConfigError(f"malformed override: {_first_line(exc)}") from None
+    for override in parsed:
+        if not override.get_key_element().lstrip("+~"):
+            raise ConfigError(f"{override.input_line}: malformed override: no key before '='")
+    return parsed
 
 
 def _job_overrides(argv: list[str]) -> tuple[list[list[str]], bool] | None:
@@ -249,6 +253,7 @@ def precheck(argv: list[str]) -> Plan | None:
         cfg = _compose(overrides)
         composed.append(cfg)
         parse_config(cfg)
+        _check_candidates(cfg)
         try:
             check_objective(cfg, METRIC_COLUMNS)
         except ValueError as exc:
@@ -280,6 +285,29 @@ def precheck(argv: list[str]) -> Plan | None:
     return Plan(composed, multirun, hydra_cfg, overrides=[list(o) for o in jobs])
 
 
+def _check_candidates(cfg: DictConfig) -> None:
+    """Refuse ``policy.n_candidates < policy.slate_size``: the policy would silently retrieve
+    ``slate_size`` candidates while config.yaml records the smaller number."""
+    policy = cfg.get("policy") or {}
+    n, k = policy.get("n_candidates"), policy.get("slate_size")
+    if isinstance(n, int) and isinstance(k, int) and n < k:
+        raise ConfigError(
+            f"policy.n_candidates={n}: smaller than policy.slate_size={k}; "
+            "retrieve at least as many candidates as the slate shows"
+        )
+
+
+def _config_folder(section: str) -> str:
+    """Where an unknown key's section lives: ``configs/policy/selector/`` for
+    ``policy.selector``, else its top-level group's folder, else ``configs/config.yaml``."""
+    parts = section.split(".") if section else []
+    while parts:
+        if (files("configs") / "/".join(parts)).is_dir():
+            return "configs/" + "/".join(parts) + "/"
+        parts.pop()
+    return "configs/config.yaml"
+
+
 def _composition_error(exc: HydraException, overrides: list[str]) -> str:
     """One line for hydra's multi-line composition errors, naming the override at fault."""
     text = f"{exc} {exc.__cause__}"
@@ -292,8 +320,10 @@ def _composition_error(exc: HydraException, overrides: list[str]) -> str:
                 section, _, leaf = key.rpartition(".")
                 if section == "policy" and leaf in MOVED_KEYS:
                     return f"{line}: moved to {MOVED_KEYS[leaf]} (nested config groups)"
-                section = section or "the config"
-                return f"{line}: unknown key in {section} (see configs/{section}/ for the keys)"
+                place = section or "the top level"
+                return (
+                    f"{line}: unknown key in {place} (see {_config_folder(section)} for the keys)"
+                )
     return _first_line(exc)
 
 
@@ -669,9 +699,39 @@ def optuna_line(hydra_cfg: DictConfig, cfg: DictConfig) -> str:
     )
 
 
+def _without_internal(text: str) -> str:
+    """hydra's list of config groups without internal bases (options starting with ``_``)."""
+    lines = []
+    for line in text.splitlines(keepends=True):
+        if line.startswith("  _"):  # the long form: one option a line
+            continue
+        group, sep, options = line.partition(": ")
+        if sep and not line.startswith(" "):
+            kept = [o for o in options.rstrip("\n").split(", ") if not o.startswith("_")]
+            line = f"{group}: {', '.join(kept)}" + ("\n" if line.endswith("\n") else "")
+        lines.append(line)
+    return "".join(lines)
+
+
+def _hide_internal_options() -> None:
+    """``recloop --help`` lists the selectable options only (not ``policy=_base``)."""
+    from hydra._internal.hydra import Hydra
+
+    original = Hydra.format_config_groups
+    if getattr(original, "_recloop", False):
+        return
+
+    def format_config_groups(self: Any, *args: Any, **kwargs: Any) -> str:
+        return _without_internal(original(self, *args, **kwargs))
+
+    format_config_groups._recloop = True  # type: ignore[attr-defined]
+    Hydra.format_config_groups = format_config_groups  # type: ignore[method-assign]
+
+
 def main() -> None:
     """Console entry point ``recloop``."""
     argv = sys.argv[1:]
+    _hide_internal_options()
     check = [a for a in argv if a.partition("=")[0] == CHECK_CLUSTER_FLAG]
     if check:
         try:

@@ -102,6 +102,24 @@ def recloop(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         (["world.conversion_delay.mean_hours=-5"], "world.conversion_delay.mean_hours=-5:"),
         (["world.conversion_delay.distribution=gamma"], "distribution='gamma': must be one of"),
         (["world.conversion_delay.shape=0"], "world.conversion_delay.shape=0: must be a number"),
+        # issue 19's small ones: the right place for an unknown key, a key-less override,
+        # fewer candidates than the slate shows (the policy would silently retrieve more)
+        (
+            ["polcy=greedy"],
+            "polcy=greedy: unknown key in the top level (see configs/config.yaml for the keys)",
+        ),
+        (["policy.selector.foo=1"], "unknown key in policy.selector (see configs/policy/selector/"),
+        (["world.foo=1"], "world.foo=1: unknown key in world (see configs/world/ for the keys)"),
+        (["=5"], "=5: malformed override: no key before '='"),
+        (["-m", "seed=0,1", "=5"], "=5: malformed override"),
+        (
+            ["policy.n_candidates=5"],
+            "policy.n_candidates=5: smaller than policy.slate_size=10",
+        ),
+        (
+            ["-m", "policy.slate_size=5,40"],
+            "policy.n_candidates=30: smaller than policy.slate_size=40",
+        ),
     ],
 )
 def test_precheck_names_the_key_and_value(args, expected):
@@ -138,6 +156,9 @@ def test_every_policy_config_is_listed():
         ["world.conversion_delay.mean_hours=0"],
         ["world.churn.base_rate=2"],
         ["world.return_rate=-1"],
+        ["=5"],
+        ["polcy=greedy"],
+        ["policy.n_candidates=5"],
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_no_run_dir(tmp_path, args):
@@ -209,6 +230,15 @@ def test_a_used_folder_is_left_byte_identical(tmp_path):
         assert len(lines) == 1, proc.stderr
         assert lines[0].startswith(f"recloop: error: {folder} already holds a "), proc.stderr
         assert _snapshot(folder) == before
+
+
+@pytest.mark.slow
+def test_help_lists_selectable_policies_only(tmp_path):
+    proc = recloop("--help", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    line = next(line for line in proc.stdout.splitlines() if line.startswith("policy: "))
+    assert "greedy" in line.split(", ") and "_base" not in line
+    assert not [x for x in proc.stdout.splitlines() if "_base," in x or x.strip() == "_base"]
 
 
 @pytest.mark.slow
