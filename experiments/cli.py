@@ -366,10 +366,20 @@ def _failed_on_disk(sweep_dir: Path | None) -> int:
     return count
 
 
+def _given_sweep_dir(argv: list[str]) -> Path | None:
+    """The ``hydra.sweep.dir`` hydra was given (made absolute by :func:`_absolute_sweep_dir`):
+    where jobs run by other processes write, when none ran in this one."""
+    for arg in argv:
+        if _parse_key(arg) == SWEEP_DIR_KEY:
+            value = arg.partition("=")[2].strip("'\"")
+            return Path(value).resolve() if "${" not in value else None
+    return None
+
+
 def sweep_exit(plan: Plan) -> int:
     """After a sweep (its report written): one line on stderr saying how many jobs failed or
     were refused, and exit code 1 if any did, else 0."""
-    sweep_dir = _ACTIVE.get("sweep_dir")
+    sweep_dir = _ACTIVE.get("sweep_dir") or _given_sweep_dir(sys.argv[1:])
     if sweep_dir is None and plan.hydra is not None:
         try:
             sweep_dir = Path(str(plan.hydra.sweep.dir)).resolve()

@@ -381,3 +381,28 @@ def test_a_sweep_with_a_refused_job_exits_1_after_the_others(tmp_path, monkeypat
     assert f"recloop: 1 refused of 2 jobs in {sweep}" in proc.stderr
     assert (sweep / "1_greedy_seed1" / "summary.json").exists()
     assert (sweep / "0_greedy_seed0" / "summary.json").read_text() == "{}"
+
+
+def test_sweep_exit_counts_failures_recorded_by_other_processes(tmp_path, monkeypatch, capsys):
+    """Jobs run by another launcher's processes leave only their status.json: still counted."""
+    from experiments import cli
+
+    sweep = tmp_path / "sweep"
+    for job, status in [("0_greedy_seed0", "failed"), ("1_greedy_seed1", "failed")]:
+        (sweep / job).mkdir(parents=True)
+        (sweep / job / "status.json").write_text(json.dumps({"status": status}))
+    (sweep / "2_greedy_seed2").mkdir()
+    plan = precheck(["-m", "seed=0,1,2", f"hydra.sweep.dir={sweep}"])
+    monkeypatch.setattr(cli, "_ACTIVE", {})
+    monkeypatch.setattr(cli, "_OUTCOMES", {"failed": 0, "refused": 0})
+    monkeypatch.setattr(sys, "argv", ["recloop", "-m", f"hydra.sweep.dir={sweep}"])
+    assert cli.sweep_exit(plan) == 1
+    err = capsys.readouterr().err
+    assert (
+        err
+        == f"recloop: 2 failed of 3 jobs in {sweep} (see each job's status.json or the error above)\n"
+    )
+    for status in sweep.glob("*/status.json"):
+        status.unlink()
+    assert cli.sweep_exit(plan) == 0
+    assert capsys.readouterr().err == ""
