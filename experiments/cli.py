@@ -308,6 +308,16 @@ def _config_folder(section: str) -> str:
     return "configs/config.yaml"
 
 
+def _did_you_mean(key: str) -> str:
+    """``; did you mean policy?`` for a misspelt top-level key or config group, else ``""``."""
+    import difflib
+
+    top = OmegaConf.load(str(files("configs") / "config.yaml"))
+    known = sorted({*GROUPS, *(str(k) for k in top if k not in ("defaults", "hydra"))})
+    close = difflib.get_close_matches(key, known, n=1)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
 def _composition_error(exc: HydraException, overrides: list[str]) -> str:
     """One line for hydra's multi-line composition errors, naming the override at fault."""
     text = f"{exc} {exc.__cause__}"
@@ -321,8 +331,10 @@ def _composition_error(exc: HydraException, overrides: list[str]) -> str:
                 if section == "policy" and leaf in MOVED_KEYS:
                     return f"{line}: moved to {MOVED_KEYS[leaf]} (nested config groups)"
                 place = section or "the top level"
+                hint = "" if section else _did_you_mean(key)
                 return (
-                    f"{line}: unknown key in {place} (see {_config_folder(section)} for the keys)"
+                    f"{line}: unknown key in {place} "
+                    f"(see {_config_folder(section)} for the keys{hint})"
                 )
     return _first_line(exc)
 

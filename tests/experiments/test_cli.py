@@ -106,9 +106,11 @@ def recloop(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         # fewer candidates than the slate shows (the policy would silently retrieve more)
         (
             ["polcy=greedy"],
-            "polcy=greedy: unknown key in the top level (see configs/config.yaml for the keys)",
+            "polcy=greedy: unknown key in the top level "
+            "(see configs/config.yaml for the keys; did you mean policy?)",
         ),
         (["policy.selector.foo=1"], "unknown key in policy.selector (see configs/policy/selector/"),
+        (["zzz=1"], "zzz=1: unknown key in the top level (see configs/config.yaml for the keys)"),
         (["world.foo=1"], "world.foo=1: unknown key in world (see configs/world/ for the keys)"),
         (["=5"], "=5: malformed override: no key before '='"),
         (["-m", "seed=0,1", "=5"], "=5: malformed override"),
