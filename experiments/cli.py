@@ -32,7 +32,7 @@ from rich.console import Console
 from experiments.config import ConfigError, parse_config
 from experiments.console import day_progress, summary_table
 from experiments.objective import check_objective, job_objective
-from experiments.run import RunDirectoryError, run
+from experiments.run import RUN_FILES, RunDirectoryError, run
 from sim.metrics import METRIC_COLUMNS
 
 log = logging.getLogger("recloop")
@@ -83,9 +83,13 @@ def _split_config_dirs(argv: list[str]) -> tuple[list[str], list[Path]]:
 
 def _parse(lines: list[str]) -> list[Any]:
     try:
-        return OverridesParser.create().parse_overrides(lines)
+        parsed = OverridesParser.create().parse_overrides(lines)
     except HydraException as exc:
         raise ConfigError(f"malformed override: {_first_line(exc)}") from None
+    for override in parsed:
+        if not override.get_key_element().lstrip("+~"):
+            raise ConfigError(f"{override.input_line}: malformed override: no key before '='")
+    return parsed
 
 
 def _job_overrides(argv: list[str]) -> tuple[list[list[str]], bool] | None:
@@ -249,6 +253,7 @@ def precheck(argv: list[str]) -> Plan | None:
         cfg = _compose(overrides)
         composed.append(cfg)
         parse_config(cfg)
+        _check_candidates(cfg)
         try:
             check_objective(cfg, METRIC_COLUMNS)
         except ValueError as exc:
@@ -280,6 +285,39 @@ def precheck(argv: list[str]) -> Plan | None:
     return Plan(composed, multirun, hydra_cfg, overrides=[list(o) for o in jobs])
 
 
+def _check_candidates(cfg: DictConfig) -> None:
+    """Refuse ``policy.n_candidates < policy.slate_size``: the policy would silently retrieve
+    ``slate_size`` candidates while config.yaml records the smaller number."""
+    policy = cfg.get("policy") or {}
+    n, k = policy.get("n_candidates"), policy.get("slate_size")
+    if isinstance(n, int) and isinstance(k, int) and n < k:
+        raise ConfigError(
+            f"policy.n_candidates={n}: smaller than policy.slate_size={k}; "
+            "retrieve at least as many candidates as the slate shows"
+        )
+
+
+def _config_folder(section: str) -> str:
+    """Where an unknown key's section lives: ``configs/policy/selector/`` for
+    ``policy.selector``, else its top-level group's folder, else ``configs/config.yaml``."""
+    parts = section.split(".") if section else []
+    while parts:
+        if (files("configs") / "/".join(parts)).is_dir():
+            return "configs/" + "/".join(parts) + "/"
+        parts.pop()
+    return "configs/config.yaml"
+
+
+def _did_you_mean(key: str) -> str:
+    """``; did you mean policy?`` for a misspelt top-level key or config group, else ``""``."""
+    import difflib
+
+    top = OmegaConf.load(str(files("configs") / "config.yaml"))
+    known = sorted({*GROUPS, *(str(k) for k in top if k not in ("defaults", "hydra"))})
+    close = difflib.get_close_matches(key, known, n=1)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
 def _composition_error(exc: HydraException, overrides: list[str]) -> str:
     """One line for hydra's multi-line composition errors, naming the override at fault."""
     text = f"{exc} {exc.__cause__}"
@@ -292,8 +330,12 @@ def _composition_error(exc: HydraException, overrides: list[str]) -> str:
                 section, _, leaf = key.rpartition(".")
                 if section == "policy" and leaf in MOVED_KEYS:
                     return f"{line}: moved to {MOVED_KEYS[leaf]} (nested config groups)"
-                section = section or "the config"
-                return f"{line}: unknown key in {section} (see configs/{section}/ for the keys)"
+                place = section or "the top level"
+                hint = "" if section else _did_you_mean(key)
+                return (
+                    f"{line}: unknown key in {place} "
+                    f"(see {_config_folder(section)} for the keys{hint})"
+                )
     return _first_line(exc)
 
 
@@ -314,6 +356,59 @@ def _discard_unstarted(out_dir: Path) -> None:
         p.name == ".hydra" or p.suffix == ".log" for p in out_dir.iterdir()
     ):
         shutil.rmtree(out_dir)
+
+
+# Jobs of this process's sweep that did not finish: failed (an exception, status.json) or
+# refused (bad input found only when the job ran); the sweep's exit code says so.
+_OUTCOMES: dict[str, int] = {"failed": 0, "refused": 0}
+EXIT_JOBS_FAILED = 1
+
+
+def _failed_on_disk(sweep_dir: Path | None) -> int:
+    """Jobs under ``sweep_dir`` whose status.json says failed (jobs that ran in other processes
+    or on other machines count too)."""
+    if sweep_dir is None or not sweep_dir.is_dir():
+        return 0
+    count = 0
+    for status in sweep_dir.glob("*/status.json"):
+        try:
+            count += json.loads(status.read_text()).get("status") == "failed"
+        except (OSError, ValueError):
+            count += 1  # unreadable: not a finished job either
+    return count
+
+
+def _given_sweep_dir(argv: list[str]) -> Path | None:
+    """The ``hydra.sweep.dir`` hydra was given (made absolute by :func:`_absolute_sweep_dir`):
+    where jobs run by other processes write, when none ran in this one."""
+    for arg in argv:
+        if _parse_key(arg) == SWEEP_DIR_KEY:
+            value = arg.partition("=")[2].strip("'\"")
+            return Path(value).resolve() if "${" not in value else None
+    return None
+
+
+def sweep_exit(plan: Plan) -> int:
+    """After a sweep (its report written): one line on stderr saying how many jobs failed or
+    were refused, and exit code 1 if any did, else 0."""
+    sweep_dir = _ACTIVE.get("sweep_dir") or _given_sweep_dir(sys.argv[1:])
+    if sweep_dir is None and plan.hydra is not None:
+        try:
+            sweep_dir = Path(str(plan.hydra.sweep.dir)).resolve()
+        except Exception:
+            sweep_dir = None
+    failed = max(_OUTCOMES["failed"], _failed_on_disk(sweep_dir))
+    refused = _OUTCOMES["refused"]
+    if not failed and not refused:
+        return 0
+    total = plan.n_trials or len(plan.jobs)
+    parts = [f"{n} {what}" for n, what in ((failed, "failed"), (refused, "refused")) if n]
+    print(
+        f"recloop: {' and '.join(parts)} of {total} jobs in {sweep_dir} "
+        "(see each job's status.json or the error above)",
+        file=sys.stderr,
+    )
+    return EXIT_JOBS_FAILED
 
 
 # The job this process is running, for the Ctrl-C message: its folder and the simulated day.
@@ -386,6 +481,7 @@ def _app(cfg: DictConfig) -> float | None:
         _discard_unstarted(out_dir)
         print(f"recloop: error: {exc}", file=sys.stderr)
         if multirun:  # keep the sweep going; hydra would skip its end-of-sweep callbacks
+            _OUTCOMES["refused"] += 1
             return _failed_value(cfg)
         sys.exit(EXIT_BAD_INPUT)
     except Exception as exc:
@@ -395,6 +491,7 @@ def _app(cfg: DictConfig) -> float | None:
         # the failure in the job's own folder and let the sweep go on. One line here; the
         # traceback is in status.json.
         record_failure(out_dir, exc)
+        _OUTCOMES["failed"] += 1
         log.error(
             "job %s failed: %s: %s (traceback in %s)",
             hc.job.num,
@@ -430,7 +527,11 @@ def _on_interrupt() -> int:
     if out_dir is not None and "day" in _ACTIVE:
         print(
             f"recloop: interrupted at day {_ACTIVE['day']:.0f}/{_ACTIVE['days']:g}; "
-            f"partial run in {out_dir}",
+            + (
+                f"partial run in {out_dir}"
+                if _ACTIVE.get("multirun")
+                else f"resume with: recloop --resume {out_dir}"
+            ),
             file=sys.stderr,
         )
     else:
@@ -476,6 +577,46 @@ RUNNERS: dict[str, Any] = {"run": None, "ope": _run_ope, "bias_replay": _run_bia
 PLAN_FLAG = "--plan"  # print the plan and the estimate, run nothing
 CHECK_CLUSTER_FLAG = "--check-cluster"  # [=ADDRESS]: compare every Ray node's versions with ours
 SWEEP_DIR_KEY = "hydra.sweep.dir"
+
+
+RESUME_ENV = "RECLOOP_RESUME"  # =1: re-entering a used folder is on purpose (a resume)
+# What marks a folder as holding (part of) a run: hydra's record, a failure record, any output.
+RUN_MARKERS = (".hydra", "status.json", *RUN_FILES)
+
+
+def _holds_run(folder: Path) -> str | None:
+    """The first thing in ``folder`` that shows a run used it, or None."""
+    return next((name for name in RUN_MARKERS if (folder / name).exists()), None)
+
+
+def check_fresh_folder(plan: Plan) -> None:
+    """Refuse a run into a folder that already holds a run, and a sweep into a folder that
+    already holds a sweep (``multirun.yaml`` or a job folder), before hydra writes its
+    ``.hydra`` record there: a record is never overwritten. ``RECLOOP_RESUME=1`` skips this."""
+    if plan.hydra is None or os.environ.get(RESUME_ENV) == "1":
+        return
+    key = "sweep" if plan.multirun else "run"
+    try:
+        folder = Path(str(plan.hydra[key].dir))
+    except Exception:  # an interpolation only hydra's run can resolve: a fresh folder anyway
+        return
+    if not folder.is_dir():
+        return
+    if plan.multirun:
+        if (folder / "multirun.yaml").exists():
+            found = "multirun.yaml"
+        elif _holds_run(folder):
+            found = _holds_run(folder)
+        else:
+            jobs = sorted(p.name for p in folder.iterdir() if p.is_dir() and _holds_run(p))
+            found = f"job folder {jobs[0]}/" if jobs else None
+    else:
+        found = _holds_run(folder)
+        found = found and (f"{found}/" if (folder / found).is_dir() else found)
+    if found:
+        raise ConfigError(
+            f"{folder} already holds a {key} ({found} exists); choose a new hydra.{key}.dir"
+        )
 
 
 def _absolute_sweep_dir(plan: Plan, argv: list[str]) -> list[str]:
@@ -636,11 +777,41 @@ def _resume(argv: list[str]) -> int:
         return 1
 
 
+def _without_internal(text: str) -> str:
+    """hydra's list of config groups without internal bases (options starting with ``_``)."""
+    lines = []
+    for line in text.splitlines(keepends=True):
+        if line.startswith("  _"):  # the long form: one option a line
+            continue
+        group, sep, options = line.partition(": ")
+        if sep and not line.startswith(" "):
+            kept = [o for o in options.rstrip("\n").split(", ") if not o.startswith("_")]
+            line = f"{group}: {', '.join(kept)}" + ("\n" if line.endswith("\n") else "")
+        lines.append(line)
+    return "".join(lines)
+
+
+def _hide_internal_options() -> None:
+    """``recloop --help`` lists the selectable options only (not ``policy=_base``)."""
+    from hydra._internal.hydra import Hydra
+
+    original = Hydra.format_config_groups
+    if getattr(original, "_recloop", False):
+        return
+
+    def format_config_groups(self: Any, *args: Any, **kwargs: Any) -> str:
+        return _without_internal(original(self, *args, **kwargs))
+
+    format_config_groups._recloop = True  # type: ignore[attr-defined]
+    Hydra.format_config_groups = format_config_groups  # type: ignore[method-assign]
+
+
 def main() -> None:
     """Console entry point ``recloop``."""
     argv = sys.argv[1:]
     if argv and argv[0].partition("=")[0] == "--resume":  # before hydra: a bare path is no override
         sys.exit(_resume(argv))
+    _hide_internal_options()
     check = [a for a in argv if a.partition("=")[0] == CHECK_CLUSTER_FLAG]
     if check:
         try:
@@ -656,6 +827,7 @@ def main() -> None:
         try:
             plan = precheck(argv)
             if plan is not None and not plan_only:
+                check_fresh_folder(plan)
                 _check_launcher(plan)
                 _check_resources(plan)
                 sys.argv = [sys.argv[0], *_absolute_sweep_dir(plan, argv)]
@@ -667,6 +839,8 @@ def main() -> None:
         if plan_only:
             return
         _app()
+        if plan is not None and plan.multirun:
+            sys.exit(sweep_exit(plan))
     except KeyboardInterrupt:
         sys.exit(_on_interrupt())
     except BrokenPipeError:  # `recloop … | head`: the reader is gone; stop without a traceback

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from conftest import run_recloop
 
-from experiments.cli import group_options, precheck
+from experiments.cli import check_fresh_folder, group_options, precheck
 from experiments.config import ConfigError
 
 TINY_ARGS = [
@@ -102,6 +102,26 @@ def recloop(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         (["world.conversion_delay.mean_hours=-5"], "world.conversion_delay.mean_hours=-5:"),
         (["world.conversion_delay.distribution=gamma"], "distribution='gamma': must be one of"),
         (["world.conversion_delay.shape=0"], "world.conversion_delay.shape=0: must be a number"),
+        # issue 19's small ones: the right place for an unknown key, a key-less override,
+        # fewer candidates than the slate shows (the policy would silently retrieve more)
+        (
+            ["polcy=greedy"],
+            "polcy=greedy: unknown key in the top level "
+            "(see configs/config.yaml for the keys; did you mean policy?)",
+        ),
+        (["policy.selector.foo=1"], "unknown key in policy.selector (see configs/policy/selector/"),
+        (["zzz=1"], "zzz=1: unknown key in the top level (see configs/config.yaml for the keys)"),
+        (["world.foo=1"], "world.foo=1: unknown key in world (see configs/world/ for the keys)"),
+        (["=5"], "=5: malformed override: no key before '='"),
+        (["-m", "seed=0,1", "=5"], "=5: malformed override"),
+        (
+            ["policy.n_candidates=5"],
+            "policy.n_candidates=5: smaller than policy.slate_size=10",
+        ),
+        (
+            ["-m", "policy.slate_size=5,40"],
+            "policy.n_candidates=30: smaller than policy.slate_size=40",
+        ),
     ],
 )
 def test_precheck_names_the_key_and_value(args, expected):
@@ -138,6 +158,9 @@ def test_every_policy_config_is_listed():
         ["world.conversion_delay.mean_hours=0"],
         ["world.churn.base_rate=2"],
         ["world.return_rate=-1"],
+        ["=5"],
+        ["polcy=greedy"],
+        ["policy.n_candidates=5"],
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_no_run_dir(tmp_path, args):
@@ -148,6 +171,76 @@ def test_bad_input_exits_2_with_one_line_and_no_run_dir(tmp_path, args):
     assert len(lines) == 1 and lines[0].startswith("recloop: error: "), proc.stderr
     assert "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("sweep", "files", "expected"),
+    [
+        (False, [".hydra/config.yaml"], "already holds a run (.hydra/ exists)"),
+        (False, ["status.json"], "already holds a run (status.json exists)"),
+        (False, ["logs/impressions/round=0000/part.parquet"], "already holds a run (logs/"),
+        (True, ["multirun.yaml"], "already holds a sweep (multirun.yaml exists)"),
+        (True, ["0_greedy_seed0/summary.json"], "(job folder 0_greedy_seed0/ exists)"),
+    ],
+)
+def test_a_used_folder_is_refused(tmp_path, monkeypatch, sweep, files, expected):
+    folder = tmp_path / "used"
+    for name in files:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("x")
+    args = ["-m", "seed=0,1", f"hydra.sweep.dir={folder}"] if sweep else [f"hydra.run.dir={folder}"]
+    monkeypatch.delenv("RECLOOP_RESUME", raising=False)
+    with pytest.raises(ConfigError) as info:
+        check_fresh_folder(precheck(args))
+    assert str(info.value).startswith(f"{folder} already holds a ")
+    assert expected in str(info.value) and "\n" not in str(info.value)
+    monkeypatch.setenv("RECLOOP_RESUME", "1")  # a resume re-enters its folder on purpose
+    check_fresh_folder(precheck(args))
+
+
+def test_an_empty_or_new_folder_is_accepted(tmp_path, monkeypatch):
+    monkeypatch.delenv("RECLOOP_RESUME", raising=False)
+    (tmp_path / "empty").mkdir()
+    check_fresh_folder(precheck([f"hydra.run.dir={tmp_path / 'empty'}"]))
+    check_fresh_folder(precheck([f"hydra.run.dir={tmp_path / 'new'}"]))
+    check_fresh_folder(precheck(["-m", "seed=0,1", f"hydra.sweep.dir={tmp_path / 'empty'}"]))
+
+
+@pytest.mark.slow
+def test_a_used_folder_is_left_byte_identical(tmp_path):
+    """A second command into a run's (or a sweep's) folder stops before hydra writes its
+    .hydra record there: the folder is byte-identical afterwards."""
+    run_dir = tmp_path / "run"
+    first = recloop(*TINY_ARGS, "report.enabled=false", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    sweep_dir = tmp_path / "sweep"
+    (sweep_dir / "0_greedy_seed0" / ".hydra").mkdir(parents=True)
+    (sweep_dir / "multirun.yaml").write_text("hydra: {}\n")
+    (sweep_dir / "0_greedy_seed0" / ".hydra" / "config.yaml").write_text("seed: 0\n")
+    for folder, args in [
+        (run_dir, ["seed=7", f"hydra.run.dir={run_dir}"]),
+        (sweep_dir, ["-m", "seed=7,8", f"hydra.sweep.dir={sweep_dir}"]),
+    ]:
+        before = _snapshot(folder)
+        proc = run_recloop(*TINY_ARGS, *args, cwd=tmp_path, drop_env=("RECLOOP_RESUME",))
+        assert proc.returncode == 2, proc.stderr
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1, proc.stderr
+        assert lines[0].startswith(f"recloop: error: {folder} already holds a "), proc.stderr
+        assert _snapshot(folder) == before
+
+
+@pytest.mark.slow
+def test_help_lists_selectable_policies_only(tmp_path):
+    proc = recloop("--help", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    line = next(line for line in proc.stdout.splitlines() if line.startswith("policy: "))
+    assert "greedy" in line.split(", ") and "_base" not in line
+    assert not [x for x in proc.stdout.splitlines() if "_base," in x or x.strip() == "_base"]
 
 
 @pytest.mark.slow
@@ -257,7 +350,8 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # the sweep tells the truth: 2 jobs failed
+    assert f"recloop: 2 failed of 4 jobs in {sweep}" in proc.stderr
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     failed = [j for j in jobs if (j / "status.json").exists()]
     finished = [j for j in jobs if (j / "summary.json").exists()]
@@ -267,3 +361,50 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert not (failed[0] / "summary.json").exists()  # a failed job never looks finished
     report = (sweep / "report.html").read_text()  # the end-of-sweep callback still ran
     assert report.count("injected fault at simulated hour 30") >= 2
+
+
+@pytest.mark.slow
+def test_a_sweep_with_a_refused_job_exits_1_after_the_others(tmp_path, monkeypatch):
+    """A job refused only when it runs (its folder holds another run: RECLOOP_RESUME=1 lets the
+    command past the precheck) is counted, the other job finishes, and the sweep exits 1."""
+    sweep = tmp_path / "sweep"
+    (sweep / "0_greedy_seed0").mkdir(parents=True)
+    (sweep / "0_greedy_seed0" / "summary.json").write_text("{}")
+    monkeypatch.setenv("RECLOOP_RESUME", "1")
+    proc = recloop(
+        "-m",
+        "seed=0,1",
+        *TINY_ARGS,
+        "report.enabled=false",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert f"recloop: 1 refused of 2 jobs in {sweep}" in proc.stderr
+    assert (sweep / "1_greedy_seed1" / "summary.json").exists()
+    assert (sweep / "0_greedy_seed0" / "summary.json").read_text() == "{}"
+
+
+def test_sweep_exit_counts_failures_recorded_by_other_processes(tmp_path, monkeypatch, capsys):
+    """Jobs run by another launcher's processes leave only their status.json: still counted."""
+    from experiments import cli
+
+    sweep = tmp_path / "sweep"
+    for job, status in [("0_greedy_seed0", "failed"), ("1_greedy_seed1", "failed")]:
+        (sweep / job).mkdir(parents=True)
+        (sweep / job / "status.json").write_text(json.dumps({"status": status}))
+    (sweep / "2_greedy_seed2").mkdir()
+    plan = precheck(["-m", "seed=0,1,2", f"hydra.sweep.dir={sweep}"])
+    monkeypatch.setattr(cli, "_ACTIVE", {})
+    monkeypatch.setattr(cli, "_OUTCOMES", {"failed": 0, "refused": 0})
+    monkeypatch.setattr(sys, "argv", ["recloop", "-m", f"hydra.sweep.dir={sweep}"])
+    assert cli.sweep_exit(plan) == 1
+    err = capsys.readouterr().err
+    assert (
+        err
+        == f"recloop: 2 failed of 3 jobs in {sweep} (see each job's status.json or the error above)\n"
+    )
+    for status in sweep.glob("*/status.json"):
+        status.unlink()
+    assert cli.sweep_exit(plan) == 0
+    assert capsys.readouterr().err == ""
