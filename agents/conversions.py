@@ -23,7 +23,6 @@ The learner sees a conversion only once it is in a written round.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +30,7 @@ import numpy as np
 import polars as pl
 from scipy import special, stats
 
-from agents.validation import is_number
+from agents.validation import is_number, world_mapping
 
 DISTRIBUTIONS = ("exponential", "lognormal")
 CONVERSION_SCHEMA = {
@@ -42,19 +41,6 @@ CONVERSION_SCHEMA = {
     "t": pl.Float64,
     "value": pl.Float64,
 }
-
-
-def _mapping(value: Any, key: str, keys: tuple[str, ...]) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ValueError(f"world.{key}={value!r}: must be a mapping with keys {', '.join(keys)}")
-    unknown = sorted(set(value) - set(keys))
-    if unknown:
-        raise ValueError(
-            f"world.{key}.{unknown[0]}={value[unknown[0]]!r}: unknown key; keys: {', '.join(keys)}"
-        )
-    return dict(value)
 
 
 @dataclass(frozen=True)
@@ -70,8 +56,8 @@ class ConversionConfig:
 
     @classmethod
     def parse(cls, conversion: Any, delay: Any) -> ConversionConfig:
-        c = _mapping(conversion, "conversion", ("base", "relevance_weight", "price_weight"))
-        d = _mapping(delay, "conversion_delay", ("distribution", "mean_hours", "shape"))
+        c = world_mapping(conversion, "conversion", ("base", "relevance_weight", "price_weight"))
+        d = world_mapping(delay, "conversion_delay", ("distribution", "mean_hours", "shape"))
         base = c.get("base", cls.base)
         if not is_number(base) or not 0 <= base < 1:
             raise ValueError(

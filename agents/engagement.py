@@ -37,26 +37,12 @@ preference drift.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from agents.validation import is_number
-
-
-def _section(value: Any, key: str, keys: tuple[str, ...]) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ValueError(f"world.{key}={value!r}: must be a mapping with keys {', '.join(keys)}")
-    unknown = sorted(set(value) - set(keys))
-    if unknown:
-        raise ValueError(
-            f"world.{key}.{unknown[0]}={value[unknown[0]]!r}: unknown key; keys: {', '.join(keys)}"
-        )
-    return dict(value)
+from agents.validation import is_number, world_mapping
 
 
 def _non_negative(value: Any, key: str, what: str = "a number >= 0") -> float:
@@ -88,8 +74,10 @@ class EngagementConfig:
         satiation: Any,
         satiation_recovery_days: Any,
     ) -> EngagementConfig:
-        c = _section(churn, "churn", ("base_rate", "sensitivity"))
-        s = _section(satisfaction, "satisfaction", ("memory", "reference", "session_sensitivity"))
+        c = world_mapping(churn, "churn", ("base_rate", "sensitivity"))
+        s = world_mapping(
+            satisfaction, "satisfaction", ("memory", "reference", "session_sensitivity")
+        )
         base = c.get("base_rate", cls.churn_base_rate)
         if not is_number(base) or not 0 <= base <= 1:
             raise ValueError(

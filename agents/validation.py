@@ -7,6 +7,7 @@ YAML and hydra overrides can deliver a ``bool`` or a ``str`` where a number was 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -24,3 +25,18 @@ def is_number(value: Any) -> bool:
 def is_positive_int(value: Any) -> bool:
     """An integer > 0 (not bool, not a float such as 5.0)."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0
+
+
+def world_mapping(value: Any, key: str, keys: tuple[str, ...]) -> dict[str, Any]:
+    """A nested ``world.<key>`` mapping with only ``keys`` (``None``: empty), or a one-line
+    ``ValueError`` naming the key and value."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"world.{key}={value!r}: must be a mapping with keys {', '.join(keys)}")
+    unknown = sorted(set(value) - set(keys))
+    if unknown:
+        raise ValueError(
+            f"world.{key}.{unknown[0]}={value[unknown[0]]!r}: unknown key; keys: {', '.join(keys)}"
+        )
+    return dict(value)
