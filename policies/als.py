@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from implicit.cpu.als import AlternatingLeastSquares
+from scipy import sparse
 from threadpoolctl import threadpool_limits
 
 from policies.baselines import PopularityScorer
@@ -98,14 +99,7 @@ class ALSScorer:
         targets = self.weighting.matrix(interactions).astype(np.float64)
         positives = targets.copy()
         positives.data[:] = 1.0
-        wals = WeightedALS(
-            factors=self.factors,
-            regularization=self.regularization,
-            iterations=self.iterations,
-            unobserved_weight=1.0,
-            random_state=int(self.random_state),
-        ).fit(positives, targets=targets)
-        return self._model_from(interactions, version, wals.user_factors_, wals.item_factors_)
+        return self._fit_weighted(positives, targets, interactions, version)
 
     def _fit_soft(self, interactions: Interactions, version: int) -> ALSModel:
         """Soft labels ``q`` (policies.label_delay's dfm): the expected implicit-ALS loss of a
@@ -115,6 +109,17 @@ class ALSScorer:
         q = interactions.clicks.astype(np.float64)
         weights, targets = q.copy(), q.copy()
         weights.data, targets.data = soft_label_least_squares(q.data, self.alpha)
+        return self._fit_weighted(weights, targets, interactions, version)
+
+    def _fit_weighted(
+        self,
+        weights: sparse.csr_matrix,
+        targets: sparse.csr_matrix,
+        interactions: Interactions,
+        version: int,
+    ) -> ALSModel:
+        """Exact weighted ALS (:class:`WeightedALS`, unobserved pairs weight 1) on these
+        per-pair weights and targets."""
         wals = WeightedALS(
             factors=self.factors,
             regularization=self.regularization,
