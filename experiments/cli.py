@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
+import signal
 import sys
 import traceback
 from dataclasses import dataclass
@@ -82,9 +84,15 @@ def _split_config_dirs(argv: list[str]) -> tuple[list[str], list[Path]]:
 
 
 def _parse(lines: list[str]) -> list[Any]:
+    parser = OverridesParser.create()
     try:
-        parsed = OverridesParser.create().parse_overrides(lines)
+        parsed = parser.parse_overrides(lines)
     except HydraException as exc:
+        for line in lines:  # name the override at fault, not only the parser's complaint
+            try:
+                parser.parse_overrides([line])
+            except HydraException:
+                raise ConfigError(f"{line}: malformed override: {_first_line(exc)}") from None
         raise ConfigError(f"malformed override: {_first_line(exc)}") from None
     for override in parsed:
         if not override.get_key_element().lstrip("+~"):
@@ -111,6 +119,7 @@ def _expand(argv: list[str]) -> tuple[list[list[str]], bool, DictConfig] | None:
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
         return None
     parsed = _parse([a for a in argv if not a.startswith("-")])
+    _check_output_folders(parsed)
     # hydra's own settings (launcher, run dir …) are hydra's business, not the study's.
     ours = [o for o in parsed if not o.get_key_element().lstrip("+~").startswith("hydra")]
     fixed = [o.input_line for o in ours if not o.is_sweep_override()]
@@ -131,6 +140,17 @@ def _expand(argv: list[str]) -> tuple[list[list[str]], bool, DictConfig] | None:
         return optuna_corner_jobs([*from_config, *ours]), True, hydra_cfg
     batches = BasicSweeper.split_arguments([*from_config, *ours], max_batch_size=None)
     return [job for batch in batches for job in batch], True, hydra_cfg
+
+
+def _check_output_folders(parsed: list[Any]) -> None:
+    """Refuse an empty output folder (``hydra.run.dir=``: hydra would write into the current
+    folder). A key given twice is hydra's business: the last one wins."""
+    for o in parsed:
+        key = o.get_key_element().lstrip("+~")
+        if key in (RUN_DIR_KEY, SWEEP_DIR_KEY) and not o.is_delete() and not str(o.value()).strip():
+            raise ConfigError(
+                f"{o.input_line}: must name a folder (empty writes into {Path.cwd()})"
+            )
 
 
 OPTUNA_SWEEPER = "hydra_optuna_sweeper"  # hydra/sweeper=optuna (the optuna extra)
@@ -336,7 +356,33 @@ def _composition_error(exc: HydraException, overrides: list[str]) -> str:
                     f"{line}: unknown key in {place} "
                     f"(see {_config_folder(section)} for the keys{hint})"
                 )
+    merging = re.match(r"Error merging override (\S+)", str(exc))
+    if merging and exc.__cause__ is not None and "not in struct" not in text:
+        # a typed hydra field given the wrong type: the override and omegaconf's reason
+        return f"{merging.group(1)}: {_first_line(exc.__cause__)}"
+    missing = re.search(r"Could not find '(hydra/[\w/]+)/([^']+)'", text)
+    if missing:  # hydra/launcher=nope, hydra/sweeper=...: name the choices, as for policy=foo
+        group, name = missing.groups()
+        choices = _hydra_group_options(group)
+        listed = f"; choose one of {', '.join(choices)}" if choices else ""
+        return f"{group}={name}: unknown option{listed}"
     return _first_line(exc)
+
+
+def _hydra_group_options(group: str) -> list[str]:
+    """The options of a hydra config group (``hydra/launcher``: basic, joblib, ...), from the
+    installed plugins' config search path."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    hydra = GlobalHydra.instance()
+    if not hydra.is_initialized():
+        return []
+    try:
+        return sorted(
+            o for o in hydra.config_loader().get_group_options(group) if not o.startswith("_")
+        )
+    except Exception:  # a listing is a courtesy: never let it hide the error itself
+        return []
 
 
 def record_failure(out_dir: Path, exc: BaseException) -> None:
@@ -432,7 +478,8 @@ def record_interrupted(out_dir: Path, day: float, days: float) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     status = {
         "status": "interrupted",
-        "error": f"interrupted (Ctrl-C) at simulated day {day:.1f} of {days:g}",
+        "error": f"interrupted ({'SIGTERM' if _TERMINATED else 'Ctrl-C'}) "
+        f"at simulated day {day:.1f} of {days:g}",
         "day": round(day, 3),
         "days": days,
     }
@@ -553,6 +600,18 @@ def _on_interrupt() -> int:
     return EXIT_INTERRUPTED
 
 
+EXIT_TERMINATED = 143  # 128 + SIGTERM, the shell's convention
+_TERMINATED: list[int] = []
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM (``kill``, a scheduler's pre-emption, ``docker stop``): stop as Ctrl-C does —
+    the job's status.json says interrupted, one line says where, the checkpoint stays for
+    ``--resume`` — rather than dying silently mid-write."""
+    _TERMINATED.append(signum)
+    raise KeyboardInterrupt
+
+
 def _run_ope(cfg: DictConfig, out_dir: Path, console: Console) -> None:
     from experiments.ope import run_ope
 
@@ -577,6 +636,7 @@ RUNNERS: dict[str, Any] = {"run": None, "ope": _run_ope, "bias_replay": _run_bia
 PLAN_FLAG = "--plan"  # print the plan and the estimate, run nothing
 CHECK_CLUSTER_FLAG = "--check-cluster"  # [=ADDRESS]: compare every Ray node's versions with ours
 SWEEP_DIR_KEY = "hydra.sweep.dir"
+RUN_DIR_KEY = "hydra.run.dir"
 
 
 RESUME_ENV = "RECLOOP_RESUME"  # =1: re-entering a used folder is on purpose (a resume)
@@ -656,6 +716,8 @@ def _check_launcher(plan: Plan) -> None:
             f"hydra/launcher={choice}: no sbatch on this machine; submit from a SLURM login "
             "node (hydra/launcher=submitit_local runs the same machinery here)"
         )
+    if target.endswith("JoblibLauncher"):
+        _check_joblib_n_jobs(plan.hydra.launcher.get("n_jobs"))
     if "hydra_ray_launcher" not in target:
         return
     launcher = OmegaConf.to_container(plan.hydra.launcher, resolve=True)
@@ -671,6 +733,21 @@ def _check_launcher(plan: Plan) -> None:
     address = launcher_address(launcher)  # type: ignore[arg-type]
     if address is not None:  # hydra's ray.init runs in this process, with what this sets up
         check_address(address)
+
+
+def _check_joblib_n_jobs(value: Any) -> None:
+    """joblib's ``n_jobs``: a non-zero integer, negative counting back from the cores
+    (-1: all); joblib itself fails only once the sweep folder exists, with a traceback."""
+    cores = os.cpu_count() or 1
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"hydra.launcher.n_jobs={value!r}: must be an integer (-1: all cores)")
+    if value == 0 or (value < 0 and cores + 1 + value < 1):
+        raise ConfigError(
+            f"hydra.launcher.n_jobs={value}: must be a positive number of parallel jobs, or "
+            f"-1 .. -{cores} to count back from this machine's {cores} cores"
+        )
 
 
 def _check_resources(plan: Plan) -> None:
@@ -767,7 +844,7 @@ def _resume(argv: list[str]) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"recloop: interrupted; recloop --resume {target} continues", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if _TERMINATED else EXIT_INTERRUPTED
     except Exception as exc:  # the traceback goes to a file, one line to the terminal
         trace = Path(target) / "resume_error.log"
         trace.write_text("".join(traceback.format_exception(exc)))
@@ -809,6 +886,7 @@ def _hide_internal_options() -> None:
 def main() -> None:
     """Console entry point ``recloop``."""
     argv = sys.argv[1:]
+    signal.signal(signal.SIGTERM, _on_sigterm)
     if argv and argv[0].partition("=")[0] == "--resume":  # before hydra: a bare path is no override
         sys.exit(_resume(argv))
     _hide_internal_options()
@@ -842,7 +920,8 @@ def main() -> None:
         if plan is not None and plan.multirun:
             sys.exit(sweep_exit(plan))
     except KeyboardInterrupt:
-        sys.exit(_on_interrupt())
+        code = _on_interrupt()
+        sys.exit(EXIT_TERMINATED if _TERMINATED else code)
     except BrokenPipeError:  # `recloop … | head`: the reader is gone; stop without a traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)

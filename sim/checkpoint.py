@@ -52,11 +52,15 @@ def save_checkpoint(state: SimulationState, run_dir: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = Checkpoint(FORMAT_VERSION, state.counters.log_round, float(state.now), state)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # the previous checkpoint stays whole; no temp file survives
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

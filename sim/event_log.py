@@ -106,8 +106,12 @@ def write_parquet_atomic(df: pl.DataFrame, path: Path) -> None:
     """Write to a temp name in the same folder, then rename (atomic on POSIX)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    df.write_parquet(tmp, statistics=True)
-    os.replace(tmp, path)
+    try:
+        df.write_parquet(tmp, statistics=True)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, Ctrl-C, SIGTERM: no temp file survives
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 @dataclass
