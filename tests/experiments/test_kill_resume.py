@@ -19,9 +19,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from conftest import TINY_OVERRIDES
+from conftest import TINY_OVERRIDES, tiny_config
+from omegaconf import OmegaConf
 
-from experiments.cli import _resume
+from experiments.cli import _resume, group_options
+from experiments.config import parse_config
+from experiments.run import build_simulation, run
+from sim.checkpoint import save_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 KILL_AT = Path(__file__).with_name("_kill_at.py")
@@ -142,3 +146,31 @@ def test_the_kill_points_cover_every_phase_and_stay_within_its_calls():
     assert len(points) == N_POINTS and kill_points(counts) == points  # seeded
     assert {p for p, _ in points} == set(PHASES)
     assert all(1 <= n <= counts["write" if p == "midwrite" else p] for p, n in points)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", group_options("policy"))
+def test_every_policy_preset_resumes_to_its_uninterrupted_run(preset, tmp_path, monkeypatch):
+    """Every shipped ``policy=`` preset, as shipped (tiny world and model sizes): the run is
+    paused at its first checkpoint (round 1), the checkpoint written and the process's copy
+    dropped, a half-written round 1 left behind; ``--resume`` then gives the uninterrupted
+    run's files. A capability that adds state its checkpoint misses fails here. (In-process:
+    a SIGKILLed subprocess per preset would cost an interpreter start each; the 20-point test
+    above kills for real.)"""
+    cfg = tiny_config(f"policy={preset}", **{"sim.days": 3})
+    run(cfg, tmp_path / "whole")
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    (killed / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg), resolve=True))
+    simulation = build_simulation(parse_config(cfg), killed / "logs")
+    simulation.run(until=0.0)  # the cut-off at hour 24: round 0 written, the model fitted
+    save_checkpoint(simulation.state, killed)
+    del simulation
+    half = killed / "logs" / "impressions" / "round=0001"
+    half.mkdir()
+    (half / "part.parquet").write_bytes(b"PAR1 cut short")
+    monkeypatch.setenv("RECLOOP_RESUME", "0")
+    assert _resume(["--resume", str(killed)]) == 0
+    want, have = _outputs(tmp_path / "whole"), _outputs(killed)
+    assert sorted(have) == sorted(want)
+    assert [name for name in want if have[name] != want[name]] == []
