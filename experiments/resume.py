@@ -36,12 +36,15 @@ _ROUND = re.compile(r"round=(\d+)")
 
 
 def finished(run_dir: Path) -> bool:
-    """Does ``run_dir/summary.json`` say the run is complete?"""
+    """Does ``run_dir/summary.json`` say the run is complete, with no checkpoint left? (A
+    checkpoint outlives summary.json only when the run was killed while finishing, in its
+    report or before the checkpoint's removal: its outputs are then to be written again.)"""
     try:
         summary = json.loads((run_dir / "summary.json").read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(summary, dict) and summary.get("status") == "complete"
+    complete = isinstance(summary, dict) and summary.get("status") == "complete"
+    return complete and not checkpoint_path(run_dir).exists()
 
 
 def discard_after(log_root: Path, log_round: int) -> list[Path]:
@@ -75,9 +78,7 @@ def resume(run_dir: Path) -> int:
     run_dir = Path(run_dir).resolve()
     if not run_dir.is_dir():
         raise ConfigError(f"{RESUME_FLAG} {run_dir}: not a directory")
-    # A checkpoint outlives summary.json only when the run was killed while finishing (the
-    # report, the checkpoint's removal): the outputs are then written again.
-    if finished(run_dir) and not checkpoint_path(run_dir).exists():
+    if finished(run_dir):
         print(f"recloop: {run_dir} is finished (summary.json status complete); nothing to resume")
         return 0
     config_file = run_dir / "config.yaml"

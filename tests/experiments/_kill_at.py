@@ -6,8 +6,8 @@ Phases (what is wrapped, where the kill falls):
 
 * ``serve`` — ``Simulation._serve_batch``: right after the N-th serving batch was served and
   buffered (the state has moved on, nothing of it is on disk yet);
-* ``write`` — ``write_parquet_atomic`` (log partitions and the run's parquet outputs): after the
-  temp file is written whole, before the rename;
+* ``write`` — ``write_parquet_atomic`` (log partitions, the final snapshots, the run's parquet
+  outputs): after the temp file is written whole, before the rename;
 * ``midwrite`` — the same writer: half of the Parquet bytes in the temp file, then the kill;
 * ``fit`` — ``ServingPolicy.fit``: after the scorer has trained, before the deployment is built
   (the round's partitions are written, its checkpoint not yet);
@@ -123,8 +123,10 @@ def install(target: str, n: int) -> None:
         return make
 
     _patch(sim.engine.Simulation, "_serve_batch", serve)
-    _patch(sim.event_log, "write_parquet_atomic", write)  # the log partitions
-    _patch(experiments.run, "write_parquet_atomic", write)  # metrics.parquet and the others
+    writer = sim.event_log.write_parquet_atomic
+    for module in list(sys.modules.values()):  # every module that imported it by name
+        if getattr(module, "write_parquet_atomic", None) is writer:
+            _patch(module, "write_parquet_atomic", write)
     _patch(policies.policy.ServingPolicy, "fit", fit)
     sim.checkpoint.pickle = _PickleWith(dump(pickle.dump))
     _patch(experiments.run, "measure_log", entering("metrics"))
