@@ -5,7 +5,9 @@ loaded, every log partition of a round after the checkpoint's last complete one 
 kill may have come while a later round was being written) together with any temp file, and the
 simulation continues from the checkpoint to the end, checkpointing as it goes, then writes
 metrics, summary and report. Pausing and continuing is byte-identical to an uninterrupted run,
-so the resumed run's files equal those of a run never killed (but timings).
+so the resumed run's files equal those of a run never killed (but timings). A run killed before
+its first checkpoint starts over (its partitions are discarded); one killed while writing its
+outputs (a checkpoint is left) simulates its last round again and rewrites them.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from experiments.config import ConfigError, parse_config
 from experiments.run import build_simulation, write_outputs
 from sim.checkpoint import (
     CheckpointError,
+    checkpoint_path,
     load_checkpoint,
     remove_checkpoint,
     run_with_checkpoints,
@@ -33,12 +36,15 @@ _ROUND = re.compile(r"round=(\d+)")
 
 
 def finished(run_dir: Path) -> bool:
-    """Does ``run_dir/summary.json`` say the run is complete?"""
+    """Does ``run_dir/summary.json`` say the run is complete, with no checkpoint left? (A
+    checkpoint outlives summary.json only when the run was killed while finishing, in its
+    report or before the checkpoint's removal: its outputs are then to be written again.)"""
     try:
         summary = json.loads((run_dir / "summary.json").read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(summary, dict) and summary.get("status") == "complete"
+    complete = isinstance(summary, dict) and summary.get("status") == "complete"
+    return complete and not checkpoint_path(run_dir).exists()
 
 
 def discard_after(log_root: Path, log_round: int) -> list[Path]:
@@ -78,26 +84,31 @@ def resume(run_dir: Path) -> int:
     config_file = run_dir / "config.yaml"
     if not config_file.is_file():
         raise ConfigError(f"{RESUME_FLAG} {run_dir}: no config.yaml (not a run directory)")
-    try:
-        checkpoint = load_checkpoint(run_dir)
-    except CheckpointError as exc:
-        raise ConfigError(f"{RESUME_FLAG}: {exc}") from None
+    checkpoint = None  # none written yet (killed in the first round): start over
+    if checkpoint_path(run_dir).exists():
+        try:
+            checkpoint = load_checkpoint(run_dir)
+        except CheckpointError as exc:
+            raise ConfigError(f"{RESUME_FLAG}: {exc}") from None
     cfg = OmegaConf.load(config_file)
     if cfg.get("runner", "run") != "run":
         raise ConfigError(f"{RESUME_FLAG} {run_dir}: runner={cfg.get('runner')} cannot resume")
     rc = parse_config(cfg)
     os.environ["RECLOOP_RESUME"] = "1"  # tells the overwrite refusal this directory is ours
     log_root = run_dir / "logs"
-    discard_after(log_root, checkpoint.log_round)
+    discard_after(log_root, 0 if checkpoint is None else checkpoint.log_round)
     for stale in run_dir.glob(".*.tmp"):  # a kill during write_outputs
         stale.unlink()
-    print(
-        f"recloop: resuming {run_dir} from round {checkpoint.log_round} "
-        f"(simulated day {checkpoint.hours / 24:g} of {rc.sim.days:g})",
-        flush=True,
-    )
+    if checkpoint is None:
+        print(f"recloop: resuming {run_dir} from the start (no round checkpoint yet)", flush=True)
+    else:
+        print(
+            f"recloop: resuming {run_dir} from round {checkpoint.log_round} "
+            f"(simulated day {checkpoint.hours / 24:g} of {rc.sim.days:g})",
+            flush=True,
+        )
     started = time.perf_counter()
-    simulation = build_simulation(rc, log_root, state=checkpoint.state)
+    simulation = build_simulation(rc, log_root, state=checkpoint and checkpoint.state)
     run_with_checkpoints(simulation, run_dir)
     write_outputs(rc, simulation, run_dir, started, _config_name(run_dir))
     remove_checkpoint(run_dir)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import TINY_OVERRIDES, tiny_config
+from omegaconf import OmegaConf
 
 from experiments.cli import _resume
 from experiments.config import parse_config
@@ -119,13 +121,57 @@ def test_resume_without_a_checkpoint_or_of_a_finished_run(tmp_path, capsys):
     assert "not a directory" in capsys.readouterr().err
     empty = tmp_path / "empty"
     empty.mkdir()
-    (empty / "config.yaml").write_text("seed: 0\n")
+    (empty / "config.yaml").write_text("seed: 0\n")  # no checkpoint: start over, but on what?
     assert _resume([f"--resume={empty}"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "no checkpoint" in err
+    assert err.count("\n") == 1 and "world=None: missing" in err
+    (empty / "checkpoint").mkdir()
+    (empty / "checkpoint" / "state.pkl").write_bytes(b"not a pickle")
+    assert _resume([f"--resume={empty}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unreadable checkpoint" in err
+    shutil.rmtree(empty / "checkpoint")  # complete and no checkpoint: finished
     (empty / "summary.json").write_text(json.dumps({"status": "complete"}))
     assert _resume(["--resume", str(empty)]) == 0
     assert "finished" in capsys.readouterr().out
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_over(tmp_path, monkeypatch, capsys):
+    """No checkpoint yet (killed in round 0): the resume discards what the round left and
+    runs from the start."""
+    cfg = tiny_config(**{"sim.days": 2})
+    run(cfg, tmp_path / "whole")
+    killed = tmp_path / "killed"
+    (killed / "logs" / "impressions" / "round=0000").mkdir(parents=True)
+    (killed / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
+    (killed / "logs" / "impressions" / "round=0000" / ".part.parquet.tmp").write_bytes(b"PAR")
+    monkeypatch.setenv("RECLOOP_RESUME", "0")
+    assert _resume(["--resume", str(killed)]) == 0
+    assert "from the start" in capsys.readouterr().out
+    _assert_same(tmp_path / "whole", killed)
+    assert not list(killed.rglob(".*.tmp"))
+
+
+def test_a_run_killed_in_its_report_is_not_taken_for_finished(tmp_path, monkeypatch, capsys):
+    """summary.json says complete before the report is written: while a checkpoint is left,
+    the run is resumed (its last round simulated again, its outputs rewritten)."""
+    cfg = tiny_config(**{"sim.days": 2, "report.enabled": True})
+    run(cfg, tmp_path / "whole")
+
+    def killed_here(run_dir):
+        raise KeyboardInterrupt  # stands for the SIGKILL: nothing after it runs
+
+    monkeypatch.setattr("reports.run_report.build_run_report", killed_here)
+    killed = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, killed)
+    assert (killed / "checkpoint").is_dir() and not (killed / "report.html").exists()
+    monkeypatch.undo()
+    monkeypatch.setenv("RECLOOP_RESUME", "0")
+    assert _resume(["--resume", str(killed)]) == 0
+    assert "from round 1" in capsys.readouterr().out
+    _assert_same(tmp_path / "whole", killed)
+    assert (killed / "report.html").is_file() and not (killed / "checkpoint").exists()
 
 
 def _kill_when(run_dir: Path, appears: str) -> None:
