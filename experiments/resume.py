@@ -19,7 +19,7 @@ import shutil
 import time
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from experiments.config import ConfigError, parse_config
 from experiments.run import build_simulation, write_outputs
@@ -90,10 +90,21 @@ def resume(run_dir: Path) -> int:
             checkpoint = load_checkpoint(run_dir)
         except CheckpointError as exc:
             raise ConfigError(f"{RESUME_FLAG}: {exc}") from None
-    cfg = OmegaConf.load(config_file)
+    try:
+        cfg = OmegaConf.load(config_file)
+    except Exception as exc:  # truncated or not YAML: one line naming the file
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"{RESUME_FLAG}: {config_file}: not a readable config ({reason})"
+        ) from None
+    if not isinstance(cfg, DictConfig):
+        raise ConfigError(f"{RESUME_FLAG}: {config_file}: not a mapping of config keys")
     if cfg.get("runner", "run") != "run":
         raise ConfigError(f"{RESUME_FLAG} {run_dir}: runner={cfg.get('runner')} cannot resume")
-    rc = parse_config(cfg)
+    try:
+        rc = parse_config(cfg)
+    except ConfigError as exc:  # a hand-edited or foreign config.yaml: say which file
+        raise ConfigError(f"{RESUME_FLAG}: {config_file}: {exc}") from None
     os.environ["RECLOOP_RESUME"] = "1"  # tells the overwrite refusal this directory is ours
     log_root = run_dir / "logs"
     discard_after(log_root, 0 if checkpoint is None else checkpoint.log_round)

@@ -63,6 +63,16 @@ def _config_only(root: Path) -> None:
     (root / "run" / "config.yaml").write_text("seed: 0\n")
 
 
+def _broken_config(root: Path) -> None:
+    (root / "run").mkdir()
+    (root / "run" / "config.yaml").write_text("world: {n_users: [1, 2\n")
+
+
+def _list_config(root: Path) -> None:
+    (root / "run").mkdir()
+    (root / "run" / "config.yaml").write_text("- 1\n- 2\n")
+
+
 def _truncated_checkpoint(root: Path) -> None:
     _config_only(root)
     (root / "run" / "checkpoint").mkdir()
@@ -263,10 +273,10 @@ CASES = [
         setup=_plain_folder,
     ),
     Case(
-        "resume-no-checkpoint",
-        "folder",
+        "resume-foreign-config",
+        "file",
         ["--resume", "ROOT/run"],
-        "ROOT/run/checkpoint/state.pkl: no checkpoint",
+        "--resume: ROOT/run/config.yaml: world=None: missing or not a mapping",
         setup=_config_only,
     ),
     Case(
@@ -292,6 +302,20 @@ CASES = [
         command="recloop-report",
     ),
     # --- files: truncated or foreign -----------------------------------------------------------
+    Case(
+        "resume-broken-yaml",
+        "file",
+        ["--resume", "ROOT/run"],
+        "--resume: ROOT/run/config.yaml: not a readable config (",
+        setup=_broken_config,
+    ),
+    Case(
+        "resume-list-yaml",
+        "file",
+        ["--resume", "ROOT/run"],
+        "--resume: ROOT/run/config.yaml: not a mapping of config keys",
+        setup=_list_config,
+    ),
     Case(
         "truncated-checkpoint",
         "file",
