@@ -465,13 +465,25 @@ def _app(cfg: DictConfig) -> float | None:
             return
         show = bool(cfg.get("progress", True)) and not multirun
         days = float(cfg.sim.days)
+        action = None
+        if multirun and os.environ.get(RESUME_ENV) == "1":  # recloop --resume SWEEP_DIR
+            from experiments.resume_sweep import prepare_job
+
+            action = prepare_job(out_dir)
+            if action == "kept":
+                return job_objective(cfg, out_dir)
         with day_progress(show, console, days=days) as progress:
-            summary = run(
-                cfg,
-                out_dir,
-                progress=_tracking(progress, days),
-                config_name=hc.job.config_name or "config",
-            )
+            if action == "continue":
+                from experiments.resume import continue_run
+
+                summary = continue_run(out_dir, _tracking(progress, days), announce=False)
+            else:
+                summary = run(
+                    cfg,
+                    out_dir,
+                    progress=_tracking(progress, days),
+                    config_name=hc.job.config_name or "config",
+                )
         objective = job_objective(cfg, out_dir)
     except KeyboardInterrupt:
         if "day" in _ACTIVE:
@@ -524,20 +536,19 @@ def _on_interrupt() -> int:
     """Ctrl-C: one line saying where it stopped, the sweep's comparison and report for the
     jobs that finished; the exit code."""
     out_dir = _ACTIVE.get("out_dir")
+    sweep_dir = _ACTIVE.get("sweep_dir") or _LAUNCHED.get("sweep_dir")
+    multirun = bool(_ACTIVE.get("multirun")) or "sweep_dir" in _LAUNCHED
+    where = ""
     if out_dir is not None and "day" in _ACTIVE:
+        where = f" at day {_ACTIVE['day']:.0f}/{_ACTIVE['days']:g}"
+    target = sweep_dir if multirun else out_dir
+    if target is not None and (multirun or where):
         print(
-            f"recloop: interrupted at day {_ACTIVE['day']:.0f}/{_ACTIVE['days']:g}; "
-            + (
-                f"partial run in {out_dir}"
-                if _ACTIVE.get("multirun")
-                else f"resume with: recloop --resume {out_dir}"
-            ),
-            file=sys.stderr,
+            f"recloop: interrupted{where}; resume with: recloop --resume {target}", file=sys.stderr
         )
     else:
         print("recloop: interrupted", file=sys.stderr)
-    sweep_dir = _ACTIVE.get("sweep_dir")
-    if _ACTIVE.get("multirun") and sweep_dir is not None and sweep_dir.is_dir():
+    if multirun and sweep_dir is not None and sweep_dir.is_dir():
         from reports.comparison import write_comparison
         from reports.sweep_report import SweepReportError, build_sweep_report
 
@@ -760,7 +771,7 @@ def _resume(argv: list[str]) -> int:
     target = value or (argv[1] if len(argv) > 1 else "")
     try:
         if not target or rest:
-            raise ConfigError("--resume takes one run directory and nothing else")
+            raise ConfigError("--resume takes one run or sweep directory and nothing else")
         return resume(Path(target))
     except ConfigError as exc:
         print(f"recloop: error: {exc}", file=sys.stderr)
@@ -823,6 +834,18 @@ def main() -> None:
     if plan_only:
         argv = [a for a in argv if a != PLAN_FLAG]
         sys.argv = [sys.argv[0], *argv]
+    sys.exit(launch(argv, plan_only))
+
+
+# The sweep this process launched (its absolute folder), for the Ctrl-C line when its jobs run
+# in other processes (joblib, Ray, SLURM) and this one never ran a job.
+_LAUNCHED: dict[str, Path] = {}
+
+
+def launch(argv: list[str], plan_only: bool = False) -> int:
+    """Check the command line's jobs, run them through hydra and return the exit code: the
+    body of ``recloop`` after its flags, also what ``recloop --resume SWEEP_DIR`` runs again
+    (with ``RECLOOP_RESUME=1``)."""
     try:
         try:
             plan = precheck(argv)
@@ -833,19 +856,24 @@ def main() -> None:
                 sys.argv = [sys.argv[0], *_absolute_sweep_dir(plan, argv)]
         except ConfigError as exc:
             print(f"recloop: error: {exc}", file=sys.stderr)
-            sys.exit(EXIT_BAD_INPUT)
+            return EXIT_BAD_INPUT
+        if plan is not None and plan.multirun and not plan_only:
+            sweep_dir = _given_sweep_dir(sys.argv[1:])
+            if sweep_dir is not None:
+                _LAUNCHED["sweep_dir"] = sweep_dir
         if plan is not None:
             _announce(plan, plan_only)
         if plan_only:
-            return
+            return 0
         _app()
         if plan is not None and plan.multirun:
-            sys.exit(sweep_exit(plan))
+            return sweep_exit(plan)
+        return 0
     except KeyboardInterrupt:
-        sys.exit(_on_interrupt())
+        return _on_interrupt()
     except BrokenPipeError:  # `recloop … | head`: the reader is gone; stop without a traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(1)
+        return 1
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -67,14 +69,17 @@ def _config_name(run_dir: Path) -> str:
     return "config"
 
 
-def resume(run_dir: Path) -> int:
-    """Continue the run in ``run_dir``; the exit code (0: done, 2: nothing to resume)."""
-    run_dir = Path(run_dir).resolve()
-    if not run_dir.is_dir():
-        raise ConfigError(f"{RESUME_FLAG} {run_dir}: not a directory")
-    if finished(run_dir):
-        print(f"recloop: {run_dir} is finished (summary.json status complete); nothing to resume")
-        return 0
+def continue_run(
+    run_dir: Path,
+    progress: Callable[[float, float], None] | None = None,
+    announce: bool = True,
+) -> dict[str, Any]:
+    """Continue the interrupted run in ``run_dir`` from its checkpoint to the end and write its
+    outputs; returns the summary. :class:`ConfigError` when there is nothing to continue from.
+
+    Every ``timing_seconds`` entry of the summary then covers the resumed part only (what this
+    process spent; the killed attempt's seconds are gone with it), and ``resumed_at_day`` says
+    from which simulated day."""
     config_file = run_dir / "config.yaml"
     if not config_file.is_file():
         raise ConfigError(f"{RESUME_FLAG} {run_dir}: no config.yaml (not a run directory)")
@@ -91,18 +96,40 @@ def resume(run_dir: Path) -> int:
     discard_after(log_root, checkpoint.log_round)
     for stale in run_dir.glob(".*.tmp"):  # a kill during write_outputs
         stale.unlink()
-    print(
-        f"recloop: resuming {run_dir} from round {checkpoint.log_round} "
-        f"(simulated day {checkpoint.hours / 24:g} of {rc.sim.days:g})",
-        flush=True,
-    )
+    if announce:
+        print(
+            f"recloop: resuming {run_dir} from round {checkpoint.log_round} "
+            f"(simulated day {checkpoint.hours / 24:g} of {rc.sim.days:g})",
+            flush=True,
+        )
     started = time.perf_counter()
-    simulation = build_simulation(rc, log_root, state=checkpoint.state)
+    seconds = checkpoint.state.stats.seconds  # the killed attempt's timings: not this process's
+    for key in seconds:
+        seconds[key] = 0.0
+    seconds["resumed_at_day"] = checkpoint.hours / 24
+    simulation = build_simulation(rc, log_root, progress=progress, state=checkpoint.state)
     run_with_checkpoints(simulation, run_dir)
-    write_outputs(rc, simulation, run_dir, started, _config_name(run_dir))
+    summary = write_outputs(rc, simulation, run_dir, started, _config_name(run_dir))
     remove_checkpoint(run_dir)
     status = run_dir / "status.json"  # the interrupted attempt's status: no longer true
     if status.is_file():
         status.unlink()
+    return summary
+
+
+def resume(run_dir: Path) -> int:
+    """Continue the run in ``run_dir``, or the sweep when ``run_dir`` holds ``multirun.yaml``
+    (:mod:`experiments.resume_sweep`); the exit code (0: done, 2: nothing to resume)."""
+    run_dir = Path(run_dir).resolve()
+    if not run_dir.is_dir():
+        raise ConfigError(f"{RESUME_FLAG} {run_dir}: not a directory")
+    if (run_dir / "multirun.yaml").is_file():
+        from experiments.resume_sweep import resume_sweep
+
+        return resume_sweep(run_dir)
+    if finished(run_dir):
+        print(f"recloop: {run_dir} is finished (summary.json status complete); nothing to resume")
+        return 0
+    continue_run(run_dir)
     print(f"run directory: {run_dir}")
     return 0

@@ -143,7 +143,7 @@ def test_ctrl_c_stops_cleanly_and_reports_what_finished(tmp_path):
     assert "Traceback" not in err
     assert len(err_lines) == 1, err
     assert err_lines[0].startswith("recloop: interrupted at day ")
-    assert err_lines[0].endswith(f"/3000; partial run in {sweep / '1_greedy_seed0'}")
+    assert err_lines[0].endswith(f"/3000; resume with: recloop --resume {sweep}")
     status = json.loads((sweep / "1_greedy_seed0" / "status.json").read_text())
     assert status["status"] == "interrupted" and 0 < status["day"] < 3000
     assert (sweep / "0_greedy_seed0" / "summary.json").is_file()
