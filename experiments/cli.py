@@ -838,8 +838,41 @@ def main() -> None:
 
 
 # The sweep this process launched (its absolute folder), for the Ctrl-C line when its jobs run
-# in other processes (joblib, Ray, SLURM) and this one never ran a job.
-_LAUNCHED: dict[str, Path] = {}
+# in other processes (joblib, Ray, SLURM) and this one never ran a job; whether a SIGINT came.
+_LAUNCHED: dict[str, Any] = {}
+
+
+def _interruptible_joblib() -> None:
+    """Ctrl-C during a joblib sweep: one line, not a traceback. The SIGINT reaches joblib's
+    worker processes too; an idle one dies of it and joblib raises ``BrokenProcessPool``,
+    which hydra prints as a traceback. Once this process has seen a SIGINT, the launcher's
+    error becomes the ``KeyboardInterrupt`` it is (:func:`_on_interrupt`)."""
+    import signal
+
+    from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        _LAUNCHED["interrupted"] = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    # the killed workers' semaphores: multiprocessing's tracker would warn about them at exit
+    quiet = "ignore:resource_tracker:UserWarning"
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, (os.environ.get("PYTHONWARNINGS"), quiet)))
+    original = JoblibLauncher.launch
+    if getattr(original, "_recloop", False):
+        return
+
+    def launch(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(self, *args, **kwargs)
+        except Exception:
+            if _LAUNCHED.get("interrupted"):
+                raise KeyboardInterrupt from None
+            raise
+
+    launch._recloop = True  # type: ignore[attr-defined]
+    JoblibLauncher.launch = launch  # type: ignore[method-assign]
 
 
 def launch(argv: list[str], plan_only: bool = False) -> int:
@@ -861,6 +894,8 @@ def launch(argv: list[str], plan_only: bool = False) -> int:
             sweep_dir = _given_sweep_dir(sys.argv[1:])
             if sweep_dir is not None:
                 _LAUNCHED["sweep_dir"] = sweep_dir
+            if plan.hydra is not None and "joblib" in str(plan.hydra.launcher.get("_target_")):
+                _interruptible_joblib()
         if plan is not None:
             _announce(plan, plan_only)
         if plan_only:

@@ -181,3 +181,34 @@ def test_an_optuna_sweep_is_refused_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "an Optuna sweep cannot resume" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["multirun.yaml"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_of_a_joblib_sweep_says_how_to_resume_it(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = [a for a in SWEEP if not a.startswith(("sim.days", "policy=", "seed="))]
+    args += ["sim.days=1,3000", *JOBLIB, f"hydra.sweep.dir={sweep}"]  # job 1 would run long
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "experiments.cli", *args],
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 240
+    while not (
+        _complete(sweep / "0_greedy_seed0")
+        and (sweep / "1_greedy_seed0" / "checkpoint" / "state.pkl").is_file()
+    ):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err == f"recloop: interrupted; resume with: recloop --resume {sweep}\n"
+    status = json.loads((sweep / "1_greedy_seed0" / "status.json").read_text())
+    assert status["status"] == "interrupted"
+    assert (sweep / "1_greedy_seed0" / "checkpoint" / "state.pkl").is_file()
+    assert "comparison of the finished jobs" in out
