@@ -466,12 +466,13 @@ def _app(cfg: DictConfig) -> float | None:
         show = bool(cfg.get("progress", True)) and not multirun
         days = float(cfg.sim.days)
         action = None
-        if multirun and os.environ.get(RESUME_ENV) == "1":  # recloop --resume SWEEP_DIR
-            from experiments.resume_sweep import prepare_job
+        if multirun:
+            from experiments.resume_sweep import prepare_job, resuming
 
-            action = prepare_job(out_dir)
-            if action == "kept":
-                return job_objective(cfg, out_dir)
+            if resuming(_ACTIVE["sweep_dir"]):  # recloop --resume SWEEP_DIR
+                action = prepare_job(out_dir, _ACTIVE["sweep_dir"])
+                if action == "kept":
+                    return job_objective(cfg, out_dir)
         with day_progress(show, console, days=days) as progress:
             if action == "continue":
                 from experiments.resume import continue_run

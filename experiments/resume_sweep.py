@@ -2,8 +2,10 @@
 
 The sweep is launched again through hydra (:func:`experiments.cli.launch`) with the overrides
 its ``multirun.yaml`` records, its launcher included (a joblib sweep stays parallel), any
-``--config-dir`` it was given, and ``RECLOOP_RESUME=1``. Hydra numbers and names the jobs as
-the first time; each job then decides (:func:`prepare_job`, called by ``experiments.cli._app``):
+``--config-dir`` it was given, and ``RECLOOP_RESUME=1`` (the refusal of a used folder stands
+aside). ``SWEEP_DIR/.recloop-resume/`` marks the sweep as resuming while it runs (jobs on Ray or
+SLURM do not see this process's environment). Hydra numbers and names the jobs as the first
+time; each job then decides (:func:`prepare_job`, called by ``experiments.cli._app``):
 
 - complete (``summary.json`` says so and no checkpoint is left): kept. Hydra has just rewritten
   its ``.hydra`` record; the original, backed up under ``SWEEP_DIR/.recloop-resume/`` before the
@@ -45,6 +47,12 @@ def _records(job_dir: Path) -> list[Path]:
     job's log (appended)."""
     found = sorted((job_dir / ".hydra").glob("*")) if (job_dir / ".hydra").is_dir() else []
     return [*found, *sorted(job_dir.glob("*.log"))]
+
+
+def resuming(sweep_dir: Path) -> bool:
+    """Is ``sweep_dir`` being resumed? Its jobs ask the folder, not the environment: on a Ray
+    cluster or under SLURM they do not run in this process's environment."""
+    return (sweep_dir / BACKUP_DIR).is_dir()
 
 
 def job_state(job_dir: Path) -> str:
@@ -90,12 +98,12 @@ def _clear(job_dir: Path) -> None:
             path.unlink()
 
 
-def prepare_job(job_dir: Path) -> str:
+def prepare_job(job_dir: Path, sweep_dir: Path) -> str:
     """In a resumed sweep, before the job at ``job_dir`` runs: what it does (:func:`job_state`);
     a kept job's records are restored, a job run from the start has its folder cleared."""
     state = job_state(job_dir)
     if state == "kept":
-        _restore(job_dir.parent, job_dir)
+        _restore(sweep_dir, job_dir)
     elif state == "run":
         _clear(job_dir)
     return state
@@ -149,9 +157,10 @@ def resume_sweep(sweep_dir: Path) -> int:
     )
     record_file = sweep_dir / MULTIRUN_FILE
     record, stat = record_file.read_bytes(), record_file.stat()
+    (sweep_dir / BACKUP_DIR).mkdir(exist_ok=True)  # marks the sweep as resuming (:func:`resuming`)
     for job in kept:
         _backup(sweep_dir, job)
-    os.environ[RESUME_ENV] = "1"  # the refusal of a used folder stands aside; jobs decide
+    os.environ[RESUME_ENV] = "1"  # the refusal of a used folder stands aside
     try:
         return launch(argv)
     finally:
