@@ -27,6 +27,7 @@ runner other than ``run`` (their jobs have no checkpoints).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -35,10 +36,11 @@ from omegaconf import OmegaConf
 
 from experiments.config import ConfigError
 from experiments.resume import RESUME_FLAG, finished
-from sim.checkpoint import checkpoint_path
+from sim.checkpoint import CheckpointError, checkpoint_path, load_checkpoint
 
 BACKUP_DIR = ".recloop-resume"  # the kept jobs' records while the sweep runs again
 MULTIRUN_FILE = "multirun.yaml"
+log = logging.getLogger("recloop")
 _DROPPED = ("hydra.sweep.dir", "hydra.mode")  # set again below: the folder given, -m
 
 
@@ -100,8 +102,15 @@ def _clear(job_dir: Path) -> None:
 
 def prepare_job(job_dir: Path, sweep_dir: Path) -> str:
     """In a resumed sweep, before the job at ``job_dir`` runs: what it does (:func:`job_state`);
-    a kept job's records are restored, a job run from the start has its folder cleared."""
+    a kept job's records are restored, a job run from the start (also one whose checkpoint
+    cannot be read) has its folder cleared."""
     state = job_state(job_dir)
+    if state == "continue":
+        try:
+            load_checkpoint(job_dir)
+        except CheckpointError as exc:  # a job of a sweep cannot stop to ask: start it again
+            log.warning("%s; the job runs from the start", exc)
+            state = "run"
     if state == "kept":
         _restore(sweep_dir, job_dir)
     elif state == "run":

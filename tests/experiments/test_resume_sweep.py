@@ -18,6 +18,7 @@ import pytest
 from conftest import TINY_OVERRIDES
 
 from experiments.cli import _resume
+from experiments.resume_sweep import job_state, prepare_job
 
 REPO = Path(__file__).resolve().parents[2]
 # 4 jobs of 6 days, a cut-off a day: 6 rounds each to kill between.
@@ -212,3 +213,18 @@ def test_ctrl_c_of_a_joblib_sweep_says_how_to_resume_it(tmp_path):
     assert status["status"] == "interrupted"
     assert (sweep / "1_greedy_seed0" / "checkpoint" / "state.pkl").is_file()
     assert "comparison of the finished jobs" in out
+
+
+def test_a_job_with_an_unreadable_checkpoint_is_cleared_and_runs_from_the_start(tmp_path):
+    job = tmp_path / "0_greedy_seed0"
+    for name in (".hydra/config.yaml", "cli.log", "checkpoint/state.pkl", "logs/x/part.parquet"):
+        (job / name).parent.mkdir(parents=True, exist_ok=True)
+        (job / name).write_text("truncated")
+    (job / "status.json").write_text(json.dumps({"status": "interrupted"}))
+    assert job_state(job) == "continue"
+    assert prepare_job(job, tmp_path) == "run"
+    assert sorted(str(p.relative_to(job)) for p in job.rglob("*")) == [
+        ".hydra",
+        ".hydra/config.yaml",
+        "cli.log",
+    ]
