@@ -9,15 +9,16 @@ time; each job then decides (:func:`prepare_job`, called by ``experiments.cli._a
 
 - complete (``summary.json`` says so and no checkpoint is left): kept. Hydra has just rewritten
   its ``.hydra`` record; the original, backed up under ``SWEEP_DIR/.recloop-resume/`` before the
-  launch, is put back (bytes and mtimes), and the job returns its objective from disk;
+  launch (a backup left by a killed resume wins), is put back (bytes and mtimes), and the job
+  returns its objective from disk;
 - a checkpoint (killed, Ctrl-C'd, or failed after one): continued from it
   (:func:`experiments.resume.continue_run`);
 - anything else (never started, killed before its first checkpoint, or failed): its folder is
   cleared but hydra's record and log, and it runs from the start.
 
 Then hydra's end-of-sweep callback rebuilds ``comparison.md`` and the sweep report, and the exit
-code follows :func:`experiments.cli.sweep_exit`. ``multirun.yaml`` is restored too: the sweep's
-record keeps the command that started it. A sweep whose every job is complete, with its
+code follows :func:`experiments.cli.sweep_exit`. ``multirun.yaml`` is backed up and restored the same
+way: the sweep's record keeps the command that started it. A sweep whose every job is complete, with its
 comparison and report, is left alone (exit 0, nothing written).
 
 Refused with one line: Optuna sweeps (the sampler's next trials depend on the earlier trials'
@@ -38,7 +39,7 @@ from experiments.config import ConfigError
 from experiments.resume import RESUME_FLAG, finished
 from sim.checkpoint import CheckpointError, checkpoint_path, load_checkpoint
 
-BACKUP_DIR = ".recloop-resume"  # the kept jobs' records while the sweep runs again
+BACKUP_DIR = ".recloop-resume"  # multirun.yaml and the kept jobs' records while resuming
 MULTIRUN_FILE = "multirun.yaml"
 log = logging.getLogger("recloop")
 _DROPPED = ("hydra.sweep.dir", "hydra.mode")  # set again below: the folder given, -m
@@ -164,17 +165,17 @@ def resume_sweep(sweep_dir: Path) -> int:
         f"{n_jobs - len(kept) - len(resumed)} run from the start",
         flush=True,
     )
-    record_file = sweep_dir / MULTIRUN_FILE
-    record, stat = record_file.read_bytes(), record_file.stat()
     (sweep_dir / BACKUP_DIR).mkdir(exist_ok=True)  # marks the sweep as resuming (:func:`resuming`)
+    record = sweep_dir / BACKUP_DIR / MULTIRUN_FILE  # an earlier resume's backup wins
+    if not record.exists():
+        shutil.copy2(sweep_dir / MULTIRUN_FILE, record)
     for job in kept:
         _backup(sweep_dir, job)
     os.environ[RESUME_ENV] = "1"  # the refusal of a used folder stands aside
     try:
         return launch(argv)
     finally:
-        record_file.write_bytes(record)  # hydra rewrote it: the sweep's record stays as it was
-        os.utime(record_file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        shutil.copy2(record, sweep_dir / MULTIRUN_FILE)  # hydra rewrote it: put the record back
         for job in kept:
             _restore(sweep_dir, job)
         shutil.rmtree(sweep_dir / BACKUP_DIR, ignore_errors=True)

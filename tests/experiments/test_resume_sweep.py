@@ -127,17 +127,39 @@ def _kill_mid_way(sweep: Path, *launcher: str) -> dict[str, dict[str, tuple[int,
     return {j.name: _snapshot(j) for j in sweep.iterdir() if j.is_dir() and _complete(j)}
 
 
+def _kill_resume(sweep: Path, n_complete: int) -> None:
+    """``recloop --resume SWEEP``, SIGKILLed (its process group) once more than
+    ``n_complete`` jobs are complete."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "experiments.cli", "--resume", str(sweep)],
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and sum(_complete(sweep / n) for n in JOBS) <= n_complete:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the resume ended before it could be killed"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", [JOBLIB, []], ids=["joblib", "basic"])
 def test_a_killed_sweep_resumes_to_the_uninterrupted_sweep(whole, tmp_path, launcher):
+    """Basic launcher: the first resume is killed too, and resumed."""
     sweep = tmp_path / "sweep"
     kept = _kill_mid_way(sweep, *launcher)
     record = _snapshot(sweep)["multirun.yaml"]
+    if not launcher:  # the resume killed too, once one more job is complete
+        _kill_resume(sweep, len(kept))
+    n_kept = sum(_complete(sweep / name) for name in JOBS)
     resumed = _recloop("--resume", str(sweep))
     assert resumed.returncode == 0, resumed.stderr
-    assert (
-        f"recloop: resuming the sweep in {sweep}: {len(kept)} of 4 jobs complete" in resumed.stdout
-    )
+    assert f"resuming the sweep in {sweep}: {n_kept} of 4 jobs complete" in resumed.stdout
     if launcher:
         assert "Joblib.Parallel(n_jobs=2" in resumed.stdout + resumed.stderr  # still parallel
     _assert_same_sweep(whole, sweep)
