@@ -764,7 +764,7 @@ def optuna_line(hydra_cfg: DictConfig, cfg: DictConfig) -> str:
 
 
 def _resume(argv: list[str]) -> int:
-    """``recloop --resume RUN_DIR`` (or ``--resume=RUN_DIR``): :mod:`experiments.resume`."""
+    """``recloop --resume DIR`` (or ``--resume=DIR``), DIR a run or a sweep: :mod:`experiments.resume`."""
     from experiments.resume import resume
 
     value = argv[0].partition("=")[2]
