@@ -151,7 +151,7 @@ def resume_sweep(sweep_dir: Path) -> int:
     argv = sweep_argv(sweep_dir)
     plan = precheck(list(argv))
     n_jobs = len(plan.jobs) if plan is not None else 0
-    jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and (p / ".hydra").is_dir())
+    jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     states = {job: job_state(job) for job in jobs}
     kept = [job for job, state in states.items() if state == "kept"]
     resumed = [job for job, state in states.items() if state == "continue"]
