@@ -512,13 +512,26 @@ def _app(cfg: DictConfig) -> float | None:
             return
         show = bool(cfg.get("progress", True)) and not multirun
         days = float(cfg.sim.days)
+        action = None
+        if multirun:
+            from experiments.resume_sweep import prepare_job, resuming
+
+            if resuming(_ACTIVE["sweep_dir"]):  # recloop --resume SWEEP_DIR
+                action = prepare_job(out_dir, _ACTIVE["sweep_dir"])
+                if action == "kept":
+                    return job_objective(cfg, out_dir)
         with day_progress(show, console, days=days) as progress:
-            summary = run(
-                cfg,
-                out_dir,
-                progress=_tracking(progress, days),
-                config_name=hc.job.config_name or "config",
-            )
+            if action == "continue":
+                from experiments.resume import continue_run
+
+                summary = continue_run(out_dir, _tracking(progress, days), announce=False)
+            else:
+                summary = run(
+                    cfg,
+                    out_dir,
+                    progress=_tracking(progress, days),
+                    config_name=hc.job.config_name or "config",
+                )
         objective = job_objective(cfg, out_dir)
     except KeyboardInterrupt:
         if "day" in _ACTIVE:
@@ -571,20 +584,19 @@ def _on_interrupt() -> int:
     """Ctrl-C: one line saying where it stopped, the sweep's comparison and report for the
     jobs that finished; the exit code."""
     out_dir = _ACTIVE.get("out_dir")
+    sweep_dir = _ACTIVE.get("sweep_dir") or _LAUNCHED.get("sweep_dir")
+    multirun = bool(_ACTIVE.get("multirun")) or "sweep_dir" in _LAUNCHED
+    where = ""
     if out_dir is not None and "day" in _ACTIVE:
+        where = f" at day {_ACTIVE['day']:.0f}/{_ACTIVE['days']:g}"
+    target = sweep_dir if multirun else out_dir
+    if target is not None and (multirun or where):
         print(
-            f"recloop: interrupted at day {_ACTIVE['day']:.0f}/{_ACTIVE['days']:g}; "
-            + (
-                f"partial run in {out_dir}"
-                if _ACTIVE.get("multirun")
-                else f"resume with: recloop --resume {out_dir}"
-            ),
-            file=sys.stderr,
+            f"recloop: interrupted{where}; resume with: recloop --resume {target}", file=sys.stderr
         )
     else:
         print("recloop: interrupted", file=sys.stderr)
-    sweep_dir = _ACTIVE.get("sweep_dir")
-    if _ACTIVE.get("multirun") and sweep_dir is not None and sweep_dir.is_dir():
+    if multirun and sweep_dir is not None and sweep_dir.is_dir():
         from reports.comparison import write_comparison
         from reports.sweep_report import SweepReportError, build_sweep_report
 
@@ -829,7 +841,7 @@ def optuna_line(hydra_cfg: DictConfig, cfg: DictConfig) -> str:
 
 
 def _resume(argv: list[str]) -> int:
-    """``recloop --resume RUN_DIR`` (or ``--resume=RUN_DIR``): :mod:`experiments.resume`."""
+    """``recloop --resume DIR`` (or ``--resume=DIR``), DIR a run or a sweep: :mod:`experiments.resume`."""
     from experiments.resume import resume
 
     value = argv[0].partition("=")[2]
@@ -837,7 +849,7 @@ def _resume(argv: list[str]) -> int:
     target = value or (argv[1] if len(argv) > 1 else "")
     try:
         if not target or rest:
-            raise ConfigError("--resume takes one run directory and nothing else")
+            raise ConfigError("--resume takes one run or sweep directory and nothing else")
         return resume(Path(target))
     except ConfigError as exc:
         print(f"recloop: error: {exc}", file=sys.stderr)
@@ -901,6 +913,51 @@ def main() -> None:
     if plan_only:
         argv = [a for a in argv if a != PLAN_FLAG]
         sys.argv = [sys.argv[0], *argv]
+    sys.exit(launch(argv, plan_only))
+
+
+# The sweep this process launched (its absolute folder), for the Ctrl-C line when its jobs run
+# in other processes (joblib, Ray, SLURM) and this one never ran a job; whether a SIGINT came.
+_LAUNCHED: dict[str, Any] = {}
+
+
+def _interruptible_joblib() -> None:
+    """Ctrl-C during a joblib sweep: one line, not a traceback. The SIGINT reaches joblib's
+    worker processes too; an idle one dies of it and joblib raises ``BrokenProcessPool``,
+    which hydra prints as a traceback. Once this process has seen a SIGINT, the launcher's
+    error becomes the ``KeyboardInterrupt`` it is (:func:`_on_interrupt`)."""
+    import signal
+
+    from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        _LAUNCHED["interrupted"] = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    # the killed workers' semaphores: multiprocessing's tracker would warn about them at exit
+    quiet = "ignore:resource_tracker:UserWarning"
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, (os.environ.get("PYTHONWARNINGS"), quiet)))
+    original = JoblibLauncher.launch
+    if getattr(original, "_recloop", False):
+        return
+
+    def launch(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(self, *args, **kwargs)
+        except Exception:
+            if _LAUNCHED.get("interrupted"):
+                raise KeyboardInterrupt from None
+            raise
+
+    launch._recloop = True  # type: ignore[attr-defined]
+    JoblibLauncher.launch = launch  # type: ignore[method-assign]
+
+
+def launch(argv: list[str], plan_only: bool = False) -> int:
+    """Check the command line's jobs, run them through hydra and return the exit code: the
+    body of ``recloop`` after its flags, also what ``recloop --resume SWEEP_DIR`` runs again
+    (with ``RECLOOP_RESUME=1``)."""
     try:
         try:
             plan = precheck(argv)
@@ -911,20 +968,27 @@ def main() -> None:
                 sys.argv = [sys.argv[0], *_absolute_sweep_dir(plan, argv)]
         except ConfigError as exc:
             print(f"recloop: error: {exc}", file=sys.stderr)
-            sys.exit(EXIT_BAD_INPUT)
+            return EXIT_BAD_INPUT
+        if plan is not None and plan.multirun and not plan_only:
+            sweep_dir = _given_sweep_dir(sys.argv[1:])
+            if sweep_dir is not None:
+                _LAUNCHED["sweep_dir"] = sweep_dir
+            if plan.hydra is not None and "joblib" in str(plan.hydra.launcher.get("_target_")):
+                _interruptible_joblib()
         if plan is not None:
             _announce(plan, plan_only)
         if plan_only:
-            return
+            return 0
         _app()
         if plan is not None and plan.multirun:
-            sys.exit(sweep_exit(plan))
+            return sweep_exit(plan)
+        return 0
     except KeyboardInterrupt:
         code = _on_interrupt()
-        sys.exit(EXIT_TERMINATED if _TERMINATED else code)
+        return EXIT_TERMINATED if _TERMINATED else code
     except BrokenPipeError:  # `recloop … | head`: the reader is gone; stop without a traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(1)
+        return 1
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -73,14 +75,18 @@ def _config_name(run_dir: Path) -> str:
     return "config"
 
 
-def resume(run_dir: Path) -> int:
-    """Continue the run in ``run_dir``; the exit code (0: done, 2: nothing to resume)."""
-    run_dir = Path(run_dir).resolve()
-    if not run_dir.is_dir():
-        raise ConfigError(f"{RESUME_FLAG} {run_dir}: not a directory")
-    if finished(run_dir):
-        print(f"recloop: {run_dir} is finished (summary.json status complete); nothing to resume")
-        return 0
+def continue_run(
+    run_dir: Path,
+    progress: Callable[[float, float], None] | None = None,
+    announce: bool = True,
+) -> dict[str, Any]:
+    """Continue the interrupted run in ``run_dir`` from its checkpoint to the end and write its
+    outputs (from the start when no checkpoint was written yet); returns the summary.
+    :class:`ConfigError` when the folder is not a run or its files cannot be read.
+
+    Every ``timing_seconds`` entry of the summary then covers the resumed part only (what this
+    process spent; the killed attempt's seconds are gone with it), and ``resumed_at_day`` says
+    from which simulated day."""
     config_file = run_dir / "config.yaml"
     if not config_file.is_file():
         raise ConfigError(f"{RESUME_FLAG} {run_dir}: no config.yaml (not a run directory)")
@@ -110,21 +116,44 @@ def resume(run_dir: Path) -> int:
     discard_after(log_root, 0 if checkpoint is None else checkpoint.log_round)
     for stale in run_dir.glob(".*.tmp"):  # a kill during write_outputs
         stale.unlink()
-    if checkpoint is None:
+    if announce and checkpoint is None:
         print(f"recloop: resuming {run_dir} from the start (no round checkpoint yet)", flush=True)
-    else:
+    elif announce:
         print(
             f"recloop: resuming {run_dir} from round {checkpoint.log_round} "
             f"(simulated day {checkpoint.hours / 24:g} of {rc.sim.days:g})",
             flush=True,
         )
     started = time.perf_counter()
-    simulation = build_simulation(rc, log_root, state=checkpoint and checkpoint.state)
+    if checkpoint is not None:
+        seconds = checkpoint.state.stats.seconds  # the killed attempt's timings: not this process's
+        for key in seconds:
+            seconds[key] = 0.0
+        seconds["resumed_at_day"] = checkpoint.hours / 24
+    state = None if checkpoint is None else checkpoint.state
+    simulation = build_simulation(rc, log_root, progress=progress, state=state)
     run_with_checkpoints(simulation, run_dir)
-    write_outputs(rc, simulation, run_dir, started, _config_name(run_dir))
+    summary = write_outputs(rc, simulation, run_dir, started, _config_name(run_dir))
     remove_checkpoint(run_dir)
     status = run_dir / "status.json"  # the interrupted attempt's status: no longer true
     if status.is_file():
         status.unlink()
+    return summary
+
+
+def resume(run_dir: Path) -> int:
+    """Continue the run in ``run_dir``, or the sweep when ``run_dir`` holds ``multirun.yaml``
+    (:mod:`experiments.resume_sweep`); the exit code (0: done, 2: nothing to resume)."""
+    run_dir = Path(run_dir).resolve()
+    if not run_dir.is_dir():
+        raise ConfigError(f"{RESUME_FLAG} {run_dir}: not a directory")
+    if (run_dir / "multirun.yaml").is_file():
+        from experiments.resume_sweep import resume_sweep
+
+        return resume_sweep(run_dir)
+    if finished(run_dir):
+        print(f"recloop: {run_dir} is finished (summary.json status complete); nothing to resume")
+        return 0
+    continue_run(run_dir)
     print(f"run directory: {run_dir}")
     return 0

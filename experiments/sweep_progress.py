@@ -185,16 +185,26 @@ def _job_states(sweep_dir: Path) -> dict[str, str]:
 
 
 def progress_line(
-    sweep_dir: Path, job_name: str, job_seconds: float, plan: Mapping[str, Any] | None
+    sweep_dir: Path,
+    job_name: str,
+    job_seconds: float,
+    plan: Mapping[str, Any] | None,
 ) -> str:
-    """``[ 4/30] 3_ucb_seed0 finished in 1 min 52 s · 4 done (0 failed) · elapsed … · ETA …``."""
+    """``[ 4/30] 3_ucb_seed0 finished in 1 min 52 s · 4 done (0 failed) · elapsed … · ETA …``;
+    a resumed sweep's job complete before this launch (``recloop --resume SWEEP_DIR``):
+    ``… 3_ucb_seed0 kept (complete) · …``."""
     states = _job_states(sweep_dir)
     state = states.get(job_name, "ended")
+    summary = sweep_dir / job_name / "summary.json"
+    kept = bool(
+        plan and state == "finished" and summary.stat().st_mtime < float(plan.get("started", 0))
+    )
     done = len(states)
     failed = sum(s != "finished" for s in states.values())
     n_jobs = int(plan["n_jobs"]) if plan else None
     head = f"[{done:>{len(str(n_jobs))}}/{n_jobs}]" if n_jobs else f"[{done}]"
-    text = f"{head} {job_name} {state} in {fmt_duration(job_seconds)}"
+    took = "kept (complete)" if kept else f"{state} in {fmt_duration(job_seconds)}"
+    text = f"{head} {job_name} {took}"
     text += f" · {done} ended ({failed} failed)" if failed else ""
     if not plan:
         return text

@@ -204,7 +204,8 @@ def test_a_killed_run_resumes_to_the_uninterrupted_run(tmp_path):
     for n, appears in enumerate(("checkpoint/state.pkl", "logs/impressions/round=0005")):
         killed = tmp_path / f"killed{n}"
         _kill_when(killed, appears)
-        kept = load_checkpoint(killed).log_round
+        checkpoint = load_checkpoint(killed)
+        kept = checkpoint.log_round
         first = killed / "logs" / "impressions" / "round=0000" / "part.parquet"
         written = first.stat().st_mtime_ns
         resumed = _recloop("--resume", str(killed))
@@ -213,6 +214,8 @@ def test_a_killed_run_resumes_to_the_uninterrupted_run(tmp_path):
         assert first.stat().st_mtime_ns == written  # continued: the early rounds are not redone
         assert not (killed / "checkpoint").exists()
         _assert_same(whole, killed)
+        timings = json.loads((killed / "summary.json").read_text())["timing_seconds"]
+        assert timings["resumed_at_day"] == round(checkpoint.hours / 24, 3)  # this part only
         got = pl.read_parquet(killed / "logs" / "impressions" / "**" / "*.parquet")
         assert got.select("request_id", "position").is_duplicated().sum() == 0
         assert got["request_id"].unique().sort().equals(requests["request_id"].unique().sort())

@@ -57,6 +57,15 @@ def test_progress_line_counts_ended_jobs_and_scales_the_eta(tmp_path, monkeypatc
     assert "ETA" not in progress_line(tmp_path, "3_d", 1.0, plan)
 
 
+def test_a_job_complete_before_a_resumed_sweep_started_is_reported_kept(tmp_path):
+    _job(tmp_path, "0_a", "finished")
+    _job(tmp_path, "1_b", "finished")
+    os.utime(tmp_path / "0_a" / "summary.json", (1_000.0, 1_000.0))  # long before the launch
+    plan = {"n_jobs": 2, "started": time.time() - 1.0}
+    assert progress_line(tmp_path, "0_a", 0.1, plan).startswith("[2/2] 0_a kept (complete) · ")
+    assert progress_line(tmp_path, "1_b", 3.0, plan).startswith("[2/2] 1_b finished in 3 s · ")
+
+
 def test_plan_lines_name_the_size_the_estimate_and_how_to_shrink_it():
     from omegaconf import OmegaConf
 
@@ -143,7 +152,7 @@ def test_ctrl_c_stops_cleanly_and_reports_what_finished(tmp_path):
     assert "Traceback" not in err
     assert len(err_lines) == 1, err
     assert err_lines[0].startswith("recloop: interrupted at day ")
-    assert err_lines[0].endswith(f"/3000; partial run in {sweep / '1_greedy_seed0'}")
+    assert err_lines[0].endswith(f"/3000; resume with: recloop --resume {sweep}")
     status = json.loads((sweep / "1_greedy_seed0" / "status.json").read_text())
     assert status["status"] == "interrupted" and 0 < status["day"] < 3000
     assert (sweep / "0_greedy_seed0" / "summary.json").is_file()
