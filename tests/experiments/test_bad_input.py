@@ -228,8 +228,18 @@ CASES = [
         ["-m", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=abc"],
         "hydra.launcher.n_jobs=abc: Value 'abc' of type 'str' could not be converted to Integer",
     ),
-    Case("resume-nothing", "override", ["--resume"], "--resume takes one run directory"),
-    Case("resume-two", "override", ["--resume", "a", "b"], "--resume takes one run directory"),
+    Case(
+        "resume-nothing",
+        "override",
+        ["--resume"],
+        "--resume takes one run or sweep directory and nothing else",
+    ),
+    Case(
+        "resume-two",
+        "override",
+        ["--resume", "a", "b"],
+        "--resume takes one run or sweep directory and nothing else",
+    ),
     # --- folders: used, empty, missing ---------------------------------------------------------
     Case(
         "used-run-folder",
