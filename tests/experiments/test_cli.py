@@ -122,6 +122,16 @@ def recloop(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
             ["-m", "policy.slate_size=5,40"],
             "policy.n_candidates=30: smaller than policy.slate_size=40",
         ),
+        # non-finite numbers, refused for every key by one check (not "must be an integer")
+        (["world.n_users=inf"], "world.n_users=inf: must be a finite number"),
+        (["sim.days=inf"], "sim.days=inf: must be a finite number"),
+        (["sim.retrain_every_hours=inf"], "sim.retrain_every_hours=inf: must be a finite number"),
+        (["world.n_items=-inf"], "world.n_items=-inf: must be a finite number"),
+        (
+            ["policy=epsilon_greedy", "policy.selector.epsilon=nan"],
+            "policy.selector.epsilon=nan: must be a finite number",
+        ),
+        (["-m", "seed=0,1", "serving.cache_ms=nan"], "serving.cache_ms=nan: must be a finite"),
     ],
 )
 def test_precheck_names_the_key_and_value(args, expected):
@@ -161,6 +171,7 @@ def test_every_policy_config_is_listed():
         ["=5"],
         ["polcy=greedy"],
         ["policy.n_candidates=5"],
+        ["sim.days=inf"],
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_no_run_dir(tmp_path, args):
