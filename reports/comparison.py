@@ -29,6 +29,7 @@ import polars as pl
 from scipy import stats
 
 from reports.intervals import METHOD, Domain, Interval, difference_domain, mean_interval
+from reports.markdown import md_cell, md_line, md_text
 from reports.metric_catalog import format_metric, metric_info
 from reports.optuna_study import TRIALS_CSV, chosen_arm, load_optuna_study, trials_markdown
 from reports.sweep_folder import (
@@ -285,7 +286,9 @@ def comparison_table(
 
 def to_markdown(comparison: Comparison, title: str, question: str | None = None) -> str:
     """``comparison.md``: one row per arm, every value of its final window with its interval,
-    and the cumulative utility gain over the baseline paired by seed."""
+    and the cumulative utility gain over the baseline paired by seed. Arm labels, the title and
+    the question come from the sweep's overrides and config: escaped (:mod:`reports.markdown`),
+    so a ``|`` or a line break in an override value cannot split a row."""
     base = comparison.baseline
     metrics = [m for m in comparison.metrics if comparison.shown(m)]
     if not uses_shortcuts(comparison):
@@ -294,12 +297,12 @@ def to_markdown(comparison: Comparison, title: str, question: str | None = None)
     header = ["arm", "seeds", *[final_label(m) for m in metrics]]
     if paired:
         header.append(f"{metric_info(GAIN).label} gain vs {base} ({FINAL}, paired by seed)")
-    lines = [f"# {title}", ""]
+    lines = [f"# {md_line(title)}", ""]
     if question:
-        lines += [question, ""]
-    lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+        lines += [md_text(question), ""]
+    lines += ["| " + " | ".join(map(md_cell, header)) + " |", "|" + " --- |" * len(header)]
     for arm in comparison.arms:
-        cells = [arm, str(comparison.n_seeds[arm])]
+        cells = [md_cell(arm), str(comparison.n_seeds[arm])]
         for metric in metrics:
             cells.append(
                 interval_text(comparison.values[metric][arm].value, metric_info(metric).text)
@@ -322,7 +325,7 @@ def to_markdown(comparison: Comparison, title: str, question: str | None = None)
     ]
     if paired:
         notes.append(
-            f"Gain: the arm's {metric_info(GAIN).label} minus {base}'s on the same seed, averaged "
+            f"Gain: the arm's {metric_info(GAIN).label} minus {md_line(base)}'s on the same seed, averaged "
             "over the seeds both finished, with its interval and the paired t-test "
             f"(scipy.stats.ttest_rel); * p < {ALPHA} (not corrected for the number of "
             "comparisons); with one common seed, that seed's difference (no interval, no test)."
