@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 import traceback
 from dataclasses import dataclass
 from importlib.resources import files
@@ -33,6 +34,8 @@ from experiments.config import ConfigError, parse_config
 from experiments.console import day_progress, summary_table
 from experiments.objective import check_objective, job_objective
 from experiments.run import RUN_FILES, RunDirectoryError, run
+from reports.atomic_write import WriteError as ReportWriteError
+from sim.atomic_write import WriteError
 from sim.metrics import METRIC_COLUMNS
 
 log = logging.getLogger("recloop")
@@ -350,6 +353,48 @@ def record_failure(out_dir: Path, exc: BaseException) -> None:
     (out_dir / "status.json").write_text(json.dumps(status, indent=2) + "\n")
 
 
+def error_line(exc: BaseException) -> str:
+    """One line for an unexpected exception: ``cannot write PATH: No space left on device`` for
+    a failed output write (:mod:`sim.atomic_write` names the file), else its type and first
+    line. simpy re-raises a process's exception as a copy without its ``filename`` (the
+    original is its ``__cause__``): the chain is searched for the file."""
+    found: BaseException | None = exc
+    while found is not None and not (isinstance(found, OSError) and found.filename):
+        found = found.__cause__
+    if isinstance(found, OSError):
+        verb = "cannot write " if isinstance(found, (WriteError, ReportWriteError)) else ""
+        return f"{verb}{found.filename}: {found.strerror or _first_line(found)}"
+    return f"{type(exc).__name__}: {_first_line(exc)}"
+
+
+def keep_traceback(exc: BaseException, fallback_dir: Path | None = None) -> str:
+    """Append ``exc``'s traceback to hydra's job log (the run's ``cli.log``), or when there is
+    none or it cannot be written (a full disk), to a new file in the temp folder; returns where
+    it went, for the one-line message (or why it was not kept)."""
+    text = "".join(traceback.format_exception(exc))
+    targets = [
+        Path(h.baseFilename)
+        for h in logging.getLogger().handlers
+        if isinstance(h, logging.FileHandler)
+    ]
+    if not targets and fallback_dir is not None:
+        targets = [fallback_dir / "cli.log"]
+    for path in targets:
+        try:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(text)
+            return str(path)
+        except OSError:
+            continue
+    try:
+        fd, name = tempfile.mkstemp(prefix="recloop-error-", suffix=".log")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        return name
+    except OSError as err:
+        return f"not kept: {err.strerror or err}"
+
+
 def _discard_unstarted(out_dir: Path) -> None:
     """Remove a directory hydra created for a job that never started (only .hydra + its log)."""
     if out_dir.is_dir() and all(
@@ -362,6 +407,7 @@ def _discard_unstarted(out_dir: Path) -> None:
 # refused (bad input found only when the job ran); the sweep's exit code says so.
 _OUTCOMES: dict[str, int] = {"failed": 0, "refused": 0}
 EXIT_JOBS_FAILED = 1
+EXIT_FAILED = 1  # a run failed while running (a write error, a bug): one line, traceback kept
 
 
 def _failed_on_disk(sweep_dir: Path | None) -> int:
@@ -485,20 +531,20 @@ def _app(cfg: DictConfig) -> float | None:
             return _failed_value(cfg)
         sys.exit(EXIT_BAD_INPUT)
     except Exception as exc:
-        if not multirun:
-            raise
+        if not multirun:  # one line; the traceback in the run's cli.log, not on the terminal
+            where = keep_traceback(exc)
+            print(f"recloop: error: {error_line(exc)} (traceback in {where})", file=sys.stderr)
+            sys.exit(EXIT_FAILED)
         # A failed job must not take the sweep down (hydra then skips on_multirun_end): record
         # the failure in the job's own folder and let the sweep go on. One line here; the
-        # traceback is in status.json.
-        record_failure(out_dir, exc)
+        # traceback is in status.json (or, when that cannot be written, cli.log or a temp file).
+        try:
+            record_failure(out_dir, exc)
+            where = str(out_dir / "status.json")
+        except OSError:
+            where = keep_traceback(exc)
         _OUTCOMES["failed"] += 1
-        log.error(
-            "job %s failed: %s: %s (traceback in %s)",
-            hc.job.num,
-            type(exc).__name__,
-            _first_line(exc),
-            out_dir / "status.json",
-        )
+        log.error("job %s failed: %s (traceback in %s)", hc.job.num, error_line(exc), where)
         return _failed_value(cfg)
     finally:
         if sys.exc_info()[0] is not KeyboardInterrupt:
@@ -617,6 +663,37 @@ def check_fresh_folder(plan: Plan) -> None:
         raise ConfigError(
             f"{folder} already holds a {key} ({found} exists); choose a new hydra.{key}.dir"
         )
+
+
+def check_writable(plan: Plan) -> None:
+    """Refuse an output folder that cannot be written, before hydra configures its log file
+    there (which fails with a traceback, "Unable to configure handler 'file'"): the folder, or
+    when it does not exist yet its nearest existing parent, must be a folder that accepts a new
+    entry. Tried for real (a probe folder, removed at once): permission bits say nothing for
+    root or a read-only mount."""
+    if plan.hydra is None:
+        return
+    key = "sweep" if plan.multirun else "run"
+    try:
+        folder = Path(str(plan.hydra[key].dir)).absolute()
+    except Exception:  # an interpolation only hydra's run can resolve
+        return
+    setting = f"hydra.{key}.dir={folder}"
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "exists and is not a folder" if existing == folder else f"{existing} is not a folder"
+        raise ConfigError(f"{setting}: {what}; choose another hydra.{key}.dir")
+    try:
+        probe = tempfile.mkdtemp(prefix=".recloop-probe-", dir=existing)
+    except OSError as exc:
+        where = "the folder" if existing == folder else f"its parent {existing}"
+        raise ConfigError(
+            f"{setting}: {where} is not writable ({exc.strerror or exc}); "
+            f"choose another hydra.{key}.dir"
+        ) from None
+    os.rmdir(probe)
 
 
 def _absolute_sweep_dir(plan: Plan, argv: list[str]) -> list[str]:
@@ -828,6 +905,7 @@ def main() -> None:
             plan = precheck(argv)
             if plan is not None and not plan_only:
                 check_fresh_folder(plan)
+                check_writable(plan)
                 _check_launcher(plan)
                 _check_resources(plan)
                 sys.argv = [sys.argv[0], *_absolute_sweep_dir(plan, argv)]

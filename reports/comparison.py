@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
+from reports.atomic_write import atomic_path
 from reports.intervals import METHOD, Domain, Interval, difference_domain, mean_interval
 from reports.markdown import md_cell, md_line, md_text
 from reports.metric_catalog import format_metric, metric_info
@@ -395,14 +396,15 @@ def write_comparison(
         baseline = chosen_arm(sweep)  # an Optuna sweep's chosen trial (else None: the rule)
     comparison = comparison_table(jobs, order, baseline)
     csv = with_gain(jobs, comparison.baseline).sort("arm", "seed", "job")
-    csv.rename({m: f"{m}_final_window" for m in COMPARED if m in csv.columns}).write_csv(
-        sweep_dir / "comparison.csv"
-    )
+    with atomic_path(sweep_dir / "comparison.csv") as tmp:
+        csv.rename({m: f"{m}_final_window" for m in COMPARED if m in csv.columns}).write_csv(tmp)
     path = sweep_dir / "comparison.md"
     text = to_markdown(comparison, title or sweep.name, sweep.question)
     study = load_optuna_study(sweep)
     if study is not None:  # trials are jobs: their table too, and trials.csv
         text += trials_markdown(study)
-        study.trials.write_csv(sweep_dir / TRIALS_CSV)
-    path.write_text(text, encoding="utf-8")
+        with atomic_path(sweep_dir / TRIALS_CSV) as tmp:
+            study.trials.write_csv(tmp)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return path
