@@ -367,16 +367,16 @@ def error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {_first_line(exc)}"
 
 
-def keep_traceback(exc: BaseException, fallback_dir: Path | None = None) -> str:
-    """Append ``exc``'s traceback to hydra's job log (the run's ``cli.log``), or when there is
-    none or it cannot be written (a full disk), to a new file in the temp folder; returns where
-    it went, for the one-line message (or why it was not kept)."""
+def keep_traceback(
+    exc: BaseException, fallback_dir: Path | None = None, job_log: bool = True
+) -> str:
+    """Append ``exc``'s traceback to hydra's job log (the run's ``cli.log``; not with
+    ``job_log`` False: after a sweep it is the last job's), else to ``fallback_dir/cli.log``,
+    or when neither can be written (a full disk) to a new file in the temp folder; returns
+    where it went, for the one-line message (or why it was not kept)."""
     text = "".join(traceback.format_exception(exc))
-    targets = [
-        Path(h.baseFilename)
-        for h in logging.getLogger().handlers
-        if isinstance(h, logging.FileHandler)
-    ]
+    handlers = logging.getLogger().handlers if job_log else []
+    targets = [Path(h.baseFilename) for h in handlers if isinstance(h, logging.FileHandler)]
     if not targets and fallback_dir is not None:
         targets = [fallback_dir / "cli.log"]
     for path in targets:
@@ -443,10 +443,15 @@ def sweep_exit(plan: Plan) -> int:
             sweep_dir = Path(str(plan.hydra.sweep.dir)).resolve()
         except Exception:
             sweep_dir = None
+    from experiments.study import OUTPUT_ERRORS
+
+    for exc in OUTPUT_ERRORS:  # the comparison or the sweep report could not be written
+        where = keep_traceback(exc, fallback_dir=sweep_dir, job_log=False)
+        print(f"recloop: error: {error_line(exc)} (traceback in {where})", file=sys.stderr)
     failed = max(_OUTCOMES["failed"], _failed_on_disk(sweep_dir))
     refused = _OUTCOMES["refused"]
     if not failed and not refused:
-        return 0
+        return EXIT_FAILED if OUTPUT_ERRORS else 0
     total = plan.n_trials or len(plan.jobs)
     parts = [f"{n} {what}" for n, what in ((failed, "failed"), (refused, "refused")) if n]
     print(
@@ -846,12 +851,9 @@ def _resume(argv: list[str]) -> int:
         print(f"recloop: interrupted; recloop --resume {target} continues", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # the traceback goes to a file, one line to the terminal
-        trace = Path(target) / "resume_error.log"
-        trace.write_text("".join(traceback.format_exception(exc)))
-        print(
-            f"recloop: error: {type(exc).__name__}: {_first_line(exc)} ({trace})", file=sys.stderr
-        )
-        return 1
+        where = keep_traceback(exc, fallback_dir=Path(target))
+        print(f"recloop: error: {error_line(exc)} (traceback in {where})", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _without_internal(text: str) -> str:
