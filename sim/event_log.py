@@ -32,6 +32,7 @@ sees a half-written partition.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,8 +110,10 @@ def write_parquet_atomic(df: pl.DataFrame, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise write_error(exc, path.parent) from exc
+    buffer = io.BytesIO()  # encoded in memory: a failed write is then an OSError with its errno
+    df.write_parquet(buffer, statistics=True)
     with atomic_path(path) as tmp:
-        df.write_parquet(tmp, statistics=True)
+        tmp.write_bytes(buffer.getbuffer())
 
 
 @dataclass

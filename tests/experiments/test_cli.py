@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import resource
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +15,7 @@ import polars as pl
 import pytest
 from conftest import run_recloop
 
-from experiments.cli import check_fresh_folder, group_options, precheck
+from experiments.cli import check_fresh_folder, check_writable, group_options, precheck
 from experiments.config import ConfigError
 
 TINY_ARGS = [
@@ -419,3 +423,121 @@ def test_sweep_exit_counts_failures_recorded_by_other_processes(tmp_path, monkey
         status.unlink()
     assert cli.sweep_exit(plan) == 0
     assert capsys.readouterr().err == ""
+
+
+# ------------------------------------------------------------------ folders, disks, failures
+
+ROOT = os.geteuid() == 0  # permission bits do not stop root: those cases need another user
+
+
+def _unwritable(tmp_path: Path) -> Path:
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o555)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda t: (t / "f").write_text("x") and t / "f", "{out}: exists and is not a folder"),
+        (lambda t: (t / "f").write_text("x") and t / "f" / "run", "{out}: {t}/f is not a folder"),
+        (lambda t: Path("/sys/recloop-run"), "{out}: its parent /sys is not writable ("),
+        pytest.param(
+            lambda t: _unwritable(t),
+            "{out}: the folder is not writable (Permission denied)",
+            marks=pytest.mark.skipif(ROOT, reason="root writes anywhere"),
+        ),
+        pytest.param(
+            lambda t: _unwritable(t) / "run",
+            "{out}: its parent {t}/locked is not writable (Permission denied)",
+            marks=pytest.mark.skipif(ROOT, reason="root writes anywhere"),
+        ),
+    ],
+)
+@pytest.mark.parametrize("sweep", [False, True])
+def test_an_unwritable_output_folder_is_refused(tmp_path, make, expected, sweep):
+    """Refused before hydra configures its log file there (which fails with a traceback)."""
+    if not Path("/sys").is_dir():
+        pytest.skip("no /sys")
+    out = make(tmp_path)
+    key = "sweep" if sweep else "run"
+    args = ["-m", "seed=0,1", f"hydra.sweep.dir={out}"] if sweep else [f"hydra.run.dir={out}"]
+    with pytest.raises(ConfigError) as info:
+        check_writable(precheck(args))
+    message = str(info.value)
+    assert message.startswith(expected.format(out=f"hydra.{key}.dir={out}", t=tmp_path))
+    assert message.endswith(f"choose another hydra.{key}.dir") and "\n" not in message
+    assert not [p for p in tmp_path.rglob(".recloop-probe-*")]
+
+
+@pytest.mark.slow
+def test_an_unwritable_output_folder_exits_2_before_hydra(tmp_path):
+    out = tmp_path / "f" / "run"
+    (tmp_path / "f").write_text("x")
+    proc = recloop(*TINY_ARGS, f"hydra.run.dir={out}", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"recloop: error: hydra.run.dir={out}: {tmp_path}/f is not a folder; "
+        "choose another hydra.run.dir"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]  # no outputs/, no .hydra
+
+
+def _file_size_limit(limit: int):
+    """``ulimit -f`` for a subprocess, with SIGXFSZ ignored: a write past ``limit`` bytes fails
+    with EFBIG ("File too large") as a full disk fails with ENOSPC."""
+
+    def limit_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return limit_files
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("limit", "failing"),
+    [
+        (8_000, r"logs/\w+/round=0000/part\.parquet"),  # the first event-log partition
+        (2_000_000, r"report\.html"),  # plotly.js alone is 4.6 MB
+    ],
+)
+def test_a_full_disk_is_one_line_naming_the_file(tmp_path, limit, failing):
+    """A write that fails (here a file-size limit) stops the run with one line naming the file
+    and exit 1; the traceback is in cli.log; no temp file and no summary.json are left."""
+    out = tmp_path / "out"
+    code = "import sys; from experiments.cli import main; sys.argv[0] = 'recloop'; main()"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *TINY_ARGS, "progress=false", f"hydra.run.dir={out}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+        preexec_fn=_file_size_limit(limit),
+    )
+    assert proc.returncode == 1, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    pattern = (
+        f"recloop: error: cannot write {re.escape(str(out))}/{failing}: File too large "
+        f"\\(traceback in {re.escape(str(out / 'cli.log'))}\\)"
+    )
+    assert len(lines) == 1 and re.fullmatch(pattern, lines[0]), proc.stderr
+    assert "Traceback" not in proc.stdout
+    assert "Traceback (most recent call last)" in (out / "cli.log").read_text()
+    assert not (out / "summary.json").exists()
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+@pytest.mark.slow
+def test_a_failing_run_is_one_line_with_the_traceback_in_cli_log(tmp_path):
+    out = tmp_path / "out"
+    proc = recloop(*TINY_ARGS, "debug.fail_at_hour=30", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "recloop: error: RuntimeError: injected fault at simulated hour 30 "
+        f"(debug.fail_at_hour) (traceback in {out / 'cli.log'})"
+    ]
+    assert "Traceback (most recent call last)" in (out / "cli.log").read_text()
+    assert not (out / "summary.json").exists()
