@@ -35,7 +35,7 @@ from experiments.console import day_progress, summary_table
 from experiments.objective import check_objective, job_objective
 from experiments.run import RUN_FILES, RunDirectoryError, run
 from reports.atomic_write import WriteError as ReportWriteError
-from sim.atomic_write import WriteError
+from sim.atomic_write import WriteError, atomic_path
 from sim.metrics import METRIC_COLUMNS
 
 log = logging.getLogger("recloop")
@@ -350,7 +350,8 @@ def record_failure(out_dir: Path, exc: BaseException) -> None:
         "error": f"{type(exc).__name__}: {_first_line(exc)}",
         "traceback": "".join(traceback.format_exception(exc)),
     }
-    (out_dir / "status.json").write_text(json.dumps(status, indent=2) + "\n")
+    with atomic_path(out_dir / "status.json") as tmp:
+        tmp.write_text(json.dumps(status, indent=2) + "\n")
 
 
 def error_line(exc: BaseException) -> str:
@@ -487,7 +488,8 @@ def record_interrupted(out_dir: Path, day: float, days: float) -> None:
         "day": round(day, 3),
         "days": days,
     }
-    (out_dir / "status.json").write_text(json.dumps(status, indent=2) + "\n")
+    with atomic_path(out_dir / "status.json") as tmp:
+        tmp.write_text(json.dumps(status, indent=2) + "\n")
 
 
 def _failed_value(cfg: DictConfig) -> float | None:
@@ -888,6 +890,7 @@ def _hide_internal_options() -> None:
 def main() -> None:
     """Console entry point ``recloop``."""
     argv = sys.argv[1:]
+    logging.raiseExceptions = False  # a full disk: no "--- Logging error ---" tracebacks
     if argv and argv[0].partition("=")[0] == "--resume":  # before hydra: a bare path is no override
         sys.exit(_resume(argv))
     _hide_internal_options()

@@ -541,3 +541,43 @@ def test_a_failing_run_is_one_line_with_the_traceback_in_cli_log(tmp_path):
     ]
     assert "Traceback (most recent call last)" in (out / "cli.log").read_text()
     assert not (out / "summary.json").exists()
+
+
+def test_a_sweep_whose_comparison_cannot_be_written_exits_1(tmp_path, monkeypatch, capsys):
+    """The end-of-sweep callback failing to write (a full disk) is one line naming the file
+    and exit 1, even when every job finished; the traceback goes to the sweep's cli.log."""
+    import errno
+
+    from experiments import cli, study
+    from experiments.study import StudyComparison
+    from reports.atomic_write import WriteError
+
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    plan = precheck(["-m", "seed=0,1", f"hydra.sweep.dir={sweep}"])
+    failure = WriteError(errno.ENOSPC, "No space left on device", str(sweep / "comparison.md"))
+
+    def write_comparison(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(study, "write_comparison", write_comparison)
+    monkeypatch.setattr(study, "OUTPUT_ERRORS", [])
+    StudyComparison().on_multirun_end(_sweep_end_config(sweep))
+    assert study.OUTPUT_ERRORS == [failure]
+    monkeypatch.setattr(cli, "_ACTIVE", {"sweep_dir": sweep})
+    monkeypatch.setattr(cli, "_OUTCOMES", {"failed": 0, "refused": 0})
+    assert cli.sweep_exit(plan) == 1
+    assert capsys.readouterr().err == (
+        f"recloop: error: cannot write {sweep / 'comparison.md'}: No space left on device "
+        f"(traceback in {sweep / 'cli.log'})\n"
+    )
+    assert "No space left on device" in (sweep / "cli.log").read_text()
+
+
+def _sweep_end_config(sweep: Path):
+    """The minimal config hydra hands ``on_multirun_end``: its sweep dir and sweeper params."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create(
+        {"hydra": {"sweep": {"dir": str(sweep)}, "sweeper": {"params": {}}}, "study_name": "s"}
+    )
