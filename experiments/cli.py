@@ -10,6 +10,7 @@ or on other machines write where the sweep report looks.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -540,6 +541,8 @@ def _app(cfg: DictConfig) -> float | None:
     except Exception as exc:
         if not multirun:  # one line; the traceback in the run's cli.log, not on the terminal
             where = keep_traceback(exc)
+            with contextlib.suppress(OSError):  # as a sweep's job records it (not on a full disk)
+                record_failure(out_dir, exc)
             print(f"recloop: error: {error_line(exc)} (traceback in {where})", file=sys.stderr)
             sys.exit(EXIT_FAILED)
         # A failed job must not take the sweep down (hydra then skips on_multirun_end): record

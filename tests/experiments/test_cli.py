@@ -541,6 +541,7 @@ def test_a_failing_run_is_one_line_with_the_traceback_in_cli_log(tmp_path):
     ]
     assert "Traceback (most recent call last)" in (out / "cli.log").read_text()
     assert not (out / "summary.json").exists()
+    assert json.loads((out / "status.json").read_text())["status"] == "failed"
 
 
 def test_a_sweep_whose_comparison_cannot_be_written_exits_1(tmp_path, monkeypatch, capsys):
