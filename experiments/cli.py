@@ -348,7 +348,7 @@ def record_failure(out_dir: Path, exc: BaseException) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     status = {
         "status": "failed",
-        "error": f"{type(exc).__name__}: {_first_line(exc)}",
+        "error": error_line(exc),
         "traceback": "".join(traceback.format_exception(exc)),
     }
     with atomic_path(out_dir / "status.json") as tmp:
