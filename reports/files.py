@@ -106,7 +106,7 @@ def find_unreadable(folder: Path) -> tuple[Path, BaseException] | None:
     """The first file under ``folder`` (Parquet, JSON, YAML, CSV; temp files skipped) that
     cannot be read in full, and why; None when every one reads. Run after a report failed, to
     name the truncated or corrupt file instead of showing a reader's traceback."""
-    paths = sorted(  # the run's own files before its logs' (a sweep: job by job)
+    paths = sorted(  # shallowest first: a run's own files before its logs'
         (
             p
             for p in Path(folder).rglob("*")
