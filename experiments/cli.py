@@ -890,6 +890,40 @@ def _hide_internal_options() -> None:
     Hydra.format_config_groups = format_config_groups  # type: ignore[method-assign]
 
 
+def _one_line_hydra_errors(plan: Plan) -> None:
+    """Make hydra's own failures outside the job (writing its ``.hydra`` record or the job's
+    folder on a full disk …) one line too, with the traceback kept like a job's
+    (:func:`keep_traceback`); ``HYDRA_FULL_ERROR=1`` still shows hydra's full trace."""
+    import hydra._internal.utils as hydra_utils
+    from hydra.errors import CompactHydraException
+
+    original = hydra_utils.run_and_report
+    if getattr(original, "_recloop", False):
+        return
+    key = "sweep" if plan.multirun else "run"
+
+    def run_and_report(func: Any) -> Any:
+        try:
+            return func()
+        except CompactHydraException:
+            return original(func)  # hydra's short messages for its own config errors
+        except Exception as exc:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            try:
+                folder = f" while hydra wrote to {Path(str(plan.hydra[key].dir)).absolute()}"
+            except Exception:
+                folder = ""
+            where = keep_traceback(exc)
+            print(
+                f"recloop: error: {error_line(exc)}{folder} (traceback in {where})", file=sys.stderr
+            )
+            sys.exit(EXIT_FAILED)
+
+    run_and_report._recloop = True  # type: ignore[attr-defined]
+    hydra_utils.run_and_report = run_and_report
+
+
 def main() -> None:
     """Console entry point ``recloop``."""
     argv = sys.argv[1:]
@@ -924,6 +958,8 @@ def main() -> None:
             _announce(plan, plan_only)
         if plan_only:
             return
+        if plan is not None:
+            _one_line_hydra_errors(plan)
         _app()
         if plan is not None and plan.multirun:
             sys.exit(sweep_exit(plan))

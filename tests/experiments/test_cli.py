@@ -531,6 +531,31 @@ def test_a_full_disk_is_one_line_naming_the_file(tmp_path, limit, failing):
 
 
 @pytest.mark.slow
+def test_a_full_disk_while_hydra_writes_its_record_is_one_line(tmp_path):
+    """hydra's own writes (.hydra/config.yaml, before the job starts) fail on a full disk with
+    a traceback of hydra's; recloop makes that one line naming the folder, exit 1."""
+    out = tmp_path / "out"
+    code = "import sys; from experiments.cli import main; sys.argv[0] = 'recloop'; main()"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *TINY_ARGS, f"hydra.run.dir={out}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+        preexec_fn=_file_size_limit(1_000),  # .hydra/config.yaml is larger
+    )
+    assert proc.returncode == 1, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(
+        f"recloop: error: OSError: [Errno 27] File too large while hydra wrote to {out} "
+        "(traceback in "
+    ), proc.stderr
+    assert not (out / "config.yaml").exists()
+
+
+@pytest.mark.slow
 def test_a_failing_run_is_one_line_with_the_traceback_in_cli_log(tmp_path):
     out = tmp_path / "out"
     proc = recloop(*TINY_ARGS, "debug.fail_at_hour=30", f"hydra.run.dir={out}", cwd=tmp_path)
