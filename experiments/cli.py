@@ -10,6 +10,7 @@ or on other machines write where the sweep report looks.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ import re
 import shutil
 import signal
 import sys
+import tempfile
 import traceback
 from dataclasses import dataclass
 from importlib.resources import files
@@ -35,6 +37,8 @@ from experiments.config import ConfigError, parse_config
 from experiments.console import day_progress, summary_table
 from experiments.objective import check_objective, job_objective
 from experiments.run import RUN_FILES, RunDirectoryError, run
+from reports.atomic_write import WriteError as ReportWriteError
+from sim.atomic_write import WriteError, atomic_path
 from sim.metrics import METRIC_COLUMNS
 
 log = logging.getLogger("recloop")
@@ -390,10 +394,53 @@ def record_failure(out_dir: Path, exc: BaseException) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     status = {
         "status": "failed",
-        "error": f"{type(exc).__name__}: {_first_line(exc)}",
+        "error": error_line(exc),
         "traceback": "".join(traceback.format_exception(exc)),
     }
-    (out_dir / "status.json").write_text(json.dumps(status, indent=2) + "\n")
+    with atomic_path(out_dir / "status.json") as tmp:
+        tmp.write_text(json.dumps(status, indent=2) + "\n")
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for an unexpected exception: ``cannot write PATH: No space left on device`` for
+    a failed output write (:mod:`sim.atomic_write` names the file), else its type and first
+    line. simpy re-raises a process's exception as a copy without its ``filename`` (the
+    original is its ``__cause__``): the chain is searched for the file."""
+    found: BaseException | None = exc
+    while found is not None and not (isinstance(found, OSError) and found.filename):
+        found = found.__cause__
+    if isinstance(found, OSError):
+        verb = "cannot write " if isinstance(found, (WriteError, ReportWriteError)) else ""
+        return f"{verb}{found.filename}: {found.strerror or _first_line(found)}"
+    return f"{type(exc).__name__}: {_first_line(exc)}"
+
+
+def keep_traceback(
+    exc: BaseException, fallback_dir: Path | None = None, job_log: bool = True
+) -> str:
+    """Append ``exc``'s traceback to hydra's job log (the run's ``cli.log``; not with
+    ``job_log`` False: after a sweep it is the last job's), else to ``fallback_dir/cli.log``,
+    or when neither can be written (a full disk) to a new file in the temp folder; returns
+    where it went, for the one-line message (or why it was not kept)."""
+    text = "".join(traceback.format_exception(exc))
+    handlers = logging.getLogger().handlers if job_log else []
+    targets = [Path(h.baseFilename) for h in handlers if isinstance(h, logging.FileHandler)]
+    if not targets and fallback_dir is not None:
+        targets = [fallback_dir / "cli.log"]
+    for path in targets:
+        try:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(text)
+            return str(path)
+        except OSError:
+            continue
+    try:
+        fd, name = tempfile.mkstemp(prefix="recloop-error-", suffix=".log")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        return name
+    except OSError as err:
+        return f"not kept: {err.strerror or err}"
 
 
 def _discard_unstarted(out_dir: Path) -> None:
@@ -408,6 +455,7 @@ def _discard_unstarted(out_dir: Path) -> None:
 # refused (bad input found only when the job ran); the sweep's exit code says so.
 _OUTCOMES: dict[str, int] = {"failed": 0, "refused": 0}
 EXIT_JOBS_FAILED = 1
+EXIT_FAILED = 1  # a run failed while running (a write error, a bug): one line, traceback kept
 
 
 def _failed_on_disk(sweep_dir: Path | None) -> int:
@@ -443,10 +491,15 @@ def sweep_exit(plan: Plan) -> int:
             sweep_dir = Path(str(plan.hydra.sweep.dir)).resolve()
         except Exception:
             sweep_dir = None
+    from experiments.study import OUTPUT_ERRORS
+
+    for exc in OUTPUT_ERRORS:  # the comparison or the sweep report could not be written
+        where = keep_traceback(exc, fallback_dir=sweep_dir, job_log=False)
+        print(f"recloop: error: {error_line(exc)} (traceback in {where})", file=sys.stderr)
     failed = max(_OUTCOMES["failed"], _failed_on_disk(sweep_dir))
     refused = _OUTCOMES["refused"]
     if not failed and not refused:
-        return 0
+        return EXIT_FAILED if OUTPUT_ERRORS else 0
     total = plan.n_trials or len(plan.jobs)
     parts = [f"{n} {what}" for n, what in ((failed, "failed"), (refused, "refused")) if n]
     print(
@@ -483,7 +536,8 @@ def record_interrupted(out_dir: Path, day: float, days: float) -> None:
         "day": round(day, 3),
         "days": days,
     }
-    (out_dir / "status.json").write_text(json.dumps(status, indent=2) + "\n")
+    with atomic_path(out_dir / "status.json") as tmp:
+        tmp.write_text(json.dumps(status, indent=2) + "\n")
 
 
 def _failed_value(cfg: DictConfig) -> float | None:
@@ -545,20 +599,22 @@ def _app(cfg: DictConfig) -> float | None:
             return _failed_value(cfg)
         sys.exit(EXIT_BAD_INPUT)
     except Exception as exc:
-        if not multirun:
-            raise
+        if not multirun:  # one line; the traceback in the run's cli.log, not on the terminal
+            where = keep_traceback(exc)
+            with contextlib.suppress(OSError):  # as a sweep's job records it (not on a full disk)
+                record_failure(out_dir, exc)
+            print(f"recloop: error: {error_line(exc)} (traceback in {where})", file=sys.stderr)
+            sys.exit(EXIT_FAILED)
         # A failed job must not take the sweep down (hydra then skips on_multirun_end): record
         # the failure in the job's own folder and let the sweep go on. One line here; the
-        # traceback is in status.json.
-        record_failure(out_dir, exc)
+        # traceback is in status.json (or, when that cannot be written, cli.log or a temp file).
+        try:
+            record_failure(out_dir, exc)
+            where = str(out_dir / "status.json")
+        except OSError:
+            where = keep_traceback(exc)
         _OUTCOMES["failed"] += 1
-        log.error(
-            "job %s failed: %s: %s (traceback in %s)",
-            hc.job.num,
-            type(exc).__name__,
-            _first_line(exc),
-            out_dir / "status.json",
-        )
+        log.error("job %s failed: %s (traceback in %s)", hc.job.num, error_line(exc), where)
         return _failed_value(cfg)
     finally:
         if sys.exc_info()[0] is not KeyboardInterrupt:
@@ -689,6 +745,37 @@ def check_fresh_folder(plan: Plan) -> None:
         raise ConfigError(
             f"{folder} already holds a {key} ({found} exists); choose a new hydra.{key}.dir"
         )
+
+
+def check_writable(plan: Plan) -> None:
+    """Refuse an output folder that cannot be written, before hydra configures its log file
+    there (which fails with a traceback, "Unable to configure handler 'file'"): the folder, or
+    when it does not exist yet its nearest existing parent, must be a folder that accepts a new
+    entry. Tried for real (a probe folder, removed at once): permission bits say nothing for
+    root or a read-only mount."""
+    if plan.hydra is None:
+        return
+    key = "sweep" if plan.multirun else "run"
+    try:
+        folder = Path(str(plan.hydra[key].dir)).absolute()
+    except Exception:  # an interpolation only hydra's run can resolve
+        return
+    setting = f"hydra.{key}.dir={folder}"
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "exists and is not a folder" if existing == folder else f"{existing} is not a folder"
+        raise ConfigError(f"{setting}: {what}; choose another hydra.{key}.dir")
+    try:
+        probe = tempfile.mkdtemp(prefix=".recloop-probe-", dir=existing)
+    except OSError as exc:
+        where = "the folder" if existing == folder else f"its parent {existing}"
+        raise ConfigError(
+            f"{setting}: {where} is not writable ({exc.strerror or exc}); "
+            f"choose another hydra.{key}.dir"
+        ) from None
+    os.rmdir(probe)
 
 
 def _absolute_sweep_dir(plan: Plan, argv: list[str]) -> list[str]:
@@ -858,12 +945,9 @@ def _resume(argv: list[str]) -> int:
         print(f"recloop: interrupted; recloop --resume {target} continues", file=sys.stderr)
         return EXIT_TERMINATED if _TERMINATED else EXIT_INTERRUPTED
     except Exception as exc:  # the traceback goes to a file, one line to the terminal
-        trace = Path(target) / "resume_error.log"
-        trace.write_text("".join(traceback.format_exception(exc)))
-        print(
-            f"recloop: error: {type(exc).__name__}: {_first_line(exc)} ({trace})", file=sys.stderr
-        )
-        return 1
+        where = keep_traceback(exc, fallback_dir=Path(target))
+        print(f"recloop: error: {error_line(exc)} (traceback in {where})", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _without_internal(text: str) -> str:
@@ -895,10 +979,45 @@ def _hide_internal_options() -> None:
     Hydra.format_config_groups = format_config_groups  # type: ignore[method-assign]
 
 
+def _one_line_hydra_errors(plan: Plan) -> None:
+    """Make hydra's own failures outside the job (writing its ``.hydra`` record or the job's
+    folder on a full disk …) one line too, with the traceback kept like a job's
+    (:func:`keep_traceback`); ``HYDRA_FULL_ERROR=1`` still shows hydra's full trace."""
+    import hydra._internal.utils as hydra_utils
+    from hydra.errors import CompactHydraException
+
+    original = hydra_utils.run_and_report
+    if getattr(original, "_recloop", False):
+        return
+    key = "sweep" if plan.multirun else "run"
+
+    def run_and_report(func: Any) -> Any:
+        try:
+            return func()
+        except CompactHydraException:
+            return original(func)  # hydra's short messages for its own config errors
+        except Exception as exc:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            try:
+                folder = f" while hydra wrote to {Path(str(plan.hydra[key].dir)).absolute()}"
+            except Exception:
+                folder = ""
+            where = keep_traceback(exc)
+            print(
+                f"recloop: error: {error_line(exc)}{folder} (traceback in {where})", file=sys.stderr
+            )
+            sys.exit(EXIT_FAILED)
+
+    run_and_report._recloop = True  # type: ignore[attr-defined]
+    hydra_utils.run_and_report = run_and_report
+
+
 def main() -> None:
     """Console entry point ``recloop``."""
     argv = sys.argv[1:]
     signal.signal(signal.SIGTERM, _on_sigterm)
+    logging.raiseExceptions = False  # a full disk: no "--- Logging error ---" tracebacks
     if argv and argv[0].partition("=")[0] == "--resume":  # before hydra: a bare path is no override
         sys.exit(_resume(argv))
     _hide_internal_options()
@@ -963,6 +1082,7 @@ def launch(argv: list[str], plan_only: bool = False) -> int:
             plan = precheck(argv)
             if plan is not None and not plan_only:
                 check_fresh_folder(plan)
+                check_writable(plan)
                 _check_launcher(plan)
                 _check_resources(plan)
                 sys.argv = [sys.argv[0], *_absolute_sweep_dir(plan, argv)]
@@ -979,6 +1099,8 @@ def launch(argv: list[str], plan_only: bool = False) -> int:
             _announce(plan, plan_only)
         if plan_only:
             return 0
+        if plan is not None:
+            _one_line_hydra_errors(plan)
         _app()
         if plan is not None and plan.multirun:
             return sweep_exit(plan)

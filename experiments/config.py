@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -145,6 +146,20 @@ def _section(cfg: dict[str, Any], name: str, cls: type, required: bool = True) -
         raise ConfigError(str(exc)) from None
 
 
+def check_finite(data: Any, key: str = "") -> None:
+    """Refuse ``inf``, ``-inf`` and ``nan`` anywhere in the config (hydra reads ``inf`` and
+    ``nan`` as floats): one line naming the key. Checked once for every key, before the
+    sections' own checks, which would otherwise call ``sim.days=inf`` "not an integer"."""
+    if isinstance(data, Mapping):
+        for name, value in data.items():
+            check_finite(value, f"{key}.{name}" if key else str(name))
+    elif isinstance(data, (list, tuple)):
+        for i, value in enumerate(data):
+            check_finite(value, f"{key}[{i}]")
+    elif isinstance(data, float) and not math.isfinite(data):
+        raise ConfigError(f"{key}={data}: must be a finite number")
+
+
 def _int(value: Any, key: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{key}={value!r}: must be an integer >= {minimum}")
@@ -262,6 +277,7 @@ def parse_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
     else:
         data = dict(cfg)
     assert isinstance(data, dict)
+    check_finite({k: v for k, v in data.items() if k != "hydra"})
     world = _section(data, "world", WorldConfig)
     policy = parse_policy(data.get("policy"))
     sim = _section(data, "sim", SimConfig)

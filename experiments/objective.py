@@ -35,6 +35,7 @@ from typing import Any
 import polars as pl
 
 from reports.optuna_study import OBJECTIVE_FILE
+from sim.atomic_write import atomic_path
 
 CONSTRAINT_METRIC = "revenue_per_request"
 RULE = "feasible: the objective; infeasible: -(floor - revenue) / floor, below every feasible trial"
@@ -128,5 +129,6 @@ def job_objective(cfg: Mapping[str, Any], out_dir: Path) -> float | None:
     metric, floor, on = settings
     outcome = trial_outcome(pl.read_parquet(Path(out_dir) / "metrics.parquet"), metric, floor, on)
     path = Path(out_dir) / OBJECTIVE_FILE
-    path.write_text(json.dumps(outcome.to_json(), indent=2) + "\n")
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(outcome.to_json(), indent=2) + "\n")
     return outcome.returned

@@ -20,6 +20,7 @@ from policies.policy import Target, build_policy
 from policies.selection import Selector
 from policies.transfer import TransferSeeder
 from reports.metric_catalog import CATALOG
+from sim.atomic_write import atomic_path
 from sim.checkpoint import remove_checkpoint, run_with_checkpoints
 from sim.cold_start_metrics import ITEMS_FILE, SURVIVAL_FILE, measure_cold_start
 from sim.engine import Simulation
@@ -68,9 +69,8 @@ def _clean(value: Any) -> Any:
 
 
 def _write_json_atomic(data: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 def run(
@@ -85,8 +85,9 @@ def run(
     """Simulate, write the event log, ``metrics.parquet``, ``item_exposure.parquet`` (per-item
     counts per window, for the reports' Lorenz curves), ``summary.json`` and ``report.html``.
 
-    The config is validated before anything is written. ``summary.json`` is written last but
-    for the report, so a directory without it is not a finished run. Off-policy evaluation
+    The config is validated before anything is written. ``summary.json`` is written last, after
+    the report, so a directory without it is not a finished run (a failure while writing any
+    output leaves none, and no temp file). Off-policy evaluation
     (:mod:`experiments.ope`) passes ``shadow_targets`` (selectors replayed on every served slate,
     logged to ``logs/targets``) or ``switch`` (from that hour on, serve with another selector).
 
@@ -106,7 +107,8 @@ def run(
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     resolved = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
-    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved, resolve=True))
+    with atomic_path(out_dir / "config.yaml") as tmp:
+        tmp.write_text(OmegaConf.to_yaml(resolved, resolve=True))
 
     simulation = build_simulation(
         rc, out_dir / "logs", progress=progress, shadow_targets=shadow_targets, switch=switch
@@ -238,7 +240,8 @@ def write_outputs(
     config_name: str = "config",
 ) -> dict[str, Any]:
     """After a finished simulation: ``metrics.parquet``, ``examination.parquet`` (when asked
-    for), ``summary.json`` and the report. Returns the summary."""
+    for), the report, then ``summary.json`` (its ``status: complete`` says every output is in
+    place; the report is built from the summary in memory). Returns the summary."""
     world, log_root, stats = simulation.world, simulation.log_root, simulation.stats
     streams = Streams(rc.seed)
 
@@ -318,9 +321,9 @@ def write_outputs(
     trainer = getattr(simulation.state.policy, "reranker", None)
     if isinstance(getattr(trainer, "fallbacks", None), Mapping):  # policy/rerank=scalarized
         summary["rerank_calibration"] = {"fits": trainer.fits, "fallbacks": dict(trainer.fallbacks)}
-    _write_json_atomic(summary, out_dir / "summary.json")
-    if rc.report:
+    if rc.report:  # before summary.json: "complete" only once every output is in place
         from reports.run_report import build_run_report  # reports read files only
 
-        build_run_report(out_dir)
+        build_run_report(out_dir, summary=json.loads(json.dumps(summary)))  # as the file reads
+    _write_json_atomic(summary, out_dir / "summary.json")
     return summary

@@ -20,12 +20,21 @@ from reports.comparison import write_comparison
 from reports.sweep_report import SweepReportError, build_sweep_report
 
 log = logging.getLogger("recloop")
+# Failures while writing the sweep's comparison or report (this process): recloop's exit code
+# and its one-line message (experiments.cli.sweep_exit) report them after the sweep.
+OUTPUT_ERRORS: list[BaseException] = []
 
 
 class StudyComparison(Callback):
     """Hydra callback: when the sweep ends, write its comparison table and its report."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            self._write(config)
+        except Exception as exc:  # e.g. a full disk: one line, the sweep exits 1 (cli.sweep_exit)
+            OUTPUT_ERRORS.append(exc)
+
+    def _write(self, config: DictConfig) -> None:
         sweep_dir = Path(config.hydra.sweep.dir).resolve()  # the page and the terminal: absolute
         params = config.hydra.sweeper.get("params") or {}
         order = [p.strip() for p in str(params.get("policy", "")).split(",") if p.strip()]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ from experiments.cost_model import (
     fmt_bytes,
     fmt_duration,
 )
+from sim.atomic_write import atomic_path
 
 PLAN_FILE = ".recloop-plan.json"
 
@@ -237,9 +237,8 @@ class SweepProgress(Callback):
         sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
         sweep_dir.mkdir(parents=True, exist_ok=True)
         plan = {**_PENDING, "started": time.time()}
-        tmp = sweep_dir / f"{PLAN_FILE}.tmp"
-        tmp.write_text(json.dumps(plan), encoding="utf-8")
-        os.replace(tmp, sweep_dir / PLAN_FILE)
+        with atomic_path(sweep_dir / PLAN_FILE) as tmp:
+            tmp.write_text(json.dumps(plan), encoding="utf-8")
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._job_started = time.time()

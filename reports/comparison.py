@@ -28,7 +28,9 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
+from reports.atomic_write import atomic_path
 from reports.intervals import METHOD, Domain, Interval, difference_domain, mean_interval
+from reports.markdown import md_cell, md_line, md_text
 from reports.metric_catalog import format_metric, metric_info
 from reports.optuna_study import TRIALS_CSV, chosen_arm, load_optuna_study, trials_markdown
 from reports.sweep_folder import (
@@ -285,7 +287,9 @@ def comparison_table(
 
 def to_markdown(comparison: Comparison, title: str, question: str | None = None) -> str:
     """``comparison.md``: one row per arm, every value of its final window with its interval,
-    and the cumulative utility gain over the baseline paired by seed."""
+    and the cumulative utility gain over the baseline paired by seed. Arm labels, the title and
+    the question come from the sweep's overrides and config: escaped (:mod:`reports.markdown`),
+    so a ``|`` or a line break in an override value cannot split a row."""
     base = comparison.baseline
     metrics = [m for m in comparison.metrics if comparison.shown(m)]
     if not uses_shortcuts(comparison):
@@ -294,12 +298,12 @@ def to_markdown(comparison: Comparison, title: str, question: str | None = None)
     header = ["arm", "seeds", *[final_label(m) for m in metrics]]
     if paired:
         header.append(f"{metric_info(GAIN).label} gain vs {base} ({FINAL}, paired by seed)")
-    lines = [f"# {title}", ""]
+    lines = [f"# {md_line(title)}", ""]
     if question:
-        lines += [question, ""]
-    lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+        lines += [md_text(question), ""]
+    lines += ["| " + " | ".join(map(md_cell, header)) + " |", "|" + " --- |" * len(header)]
     for arm in comparison.arms:
-        cells = [arm, str(comparison.n_seeds[arm])]
+        cells = [md_cell(arm), str(comparison.n_seeds[arm])]
         for metric in metrics:
             cells.append(
                 interval_text(comparison.values[metric][arm].value, metric_info(metric).text)
@@ -322,7 +326,7 @@ def to_markdown(comparison: Comparison, title: str, question: str | None = None)
     ]
     if paired:
         notes.append(
-            f"Gain: the arm's {metric_info(GAIN).label} minus {base}'s on the same seed, averaged "
+            f"Gain: the arm's {metric_info(GAIN).label} minus {md_line(base)}'s on the same seed, averaged "
             "over the seeds both finished, with its interval and the paired t-test "
             f"(scipy.stats.ttest_rel); * p < {ALPHA} (not corrected for the number of "
             "comparisons); with one common seed, that seed's difference (no interval, no test)."
@@ -392,14 +396,15 @@ def write_comparison(
         baseline = chosen_arm(sweep)  # an Optuna sweep's chosen trial (else None: the rule)
     comparison = comparison_table(jobs, order, baseline)
     csv = with_gain(jobs, comparison.baseline).sort("arm", "seed", "job")
-    csv.rename({m: f"{m}_final_window" for m in COMPARED if m in csv.columns}).write_csv(
-        sweep_dir / "comparison.csv"
-    )
+    with atomic_path(sweep_dir / "comparison.csv") as tmp:
+        csv.rename({m: f"{m}_final_window" for m in COMPARED if m in csv.columns}).write_csv(tmp)
     path = sweep_dir / "comparison.md"
     text = to_markdown(comparison, title or sweep.name, sweep.question)
     study = load_optuna_study(sweep)
     if study is not None:  # trials are jobs: their table too, and trials.csv
         text += trials_markdown(study)
-        study.trials.write_csv(sweep_dir / TRIALS_CSV)
-    path.write_text(text, encoding="utf-8")
+        with atomic_path(sweep_dir / TRIALS_CSV) as tmp:
+            study.trials.write_csv(tmp)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return path

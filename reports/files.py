@@ -9,7 +9,10 @@ started by hydra also has ``.hydra/overrides.yaml`` (its command-line overrides)
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -88,3 +91,54 @@ def read_overrides(run_dir: Path) -> list[str] | None:
     if data is None:
         return []
     return [str(o) for o in data] if isinstance(data, list) else None
+
+
+# How each kind of input file is read in full (the check behind "which file is broken?").
+_READERS: dict[str, Callable[[Path], Any]] = {
+    ".parquet": pl.read_parquet,
+    ".json": lambda p: json.loads(p.read_text(encoding="utf-8")),
+    ".yaml": lambda p: yaml.safe_load(p.read_text(encoding="utf-8")),
+    ".csv": pl.read_csv,
+}
+
+
+def find_unreadable(folder: Path) -> tuple[Path, BaseException] | None:
+    """The first file under ``folder`` (Parquet, JSON, YAML, CSV; temp files skipped) that
+    cannot be read in full, and why; None when every one reads. Run after a report failed, to
+    name the truncated or corrupt file instead of showing a reader's traceback."""
+    paths = sorted(  # shallowest first: a run's own files before its logs'
+        (
+            p
+            for p in Path(folder).rglob("*")
+            if p.suffix in _READERS and not p.name.startswith(".") and p.is_file()
+        ),
+        key=lambda p: (len(p.parts), p),
+    )
+    for path in paths:
+        try:
+            _READERS[path.suffix](path)
+        except Exception as exc:
+            return path, exc
+    return None
+
+
+class UnreadableFile(Exception):
+    """An input file that cannot be read (truncated or corrupt): ``path`` and the reader's error."""
+
+    def __init__(self, path: Path, error: BaseException) -> None:
+        super().__init__(f"{path}: {error}")
+        self.path, self.error = path, error
+
+
+def check_log_partitions(run_dir: Path) -> None:
+    """Raise :class:`UnreadableFile` for the first event-log partition
+    (``logs/TABLE/round=NNNN/part.parquet``) whose Parquet footer cannot be read: a truncated
+    partition (a full disk, a copy cut short) makes the run's data incomplete even though the
+    page, built from the files written beside the log, would not notice. Reads footers only."""
+    for path in sorted((Path(run_dir) / "logs").glob("*/round=*/*.parquet")):
+        if path.name.startswith("."):
+            continue
+        try:
+            pl.read_parquet_schema(path)
+        except Exception as exc:
+            raise UnreadableFile(path, exc) from exc

@@ -35,6 +35,7 @@ import polars as pl
 import yaml
 from scipy.stats import rankdata
 
+from reports.markdown import md_cell, md_line
 from reports.sweep_folder import FINISHED, OPTUNA_RESULTS, Job, Sweep, is_optuna, override_key
 
 OBJECTIVE_FILE = "objective.json"  # written by each trial's job (experiments.objective)
@@ -348,7 +349,7 @@ def trials_markdown(study: OptunaStudy) -> str:
     if best is None:
         lines.append("No finished trial meets the floor.")
     else:
-        chosen = ", ".join(f"{p.key}={fmt_param(best[p.key])}" for p in study.space)
+        chosen = md_line(", ".join(f"{p.key}={fmt_param(best[p.key])}" for p in study.space))
         lines.append(
             f"Chosen (best trial meeting the floor): trial {best['trial']} — {chosen}; "
             f"{study.objective_metric} {fmt_param(best['objective'])}, mean "
@@ -356,6 +357,7 @@ def trials_markdown(study: OptunaStudy) -> str:
         )
     floor = f"mean {study.floor_metric}"
     header = ["trial", *study.keys, study.objective_metric, floor, "feasible", "returned", "status"]
+    header = [md_cell(h) for h in header]
     lines += ["", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for r in t.iter_rows(named=True):
         mark = " ←" if best is not None and r["trial"] == best["trial"] else ""
@@ -369,7 +371,7 @@ def trials_markdown(study: OptunaStudy) -> str:
             fmt_param(r["returned"]),
             str(r["status"]),
         ]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(map(md_cell, cells)) + " |")
     lines += [
         "",
         f"{study.objective_metric}: its value in the run's last window. Feasible: mean "

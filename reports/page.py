@@ -16,6 +16,8 @@ from pathlib import Path
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
+from reports.atomic_write import atomic_path
+
 FIG_HEIGHT = 350
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
 
@@ -59,9 +61,8 @@ def shared_plotlyjs(folder: Path) -> Path:
     if path.is_file() and path.stat().st_size == len(bundle.encode("utf-8")):
         if path.read_text(encoding="utf-8") == bundle:
             return path
-    tmp = path.with_name(f".{PLOTLY_JS}.{os.getpid()}.tmp")
-    tmp.write_text(bundle, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path, tag=str(os.getpid())) as tmp:
+        tmp.write_text(bundle, encoding="utf-8")
     return path
 
 
@@ -92,7 +93,6 @@ def write_page(path: Path, title: str, css: str, body: str, plotly_src: str | No
 </body>
 </html>
 """
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)  # readers never see a half-written page
+    with atomic_path(path) as tmp:  # readers never see a half-written page; no temp file left
+        tmp.write_text(page, encoding="utf-8")
     return path

@@ -1315,12 +1315,16 @@ def read_config(run_dir: Path) -> dict[str, Any] | None:
     return None
 
 
-def build_run_report(run_dir: Path) -> Path:
+def build_run_report(run_dir: Path, summary: dict[str, Any] | None = None) -> Path:
     """Write ``run_dir/report.html`` from the run's files and return its path.
 
     A run on its own gets a self-contained page (plotly.js inlined); a job of a sweep (its
     parent folder holds hydra's ``multirun.yaml``) loads the sweep's one shared
     ``../plotly.min.js`` (:func:`reports.page.shared_plotlyjs`), written here if missing.
+
+    ``summary`` is the run's ``summary.json`` content when the run passes it before writing
+    the file (so that ``summary.json`` is written only once the report is in place); by
+    default it is read from the file.
 
     Raises
     ------
@@ -1328,7 +1332,8 @@ def build_run_report(run_dir: Path) -> Path:
         If ``summary.json`` or ``metrics.parquet`` is missing (not a finished run).
     """
     run_dir = Path(run_dir)
-    summary = json.loads(require(run_dir / "summary.json").read_text(encoding="utf-8"))
+    if summary is None:
+        summary = json.loads(require(run_dir / "summary.json").read_text(encoding="utf-8"))
     metrics = pl.read_parquet(require(run_dir / "metrics.parquet")).sort("window")
     if metrics.height == 0:
         raise ReportError(f"metrics.parquet in {run_dir} has no windows")

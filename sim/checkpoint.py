@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sim.atomic_write import atomic_path, write_error
 from sim.engine import Simulation
 from sim.state import SimulationState
 
@@ -49,18 +50,15 @@ def checkpoint_path(run_dir: Path) -> Path:
 def save_checkpoint(state: SimulationState, run_dir: Path) -> Path:
     """Write ``state`` to ``run_dir/checkpoint/state.pkl`` atomically; returns the path."""
     path = checkpoint_path(run_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = Checkpoint(FORMAT_VERSION, state.counters.log_round, float(state.now), state)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with open(tmp, "wb") as f:
-            pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # the previous checkpoint stays whole; no temp file survives
-        tmp.unlink(missing_ok=True)
-        raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(exc, path.parent) from exc
+    data = Checkpoint(FORMAT_VERSION, state.counters.log_round, float(state.now), state)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
+        f.flush()
+        os.fsync(f.fileno())
     return path
 
 

@@ -32,7 +32,7 @@ sees a half-written partition.
 
 from __future__ import annotations
 
-import os
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +43,7 @@ from policies.intervention import INTERVENTIONS
 from policies.models import SOURCES
 from policies.policy import SlateBatch
 from policies.propensity import METHODS
+from sim.atomic_write import atomic_path, write_error
 from sim.serving_system import DEGRADED, RequestOutcome
 
 SOURCE_DTYPE = pl.Enum(list(SOURCES))
@@ -103,15 +104,16 @@ def partition_path(root: Path, table: str, round_idx: int) -> Path:
 
 
 def write_parquet_atomic(df: pl.DataFrame, path: Path) -> None:
-    """Write to a temp name in the same folder, then rename (atomic on POSIX)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Write to a temp name in the same folder, then rename (atomic on POSIX); on failure no
+    temp file is left and the ``OSError`` names ``path`` (:mod:`sim.atomic_write`)."""
     try:
-        df.write_parquet(tmp, statistics=True)
-        os.replace(tmp, path)
-    except BaseException:  # a full disk, Ctrl-C, SIGTERM: no temp file survives
-        tmp.unlink(missing_ok=True)
-        raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(exc, path.parent) from exc
+    buffer = io.BytesIO()  # encoded in memory: a failed write is then an OSError with its errno
+    df.write_parquet(buffer, statistics=True)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getbuffer())
 
 
 @dataclass

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import resource
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +15,7 @@ import polars as pl
 import pytest
 from conftest import run_recloop
 
-from experiments.cli import check_fresh_folder, group_options, precheck
+from experiments.cli import check_fresh_folder, check_writable, group_options, precheck
 from experiments.config import ConfigError
 
 TINY_ARGS = [
@@ -122,6 +126,16 @@ def recloop(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
             ["-m", "policy.slate_size=5,40"],
             "policy.n_candidates=30: smaller than policy.slate_size=40",
         ),
+        # non-finite numbers, refused for every key by one check (not "must be an integer")
+        (["world.n_users=inf"], "world.n_users=inf: must be a finite number"),
+        (["sim.days=inf"], "sim.days=inf: must be a finite number"),
+        (["sim.retrain_every_hours=inf"], "sim.retrain_every_hours=inf: must be a finite number"),
+        (["world.n_items=-inf"], "world.n_items=-inf: must be a finite number"),
+        (
+            ["policy=epsilon_greedy", "policy.selector.epsilon=nan"],
+            "policy.selector.epsilon=nan: must be a finite number",
+        ),
+        (["-m", "seed=0,1", "serving.cache_ms=nan"], "serving.cache_ms=nan: must be a finite"),
     ],
 )
 def test_precheck_names_the_key_and_value(args, expected):
@@ -161,6 +175,7 @@ def test_every_policy_config_is_listed():
         ["=5"],
         ["polcy=greedy"],
         ["policy.n_candidates=5"],
+        ["sim.days=inf"],
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_no_run_dir(tmp_path, args):
@@ -408,3 +423,187 @@ def test_sweep_exit_counts_failures_recorded_by_other_processes(tmp_path, monkey
         status.unlink()
     assert cli.sweep_exit(plan) == 0
     assert capsys.readouterr().err == ""
+
+
+# ------------------------------------------------------------------ folders, disks, failures
+
+ROOT = os.geteuid() == 0  # permission bits do not stop root: those cases need another user
+
+
+def _unwritable(tmp_path: Path) -> Path:
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o555)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda t: (t / "f").write_text("x") and t / "f", "{out}: exists and is not a folder"),
+        (lambda t: (t / "f").write_text("x") and t / "f" / "run", "{out}: {t}/f is not a folder"),
+        (lambda t: Path("/sys/recloop-run"), "{out}: its parent /sys is not writable ("),
+        pytest.param(
+            lambda t: _unwritable(t),
+            "{out}: the folder is not writable (Permission denied)",
+            marks=pytest.mark.skipif(ROOT, reason="root writes anywhere"),
+        ),
+        pytest.param(
+            lambda t: _unwritable(t) / "run",
+            "{out}: its parent {t}/locked is not writable (Permission denied)",
+            marks=pytest.mark.skipif(ROOT, reason="root writes anywhere"),
+        ),
+    ],
+)
+@pytest.mark.parametrize("sweep", [False, True])
+def test_an_unwritable_output_folder_is_refused(tmp_path, make, expected, sweep):
+    """Refused before hydra configures its log file there (which fails with a traceback)."""
+    if not Path("/sys").is_dir():
+        pytest.skip("no /sys")
+    out = make(tmp_path)
+    key = "sweep" if sweep else "run"
+    args = ["-m", "seed=0,1", f"hydra.sweep.dir={out}"] if sweep else [f"hydra.run.dir={out}"]
+    with pytest.raises(ConfigError) as info:
+        check_writable(precheck(args))
+    message = str(info.value)
+    assert message.startswith(expected.format(out=f"hydra.{key}.dir={out}", t=tmp_path))
+    assert message.endswith(f"choose another hydra.{key}.dir") and "\n" not in message
+    assert not [p for p in tmp_path.rglob(".recloop-probe-*")]
+
+
+@pytest.mark.slow
+def test_an_unwritable_output_folder_exits_2_before_hydra(tmp_path):
+    out = tmp_path / "f" / "run"
+    (tmp_path / "f").write_text("x")
+    proc = recloop(*TINY_ARGS, f"hydra.run.dir={out}", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"recloop: error: hydra.run.dir={out}: {tmp_path}/f is not a folder; "
+        "choose another hydra.run.dir"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]  # no outputs/, no .hydra
+
+
+def _file_size_limit(limit: int):
+    """``ulimit -f`` for a subprocess, with SIGXFSZ ignored: a write past ``limit`` bytes fails
+    with EFBIG ("File too large") as a full disk fails with ENOSPC."""
+
+    def limit_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return limit_files
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("limit", "failing"),
+    [
+        (8_000, r"logs/\w+/round=0000/part\.parquet"),  # the first event-log partition
+        (2_000_000, r"report\.html"),  # plotly.js alone is 4.6 MB
+    ],
+)
+def test_a_full_disk_is_one_line_naming_the_file(tmp_path, limit, failing):
+    """A write that fails (here a file-size limit) stops the run with one line naming the file
+    and exit 1; the traceback is in cli.log; no temp file and no summary.json are left."""
+    out = tmp_path / "out"
+    code = "import sys; from experiments.cli import main; sys.argv[0] = 'recloop'; main()"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *TINY_ARGS, "progress=false", f"hydra.run.dir={out}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+        preexec_fn=_file_size_limit(limit),
+    )
+    assert proc.returncode == 1, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    pattern = (
+        f"recloop: error: cannot write {re.escape(str(out))}/{failing}: File too large "
+        f"\\(traceback in {re.escape(str(out / 'cli.log'))}\\)"
+    )
+    assert len(lines) == 1 and re.fullmatch(pattern, lines[0]), proc.stderr
+    assert "Traceback" not in proc.stdout
+    assert "Traceback (most recent call last)" in (out / "cli.log").read_text()
+    assert not (out / "summary.json").exists()
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+@pytest.mark.slow
+def test_a_full_disk_while_hydra_writes_its_record_is_one_line(tmp_path):
+    """hydra's own writes (.hydra/config.yaml, before the job starts) fail on a full disk with
+    a traceback of hydra's; recloop makes that one line naming the folder, exit 1."""
+    out = tmp_path / "out"
+    code = "import sys; from experiments.cli import main; sys.argv[0] = 'recloop'; main()"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *TINY_ARGS, f"hydra.run.dir={out}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+        preexec_fn=_file_size_limit(1_000),  # .hydra/config.yaml is larger
+    )
+    assert proc.returncode == 1, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(
+        f"recloop: error: OSError: [Errno 27] File too large while hydra wrote to {out} "
+        "(traceback in "
+    ), proc.stderr
+    assert not (out / "config.yaml").exists()
+
+
+@pytest.mark.slow
+def test_a_failing_run_is_one_line_with_the_traceback_in_cli_log(tmp_path):
+    out = tmp_path / "out"
+    proc = recloop(*TINY_ARGS, "debug.fail_at_hour=30", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "recloop: error: RuntimeError: injected fault at simulated hour 30 "
+        f"(debug.fail_at_hour) (traceback in {out / 'cli.log'})"
+    ]
+    assert "Traceback (most recent call last)" in (out / "cli.log").read_text()
+    assert not (out / "summary.json").exists()
+    assert json.loads((out / "status.json").read_text())["status"] == "failed"
+
+
+def test_a_sweep_whose_comparison_cannot_be_written_exits_1(tmp_path, monkeypatch, capsys):
+    """The end-of-sweep callback failing to write (a full disk) is one line naming the file
+    and exit 1, even when every job finished; the traceback goes to the sweep's cli.log."""
+    import errno
+
+    from experiments import cli, study
+    from experiments.study import StudyComparison
+    from reports.atomic_write import WriteError
+
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    plan = precheck(["-m", "seed=0,1", f"hydra.sweep.dir={sweep}"])
+    failure = WriteError(errno.ENOSPC, "No space left on device", str(sweep / "comparison.md"))
+
+    def write_comparison(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(study, "write_comparison", write_comparison)
+    monkeypatch.setattr(study, "OUTPUT_ERRORS", [])
+    StudyComparison().on_multirun_end(_sweep_end_config(sweep))
+    assert study.OUTPUT_ERRORS == [failure]
+    monkeypatch.setattr(cli, "_ACTIVE", {"sweep_dir": sweep})
+    monkeypatch.setattr(cli, "_OUTCOMES", {"failed": 0, "refused": 0})
+    assert cli.sweep_exit(plan) == 1
+    assert capsys.readouterr().err == (
+        f"recloop: error: cannot write {sweep / 'comparison.md'}: No space left on device "
+        f"(traceback in {sweep / 'cli.log'})\n"
+    )
+    assert "No space left on device" in (sweep / "cli.log").read_text()
+
+
+def _sweep_end_config(sweep: Path):
+    """The minimal config hydra hands ``on_multirun_end``: its sweep dir and sweeper params."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create(
+        {"hydra": {"sweep": {"dir": str(sweep)}, "sweeper": {"params": {}}}, "study_name": "s"}
+    )

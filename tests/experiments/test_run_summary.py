@@ -95,3 +95,58 @@ def test_terminal_table_prints_no_mean_of_a_cumulative(monkeypatch):
     assert rows["clicks"] == ["40", "–"]
     assert rows["homogenization"] == ["0.0000", "–"]  # a rate without a mean: missing
     assert "617" not in text
+
+
+# ------------------------------------------------------------------ a failed write
+
+
+def _no_space(target: str, original):
+    """``Path.write_text`` or ``write_bytes`` (``original``) failing like a full disk (ENOSPC)
+    when writing ``target``'s temp file, after writing part of it (as a real full disk does)."""
+    import errno
+
+    def write(self, data, *args, **kwargs):
+        if self.name == f".{target}.tmp":
+            original(self, data[:100], *args, **kwargs)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, data, *args, **kwargs)
+
+    return write
+
+
+def test_a_report_that_cannot_be_written_leaves_no_summary_and_no_temp_file(run_tiny, monkeypatch):
+    """summary.json says complete only once the report is in place: a full disk while writing
+    report.html leaves neither the page, its temp file nor summary.json, and the error names
+    the page; the run is then not finished (resume's ``finished``)."""
+    from pathlib import Path
+
+    from experiments.resume import finished
+    from reports.atomic_write import WriteError
+
+    monkeypatch.setattr(Path, "write_text", _no_space("report.html", Path.write_text))
+    with pytest.raises(WriteError) as info:
+        run_tiny("run", report__enabled=True)
+    out = info.value.filename
+    assert out.endswith("/run/report.html") and info.value.strerror == "No space left on device"
+    run_dir = Path(out).parent
+    assert (run_dir / "metrics.parquet").is_file()
+    assert not (run_dir / "summary.json").exists() and not (run_dir / "report.html").exists()
+    assert not [p for p in run_dir.rglob("*") if p.name.endswith(".tmp")]
+    assert not finished(run_dir)
+
+
+def test_metrics_that_cannot_be_written_name_the_file(run_tiny, monkeypatch):
+    """A full disk while writing metrics.parquet: the error names the file, no temp file and
+    no summary.json are left."""
+    from pathlib import Path
+
+    from sim.atomic_write import WriteError
+
+    monkeypatch.setattr(Path, "write_bytes", _no_space("metrics.parquet", Path.write_bytes))
+    with pytest.raises(WriteError) as info:
+        run_tiny("run")
+    assert info.value.filename.endswith("/run/metrics.parquet")
+    run_dir = Path(info.value.filename).parent
+    assert (run_dir / "logs" / "impressions").is_dir()  # the partitions before it were written
+    assert not (run_dir / "summary.json").exists()
+    assert not [p for p in run_dir.rglob("*") if p.name.endswith(".tmp")]

@@ -225,3 +225,27 @@ def test_no_finished_job_writes_nothing(tmp_path: Path) -> None:
     assert write_comparison(tmp_path, "x") is None
     assert not (tmp_path / "comparison.md").exists()
     assert write_comparison(tmp_path / "nowhere", "x") is None
+
+
+def test_hostile_override_values_stay_in_one_cell(tmp_path: Path) -> None:
+    """An arm label built from an override value with ``|``, a line break, backticks and HTML
+    is escaped: every table row keeps its number of cells and nothing becomes markup."""
+    _fake_sweep(tmp_path, [("greedy", 0, 0.4, [1.0, 100.0]), ("greedy", 1, 0.5, [1.0, 90.0])])
+    hostile = "a|b\nc `x` <script>&"
+    for job in sorted(tmp_path.glob("*_greedy_seed*")):
+        seed = job.name.rpartition("seed")[2]
+        overrides = [
+            "policy=greedy",
+            f"seed={seed}",
+            f"+study_note={hostile if seed == '1' else 'ok'}",
+        ]
+        (job / ".hydra" / "overrides.yaml").write_text(json.dumps(overrides))
+    path = write_comparison(tmp_path, "title | with\nbreak")
+    text = path.read_text()
+    rows = [r for r in text.splitlines() if r.startswith("|")]
+    assert text.splitlines()[0] == "# title | with break"
+    assert len(rows) == 4  # header, rule, two arms: the line break did not add a row
+    unescaped = [len(r.replace("\\|", "").split("|")) for r in rows]
+    assert len(set(unescaped)) == 1, rows  # every row has as many cells as the header
+    assert "a\\|b c \\`x\\` &lt;script&gt;&amp;" in text
+    assert "<script>" not in text and "\n c" not in text

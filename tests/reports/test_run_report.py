@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -330,6 +331,94 @@ def test_cli_missing_file_exit_2(
     assert err.startswith("recloop-report: error: not a finished run:")
     assert missing in err and err.count("\n") == 1
     assert not (broken / "report.html").exists()
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize(
+    "broken_file",
+    ["metrics.parquet", "summary.json", "logs/impressions/round=0001/part.parquet"],
+)
+@pytest.mark.parametrize("with_log", [False, True])
+def test_cli_truncated_input_is_one_line_naming_the_file(
+    run_dir: Path, tmp_path: Path, broken_file: str, with_log: bool
+) -> None:
+    """A truncated input (a full disk, a copy cut short) is one line naming the file, exit 1,
+    no traceback on the terminal (it goes to the run's cli.log, or a temp file when the run has
+    none), no page and no temp file written, nothing else touched. A log partition the page
+    does not read is checked too (its footer): the run's data are incomplete."""
+    import subprocess
+    import sys
+
+    broken = tmp_path / "run"
+    shutil.copytree(run_dir, broken)
+    (broken / "report.html").unlink(missing_ok=True)
+    for r in range(2):
+        part = broken / "logs" / "impressions" / f"round={r:04d}" / "part.parquet"
+        part.parent.mkdir(parents=True, exist_ok=True)
+        pl.DataFrame({"request_id": [1, 2, 3]}).write_parquet(part)
+    if with_log:
+        (broken / "cli.log").write_text("the run's log\n")
+    _truncate(broken / broken_file)
+    before = {p: p.read_bytes() for p in broken.rglob("*") if p.is_file() and p.name != "cli.log"}
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "reports.cli", str(broken)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TMPDIR": str(temp)},
+    )
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    prefix = (
+        f"recloop-report: error: {broken / broken_file}: cannot be read, truncated or corrupt ("
+    )
+    assert lines[0].startswith(prefix), lines[0]
+    where = Path(lines[0].rpartition("traceback in ")[2].rstrip(")"))
+    assert where == (broken / "cli.log" if with_log else where)
+    assert where.parent == (broken if with_log else temp)
+    assert "Traceback (most recent call last)" in where.read_text()
+    after = {p: p.read_bytes() for p in broken.rglob("*") if p.is_file() and p.name != "cli.log"}
+    assert after == before  # no page, no temp file, nothing rewritten
+
+
+def test_cli_page_that_cannot_be_written(
+    run_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A full disk while writing report.html: one line naming the page, exit 1, no temp file
+    left and the previous page untouched."""
+    import errno
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (run / "report.html").write_text("the previous page")
+    (run / "cli.log").write_text("")
+    original = Path.write_text
+
+    def write_text(self: Path, data: str, *args: object, **kwargs: object) -> int:
+        if self.name == ".report.html.tmp":
+            original(self, data[:10])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, data, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+    assert main([str(run)]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"recloop-report: error: cannot write {run / 'report.html'}: No space left on device "
+        f"(traceback in {run / 'cli.log'})\n"
+    )
+    assert (run / "report.html").read_text() == "the previous page"
+    assert not [p for p in run.rglob("*.tmp")]
 
 
 def test_cli_nonexistent_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
