@@ -73,6 +73,21 @@ def _list_config(root: Path) -> None:
     (root / "run" / "config.yaml").write_text("- 1\n- 2\n")
 
 
+def _file_in_the_way(root: Path) -> None:
+    (root / "taken").write_text("a file, not a folder\n")
+
+
+def _truncated_summary(root: Path) -> None:
+    (root / "run").mkdir()
+    (root / "run" / "summary.json").write_text('{"status": "comp')
+
+
+def _truncated_metrics(root: Path) -> None:
+    (root / "run").mkdir()
+    (root / "run" / "summary.json").write_text('{"status": "complete"}\n')
+    (root / "run" / "metrics.parquet").write_bytes(b"PAR1 and then nothing")
+
+
 def _truncated_checkpoint(root: Path) -> None:
     _config_only(root)
     (root / "run" / "checkpoint").mkdir()
@@ -170,6 +185,20 @@ CASES = [
         "config",
         [*OPE, "ope.targets=[nope]"],
         "policy preset 'nope'",
+    ),
+    Case("infinite-days", "config", ["sim.days=inf"], "sim.days=inf: must be a finite number"),
+    Case("infinite-users", "config", ["world.n_users=inf"], "world.n_users=inf: must be a finite"),
+    Case(
+        "nan-epsilon",
+        "config",
+        ["policy=epsilon_greedy", "policy.selector.epsilon=nan"],
+        "policy.selector.epsilon=nan: must be a finite number",
+    ),
+    Case(
+        "minus-inf-retrain",
+        "config",
+        ["sim.retrain_every_hours=-inf"],
+        "sim.retrain_every_hours=-inf: must be a finite number",
     ),
     # --- overrides: malformed, unknown, misplaced, repeated ------------------------------------
     Case("key-less", "override", ["=5"], "=5: malformed override: no key before '='"),
@@ -274,6 +303,27 @@ CASES = [
         ["-m", "seed=0,1", "hydra.sweep.dir="],
         "hydra.sweep.dir=: must name a folder",
     ),
+    Case(
+        "run-dir-is-a-file",
+        "folder",
+        ["hydra.run.dir=ROOT/taken"],
+        "hydra.run.dir=ROOT/taken: exists and is not a folder; choose another hydra.run.dir",
+        setup=_file_in_the_way,
+    ),
+    Case(
+        "file-in-the-run-path",
+        "folder",
+        ["hydra.run.dir=ROOT/taken/run"],
+        "hydra.run.dir=ROOT/taken/run: ROOT/taken is not a folder",
+        setup=_file_in_the_way,
+    ),
+    Case(
+        "sweep-dir-is-a-file",
+        "folder",
+        ["-m", "seed=0,1", "hydra.sweep.dir=ROOT/taken"],
+        "hydra.sweep.dir=ROOT/taken: exists and is not a folder",
+        setup=_file_in_the_way,
+    ),
     Case("resume-missing", "folder", ["--resume", "ROOT/nowhere"], "ROOT/nowhere: not a directory"),
     Case(
         "resume-not-a-run",
@@ -339,6 +389,24 @@ CASES = [
         ["--resume", "ROOT/run"],
         "ROOT/run/checkpoint/state.pkl: not a recloop checkpoint",
         setup=_foreign_checkpoint,
+    ),
+    Case(
+        "report-truncated-summary",
+        "file",
+        ["ROOT/run"],
+        "ROOT/run/summary.json: cannot be read, truncated or corrupt",
+        code=1,
+        setup=_truncated_summary,
+        command="recloop-report",
+    ),
+    Case(
+        "report-truncated-metrics",
+        "file",
+        ["ROOT/run"],
+        "ROOT/run/metrics.parquet: cannot be read, truncated or corrupt",
+        code=1,
+        setup=_truncated_metrics,
+        command="recloop-report",
     ),
     # --- resources: refused before anything is allocated or written ---------------------------
     Case(
