@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib.util
 import os
 import subprocess
 import sys
@@ -13,6 +14,16 @@ from typing import Any
 import pytest
 
 from experiments.run import run
+
+# hydra/launcher=joblib needs the joblib extra (`.ci/run` installs every launcher; a bare
+# `pip install -e ".[test]"` does not): the tests that launch with it skip without it.
+try:
+    HAVE_JOBLIB_LAUNCHER = importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is not None
+except ModuleNotFoundError:  # no hydra_plugins namespace at all: no launcher plugin
+    HAVE_JOBLIB_LAUNCHER = False
+needs_joblib = pytest.mark.skipif(
+    not HAVE_JOBLIB_LAUNCHER, reason='the joblib extra is not installed: pip install -e ".[joblib]"'
+)
 
 # The tiny world as hydra overrides of the default config (composed, never re-implemented).
 TINY_OVERRIDES = (

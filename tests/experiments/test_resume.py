@@ -158,7 +158,7 @@ def test_a_run_killed_in_its_report_is_not_taken_for_finished(tmp_path, monkeypa
     cfg = tiny_config(**{"sim.days": 2, "report.enabled": True})
     run(cfg, tmp_path / "whole")
 
-    def killed_here(run_dir):
+    def killed_here(run_dir, **kwargs):
         raise KeyboardInterrupt  # stands for the SIGKILL: nothing after it runs
 
     monkeypatch.setattr("reports.run_report.build_run_report", killed_here)

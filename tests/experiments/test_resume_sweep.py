@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import TINY_OVERRIDES
+from conftest import TINY_OVERRIDES, needs_joblib
 
 from experiments.cli import _resume
 from experiments.resume_sweep import job_state, prepare_job
@@ -148,7 +148,9 @@ def _kill_resume(sweep: Path, n_complete: int) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher", [JOBLIB, []], ids=["joblib", "basic"])
+@pytest.mark.parametrize(
+    "launcher", [pytest.param(JOBLIB, marks=needs_joblib), []], ids=["joblib", "basic"]
+)
 def test_a_killed_sweep_resumes_to_the_uninterrupted_sweep(whole, tmp_path, launcher):
     """Basic launcher: the first resume is killed too, and resumed."""
     sweep = tmp_path / "sweep"
@@ -207,6 +209,7 @@ def test_an_optuna_sweep_is_refused_in_one_line(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@needs_joblib
 def test_ctrl_c_of_a_joblib_sweep_says_how_to_resume_it(tmp_path):
     sweep = tmp_path / "sweep"
     args = [a for a in SWEEP if not a.startswith(("sim.days", "policy=", "seed="))]
