@@ -108,18 +108,28 @@ def test_skip_resource_check_lets_a_tiny_run_through(tmp_path: Path) -> None:
 
 
 def _peak_rss(args: list[str], cwd: Path) -> float:
-    """Peak resident bytes of a real ``recloop`` subprocess (its own rusage, via wait4)."""
-    code = "import sys; from experiments.cli import main; sys.argv[0] = 'recloop'; main()"
-    proc = subprocess.Popen(
+    """Peak resident bytes of a real ``recloop`` subprocess: its own ``VmHWM`` (the high-water
+    mark of its address space), read by the child as it exits. Not ``wait4``'s ``ru_maxrss``:
+    Linux carries the parent's high-water mark over fork and exec, so a child of a big pytest
+    worker would report the worker's size."""
+    report = cwd / "vmhwm.txt"
+    code = (
+        "import atexit, sys\n"
+        "def _hwm():\n"
+        "    with open('/proc/self/status') as f:\n"
+        "        line = next(x for x in f if x.startswith('VmHWM:'))\n"
+        f"    open({str(report)!r}, 'w').write(line.split()[1])\n"
+        "atexit.register(_hwm)\n"
+        "from experiments.cli import main; sys.argv[0] = 'recloop'; main()\n"
+    )
+    proc = subprocess.run(
         [sys.executable, "-c", code, *args],
         cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
     assert proc.returncode == 0
-    return usage.ru_maxrss * 1024.0  # kB on Linux
+    return float(report.read_text()) * 1024.0  # kB
 
 
 @pytest.mark.slow
