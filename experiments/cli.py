@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import multiprocessing
 import os
 import re
 import shutil
@@ -555,7 +556,9 @@ def _app(cfg: DictConfig) -> float | None:
     multirun = hc.mode == RunMode.MULTIRUN
     console = _console()
     _ACTIVE.clear()
-    _ACTIVE.update(out_dir=out_dir, multirun=multirun)
+    _ACTIVE.update(out_dir=out_dir, multirun=multirun, running=True)
+    if multirun and multiprocessing.current_process().name != "MainProcess":  # a joblib worker
+        signal.signal(signal.SIGINT, _worker_sigint)
     if multirun:
         _ACTIVE["sweep_dir"] = Path(str(hc.sweep.dir)).resolve()
         _ACTIVE["study_name"] = str(cfg.get("study_name", "sweep"))
@@ -617,6 +620,7 @@ def _app(cfg: DictConfig) -> float | None:
         log.error("job %s failed: %s (traceback in %s)", hc.job.num, error_line(exc), where)
         return _failed_value(cfg)
     finally:
+        _ACTIVE["running"] = False
         if sys.exc_info()[0] is not KeyboardInterrupt:
             _ACTIVE.pop("day", None)  # this job is over: a later Ctrl-C is not about it
     if multirun:  # the sweep prints one line per job (SweepProgress) and the comparison
@@ -666,6 +670,15 @@ def _on_interrupt() -> int:
         except KeyboardInterrupt:  # a second Ctrl-C: stop now
             pass
     return EXIT_INTERRUPTED
+
+
+def _worker_sigint(signum: int, frame: Any) -> None:
+    """Ctrl-C reaches a launcher's workers too (the terminal signals the whole group). A worker
+    running a job stops it as Ctrl-C does (its status.json says interrupted); an idle worker
+    ignores it — the launching process stops the pool — rather than print a traceback from
+    wherever it was idling (loky's ``gc.collect()``)."""
+    if _ACTIVE.get("running"):
+        raise KeyboardInterrupt
 
 
 EXIT_TERMINATED = 143  # 128 + SIGTERM, the shell's convention
