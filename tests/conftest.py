@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -18,7 +19,9 @@ from experiments.run import run
 # hydra/launcher=joblib needs the joblib extra (`.ci/run` installs every launcher; a bare
 # `pip install -e ".[test]"` does not): the tests that launch with it skip without it.
 try:
-    HAVE_JOBLIB_LAUNCHER = importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is not None
+    HAVE_JOBLIB_LAUNCHER = (
+        importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is not None
+    )
 except ModuleNotFoundError:  # no hydra_plugins namespace at all: no launcher plugin
     HAVE_JOBLIB_LAUNCHER = False
 needs_joblib = pytest.mark.skipif(
@@ -151,3 +154,37 @@ def run_recloop(
         env=env,
         timeout=timeout,
     )
+
+
+CHECKOUT = Path(__file__).resolve().parents[1]  # this checkout, whatever venv runs the tests
+
+
+def checkout_env(**extra: str) -> dict[str, str]:
+    """The environment for a subprocess that must import this checkout's code (not an installed
+    copy), with hydra's short errors."""
+    env = dict(os.environ, HYDRA_FULL_ERROR="0", **extra)
+    env["PYTHONPATH"] = os.pathsep.join([str(CHECKOUT), env.get("PYTHONPATH", "")])
+    return env
+
+
+def recloop_checkout(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``python -m experiments.cli ARGS`` on this checkout's code, from the checkout's folder."""
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.cli", *args],
+        cwd=CHECKOUT,
+        env=checkout_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def run_outputs(run_dir: Path) -> dict[str, bytes]:
+    """What must not change when a run is resumed: every log partition, metrics.parquet, and
+    summary.json without its timings (by relative path)."""
+    paths = [*sorted((run_dir / "logs").rglob("*")), run_dir / "metrics.parquet"]
+    files = {str(p.relative_to(run_dir)): p.read_bytes() for p in paths if p.is_file()}
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary.pop("timing_seconds")
+    files["summary.json"] = json.dumps(summary, sort_keys=True).encode()
+    return files

@@ -10,7 +10,6 @@ killed process only: the code under test has no hook.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from conftest import TINY_OVERRIDES, tiny_config
+from conftest import TINY_OVERRIDES, checkout_env, run_outputs, tiny_config
 from omegaconf import OmegaConf
 
 from experiments.cli import _resume, group_options
@@ -41,31 +40,15 @@ PHASES = ("serve", "write", "midwrite", "fit", "checkpoint", "metrics", "report"
 N_POINTS = 20
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ, HYDRA_FULL_ERROR="0", **extra)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    return env
-
-
 def _kill_at(phase: str, n: int, run_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(KILL_AT), phase, str(n), *ARGS, f"hydra.run.dir={run_dir}"],
         cwd=REPO,
-        env=_env(**env),
+        env=checkout_env(**env),
         capture_output=True,
         text=True,
         timeout=300,
     )
-
-
-def _outputs(run_dir: Path) -> dict[str, bytes]:
-    """Every log parquet, metrics.parquet, and summary.json without its timings."""
-    paths = [*sorted((run_dir / "logs").rglob("*")), run_dir / "metrics.parquet"]
-    files = {str(p.relative_to(run_dir)): p.read_bytes() for p in paths if p.is_file()}
-    summary = json.loads((run_dir / "summary.json").read_text())
-    summary.pop("timing_seconds")
-    files["summary.json"] = json.dumps(summary, sort_keys=True).encode()
-    return files
 
 
 def kill_points(counts: dict[str, int], seed: int = 19) -> list[tuple[str, int]]:
@@ -104,7 +87,7 @@ def _check_point(whole: Path, killed: Path, phase: str, n: int) -> list[str]:
     code = _resume(["--resume", str(killed)])  # what `recloop --resume` runs, in-process
     if code != 0:
         return [*problems, f"resume exit {code}"]
-    want, have = _outputs(whole), _outputs(killed)
+    want, have = run_outputs(whole), run_outputs(killed)
     if sorted(have) != sorted(want):
         problems.append(f"files differ: {sorted(set(have) ^ set(want))}")
     problems += [f"{name} differs" for name in want if name in have and have[name] != want[name]]
@@ -171,6 +154,6 @@ def test_every_policy_preset_resumes_to_its_uninterrupted_run(preset, tmp_path, 
     (half / "part.parquet").write_bytes(b"PAR1 cut short")
     monkeypatch.setenv("RECLOOP_RESUME", "0")
     assert _resume(["--resume", str(killed)]) == 0
-    want, have = _outputs(tmp_path / "whole"), _outputs(killed)
+    want, have = run_outputs(tmp_path / "whole"), run_outputs(killed)
     assert sorted(have) == sorted(want)
     assert [name for name in want if have[name] != want[name]] == []

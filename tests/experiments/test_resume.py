@@ -5,7 +5,6 @@ repeats no request."""
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import shutil
 import signal
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import TINY_OVERRIDES, tiny_config
+from conftest import TINY_OVERRIDES, checkout_env, recloop_checkout, run_outputs, tiny_config
 from omegaconf import OmegaConf
 
 from experiments.cli import _resume
@@ -40,38 +39,10 @@ ARGS = [
 ]
 
 
-def _outputs(run_dir: Path) -> dict[str, bytes]:
-    """Every log parquet, metrics.parquet, and summary.json without its timings."""
-    paths = [*sorted((run_dir / "logs").rglob("*")), run_dir / "metrics.parquet"]
-    files = {str(p.relative_to(run_dir)): p.read_bytes() for p in paths if p.is_file()}
-    summary = json.loads((run_dir / "summary.json").read_text())
-    summary.pop("timing_seconds")
-    files["summary.json"] = json.dumps(summary, sort_keys=True).encode()
-    return files
-
-
 def _assert_same(expected: Path, got: Path) -> None:
-    want, have = _outputs(expected), _outputs(got)
+    want, have = run_outputs(expected), run_outputs(got)
     assert sorted(have) == sorted(want)
     assert [name for name in want if have[name] != want[name]] == []
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ, HYDRA_FULL_ERROR="0")
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    return env
-
-
-def _recloop(*args: str) -> subprocess.CompletedProcess[str]:
-    """``python -m experiments.cli ARGS`` on this checkout's code."""
-    return subprocess.run(
-        [sys.executable, "-m", "experiments.cli", *args],
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def test_a_checkpoint_loaded_and_continued_writes_the_uninterrupted_run(tmp_path):
@@ -179,7 +150,7 @@ def _kill_when(run_dir: Path, appears: str) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "experiments.cli", *ARGS, f"hydra.run.dir={run_dir}"],
         cwd=REPO,
-        env=_env(),
+        env=checkout_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -196,7 +167,7 @@ def _kill_when(run_dir: Path, appears: str) -> None:
 @pytest.mark.slow
 def test_a_killed_run_resumes_to_the_uninterrupted_run(tmp_path):
     whole = tmp_path / "whole"
-    done = _recloop(*ARGS, f"hydra.run.dir={whole}")
+    done = recloop_checkout(*ARGS, f"hydra.run.dir={whole}")
     assert done.returncode == 0, done.stderr
     requests = pl.read_parquet(whole / "logs" / "impressions" / "**" / "*.parquet")
     # right after the first checkpoint, and as a late round's partitions appear (most often
@@ -208,7 +179,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_run(tmp_path):
         kept = checkpoint.log_round
         first = killed / "logs" / "impressions" / "round=0000" / "part.parquet"
         written = first.stat().st_mtime_ns
-        resumed = _recloop("--resume", str(killed))
+        resumed = recloop_checkout("--resume", str(killed))
         assert resumed.returncode == 0, resumed.stderr
         assert f"resuming {killed} from round {kept} " in resumed.stdout
         assert first.stat().st_mtime_ns == written  # continued: the early rounds are not redone
@@ -219,7 +190,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_run(tmp_path):
         got = pl.read_parquet(killed / "logs" / "impressions" / "**" / "*.parquet")
         assert got.select("request_id", "position").is_duplicated().sum() == 0
         assert got["request_id"].unique().sort().equals(requests["request_id"].unique().sort())
-        again = _recloop("--resume", str(killed))
+        again = recloop_checkout("--resume", str(killed))
         assert again.returncode == 0 and "finished" in again.stdout
 
 

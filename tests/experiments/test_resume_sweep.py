@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import TINY_OVERRIDES, needs_joblib
+from conftest import TINY_OVERRIDES, checkout_env, needs_joblib, recloop_checkout, run_outputs
 
 from experiments.cli import _resume
 from experiments.resume_sweep import job_state, prepare_job
@@ -35,36 +35,9 @@ JOBS = ["0_greedy_seed0", "1_greedy_seed1", "2_epsilon_greedy_seed0", "3_epsilon
 JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ, HYDRA_FULL_ERROR="0")
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    return env
-
-
-def _recloop(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "experiments.cli", *args],
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def _outputs(job: Path) -> dict[str, bytes]:
-    """A job's log partitions, metrics.parquet, and summary.json without its timings."""
-    paths = [*sorted((job / "logs").rglob("*")), job / "metrics.parquet"]
-    files = {str(p.relative_to(job)): p.read_bytes() for p in paths if p.is_file()}
-    summary = json.loads((job / "summary.json").read_text())
-    summary.pop("timing_seconds")
-    files["summary.json"] = json.dumps(summary, sort_keys=True).encode()
-    return files
-
-
 def _assert_same_sweep(expected: Path, got: Path) -> None:
     for name in JOBS:
-        want, have = _outputs(expected / name), _outputs(got / name)
+        want, have = run_outputs(expected / name), run_outputs(got / name)
         assert sorted(have) == sorted(want), name
         assert [f for f in want if have[f] != want[f]] == [], name
         ids = pl.read_parquet(got / name / "logs" / "impressions" / "**" / "*.parquet")
@@ -95,7 +68,7 @@ def _complete(job: Path) -> bool:
 def whole(tmp_path_factory) -> Path:
     """The sweep never killed (basic launcher: same jobs, same files as joblib's)."""
     sweep = tmp_path_factory.mktemp("whole") / "sweep"
-    done = _recloop(*SWEEP, f"hydra.sweep.dir={sweep}")
+    done = recloop_checkout(*SWEEP, f"hydra.sweep.dir={sweep}")
     assert done.returncode == 0, done.stderr
     return sweep
 
@@ -106,7 +79,7 @@ def _kill_mid_way(sweep: Path, *launcher: str) -> dict[str, dict[str, tuple[int,
     proc = subprocess.Popen(
         [sys.executable, "-m", "experiments.cli", *SWEEP, *launcher, f"hydra.sweep.dir={sweep}"],
         cwd=REPO,
-        env=_env(),
+        env=checkout_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -133,7 +106,7 @@ def _kill_resume(sweep: Path, n_complete: int) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "experiments.cli", "--resume", str(sweep)],
         cwd=REPO,
-        env=_env(),
+        env=checkout_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -159,7 +132,7 @@ def test_a_killed_sweep_resumes_to_the_uninterrupted_sweep(whole, tmp_path, laun
     if not launcher:  # the resume killed too, once one more job is complete
         _kill_resume(sweep, len(kept))
     n_kept = sum(_complete(sweep / name) for name in JOBS)
-    resumed = _recloop("--resume", str(sweep))
+    resumed = recloop_checkout("--resume", str(sweep))
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming the sweep in {sweep}: {n_kept} of 4 jobs complete" in resumed.stdout
     if launcher:
@@ -175,7 +148,7 @@ def test_missing_and_failed_jobs_run_again_and_a_complete_sweep_is_left_alone(wh
     sweep = tmp_path / "sweep"
     shutil.copytree(whole, sweep)  # mtimes kept
     before = _snapshot(sweep)
-    again = _recloop("--resume", str(sweep))
+    again = recloop_checkout("--resume", str(sweep))
     assert again.returncode == 0, again.stderr
     assert again.stdout == f"recloop: every job of {sweep} is complete; nothing to resume\n"
     assert _snapshot(sweep) == before
@@ -187,7 +160,7 @@ def test_missing_and_failed_jobs_run_again_and_a_complete_sweep_is_left_alone(wh
     shutil.rmtree(failed / "logs" / "impressions" / "round=0000")
     (failed / "status.json").write_text(json.dumps({"status": "failed", "error": "OSError: x"}))
     (sweep / "comparison.md").unlink()
-    resumed = _recloop("--resume", str(sweep))
+    resumed = recloop_checkout("--resume", str(sweep))
     assert resumed.returncode == 0, resumed.stderr
     assert "2 of 4 jobs complete (kept), 0 continue from their checkpoint, 2 run" in resumed.stdout
     _assert_same_sweep(whole, sweep)
@@ -217,7 +190,7 @@ def test_ctrl_c_of_a_joblib_sweep_says_how_to_resume_it(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "experiments.cli", *args],
         cwd=REPO,
-        env=_env(),
+        env=checkout_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
