@@ -1,6 +1,6 @@
 """The closed loop at scale: wall time, throughput, peak memory and where the time goes.
 
-    python benchmarks/loop.py --workload S [--floor] [--out DIR]
+    python benchmarks/loop.py --workload S [--days N] [--policy NAME] [--no-raw] [--floor] [--out DIR]
 
 Workloads (greedy ALS, 64 factors, slate 10, daily retraining):
 
@@ -10,7 +10,20 @@ Workloads (greedy ALS, 64 factors, slate 10, daily retraining):
 
 Prints wall time, requests/s, peak RSS, and the split of the run's time into ALS fitting,
 serving (candidate scoring/top-K and slate selection), user responses, logging, metrics and the
-rest (engine). ``--floor`` then replays the unavoidable model work on the run's own logs — the
+rest (engine).
+
+**Raw floor** (on unless ``--no-raw``), measured in the same process on the same deployed factors
+and the same requests, and taken out of the run's own times:
+
+* ``raw_topk``: after every batch the ALS model serves, implicit's fused top-K kernel
+  (``implicit.cpu.topk.topk``) on the deployed float32 factors for the batch's warm users, with
+  ``k = n_candidates + the user's filtered count`` (requests grouped by that ``k``, one kernel call
+  per distinct ``k``) and no filtering: the cost of scoring and ranking, nothing else. Cold users
+  (served by the popularity fallback, no scoring) are left out of it.
+* ``implicit_fit``: after every ALS fit, a fresh ``AlternatingLeastSquares`` with the same
+  settings fitted on the same click matrix (one BLAS thread, implicit's own threads).
+
+It prints ``serve / raw_topk`` and ``fit / implicit_fit``. ``--floor`` then replays the unavoidable model work on the run's own logs — the
 same ALS fits, and ``implicit``'s batched ``recommend`` for every logged request — and reports
 ``total / floor``. Run each workload in its own process (peak RSS is per process). Not a test.
 """
@@ -36,7 +49,7 @@ WORKLOADS = {
 }
 
 
-def config(workload: str, seed: int = 0) -> dict:
+def config(workload: str, seed: int = 0, days: int | None = None, policy: str = "greedy") -> dict:
     """The workload's run config, composed by hydra from ``configs/`` (greedy ALS, 64 factors)."""
     from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf
@@ -46,9 +59,9 @@ def config(workload: str, seed: int = 0) -> dict:
         f"seed={seed}",
         f"world.n_users={w['n_users']}",
         f"world.n_items={w['n_items']}",
-        "policy=greedy",
+        f"policy={policy}",
         "policy.scorer.factors=64",
-        f"sim.days={w['days']}",
+        f"sim.days={w['days'] if days is None else days}",
         "report.enabled=false",
         "progress=false",
     ]
@@ -108,16 +121,80 @@ def floor_seconds(run_dir: Path, cfg: dict) -> dict[str, float]:
     return {"fit": fit, "score": score, "total": fit + score}
 
 
+class RawFloor:
+    """Times implicit's raw kernels beside the run (see the module docstring): patches
+    ``ALSModel.retrieve`` and ``ALSScorer.fit`` of this process only."""
+
+    def __init__(self) -> None:
+        self.topk_s = 0.0
+        self.fit_s = 0.0
+        self.topk_requests = 0
+        self.fits = 0
+
+    def install(self) -> None:
+        from implicit.cpu.als import AlternatingLeastSquares
+        from implicit.cpu.topk import topk
+
+        from policies.als import ALSScorer
+        from policies.models import ALSModel
+
+        retrieve, fit, floor = ALSModel.retrieve, ALSScorer.fit, self
+
+        def timed_retrieve(model, user_ids, n, filter_rows):
+            out = retrieve(model, user_ids, n, filter_rows)
+            warm = ~model.cold[user_ids]
+            n_items = model.item_factors.shape[0]
+            ks = np.minimum(n + np.diff(filter_rows.indptr), n_items)[warm]
+            queries = model.user_factors[user_ids[warm]]
+            items = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+            groups = [(k, np.ascontiguousarray(queries[ks == k])) for k in np.unique(ks)]
+            start = time.perf_counter()
+            for k, query in groups:  # one kernel call per distinct k
+                topk(items, query, int(k))
+            floor.topk_s += time.perf_counter() - start
+            floor.topk_requests += int(warm.sum())
+            return out
+
+        def timed_fit(scorer, interactions, version):
+            out = fit(scorer, interactions, version)
+            with threadpool_limits(1, "blas"):
+                plain = AlternatingLeastSquares(
+                    factors=scorer.factors,
+                    regularization=scorer.regularization,
+                    alpha=scorer.alpha,
+                    iterations=scorer.iterations,
+                    random_state=int(scorer.random_state),
+                    num_threads=scorer.num_threads,
+                    calculate_training_loss=False,
+                )
+                clicks = interactions.clicks
+                start = time.perf_counter()
+                plain.fit(clicks, show_progress=False)
+                floor.fit_s += time.perf_counter() - start
+            floor.fits += 1
+            return out
+
+        ALSModel.retrieve = timed_retrieve
+        ALSScorer.fit = timed_fit
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--workload", choices=sorted(WORKLOADS), default="S")
+    ap.add_argument("--days", type=int, default=None, help="override the workload's days")
+    ap.add_argument("--policy", default="greedy", help="policy preset (default: greedy)")
+    ap.add_argument("--no-raw", action="store_true", help="skip the raw top-K / fit floor")
     ap.add_argument("--floor", action="store_true", help="also measure the floor on the same logs")
     ap.add_argument("--out", type=Path, default=None, help="keep the run here (default: temp)")
     args = ap.parse_args()
 
     from experiments.run import run
 
-    cfg = config(args.workload)
+    raw = None
+    if not args.no_raw:
+        raw = RawFloor()
+        raw.install()
+    cfg = config(args.workload, days=args.days, policy=args.policy)
     out = args.out or Path(tempfile.mkdtemp(prefix=f"recloop-bench-{args.workload}-"))
     run_dir = out / "run"
     start = time.perf_counter()
@@ -125,11 +202,17 @@ def main() -> None:
     wall = time.perf_counter() - start
     run_peak_rss = peak_rss_mb()  # before the floor replay, which holds its own copies
     t = dict(summary["timing_seconds"])
+    if raw is not None:  # the raw kernels ran inside serve and fit: take them out again
+        t["serve"] -= raw.topk_s
+        t["fit"] -= raw.fit_s
+        wall -= raw.topk_s + raw.fit_s
     t["metrics"] += t.pop("quality", 0.0)  # the truth-side model_ndcg probe is a metric too
     accounted = sum(t[k] for k in ("fit", "serve", "respond", "log", "metrics"))
     result = {
         "workload": args.workload,
         **WORKLOADS[args.workload],
+        "days": cfg["sim"]["days"],
+        "policy": args.policy,
         "wall_s": round(wall, 1),
         "requests": summary["n_requests"],
         "impressions": summary["n_impressions"],
@@ -140,8 +223,16 @@ def main() -> None:
             **{k: round(t[k], 1) for k in ("fit", "serve", "respond", "log", "metrics")},
             "engine_and_rest": round(wall - accounted, 1),
         },
+        "serve_us_per_request": round(t["serve"] / summary["n_requests"] * 1e6, 1),
         "blas": [(p.get("internal_api"), p.get("num_threads")) for p in threadpool_info()],
     }
+    if raw is not None:
+        result["raw_s"] = {"topk": round(raw.topk_s, 2), "implicit_fit": round(raw.fit_s, 2)}
+        result["raw_topk_requests"] = raw.topk_requests
+        if raw.topk_s > 0:
+            result["serve_over_raw_topk"] = round(t["serve"] / raw.topk_s, 2)
+        if raw.fit_s > 0:
+            result["fit_over_implicit_fit"] = round(t["fit"] / raw.fit_s, 2)
     if args.floor:
         fl = floor_seconds(run_dir, cfg)
         result["floor_s"] = {k: round(v, 1) for k, v in fl.items()}

@@ -34,6 +34,15 @@ def policy_config(name: str) -> PolicyConfig:
     return parse_policy(compose_policy(name))
 
 
+def with_mc_samples(cfg: PolicyConfig, mc_samples: int | None) -> PolicyConfig:
+    """``cfg`` with its selector's ``mc_samples`` replaced (selectors without one unchanged)."""
+    if mc_samples is None or not hasattr(cfg.selector, "mc_samples"):
+        return cfg
+    return dataclasses.replace(
+        cfg, selector=dataclasses.replace(cfg.selector, mc_samples=mc_samples)
+    )
+
+
 def random_policy_log(world, n_requests: int, k: int, rng: np.random.Generator):
     users = rng.integers(0, world.users.n_users, n_requests)
     items = np.argsort(rng.random((n_requests, world.catalog.n_items)), axis=1)[:, :k]
@@ -41,6 +50,39 @@ def random_policy_log(world, n_requests: int, k: int, rng: np.random.Generator):
     clicked = world.click_model.sample(rel, rng.random(rel.shape))
     u = np.repeat(users, k)
     return u, items.ravel(), clicked.ravel()
+
+
+def synthetic_log(n_users: int, n_items: int):
+    """The benchmark world (seed 0), the training view of ``10 · n_users`` random-policy slates
+    of 10 under its click model, and the generator that drew them (to draw the requests)."""
+    world = build_world(WorldConfig(n_users=n_users, n_items=n_items), Streams(0))
+    rng = np.random.default_rng(0)
+    u, i, c = random_policy_log(world, 10 * n_users, 10, rng)
+    inter = Interactions.from_pairs(
+        u[c],
+        i[c],
+        n_users,
+        n_items,
+        item_impressions=np.bincount(i, minlength=n_items).astype(float),
+        latest_round=RoundImpressions(u, i, c, np.full(u.shape, -1)),
+    )
+    return world, inter, rng
+
+
+def deployed_policy(name: str, world, inter, mc_samples: int | None = None):
+    """Preset ``name`` (``mc_samples`` overridden when given) fitted on ``inter`` and deployed."""
+    cfg = with_mc_samples(policy_config(name), mc_samples)
+    n_users, n_items = inter.n_users, inter.n_items
+    policy = build_policy(
+        cfg,
+        n_items,
+        n_users,
+        seed=0,
+        relevance=world.relevance_matrix,
+        item_content=world.catalog.metadata.content,
+    )
+    policy.deploy(policy.fit(inter, version=0))
+    return policy
 
 
 def main() -> None:
@@ -52,34 +94,13 @@ def main() -> None:
     ap.add_argument("--mc-samples", type=int, default=None, help="override policy.mc_samples")
     args = ap.parse_args()
 
-    world = build_world(WorldConfig(n_users=args.users, n_items=args.items), Streams(0))
-    rng = np.random.default_rng(0)
-    u, i, c = random_policy_log(world, 10 * args.users, 10, rng)
-    inter = Interactions.from_pairs(
-        u[c],
-        i[c],
-        args.users,
-        args.items,
-        item_impressions=np.bincount(i, minlength=args.items).astype(float),
-        latest_round=RoundImpressions(u, i, c, np.full(u.shape, -1)),
-    )
+    world, inter, rng = synthetic_log(args.users, args.items)
     batch = rng.integers(0, args.users, args.batch)
     names = sorted(p.stem for p in CONFIGS.glob("*.yaml") if not p.stem.startswith("_"))
     names.remove("greedy")
     results = {}
     for name in ["greedy", *names]:
-        cfg = policy_config(name)
-        if args.mc_samples is not None:
-            cfg = dataclasses.replace(cfg, mc_samples=args.mc_samples)
-        policy = build_policy(
-            cfg,
-            args.items,
-            args.users,
-            seed=0,
-            relevance=world.relevance_matrix,
-            item_content=world.catalog.metadata.content,
-        )
-        policy.deploy(policy.fit(inter, version=0))
+        policy = deployed_policy(name, world, inter, args.mc_samples)
         policy.serve(batch, Randomness.from_seed(99))  # warm-up: thread pools, caches
         times = []
         for r in range(args.repeats):
