@@ -115,6 +115,7 @@ def _server(selector: str, world, clicks) -> contract.Server:
         closed=[selector in ("greedy", "softmax")] * 3,
         method=method,
         mc=config.selector.mc_samples if selector == "softmax" else 0,
+        rb=selector == "softmax",
         stochastic=selector != "greedy",
         serve=serve,
     )

@@ -20,13 +20,19 @@ Exactness is then checked per selector against independent brute-force enumerati
 catalogs (epsilon-greedy, uniform, exposure boost, Plackett–Luce) or, for Thompson sampling, which
 has no closed form, against the slate frequencies of an independent posterior sampler.
 
-Monte-Carlo propensities (softmax past slot 0, Thompson everywhere) follow the convention of
+Monte-Carlo propensities of Thompson sampling follow the convention of
 :mod:`policies.propensity`: the shown slate is one of ``M + 1`` samples. Given the context, the
 ``M`` extra samples are independent of the shown slate, so ``logged·(M+1) − 1`` (marginal and
 prefix) and ``logged·(M+1) − shown`` (show probability) are exact ``Binomial(M, p)`` counts. The
 tests use that: the counts must be integers, and their sum over all rows that logged the same
 (slot, item) is ``Binomial(M·n, p)`` — an exact, powerful test when ``p`` is known (enumeration),
 a normal-approximation test (with the reference's own sampling error) when it is not.
+
+Softmax's Monte-Carlo columns (its marginals past slot 0, its show probabilities) are
+Rao–Blackwellized instead (:func:`policies.plackett_luce.key_marginals`): each logged value is a
+mean of conditional probabilities, unbiased, not a count. Over many draws of one context the mean
+of the logged values of each (slot, item) must match its frequency (and the enumerated value),
+allowing the spread of the logged values themselves.
 """
 
 from __future__ import annotations
@@ -281,7 +287,12 @@ def _binomial_ok(count: np.ndarray, trials: np.ndarray, p: np.ndarray) -> np.nda
 
 
 def check_against_reference(
-    out: dict, dist: dict, mc: int, label: str, reference_samples: int | None = None
+    out: dict,
+    dist: dict,
+    mc: int,
+    label: str,
+    reference_samples: int | None = None,
+    rb: bool = False,
 ):
     """``out``: a selector's output for many draws of ONE context; ``dist``: the reference slate
     distribution (exact enumeration, or ``reference_samples`` posterior samples).
@@ -290,7 +301,9 @@ def check_against_reference(
     * exact columns equal the reference within 1e-12;
     * Monte-Carlo columns are integer counts; grouped by what they estimate, their sums are
       ``Binomial(M·n, p)`` (exact test when ``dist`` is exact; normal approximation including
-      the reference's sampling variance otherwise).
+      the reference's sampling variance otherwise);
+    * ``rb``: Monte-Carlo columns are Rao–Blackwellized means (softmax); grouped by what they
+      estimate, their mean is ``p`` within ``Z`` standard errors of the group's own spread.
     """
     items, cands = out["items"], out["candidates"]
     n, k = items.shape
@@ -339,6 +352,9 @@ def check_against_reference(
         )
         if not cols:
             continue
+        if rb:
+            _check_rb_means(logged, true[key], items, key, cols, label)
+            continue
         shown = out["candidate_shown"] if key == "candidate_show_probability" else 1.0
         raw = logged * (mc + 1) - shown  # the count among the M extra samples
         count = np.rint(raw)
@@ -367,6 +383,23 @@ def check_against_reference(
                     assert abs(total - trials * p) <= Z * math.sqrt(var) + 1e-9, msg
 
 
+def _check_rb_means(logged, true, items, key, cols, label):
+    """Rao–Blackwellized columns: per column and per target (the row's item at that slot for the
+    marginal; the candidate itself for the show probability), the mean of the logged values is
+    the true ``p`` within ``Z`` standard errors of their own spread; each value is in [0, 1]."""
+    assert ((logged >= 0) & (logged <= 1))[:, cols].all(), f"{label} {key}: outside [0, 1]"
+    n = logged.shape[0]
+    for col in cols:
+        targets = items[:, col] if key == "propensity" else np.zeros(n, dtype=np.int64)
+        for target in np.unique(targets):
+            rows = targets == target
+            values = logged[rows, col]
+            p = true[rows, col][0]
+            se = math.sqrt(values.var() / rows.sum()) if rows.sum() > 1 else 1.0
+            msg = f"{label} {key} col {col}: mean {values.mean():.5f} vs p={p:.5f} (se {se:.2g})"
+            assert abs(values.mean() - p) <= Z * se + 1e-6, msg
+
+
 # --------------------------------------------------------------------------------------------
 # Servers
 # --------------------------------------------------------------------------------------------
@@ -383,6 +416,7 @@ class Server:
     mc: int  # Monte-Carlo samples M (0: exact)
     stochastic: bool
     serve: Callable[[np.ndarray, Randomness], dict]  # (context indices, randomness) -> fields
+    rb: bool = False  # Monte-Carlo columns are Rao–Blackwellized means, not counts (softmax)
 
     @property
     def n_contexts(self) -> int:
@@ -558,6 +592,7 @@ def selector_server(name: str) -> Server:
         mc=getattr(selector, "mc_samples", 0),
         stochastic=not deterministic,
         serve=serve,
+        rb=isinstance(selector, Softmax),
     )
 
 
@@ -692,6 +727,7 @@ def policy_server(path: Path, world, clicks, retrieve: str | None = None) -> Ser
         mc=getattr(config.selector, "mc_samples", 0) if method != EXACT else 0,
         stochastic=config.selector.name not in ("greedy", "ucb") or config.intervention is not None,
         serve=serve,
+        rb=config.selector.name == "softmax",
     )
 
 
@@ -780,7 +816,7 @@ def test_slates_are_valid(server: Server):
     )  # slot 0: the same event
     if server.method != EXACT_SEQUENTIAL_MC_MARGINAL:  # same footing: P(prefix) <= P(last item)
         assert (prefix <= prop + 1e-15).all()
-    if server.mc:  # the shown slate counts as one of M + 1 samples
+    if server.mc and not server.rb:  # the shown slate counts as one of M + 1 samples
         assert (prop[:, 1:] >= 1 / (server.mc + 1) - 1e-15).all()
 
     for c in range(server.n_contexts):
@@ -800,11 +836,17 @@ def test_slates_are_valid(server: Server):
     np.testing.assert_array_equal(shown, (cands[:, :, None] == items[:, None, :]).any(axis=2))
     assert ((show >= 0) & (show <= 1)).all()
     assert (show[shown] > 0).all(), "a shown candidate has show probability 0"
-    if server.mc:
+    if server.mc and not server.rb:
         assert (show[shown] >= 1 / (server.mc + 1) - 1e-15).all()
     totals = show.sum(axis=1)
-    assert (totals <= k + 1e-9).all()
     closed = np.array(server.closed)[ctx]
+    if server.rb:  # unbiased estimates: the slate size on average, not row by row
+        assert (totals <= show.shape[1]).all()
+        if closed.any():
+            se = totals[closed].std() / math.sqrt(closed.sum())
+            assert abs(totals[closed].mean() - k) <= Z * se + 1e-9, totals[closed].mean()
+        return
+    assert (totals <= k + 1e-9).all()
     np.testing.assert_allclose(totals[closed], k, rtol=0, atol=1e-9)
 
 
@@ -841,7 +883,7 @@ def _is_mc(server: Server, slot: int) -> bool:
     )
 
 
-def _compare_frequency(freq, logged, is_mc, mc, n, n_group, label):
+def _compare_frequency(freq, logged, is_mc, mc, n, n_group, label, row_var=None):
     """Empirical frequency of an event vs its logged probability, for one fixed context.
 
     Exact: the logged value is the probability; ``|freq − p| ≤ Z·sqrt(p(1−p)/n)``.
@@ -850,9 +892,13 @@ def _compare_frequency(freq, logged, is_mc, mc, n, n_group, label):
     ``sqrt(p(1−p)/(M·n_group))``) and compared with the frequency allowing both errors. The
     variance uses the larger of ``p(1−p)`` at ``freq`` and at ``p̃``: conservative for rare (and
     near-certain) events, where one count in a small group would otherwise look like many
-    standard errors.
+    standard errors. Rao–Blackwellized: ``logged`` is the group's mean logged value and
+    ``row_var`` their variance (standard error ``sqrt(row_var / n_group)``).
     """
-    if is_mc:
+    if row_var is not None:
+        v = np.maximum(freq * (1 - freq), logged * (1 - logged))
+        se = np.sqrt(v / n + row_var / n_group)
+    elif is_mc:
         v = np.maximum(freq * (1 - freq), logged * (1 - logged))
         se = np.sqrt(v * (1 / n + 1 / (mc * n_group)))
     else:
@@ -877,7 +923,11 @@ def test_logged_marginals_and_show_probabilities_match_frequencies(server: Serve
                 items[:, slot], return_inverse=True, return_counts=True
             )
             values = prop[:, slot]
-            if is_mc:
+            row_var = None
+            if is_mc and server.rb:
+                logged = np.bincount(inverse, weights=values) / counts
+                row_var = np.bincount(inverse, weights=values**2) / counts - logged**2
+            elif is_mc:
                 counts_mc = values * (server.mc + 1) - 1.0
                 logged = np.bincount(inverse, weights=counts_mc) / counts / server.mc
             else:
@@ -901,6 +951,7 @@ def test_logged_marginals_and_show_probabilities_match_frequencies(server: Serve
                 MC_DRAWS,
                 counts,
                 f"{label} slot {slot}",
+                row_var,
             )
 
         cands, show, cshown = (
@@ -911,9 +962,12 @@ def test_logged_marginals_and_show_probabilities_match_frequencies(server: Serve
         if cands.shape[1] == 0:
             continue
         assert (cands == cands[0]).all(), "retrieval differs between draws of one context"
+        row_var = None
         if server.method == EXACT:
             assert (show.max(axis=0) - show.min(axis=0) <= 1e-12).all()
             logged = show[0]
+        elif server.rb:
+            logged, row_var = show.mean(axis=0), show.var(axis=0)
         else:
             logged = (show * (server.mc + 1) - cshown).mean(axis=0) / server.mc
         _compare_frequency(
@@ -924,6 +978,7 @@ def test_logged_marginals_and_show_probabilities_match_frequencies(server: Serve
             MC_DRAWS,
             MC_DRAWS,
             f"{label} show",
+            row_var,
         )
 
 
@@ -1075,7 +1130,7 @@ def test_softmax_matches_plackett_luce_enumeration(scores, temperature):
     dist = plackett_luce_slates(cands, scores, temperature, K)
     assert math.isclose(math.fsum(dist.values()), 1.0)
     out = _select(Softmax(K, temperature, mc_samples=50), repeat(ctx, N_REF), seed=5)
-    check_against_reference(out, dist, 50, f"softmax T={temperature}")
+    check_against_reference(out, dist, 50, f"softmax T={temperature}", rb=True)
 
 
 @pytest.mark.parametrize(
