@@ -18,7 +18,7 @@ from policies.propensity import (
     MONTE_CARLO,
     candidate_index,
     concat_estimates,
-    mc_estimates,
+    draw_estimates,
     top_k_indices,
 )
 from policies.randomness import Randomness
@@ -37,13 +37,19 @@ def posterior(ctx: SelectionContext, selector: str) -> tuple[np.ndarray, np.ndar
     return ctx.model.score_distribution(ctx.user_ids, ctx.candidates)
 
 
+def posterior_draws(
+    mean: np.ndarray, g: np.ndarray, beta: float, m: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``m`` posterior samples ``mean + β·Gᵀz`` of the candidates' scores per request: (b, m, C)."""
+    zs = rng.standard_normal((g.shape[0], m, g.shape[1]))
+    return mean[:, None, :] + beta * (zs @ g)  # (b, M, f) @ (b, f, C), batched BLAS
+
+
 def posterior_rankings(
     mean: np.ndarray, g: np.ndarray, beta: float, k: int, m: int, rng: np.random.Generator
 ) -> np.ndarray:
     """``m`` posterior samples ``mean + β·Gᵀz`` per request ranked: (b, m, k) candidate indices."""
-    zs = rng.standard_normal((g.shape[0], m, g.shape[1]))
-    draws = mean[:, None, :] + beta * (zs @ g)  # (b, M, f) @ (b, f, C), batched BLAS
-    return top_k_indices(draws, k, continuous=True)
+    return top_k_indices(posterior_draws(mean, g, beta, m, rng), k, continuous=True)
 
 
 def ucb_bound(mean: np.ndarray, g: np.ndarray, beta: float) -> np.ndarray:
@@ -102,10 +108,12 @@ class Thompson(Selector):
         order = top_k_indices(
             mean + self.beta * (z[:, None, :] @ g)[:, 0, :], k, continuous=self.beta > 0
         )
-        parts = [
-            mc_estimates(samples, order[rows], mean.shape[1])
-            for rows, samples in self._samples(mean, g, rand.monte_carlo)
-        ]
+        parts = []
+        rng = rand.monte_carlo
+        for lo in range(0, mean.shape[0], MC_CHUNK):  # the draws of _samples, not ranked
+            rows = slice(lo, lo + MC_CHUNK)
+            draws = posterior_draws(mean[rows], g[rows], self.beta, self.mc_samples, rng)
+            parts.append(draw_estimates(draws, order[rows]))
         marginal, prefix, show = concat_estimates(parts, k, mean.shape[1])
         return Selection(
             items=np.take_along_axis(ctx.candidates, order, axis=1),
