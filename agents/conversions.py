@@ -28,9 +28,16 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from scipy import special, stats
 
 from agents.validation import is_number, world_mapping
+
+
+def _special():
+    """``scipy.special``, imported on first use: a third of a second of every start-up."""
+    from scipy import special
+
+    return special
+
 
 DISTRIBUTIONS = ("exponential", "lognormal")
 CONVERSION_SCHEMA = {
@@ -98,11 +105,11 @@ class ConversionConfig:
     ) -> np.ndarray:
         """P(convert | click) for aligned arrays of true relevance and item price."""
         logit = (
-            special.logit(self.base)
-            + self.relevance_weight * special.logit(relevance)
+            _special().logit(self.base)
+            + self.relevance_weight * _special().logit(relevance)
             - self.price_weight * np.log(np.asarray(price, dtype=np.float64) / median_price)
         )
-        return special.expit(logit)
+        return _special().expit(logit)
 
     def delay_quantile(self, u: np.ndarray) -> np.ndarray:
         """Delays (hours) at probabilities ``u`` in [0, 1): the inverse CDF."""
@@ -110,7 +117,7 @@ class ConversionConfig:
             return -self.mean_hours * np.log1p(-u)
         # lognormal with mean m and log-sd σ: μ = log m − σ²/2
         mu = np.log(self.mean_hours) - self.shape**2 / 2.0
-        return np.exp(mu + self.shape * special.ndtri(np.maximum(u, 1e-300)))
+        return np.exp(mu + self.shape * _special().ndtri(np.maximum(u, 1e-300)))
 
     def delay_cdf(self, hours: np.ndarray) -> np.ndarray:
         """P(delay ≤ hours): the share of eventual conversions that happened by then."""
@@ -118,6 +125,8 @@ class ConversionConfig:
         if self.distribution == "exponential":
             return -np.expm1(-hours / self.mean_hours)
         mu = np.log(self.mean_hours) - self.shape**2 / 2.0
+        from scipy import stats  # lazily: half a second of every start-up
+
         return stats.lognorm.cdf(hours, s=self.shape, scale=np.exp(mu))
 
 

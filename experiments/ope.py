@@ -40,7 +40,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 from omegaconf import OmegaConf
-from scipy.stats import kendalltau
 
 from experiments.config import ConfigError, compose_policy, instantiate, parse_config, parse_policy
 from experiments.ope_reward import (
@@ -462,6 +461,8 @@ def summarize(table: pl.DataFrame) -> pl.DataFrame:
         per_seed = []
         for _, s in part.group_by("seed"):
             if s.height >= 2:
+                from scipy.stats import kendalltau  # lazily: start-up time
+
                 tau = kendalltau(s["estimate"].to_numpy(), s["truth"].to_numpy()).statistic
                 per_seed.append(tau)
         finite = [t for t in per_seed if np.isfinite(t)]  # τ is undefined when all values tie

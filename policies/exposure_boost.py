@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from scipy import stats
 
 from agents.catalog import ItemMetadata
 from agents.validation import is_number, is_positive_int
@@ -51,6 +50,8 @@ def ctr_interval_width(clicks: np.ndarray, impressions: np.ndarray) -> np.ndarra
     uncertainty left about an item's click-through rate under a uniform prior."""
     c = np.minimum(clicks, impressions)
     a, b = 1.0 + c, 1.0 + impressions - c
+    from scipy import stats  # lazily: half a second of every start-up
+
     return stats.beta.ppf(0.975, a, b) - stats.beta.ppf(0.025, a, b)
 
 

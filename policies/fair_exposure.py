@@ -54,7 +54,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment, linprog
 
 from policies.propensity import EXACT, candidate_index
 from policies.randomness import Randomness
@@ -147,6 +146,8 @@ def assignment_lp(
     a_ub[m + n_g :, m * k + np.arange(n_g)] = -1.0
     b_ub = np.concatenate([np.ones(m), delta + share, delta - share])
     bounds = [(0.0, 1.0)] * (m * k) + [(0.0, None)] * n_g
+    from scipy.optimize import linprog  # lazily: start-up time
+
     res = linprog(
         c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=np.ones(k), bounds=bounds, method="highs"
     )
@@ -186,6 +187,8 @@ def birkhoff(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     total = 0.0
     for _ in range(m * m):
         support = rem > TOL
+        from scipy.optimize import linear_sum_assignment  # lazily: start-up time
+
         rows, cols = linear_sum_assignment(np.where(support, -rem, float(m + 1)))
         if not support[rows, cols].all():
             break  # what is left is rounding noise

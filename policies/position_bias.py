@@ -22,10 +22,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import expit
 
 # Keeps logs finite when a product θ_k·γ(x) reaches 0 or 1 in floating point.
 _EPS = 1e-12
+
+
+def expit(x: np.ndarray) -> np.ndarray:
+    """``scipy.special.expit``, imported on first use (a third of a second of start-up)."""
+    from scipy.special import expit as _expit
+
+    return _expit(x)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from scipy import stats
 
 from reports.atomic_write import atomic_path
 from reports.intervals import METHOD, Domain, Interval, difference_domain, mean_interval
@@ -110,6 +109,8 @@ def paired_difference(
     if len(seeds) >= 2 and np.ptp(a - b) > 0:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
+            from scipy import stats  # lazily: start-up time
+
             p = float(stats.ttest_rel(a, b).pvalue)
     return Paired(len(seeds), d.mean, d.low, d.high, p, seeds)
 

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 CONFIDENCE = 0.95
 METHOD = (
@@ -40,6 +39,8 @@ def t_quantile(n: np.ndarray | int, confidence: float = CONFIDENCE) -> np.ndarra
     """Two-sided t quantile for ``n`` values (``n − 1`` degrees of freedom); NaN where ``n < 2``."""
     n = np.asarray(n, dtype=np.float64)
     with np.errstate(invalid="ignore"):
+        from scipy import stats  # lazily: start-up time
+
         return np.where(n >= 2, stats.t.ppf(0.5 + confidence / 2, np.maximum(n - 1, 1)), np.nan)
 
 

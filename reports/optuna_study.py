@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 import yaml
-from scipy.stats import rankdata
 
 from reports.markdown import md_cell, md_line
 from reports.sweep_folder import FINISHED, OPTUNA_RESULTS, Job, Sweep, is_optuna, override_key
@@ -264,6 +263,8 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson correlation of the average ranks; NaN with < 3 points or a constant column."""
     if len(a) < 3:
         return float("nan")
+    from scipy.stats import rankdata  # lazily: half a second of every recloop start-up
+
     ra, rb = rankdata(a), rankdata(b)
     sa, sb = ra.std(), rb.std()
     if sa == 0 or sb == 0:

@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
-from scipy import stats
 
 from reports.comparison import fmt_interval, job_finals
 from reports.intervals import Interval, mean_interval
@@ -104,6 +103,8 @@ class WeightSweep:
         m = [s.claimed.mean for s in self.steps]
         if len(set(m)) < 2:
             return math.nan
+        from scipy import stats  # lazily: start-up time
+
         return float(stats.spearmanr(w, m).statistic)
 
     def marginal_costs(self) -> list[float]:

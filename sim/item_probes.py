@@ -21,10 +21,10 @@ from typing import ClassVar, Protocol
 
 import numpy as np
 import polars as pl
-from scipy.stats import rankdata
 
 from agents.catalog import ItemMetadata
 from policies.models import Model
+from sim.inequality import average_ranks
 
 RANK_CHUNK = 256  # probe users per block: bounds the (users, items) score matrix
 
@@ -60,7 +60,7 @@ def rank_percentiles(scores: np.ndarray) -> np.ndarray:
     m = scores.shape[1]
     if m < 2:
         return np.full(scores.shape, np.nan)
-    return (rankdata(scores, method="average", axis=1) - 1.0) / (m - 1.0)
+    return (average_ranks(scores, axis=1) - 1.0) / (m - 1.0)
 
 
 def model_scores(model: Model, users: np.ndarray, items: np.ndarray) -> np.ndarray:

@@ -107,13 +107,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
-from scipy.stats import rankdata
 
 from agents.catalog import ItemMetadata
 from policies.constrained_rerank import LEDGER_FILE as CONSTRAINT_LEDGER
 from sim.cold_start_metrics import NEWCOMER_COLUMNS, NewcomerWindows
 from sim.event_log import DEGRADED_DTYPE, logged_rounds, scan_table
-from sim.inequality import gini
+from sim.inequality import average_ranks, gini
 
 IMPRESSION_COLUMNS = (
     "request_id",
@@ -205,7 +204,7 @@ DEPLOYMENT_METRICS = ("model_ndcg", "retrieval_recall", "retrieval_recall_n")
 def popularity_percentile(prior_clicks: np.ndarray) -> np.ndarray:
     """Percentile in (0, 1) of each item by prior clicks; ties share their average rank."""
     n = prior_clicks.size
-    return (rankdata(prior_clicks, method="average") - 0.5) / n
+    return (average_ranks(prior_clicks) - 0.5) / n
 
 
 def mean_jaccard(
@@ -785,7 +784,7 @@ def mann_whitney_auc(score: np.ndarray, positive: np.ndarray) -> float:
     n_neg = positive.size - n_pos
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    ranks = rankdata(score, method="average")
+    ranks = average_ranks(score)
     u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0
     return float(u / (n_pos * n_neg))
 
