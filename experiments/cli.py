@@ -815,6 +815,46 @@ def _parse_key(arg: str) -> str | None:
     return arg.partition("=")[0].lstrip("+~")
 
 
+SWEEP_LAUNCHER_ENV = "RECLOOP_SWEEP_LAUNCHER"
+
+
+def parallel_default(argv: list[str], plan: Plan | None) -> str | None:
+    """The override that puts a sweep on every core: ``hydra/launcher=joblib`` (one job per core,
+    ``n_jobs=-1``) when the sweep would otherwise run on hydra's basic launcher one job after
+    another — no launcher chosen on the command line or by a study config — the machine has more
+    than one core and the joblib launcher is installed. Jobs write the same bytes on either
+    launcher. ``hydra/launcher=basic`` on the command line, or ``RECLOOP_SWEEP_LAUNCHER=basic`` in
+    the environment (the test suite's, which already runs on every core), keeps the basic one.
+    Optuna sweeps keep their own batching (``hydra.sweeper.n_jobs``)."""
+    if plan is None or not plan.multirun or plan.hydra is None or is_optuna(plan.hydra):
+        return None
+    if os.environ.get(SWEEP_LAUNCHER_ENV, "").strip().lower() == "basic":
+        return None
+    if any(_parse_key(a) == "hydra/launcher" for a in argv):
+        return None
+    if plan.hydra.runtime.choices.get("hydra/launcher") != "basic" or (os.cpu_count() or 1) < 2:
+        return None
+    import importlib.util
+
+    if importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is None:
+        return None
+    return "hydra/launcher=joblib"
+
+
+def at_once(plan: Plan) -> int:
+    """Jobs of ``plan`` in this machine's memory at once: 1 (one run, or the basic launcher),
+    the joblib launcher's workers, or 0 when they run elsewhere (Ray, SLURM)."""
+    if not plan.multirun or plan.hydra is None:
+        return 1
+    target = str(plan.hydra.launcher.get("_target_", ""))
+    if target.endswith("JoblibLauncher"):
+        n_jobs = int(plan.hydra.launcher.get("n_jobs") or 1)
+        return min(len(plan.jobs), (os.cpu_count() or 1) if n_jobs < 0 else n_jobs)
+    if target.endswith(("BasicLauncher", "LocalLauncher")):
+        return 1
+    return 0
+
+
 def _check_launcher(plan: Plan) -> None:
     """Before a sweep on a Ray cluster: the launcher is installed and its cluster answers
     (hydra-ray-launcher would retry an unreachable address forever)."""
@@ -872,16 +912,8 @@ def _check_resources(plan: Plan) -> None:
     out_dir = Path(str(plan.hydra.sweep.dir if plan.multirun else plan.hydra.run.dir))
     cfgs = [OmegaConf.to_container(c, resolve=True) for c in plan.jobs]
     named = plan.overrides[0] if plan.overrides and not plan.multirun else ()
-    at_once = 1  # jobs in this machine's memory at once; 0: they run elsewhere (Ray, SLURM)
-    if plan.multirun:
-        target = str(plan.hydra.launcher.get("_target_", ""))
-        if target.endswith("JoblibLauncher"):
-            n_jobs = int(plan.hydra.launcher.get("n_jobs") or 1)
-            at_once = min(len(cfgs), (os.cpu_count() or 1) if n_jobs < 0 else n_jobs)
-        elif not target.endswith(("BasicLauncher", "LocalLauncher")):
-            at_once = 0
     try:
-        line = check_resources(cfgs, out_dir, named, at_once)  # type: ignore[arg-type]
+        line = check_resources(cfgs, out_dir, named, at_once(plan))  # type: ignore[arg-type]
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if line:
@@ -916,7 +948,8 @@ def _announce(plan: Plan, plan_only: bool = False) -> None:
     if plan.n_trials is not None:  # Optuna: n_trials jobs, costed like the first corner
         cfgs = [cfgs[0]] * plan.n_trials
     arms = None if plan.n_trials is not None else plan.arms
-    lines, estimate = plan_lines(cfgs, f"recloop {name}", arms)  # type: ignore[arg-type]
+    side_by_side = max(1, at_once(plan))
+    lines, estimate = plan_lines(cfgs, f"recloop {name}", arms, side_by_side)  # type: ignore[arg-type]
     if plan.n_trials is not None and plan.hydra is not None:
         lines.insert(1, "  " + optuna_line(plan.hydra, plan.jobs[0]))
     print("\n".join(lines), flush=True)
@@ -1093,6 +1126,10 @@ def launch(argv: list[str], plan_only: bool = False) -> int:
     try:
         try:
             plan = precheck(argv)
+            parallel = parallel_default(argv, plan)
+            if parallel is not None:
+                argv = [*argv, parallel]
+                plan = precheck(argv)
             if plan is not None and not plan_only:
                 check_fresh_folder(plan)
                 check_writable(plan)

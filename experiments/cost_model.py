@@ -140,6 +140,26 @@ def estimate_sweep(cfgs: Sequence[Mapping[str, Any]]) -> SweepEstimate:
     )
 
 
+# How much longer each job takes when ``at_once`` jobs share this 2-core machine (the joblib
+# launcher's default, one job per core): measured on the exploration study (30 jobs × 90 days,
+# basic launcher vs joblib, benchmarks in the README).
+PARALLEL_SLOWDOWN = {1: 1.0, 2: 1.0}
+
+
+def sweep_wall_seconds(est: SweepEstimate, at_once: int) -> float:
+    """The sweep's wall time when ``at_once`` jobs run side by side (the joblib launcher hands
+    each job, in launch order, to the first worker that is free): the list-scheduling makespan
+    of the jobs' estimates, each stretched by :data:`PARALLEL_SLOWDOWN`."""
+    if at_once <= 1:
+        return est.seconds
+    slowdown = PARALLEL_SLOWDOWN.get(at_once, max(PARALLEL_SLOWDOWN.values()))
+    free = [0.0] * at_once
+    for job in est.jobs:
+        i = free.index(min(free))
+        free[i] += job.seconds * slowdown
+    return cost_calibration.SWEEP_OVERHEAD_S + max(free)
+
+
 def fmt_duration(seconds: float) -> str:
     """``42 s``, ``3 min 05 s``, ``1 h 12 min``."""
     seconds = max(0.0, float(seconds))

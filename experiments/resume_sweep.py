@@ -136,6 +136,9 @@ def sweep_argv(sweep_dir: Path) -> list[str]:
     overrides = hydra.get("overrides") or {}
     task = [str(o) for o in overrides.get("task") or []]
     own = [str(o) for o in overrides.get("hydra") or [] if _parse_key(str(o)) not in _DROPPED]
+    launcher = ((hydra.get("runtime") or {}).get("choices") or {}).get("hydra/launcher")
+    if launcher and not any(_parse_key(o) == "hydra/launcher" for o in own):
+        own.append(f"hydra/launcher={launcher}")  # the launcher it ran on, not today's default
     dirs: list[str] = []
     for source in (hydra.get("runtime") or {}).get("config_sources") or []:
         if source.get("provider") == "command-line" and source.get("schema") == "file":

@@ -30,6 +30,7 @@ from experiments.cost_model import (
     estimate_sweep,
     fmt_bytes,
     fmt_duration,
+    sweep_wall_seconds,
 )
 from sim.atomic_write import atomic_path
 
@@ -88,14 +89,24 @@ def _shrunk(cfgs: Sequence[Mapping[str, Any]], **changes: Any) -> list[dict[str,
 
 
 def plan_lines(
-    cfgs: Sequence[Mapping[str, Any]], name: str, arms: Sequence[str] | None = None
+    cfgs: Sequence[Mapping[str, Any]],
+    name: str,
+    arms: Sequence[str] | None = None,
+    at_once: int = 1,
 ) -> tuple[list[str], SweepEstimate]:
     """What the sweep will do and cost, and how to make it smaller (lines to print).
 
     ``arms``: each job's arm when a study's arms are choices of an added config group
     (``+mo_arm=revenue_100``, row-aligned with ``cfgs``): the smaller sweep then names arms of
-    that group, not policies (a policy override would not select arms)."""
+    that group, not policies (a policy override would not select arms). ``at_once``: jobs the
+    launcher runs side by side on this machine (the joblib launcher: one per core)."""
     est = estimate_sweep(cfgs)
+    wall = sweep_wall_seconds(est, at_once)
+    how = "jobs run one after another" if at_once <= 1 else f"{at_once} jobs at a time"
+
+    def smaller(subset: Sequence[Mapping[str, Any]]) -> str:
+        return fmt_duration(sweep_wall_seconds(estimate_sweep(subset), at_once))
+
     policies = _distinct(cfgs, "policy.name")
     seeds = _distinct(cfgs, "seed")
     days = _distinct(cfgs, "sim.days")
@@ -111,38 +122,32 @@ def plan_lines(
     lines = [
         f"{name}: {len(cfgs)} job{'s' if len(cfgs) > 1 else ''}"
         f"{f' ({shape})' if shape else ''}, {horizon}{' each' if len(cfgs) > 1 else ''}, {world}",
-        f"  estimate: {fmt_duration(est.seconds)} and {fmt_bytes(est.bytes)} of disk "
-        "(cost model calibrated on 2 cores, jobs run one after another)",
+        f"  estimate: {fmt_duration(wall)} and {fmt_bytes(est.bytes)} of disk "
+        f"(cost model calibrated on 2 cores, {how})",
     ]
     for preset, like in est.uncalibrated:
         lines.append(f"  ({preset} has no calibrated cost: estimated like {like})")
-    if est.seconds > 120:
+    if wall > 120:
         tips = []
         if len(days) == 1 and days[0] > 10:
             d = max(10, days[0] // 3)
-            tips.append(
-                f"sim.days={d} (≈ {fmt_duration(estimate_sweep(_shrunk(cfgs, sim__days=d)).seconds)})"
-            )
+            tips.append(f"sim.days={d} (≈ {smaller(_shrunk(cfgs, sim__days=d))})")
         if len(seeds) > 1:
             first = [c for c in cfgs if config_value(c, "seed") == seeds[0]]
-            tips.append(f"seed={seeds[0]} (≈ {fmt_duration(estimate_sweep(first).seconds)})")
+            tips.append(f"seed={seeds[0]} (≈ {smaller(first)})")
         distinct_arms = list(dict.fromkeys(arms)) if arms else []
         if len(distinct_arms) > 3:
             few_arms = distinct_arms[:3]
             subset = [c for c, a in zip(cfgs, arms, strict=True) if a in few_arms]
             key = few_arms[0].partition("=")[0]
             tips.append(
-                f"{key}={','.join(a.partition('=')[2] for a in few_arms)} "
-                f"(≈ {fmt_duration(estimate_sweep(subset).seconds)})"
+                f"{key}={','.join(a.partition('=')[2] for a in few_arms)} (≈ {smaller(subset)})"
             )
         elif len(policies) > 3:
             named = [p for p in ("greedy", "epsilon_greedy", "thompson") if p in policies]
             few = (named + [p for p in policies if p not in named])[:3]
             subset = [c for c in cfgs if config_value(c, "policy.name") in few]
-            tips.append(
-                f"policy={','.join(str(p) for p in few)} "
-                f"(≈ {fmt_duration(estimate_sweep(subset).seconds)})"
-            )
+            tips.append(f"policy={','.join(str(p) for p in few)} (≈ {smaller(subset)})")
         if tips:
             lines.append("  smaller: add " + ", or ".join(tips))
     return lines, est

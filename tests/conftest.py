@@ -28,6 +28,11 @@ needs_joblib = pytest.mark.skipif(
     not HAVE_JOBLIB_LAUNCHER, reason='the joblib extra is not installed: pip install -e ".[joblib]"'
 )
 
+# A sweep's default launcher is joblib, one job per core (experiments.cli.parallel_default). The
+# suite already runs on every core (pytest-xdist), so its sweeps keep hydra's basic launcher, one
+# job after another; tests/experiments/test_parallel_default.py checks the default itself.
+os.environ.setdefault("RECLOOP_SWEEP_LAUNCHER", "basic")
+
 # The tiny world as hydra overrides of the default config (composed, never re-implemented).
 TINY_OVERRIDES = (
     "seed=0",
