@@ -47,6 +47,33 @@ def test_light_and_heavy_requests_match_brute_force_and_do_not_depend_on_the_bat
         np.testing.assert_array_equal(one_scores[0], scores[r])
 
 
+@pytest.mark.parametrize("chunk", [1, 7, 64])
+def test_requests_sorted_into_proposal_chunks_get_the_answer_they_get_alone(monkeypatch, chunk):
+    """Light requests go to the fused top-K sorted by filtered count, ``PROPOSAL_CHUNK`` at a
+    time (each chunk's ``k`` from its heaviest request): whatever chunk a request lands in, its
+    answer is the brute-force one and the one it gets served alone."""
+    import policies.models as models
+
+    monkeypatch.setattr(models, "PROPOSAL_CHUNK", chunk)
+    rng = np.random.default_rng(chunk)
+    n_items, f, n, rows_n = 600, 8, 10, 90
+    items = rng.standard_normal((n_items, f)).astype(np.float32)
+    items[50:60] = items[40]  # a tie group the margin covers
+    query = rng.standard_normal((rows_n, f)).astype(np.float32)
+    sizes = rng.integers(0, filter_tiers(n_items)[-1] + 5, rows_n)  # a few dense ones too
+    rows = [np.sort(rng.choice(n_items, s, replace=False)) for s in sizes]
+    filt = sp.csr_matrix(
+        (np.ones(sizes.sum()), np.concatenate(rows), np.r_[0, np.cumsum(sizes)]),
+        shape=(rows_n, n_items),
+    )
+    ids, scores = topk_by_vector(items, query, n, filt)
+    np.testing.assert_array_equal(ids, _brute(items, query, n, filt))
+    for r in range(rows_n):
+        one_ids, one_scores = topk_by_vector(items, query[r : r + 1], n, filt[r : r + 1])
+        np.testing.assert_array_equal(one_ids[0], ids[r])
+        np.testing.assert_array_equal(one_scores[0], scores[r])
+
+
 def test_largest_tie_counts_identical_item_vectors():
     vectors = np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [2.0, 2.0]])
     assert largest_tie(vectors) == 3
