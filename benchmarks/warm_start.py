@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def arm_overrides(arm: str) -> list[str]:
-    kind, iterations = arm[:5], arm[5:]
-    if kind not in ("fresh", "warm") or not iterations.isdigit():
+    kind, iterations = arm.rstrip("0123456789"), arm[len(arm.rstrip("0123456789")) :]
+    if kind not in ("fresh", "warm") or not iterations:
         raise SystemExit(f"arm {arm!r}: expected freshN or warmN (N iterations)")
     return [
         f"policy.scorer.warm_start={'true' if kind == 'warm' else 'false'}",
