@@ -818,17 +818,24 @@ def _parse_key(arg: str) -> str | None:
 SWEEP_LAUNCHER_ENV = "RECLOOP_SWEEP_LAUNCHER"
 
 
+PARALLEL_MIN_SECONDS = 60.0  # estimated one-after-another time below which a sweep stays basic
+
+
 def parallel_default(argv: list[str], plan: Plan | None) -> str | None:
     """The override that puts a sweep on every core: ``hydra/launcher=joblib`` (one job per core,
     ``n_jobs=-1``) when the sweep would otherwise run on hydra's basic launcher one job after
     another — no launcher chosen on the command line or by a study config — the machine has more
-    than one core and the joblib launcher is installed. Jobs write the same bytes on either
-    launcher. ``hydra/launcher=basic`` on the command line, or ``RECLOOP_SWEEP_LAUNCHER=basic`` in
-    the environment (the test suite's, which already runs on every core), keeps the basic one.
-    Optuna sweeps keep their own batching (``hydra.sweeper.n_jobs``)."""
+    than one core, the joblib launcher is installed and the cost model expects the jobs to take at
+    least ``PARALLEL_MIN_SECONDS`` one after another (below that, starting joblib's worker
+    processes, each importing recloop, costs more than it saves). Jobs write the same bytes on
+    either launcher. ``hydra/launcher=basic`` on the command line, or
+    ``RECLOOP_SWEEP_LAUNCHER=basic`` in the environment (the test suite's, which already runs on
+    every core), keeps the basic one; ``RECLOOP_SWEEP_LAUNCHER=joblib`` picks joblib whatever the
+    estimate. Optuna sweeps keep their own batching (``hydra.sweeper.n_jobs``)."""
     if plan is None or not plan.multirun or plan.hydra is None or is_optuna(plan.hydra):
         return None
-    if os.environ.get(SWEEP_LAUNCHER_ENV, "").strip().lower() == "basic":
+    wanted = os.environ.get(SWEEP_LAUNCHER_ENV, "").strip().lower()
+    if wanted == "basic":
         return None
     if any(_parse_key(a) == "hydra/launcher" for a in argv):
         return None
@@ -838,6 +845,12 @@ def parallel_default(argv: list[str], plan: Plan | None) -> str | None:
 
     if importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is None:
         return None
+    if wanted != "joblib" and all(c.get("runner", "run") == "run" for c in plan.jobs):
+        from experiments.cost_model import estimate_sweep
+
+        cfgs = [OmegaConf.to_container(c, resolve=True) for c in plan.jobs]
+        if estimate_sweep(cfgs).seconds < PARALLEL_MIN_SECONDS:  # type: ignore[arg-type]
+            return None
     return "hydra/launcher=joblib"
 
 

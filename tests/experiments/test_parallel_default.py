@@ -20,6 +20,7 @@ from experiments.cost_model import (
 from tests.conftest import CHECKOUT, checkout_env, needs_joblib, run_outputs
 
 TINY = ["world.n_users=300", "world.n_items=150", "sim.days=2", "progress=false"]
+LONG = ["sim.days=90", "progress=false"]  # the small world: minutes of jobs (never run here)
 
 
 @pytest.fixture
@@ -30,10 +31,25 @@ def no_env(monkeypatch):
 
 @needs_joblib
 def test_a_sweep_on_two_cores_defaults_to_joblib(no_env, tmp_path):
-    argv = ["-m", "seed=0,1", *TINY, f"hydra.sweep.dir={tmp_path}/s"]
+    argv = ["-m", "seed=0,1,2", *LONG, f"hydra.sweep.dir={tmp_path}/s"]
     assert cli.parallel_default(argv, cli.precheck(argv)) == "hydra/launcher=joblib"
     plan = cli.precheck([*argv, "hydra/launcher=joblib"])
     assert plan.hydra.launcher.n_jobs == -1 and cli.at_once(plan) == 2
+
+
+@needs_joblib
+def test_a_sweep_of_seconds_stays_basic_unless_joblib_is_asked_for(no_env, monkeypatch, tmp_path):
+    """Below PARALLEL_MIN_SECONDS (the cost model's one-after-another estimate) joblib's worker
+    start-up would cost more than it saves; RECLOOP_SWEEP_LAUNCHER=joblib overrides that."""
+    from experiments.cost_model import estimate_sweep
+
+    argv = ["-m", "seed=0,1", *TINY, f"hydra.sweep.dir={tmp_path}/s"]
+    plan = cli.precheck(argv)
+    cfgs = [cli.OmegaConf.to_container(c, resolve=True) for c in plan.jobs]
+    assert estimate_sweep(cfgs).seconds < cli.PARALLEL_MIN_SECONDS
+    assert cli.parallel_default(argv, plan) is None
+    monkeypatch.setenv(cli.SWEEP_LAUNCHER_ENV, "joblib")
+    assert cli.parallel_default(argv, plan) == "hydra/launcher=joblib"
 
 
 @needs_joblib
@@ -52,7 +68,7 @@ def test_the_basic_launcher_stays_when_asked_for_or_one_core(
     monkeypatch.setattr(cli.os, "cpu_count", lambda: cores)
     if env is not None:
         monkeypatch.setenv(cli.SWEEP_LAUNCHER_ENV, env)
-    argv = ["-m", "seed=0,1", *TINY, *extra, f"hydra.sweep.dir={tmp_path}/s"]
+    argv = ["-m", "seed=0,1,2", *LONG, *extra, f"hydra.sweep.dir={tmp_path}/s"]
     assert cli.parallel_default(argv, cli.precheck(argv)) is None
 
 
@@ -87,13 +103,14 @@ def test_the_wall_estimate_is_the_list_scheduling_makespan(seconds, at_once, bus
 @needs_joblib
 @pytest.mark.slow
 def test_the_default_sweep_runs_on_joblib_and_writes_the_bytes_of_a_basic_one(tmp_path):
-    """A real ``recloop -m`` without the test suite's RECLOOP_SWEEP_LAUNCHER: the plan says two at
-    a time, hydra records the joblib launcher, and every job's logs, metrics and summary equal
-    those of the same sweep on the basic launcher."""
+    """A real ``recloop -m`` on joblib (RECLOOP_SWEEP_LAUNCHER=joblib: the tiny sweep is below
+    the estimate that turns it on by itself): the plan says two at a time, hydra records the
+    joblib launcher, and every job's logs, metrics and summary equal those of the same sweep on
+    the basic launcher."""
     if (cli.os.cpu_count() or 1) < 2:
         pytest.skip("one core: the default stays basic")
     env = checkout_env()
-    env.pop(cli.SWEEP_LAUNCHER_ENV, None)
+    env[cli.SWEEP_LAUNCHER_ENV] = "joblib"
     sweeps = {}
     for name, extra in (("default", []), ("basic", ["hydra/launcher=basic"])):
         sweep = tmp_path / name
