@@ -5,6 +5,11 @@ the first slot, Thompson sampling), it is estimated from ``M`` extra slates draw
 distribution as the one shown. The shown slate is itself a draw from that distribution, so it is
 counted as one of ``M + 1`` samples: every logged estimate is then at least ``1 / (M + 1)`` (never
 0 for an item that was shown). ``propensity_method`` records which columns are estimates.
+
+These are the counting estimators (Thompson sampling). Plackett–Luce has a better one: its
+Monte-Carlo columns are Rao–Blackwellized from Gumbel keys (:mod:`policies.plackett_luce`), each
+sample contributing a closed-form conditional probability; those estimates are unbiased and above
+0 without counting the shown slate.
 """
 
 from __future__ import annotations
