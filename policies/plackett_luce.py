@@ -66,18 +66,17 @@ def sample_keys(logits: np.ndarray, m: int, rng: np.random.Generator) -> np.ndar
     return logits[:, None, :] - np.log(noise)
 
 
-def top_keys(keys: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k + 1`` largest keys of each ranking (..., C), best first: their candidate indices
-    and values, padded with index -1 and key ``-inf`` when there are fewer than ``k + 1``
-    candidates (the first ``k`` indices are the Plackett–Luce ranking the keys draw)."""
+def top_keys(keys: np.ndarray, k: int) -> np.ndarray:
+    """The ``k + 1`` largest keys of each ranking (..., C), best first, padded with ``-inf`` when
+    there are fewer than ``k + 1`` candidates (values only: a partition and a sort of ``k + 1``,
+    no ranking indices; a candidate's place among them is found by comparing its own key)."""
     c = keys.shape[-1]
-    idx = top_k_indices(keys, min(k + 1, c), continuous=True)
-    val = np.take_along_axis(keys, idx, axis=-1)
+    m = min(k + 1, c)
+    val = np.sort(np.partition(keys, c - m, axis=-1)[..., c - m :], axis=-1)[..., ::-1]
     if c < k + 1:
         pad = [(0, 0)] * (keys.ndim - 1) + [(0, k + 1 - c)]
-        idx = np.pad(idx, pad, constant_values=-1)
         val = np.pad(val, pad, constant_values=-np.inf)
-    return idx, val
+    return val
 
 
 def _gumbel_cdf_between(low: np.ndarray, high: np.ndarray) -> np.ndarray:
@@ -90,17 +89,19 @@ def _gumbel_cdf_between(low: np.ndarray, high: np.ndarray) -> np.ndarray:
 
 
 def key_marginals(
-    logits: np.ndarray, idx: np.ndarray, val: np.ndarray, targets: np.ndarray
+    logits: np.ndarray, keys: np.ndarray, val: np.ndarray, targets: np.ndarray
 ) -> np.ndarray:
     """Rao–Blackwellized ``P(slot j holds targets[:, j])`` from sampled keys: mean over the
     rankings of ``P(l_t + G lands between the j-th and (j+1)-th largest keys of the *other*
     candidates)`` — the target's own Gumbel integrated out exactly.
 
-    ``idx``/``val`` (n, R, K + 1) from :func:`top_keys`; ``targets`` (n, K) candidate indices."""
+    ``keys`` (n, R, C) sampled keys, ``val`` (n, R, K + 1) their largest (:func:`top_keys`);
+    ``targets`` (n, K) candidate indices."""
     k = targets.shape[1]
-    # where each target sits among the ranking's top K + 1 (K + 1: below them)
-    hit = idx[:, :, :, None] == targets[:, None, None, :]  # (n, R, K + 1, K)
-    pos = np.where(hit.any(axis=2), hit.argmax(axis=2), k + 1)  # (n, R, K)
+    # where each target sits among the ranking's top K + 1 (K + 1: below them): the number of
+    # them above its own key
+    own = np.take_along_axis(keys, targets[:, None, :], axis=2)  # (n, R, K)
+    pos = (val[:, :, None, :] > own[:, :, :, None]).sum(axis=3)
     slot = np.arange(k)
 
     def others(i: np.ndarray) -> np.ndarray:  # the i-th largest key of the others (i < 0: +inf)
@@ -116,13 +117,11 @@ def key_marginals(
     return _gumbel_cdf_between(below - lt, above - lt).mean(axis=1)
 
 
-def key_show_probability(logits: np.ndarray, idx: np.ndarray, val: np.ndarray) -> np.ndarray:
+def key_show_probability(logits: np.ndarray, keys: np.ndarray, val: np.ndarray) -> np.ndarray:
     """Rao–Blackwellized ``P(candidate in the slate)`` (n, C): mean over the rankings of
     ``P(l_c + G > the K-th largest key of the others)``."""
-    n, r, k1 = idx.shape
-    k = k1 - 1
-    in_top = np.zeros((n, r, logits.shape[1]), dtype=bool)
-    np.put_along_axis(in_top, np.where(idx[:, :, :k] >= 0, idx[:, :, :k], 0), True, axis=2)
+    k = val.shape[2] - 1
+    in_top = keys >= val[:, :, k - 1 : k]  # among the ranking's K largest
     kth = np.where(in_top, val[:, :, k : k + 1], val[:, :, k - 1 : k])
     with np.errstate(over="ignore"):
         return -np.expm1(-np.exp(logits[:, None, :] - kth)).mean(axis=1)
@@ -187,21 +186,21 @@ class Softmax(Selector):
         need not count as a sample to keep a shown item's estimate above 0)."""
         marginal = np.empty(shown.shape)
         show = np.empty(logits.shape)
-        for rows, idx, val in self._samples(logits, rand.monte_carlo):
-            marginal[rows] = key_marginals(logits[rows], idx, val, shown[rows])
-            show[rows] = key_show_probability(logits[rows], idx, val)
+        for rows, keys, val in self._samples(logits, rand.monte_carlo):
+            marginal[rows] = key_marginals(logits[rows], keys, val, shown[rows])
+            show[rows] = key_show_probability(logits[rows], keys, val)
         return np.maximum(marginal, TINY), show
 
     def _samples(
         self, logits: np.ndarray, rng: np.random.Generator
     ) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
         """``mc_samples`` key vectors per request, chunk after chunk in request order (the draws
-        do not depend on the batch): ``(rows, idx, val)``, each (chunk, M, K + 1)
-        (:func:`top_keys`)."""
+        do not depend on the batch): ``(rows, keys, val)``, the keys (chunk, M, C) and their
+        ``K + 1`` largest (chunk, M, K + 1) (:func:`top_keys`)."""
         for lo in range(0, logits.shape[0], MC_CHUNK):
             rows = slice(lo, lo + MC_CHUNK)
             keys = sample_keys(logits[rows], self.mc_samples, rng)
-            yield (rows, *top_keys(keys, self.slate_size))
+            yield rows, keys, top_keys(keys, self.slate_size)
 
     def probabilities(
         self, ctx: SelectionContext, items: np.ndarray, rand: Randomness | None
@@ -217,8 +216,8 @@ class Softmax(Selector):
         prefix = np.exp(np.cumsum(sequential_log_probs(logits, index, found), axis=1))
         targets = np.where(found, index, 0)
         marginal = np.zeros(items.shape)
-        for chunk, idx, val in self._samples(logits, rand.monte_carlo):
-            marginal[chunk] = key_marginals(logits[chunk], idx, val, targets[chunk])
+        for chunk, keys, val in self._samples(logits, rand.monte_carlo):
+            marginal[chunk] = key_marginals(logits[chunk], keys, val, targets[chunk])
         marginal = np.where(found, marginal, 0.0)
         first = np.exp(logits[rows, index[:, 0]] - _logsumexp(logits, axis=1))
         marginal[:, 0] = np.where(found[:, 0], first, 0.0)  # exact
