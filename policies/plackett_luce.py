@@ -52,13 +52,6 @@ def sequential_log_probs(
     return out
 
 
-def sample_rankings(logits: np.ndarray, k: int, m: int, rng: np.random.Generator) -> np.ndarray:
-    """``m`` Plackett–Luce top-``k`` rankings per row of ``logits`` (b, C) -> (b, m, k) candidate
-    indices (Gumbel-top-k), drawing ``b·m·C`` uniforms in row order."""
-    noise = gumbel(rng.random((logits.shape[0], m, logits.shape[1])))
-    return top_k_indices(logits[:, None, :] + noise, k, continuous=True)
-
-
 def sample_keys(logits: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
     """``m`` perturbed key vectors ``logits + Gumbel`` per row (b, C) -> (b, m, C); the Gumbel
     noise is ``-log E``, ``E`` standard exponential (one log per key), drawn in row order."""

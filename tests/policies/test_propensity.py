@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -115,3 +116,17 @@ def test_concat_estimates():
     joined = concat_estimates(parts, 3, 5)
     for i, arr in enumerate(joined):
         np.testing.assert_array_equal(arr, np.concatenate([p[i] for p in parts]))
+
+
+@pytest.mark.parametrize(("n", "m", "c", "k"), [(40, 50, 20, 5), (7, 5, 10, 10), (30, 3, 12, 1)])
+def test_draw_estimates_equal_ranking_then_counting(n, m, c, k):
+    """Thompson's counts from the draws' scores are mc_estimates of the rankings the draws induce,
+    to the bit (continuous draws: no ties)."""
+    from policies.propensity import draw_estimates, top_k_indices
+
+    rng = np.random.default_rng(n)
+    draws = rng.standard_normal((n, m, c))
+    shown = np.argsort(-rng.standard_normal((n, c)), axis=1)[:, :k]
+    want = mc_estimates(top_k_indices(draws, k, continuous=True), shown, c)
+    for got, ref in zip(draw_estimates(draws, shown), want, strict=True):
+        np.testing.assert_array_equal(got, ref)
