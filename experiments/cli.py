@@ -11,6 +11,7 @@ or on other machines write where the sweep report looks.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import multiprocessing
@@ -31,7 +32,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 
 from experiments.config import ConfigError, parse_config
@@ -129,7 +130,8 @@ def _expand(argv: list[str]) -> tuple[list[list[str]], bool, DictConfig] | None:
     ours = [o for o in parsed if not o.get_key_element().lstrip("+~").startswith("hydra")]
     fixed = [o.input_line for o in ours if not o.is_sweep_override()]
     hydra_settings = [o.input_line for o in parsed if o not in ours and not o.is_sweep_override()]
-    hydra_cfg = _compose([*fixed, *hydra_settings], with_hydra=True).hydra
+    full = _compose([*fixed, *hydra_settings], with_hydra=True)
+    hydra_cfg = full.hydra
     multirun = any(a in ("-m", "--multirun") for a in argv) or hydra_cfg.mode == RunMode.MULTIRUN
     if not multirun:
         sweeps = [o for o in ours if o.is_sweep_override()]
@@ -137,6 +139,7 @@ def _expand(argv: list[str]) -> tuple[list[list[str]], bool, DictConfig] | None:
             raise ConfigError(
                 f"{sweeps[0].input_line}: a sweep needs -m/--multirun (recloop -m {sweeps[0].input_line})"
             )
+        _COMPOSED[_key(fixed)] = full
         return [fixed], False, hydra_cfg
     given = {o.get_key_element().lstrip("+~") for o in ours}
     params = hydra_cfg.sweeper.get("params") or {}
@@ -187,6 +190,27 @@ def optuna_corner_jobs(overrides: list[Any]) -> list[list[str]]:
     values = [(o.get_key_element(), _candidates(o)) for o in overrides]
     n = max((len(v) for _, v in values), default=1)
     return [[f"{key}={v[min(i, len(v) - 1)]}" for key, v in values] for i in range(n)]
+
+
+# The single run's composition with its ``hydra`` node, kept by :func:`_expand` so that
+# :func:`precheck` does not compose the same overrides a second time (~0.3 s of a tiny run).
+_COMPOSED: dict[tuple[tuple[str, ...], tuple[str, ...]], DictConfig] = {}
+
+
+def _key(overrides: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return tuple(overrides), tuple(_SEARCH_DIRS)
+
+
+def _job_config(overrides: list[str]) -> DictConfig:
+    """A job's composed config (no ``hydra`` node): the one :func:`_expand` composed for a
+    single run (hydra's settings change only its ``hydra`` node), else composed here."""
+    full = _COMPOSED.pop(_key(overrides), None)
+    if full is None:
+        return _compose(overrides)
+    cfg = copy.deepcopy(full)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
 
 
 def _compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
@@ -275,7 +299,7 @@ def precheck(argv: list[str]) -> Plan | None:
     jobs, multirun, hydra_cfg = found
     composed = []
     for overrides in jobs:
-        cfg = _compose(overrides)
+        cfg = _job_config(overrides)
         composed.append(cfg)
         parse_config(cfg)
         _check_candidates(cfg)
@@ -1072,6 +1096,30 @@ def _one_line_hydra_errors(plan: Plan) -> None:
     hydra_utils.run_and_report = run_and_report
 
 
+def _known_mode(plan: Plan) -> None:
+    """Let hydra take the run mode from the plan instead of composing the whole config once
+    more to read it (``Hydra.get_mode``, ~0.25 s of a tiny run): the precheck composed the
+    same overrides with the same ``hydra`` settings, so ``plan.hydra.mode`` is the value hydra
+    would read (``tests/experiments/test_cli.py`` compares the two)."""
+    from hydra._internal.hydra import Hydra
+
+    _PLAN_MODE["mode"] = plan.hydra.mode if plan.hydra is not None else None
+    original = Hydra.get_mode
+    if getattr(original, "_recloop", False):
+        return
+
+    def get_mode(self: Any, config_name: str | None, overrides: list[str]) -> Any:
+        if "mode" in _PLAN_MODE:
+            return _PLAN_MODE.pop("mode")  # this launch's plan, once
+        return original(self, config_name, overrides)
+
+    get_mode._recloop = True  # type: ignore[attr-defined]
+    Hydra.get_mode = get_mode  # type: ignore[method-assign]
+
+
+_PLAN_MODE: dict[str, Any] = {}
+
+
 def main() -> None:
     """Console entry point ``recloop``."""
     argv = sys.argv[1:]
@@ -1164,6 +1212,7 @@ def launch(argv: list[str], plan_only: bool = False) -> int:
             return 0
         if plan is not None:
             _one_line_hydra_errors(plan)
+            _known_mode(plan)
         _app()
         if plan is not None and plan.multirun:
             return sweep_exit(plan)

@@ -155,6 +155,47 @@ def test_precheck_accepts_good_input_and_sweeps():
     precheck(["--help"])  # hydra's own flags are hydra's business
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["policy=softmax", "policy.selector.temperature=0.2", "world.n_users=300"],
+        ["hydra.run.dir=/tmp/x", "hydra.job.chdir=false", "seed=2"],
+        ["policy=thompson", "hydra/launcher=joblib", "sim.days=2"],
+    ],
+)
+def test_a_single_run_is_composed_once_and_equals_a_fresh_composition(args):
+    """The precheck reuses :func:`_expand`'s composition for a single run: the job config it
+    hands on must be what composing the job's own overrides gives (hydra's settings on the
+    command line change only the ``hydra`` node), and nothing stays cached afterwards."""
+    from omegaconf import OmegaConf
+
+    from experiments import cli
+
+    plan = precheck(args)
+    fresh = cli._compose([a for a in args if not a.lstrip("+~").startswith("hydra")])
+    assert not plan.multirun and "hydra" not in plan.jobs[0]
+    assert OmegaConf.to_yaml(plan.jobs[0]) == OmegaConf.to_yaml(fresh)
+    assert cli._COMPOSED == {}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["-m", "seed=0,1"], ["+study=quickstart"], ["hydra.mode=MULTIRUN", "seed=3"]],
+)
+def test_the_plan_knows_the_mode_hydra_would_compose_again_to_read(args):
+    """``recloop`` hands hydra the run mode from its plan (:func:`_known_mode`) instead of
+    letting ``Hydra.get_mode`` compose the whole config once more: the two must agree."""
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    plan = precheck(args)
+    overrides = [a for a in args if not a.startswith("-")]
+    with initialize_config_module(config_module="configs", version_base="1.3"):
+        hydra_mode = GlobalHydra.instance().hydra.get_mode("config", overrides)
+    assert plan.hydra.mode == hydra_mode
+
+
 def test_every_policy_config_is_listed():
     assert {"greedy", "epsilon_greedy", "popularity", "random", "oracle"} <= set(
         group_options("policy")
