@@ -12,8 +12,11 @@ from __future__ import annotations
 import html
 import os
 from pathlib import Path
+from typing import Any
 
 import plotly.graph_objects as go
+import plotly.io as pio
+from _plotly_utils.utils import convert_to_base64
 from plotly.offline import get_plotlyjs
 
 from reports.atomic_write import atomic_path
@@ -40,14 +43,38 @@ footer { margin-top: 3rem; border-top: 1px solid #ddd; padding-top: 0.6rem; }
 """
 
 
-def figure_html(fig: go.Figure, div_id: str) -> str:
-    """The figure as a ``<div>`` (plotly.js not included: :func:`write_page` inlines it once)."""
-    return fig.to_html(
+def figure_html(fig: go.Figure | dict[str, Any], div_id: str) -> str:
+    """The figure as a ``<div>`` (plotly.js not included: :func:`write_page` inlines it once).
+    A plain dict (:func:`figure_dict`) is written as it is, without plotly's validation."""
+    return pio.to_html(
+        fig,
+        validate=not isinstance(fig, dict),
         full_html=False,
         include_plotlyjs=False,
         div_id=div_id,
         config={"displaylogo": False, "responsive": True},
     )
+
+
+def plain_template(name: str = "plotly_white") -> dict[str, Any]:
+    """A plotly template as the dict a validated figure carries in ``layout.template`` (built
+    once; shared read-only by every :func:`figure_dict`)."""
+    if name not in _TEMPLATES:  # as validation lays it out (its keys in plotly's order)
+        _TEMPLATES[name] = go.Figure().update_layout(template=name).to_dict()["layout"]["template"]
+    return _TEMPLATES[name]
+
+
+_TEMPLATES: dict[str, dict[str, Any]] = {}
+
+
+def figure_dict(data: list[dict[str, Any]], layout: dict[str, Any]) -> dict[str, Any]:
+    """A figure as a plain dict, ready for :func:`figure_html` without plotly's validation
+    (which costs tens of milliseconds a figure): numpy arrays become plotly's typed-array specs
+    as ``go.Figure.to_dict`` makes them. The caller builds what a validated figure would hold
+    (``tests/reports/test_run_report.py`` checks that plotly's validator leaves it unchanged)."""
+    fig = {"data": data, "layout": layout}
+    convert_to_base64(data)
+    return fig
 
 
 PLOTLY_JS = "plotly.min.js"
