@@ -55,8 +55,9 @@ def sequential_log_probs(
 def sample_keys(logits: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
     """``m`` perturbed key vectors ``logits + Gumbel`` per row (b, C) -> (b, m, C); the Gumbel
     noise is ``-log E``, ``E`` standard exponential (one log per key), drawn in row order."""
-    noise = rng.standard_exponential((logits.shape[0], m, logits.shape[1]))
-    return logits[:, None, :] - np.log(noise)
+    keys = rng.standard_exponential((logits.shape[0], m, logits.shape[1]))
+    np.log(keys, out=keys)
+    return np.subtract(logits[:, None, :], keys, out=keys)  # in place: (b, m, C) is the bulk
 
 
 def top_keys(keys: np.ndarray, k: int) -> np.ndarray:
@@ -92,21 +93,22 @@ def key_marginals(
     ``targets`` (n, K) candidate indices."""
     k = targets.shape[1]
     # where each target sits among the ranking's top K + 1 (K + 1: below them): the number of
-    # them above its own key
+    # them above its own key, counted one rank at a time (cheaper than a (n, R, K, K + 1) mask)
     own = np.take_along_axis(keys, targets[:, None, :], axis=2)  # (n, R, K)
-    pos = (val[:, :, None, :] > own[:, :, :, None]).sum(axis=3)
+    pos = np.zeros(own.shape, dtype=np.int16)
+    for i in range(k + 1):
+        pos += val[:, :, i : i + 1] > own
+    # the j-th and (j+1)-th largest keys of the *others* for the target of slot j: the ranking's
+    # own j-th/(j+1)-th where the target is below them, shifted by one past the target
     slot = np.arange(k)
-
-    def others(i: np.ndarray) -> np.ndarray:  # the i-th largest key of the others (i < 0: +inf)
-        src = np.where(i < pos, i, i + 1)
-        got = np.take_along_axis(val, np.clip(src, 0, k), axis=2)
-        return np.where(i < 0, np.inf, got)
-
-    lt = np.take_along_axis(logits, targets, axis=1)[:, None, :]
-    above, below = (
-        others(np.broadcast_to(slot - 1, pos.shape)),
-        others(np.broadcast_to(slot, pos.shape)),
+    top = val[:, :, :k]  # the ranking's j-th largest key, for slot j
+    above = np.where(
+        slot - 1 < pos,
+        np.concatenate([np.full((*top.shape[:2], 1), np.inf), top[:, :, :-1]], axis=2),
+        top,
     )
+    below = np.where(slot < pos, top, val[:, :, 1:])
+    lt = np.take_along_axis(logits, targets, axis=1)[:, None, :]
     return _gumbel_cdf_between(below - lt, above - lt).mean(axis=1)
 
 
@@ -115,9 +117,13 @@ def key_show_probability(logits: np.ndarray, keys: np.ndarray, val: np.ndarray) 
     ``P(l_c + G > the K-th largest key of the others)``."""
     k = val.shape[2] - 1
     in_top = keys >= val[:, :, k - 1 : k]  # among the ranking's K largest
-    kth = np.where(in_top, val[:, :, k : k + 1], val[:, :, k - 1 : k])
+    x = np.where(in_top, val[:, :, k : k + 1], val[:, :, k - 1 : k])  # the others' K-th largest
+    np.subtract(logits[:, None, :], x, out=x)  # in place from here: (n, R, C) is the bulk
     with np.errstate(over="ignore"):
-        return -np.expm1(-np.exp(logits[:, None, :] - kth)).mean(axis=1)
+        np.exp(x, out=x)
+    np.negative(x, out=x)
+    np.expm1(x, out=x)
+    return -x.mean(axis=1)  # negated after the mean, as ever: the same zeros' signs
 
 
 @dataclass(frozen=True)
