@@ -22,11 +22,27 @@ TINY = np.finfo(
 ).tiny  # floor of a shown item's marginal (underflow only)  # requests per Monte-Carlo block (bounds memory at chunk × M × C)
 
 
-def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
-    """``scipy.special.logsumexp``, imported on first use (a third of a second of start-up)."""
-    from scipy.special import logsumexp
+def logsumexp_rows(a: np.ndarray) -> np.ndarray:
+    """``log Σ_j exp(a[i, j])`` per row of a real 2-D array: ``scipy.special.logsumexp(a,
+    axis=1)`` (scipy 1.17) step for step — the row's maximum, the count ``m`` of entries equal
+    to it, ``log1p(Σ exp(rest − max) / m) + log(m) + max`` — so the same numbers to the bit
+    (``tests/policies/test_plackett_luce.py`` checks), at half the cost: scipy's array-API
+    layers cost more than the arithmetic on the (batch, candidates) arrays softmax passes it
+    once a slot. Rows whose result is not finite (all ``-inf``, an ``inf`` or a NaN) are
+    left to scipy, imported then."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        a_max = a.max(axis=1, keepdims=True)
+        at_max = a == a_max
+        m = at_max.sum(axis=1, keepdims=True, dtype=a.dtype)
+        s = np.exp(np.where(at_max, -np.inf, a) - a_max).sum(axis=1, keepdims=True)
+        s = np.where(s == 0, s, s / m)
+        out = (np.log1p(s) + np.log(m) + a_max)[:, 0]
+    bad = ~np.isfinite(out)
+    if bad.any():
+        from scipy.special import logsumexp
 
-    return logsumexp(x, axis=axis)
+        out[bad] = logsumexp(a[bad], axis=1)
+    return out
 
 
 def gumbel(uniforms: np.ndarray) -> np.ndarray:
@@ -45,7 +61,7 @@ def sequential_log_probs(
     rows = np.arange(picks.shape[0])
     for slot in range(picks.shape[1]):  # a loop over slots, vectorized over requests
         pick = picks[:, slot]
-        lse = _logsumexp(np.where(remaining, logits, -np.inf), axis=1)
+        lse = logsumexp_rows(np.where(remaining, logits, -np.inf))
         ok = remaining[rows, pick] if valid is None else valid[:, slot] & remaining[rows, pick]
         out[:, slot] = np.where(ok, logits[rows, pick] - lse, -np.inf)
         remaining[rows, pick] = False
@@ -218,7 +234,7 @@ class Softmax(Selector):
         for chunk, keys, val in self._samples(logits, rand.monte_carlo):
             marginal[chunk] = key_marginals(logits[chunk], keys, val, targets[chunk])
         marginal = np.where(found, marginal, 0.0)
-        first = np.exp(logits[rows, index[:, 0]] - _logsumexp(logits, axis=1))
+        first = np.exp(logits[rows, index[:, 0]] - logsumexp_rows(logits))
         marginal[:, 0] = np.where(found[:, 0], first, 0.0)  # exact
         return marginal, prefix
 
