@@ -97,22 +97,26 @@ class PosteriorModel(Protocol):
 RESCORE_MARGIN = 8
 
 
-# Requests filtering more than ``DENSE_FRACTION`` of the catalog (beyond the last of
-# ``filter_tiers``) take a dense masked GEMM; the others go to the fused top-K sorted by how many
+# Requests filtering more than ``dense_limit`` items (about ``DENSE_FRACTION`` of the catalog,
+# rounded down to a step of ``DENSE_STEPS``) take a dense masked GEMM; the others go to the fused
+# top-K sorted by how many
 # items they filter, in calls of ``PROPOSAL_CHUNK`` requests, each with ``k = n + its largest
 # filtered count + margin`` — so one user's long history does not inflate ``k`` for the batch,
 # and every call is of the size the kernel is fastest at on one thread (32–4,096 requests cost
 # the same per request at S; fewer pay a fixed cost per call). Measured on S (5,000 items, 64
 # factors): the fused top-K costs about 12 + 0.3·k µs per request, the dense path about 100 µs.
-FILTER_TIERS = (24, 64, 160, 400, 1000, 2500, 6000)
+# (The steps are what is left of the fixed tiers the fused top-K once grouped requests by: the
+# cut between the two paths is still the largest step within the fraction, so no request changed
+# path when the tiers went.)
+DENSE_STEPS = (24, 64, 160, 400, 1000, 2500, 6000)
 DENSE_FRACTION = 1 / 30
 PROPOSAL_CHUNK = 256
 
 
-def filter_tiers(n_items: int) -> tuple[int, ...]:
-    """Upper bounds of the fused top-K groups for this catalog; beyond the last: dense."""
-    limit = max(FILTER_TIERS[0], int(n_items * DENSE_FRACTION))
-    return tuple(t for t in FILTER_TIERS if t <= limit)
+def dense_limit(n_items: int) -> int:
+    """The most items a request may filter and still go to the fused top-K; beyond: dense."""
+    limit = max(DENSE_STEPS[0], int(n_items * DENSE_FRACTION))
+    return max(t for t in DENSE_STEPS if t <= limit)
 
 
 def topk_by_vector(
@@ -145,7 +149,7 @@ def topk_by_vector(
     margin = max(margin, RESCORE_MARGIN)
     n_items = item_vectors.shape[0]
     counts = np.diff(filter_rows.indptr)
-    dense = counts > filter_tiers(n_items)[-1]
+    dense = counts > dense_limit(n_items)
     if not dense.any() and query.shape[0] <= PROPOSAL_CHUNK:
         return _top_by_vector(item_vectors, query, n, filter_rows, dense=False, margin=margin)
     ids = np.empty((query.shape[0], min(n, n_items)), dtype=np.int64)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from policies.models import filter_tiers, largest_tie, topk_by_vector
+from policies.models import dense_limit, largest_tie, topk_by_vector
 
 
 def _brute(items, query, n, filt):
@@ -21,17 +21,18 @@ def _brute(items, query, n, filt):
     return np.array(out)
 
 
-@pytest.mark.parametrize("n_items", [400, 5000])  # one tier + dense; three tiers + dense
+@pytest.mark.parametrize("n_items", [400, 5000])  # limits 24 and 160
 def test_light_and_heavy_requests_match_brute_force_and_do_not_depend_on_the_batch(n_items):
     rng = np.random.default_rng(3)
     f, n = 8, 12
     items = rng.standard_normal((n_items, f)).astype(np.float32)
     query = rng.standard_normal((30, f)).astype(np.float32)
-    tiers = filter_tiers(n_items)
-    assert len(tiers) >= 1
-    # every group: empty, inside each tier, exactly on a bound, and past the last (dense)
-    sizes = rng.choice([0, 5, *tiers, *(t + 1 for t in tiers), 3 * tiers[-1]], size=30)
-    sizes[:3] = [tiers[-1] + 1, 0, tiers[0]]
+    limit = dense_limit(n_items)
+    assert limit == {400: 24, 5000: 160}[n_items]  # the largest step within 1/30 of the catalog
+    # both paths: none filtered, a few, exactly at the limit (fused), one past it and far past
+    # it (dense)
+    sizes = rng.choice([0, 5, limit // 2, limit, limit + 1, 3 * limit], size=30)
+    sizes[:3] = [limit + 1, 0, limit]
     rows = [np.sort(rng.choice(n_items, s, replace=False)) for s in sizes]
     filt = sp.csr_matrix(
         (np.ones(sum(sizes)), np.concatenate(rows), np.r_[0, np.cumsum(sizes)]),
@@ -60,7 +61,7 @@ def test_requests_sorted_into_proposal_chunks_get_the_answer_they_get_alone(monk
     items = rng.standard_normal((n_items, f)).astype(np.float32)
     items[50:60] = items[40]  # a tie group the margin covers
     query = rng.standard_normal((rows_n, f)).astype(np.float32)
-    sizes = rng.integers(0, filter_tiers(n_items)[-1] + 5, rows_n)  # a few dense ones too
+    sizes = rng.integers(0, dense_limit(n_items) + 5, rows_n)  # a few dense ones too
     rows = [np.sort(rng.choice(n_items, s, replace=False)) for s in sizes]
     filt = sp.csr_matrix(
         (np.ones(sizes.sum()), np.concatenate(rows), np.r_[0, np.cumsum(sizes)]),
