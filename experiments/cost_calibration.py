@@ -2,6 +2,7 @@
 by re-running it on a 2-core machine with nothing else running)."""
 
 # 2026-12-03, horizons 10 and 30 days, small world, seed 100
+# softmax measured 2026-12-03 (--merge)
 JOB_OVERHEAD_S = 0.649  # per job: report, setup (median)
 SWEEP_OVERHEAD_S = 5.914  # per sweep: start-up, precheck, comparison and sweep report
 REPORT_BYTES = 120000
@@ -33,14 +34,6 @@ PRESETS: dict[str, dict] = {
         "fit_s_per_click": 1.38771e-06,
         "clicks_per_request": 0.80361,
         "bytes_per_request": 229.112,
-    },
-    "softmax": {
-        "selector": "Softmax",
-        "serve_s": 0.000181786,
-        "fit_s": 0.0645877,
-        "fit_s_per_click": 1.42064e-06,
-        "clicks_per_request": 0.915835,
-        "bytes_per_request": 743.428,
     },
     "ucb": {
         "selector": "UCB",
@@ -179,5 +172,13 @@ PRESETS: dict[str, dict] = {
         "fit_s_per_click": 1.59949e-06,
         "clicks_per_request": 0.716157,
         "bytes_per_request": 216.4,
+    },
+    "softmax": {
+        "selector": "Softmax",
+        "serve_s": 0.000112775,
+        "fit_s": 0.0438806,
+        "fit_s_per_click": 6.48169e-07,
+        "clicks_per_request": 0.915835,
+        "bytes_per_request": 743.428,
     },
 }
