@@ -110,6 +110,7 @@ def _job_overrides(argv: list[str]) -> tuple[list[list[str]], bool] | None:
     """The override lists of every job ``argv`` describes and whether it is a multirun; ``None``
     when hydra should handle the command itself (``--help``, ``--cfg``, shell completion …)."""
     found = _expand(argv)
+    _COMPOSED.clear()  # no precheck follows to take a single run's composition
     return None if found is None else found[:2]
 
 
