@@ -11,15 +11,14 @@ import numpy as np
 from policies.propensity import (
     EXACT_SEQUENTIAL_MC_MARGINAL,
     candidate_index,
+    largest_values,
     top_k_indices,
 )
 from policies.randomness import Randomness
 from policies.selection import Selection, SelectionContext, Selector
 
-MC_CHUNK = 256
-TINY = np.finfo(
-    np.float64
-).tiny  # floor of a shown item's marginal (underflow only)  # requests per Monte-Carlo block (bounds memory at chunk × M × C)
+MC_CHUNK = 256  # requests per Monte-Carlo block (bounds memory at chunk × M × C)
+TINY = np.finfo(np.float64).tiny  # floor of a shown item's marginal (underflow only)
 
 
 def logsumexp_rows(a: np.ndarray) -> np.ndarray:
@@ -81,8 +80,7 @@ def top_keys(keys: np.ndarray, k: int) -> np.ndarray:
     there are fewer than ``k + 1`` candidates (values only: a partition and a sort of ``k + 1``,
     no ranking indices; a candidate's place among them is found by comparing its own key)."""
     c = keys.shape[-1]
-    m = min(k + 1, c)
-    val = np.sort(np.partition(keys, c - m, axis=-1)[..., c - m :], axis=-1)[..., ::-1]
+    val = largest_values(keys, min(k + 1, c))
     if c < k + 1:
         pad = [(0, 0)] * (keys.ndim - 1) + [(0, k + 1 - c)]
         val = np.pad(val, pad, constant_values=-np.inf)

@@ -58,9 +58,9 @@ def draw_estimates(
     its score reaches the ``K``-th largest. The same numbers as ranking then counting wherever no
     two scores of a draw are equal (probability zero for continuous noise), at a fraction of the
     cost (a partition of the scores, no index gathers)."""
-    _, m, c = draws.shape
+    m = draws.shape[1]
     k = shown.shape[1]
-    top = np.sort(np.partition(draws, c - k, axis=2)[:, :, c - k :], axis=2)[:, :, ::-1]
+    top = largest_values(draws, k)
     same = np.take_along_axis(draws, shown[:, None, :], axis=2) == top  # (n, M, K)
     m1 = m + 1  # the shown slate is one more sample: it matches itself everywhere
     marginal = (same.sum(axis=1) + 1) / m1
@@ -68,6 +68,14 @@ def draw_estimates(
     counts = (draws >= top[:, :, k - 1 : k]).sum(axis=1)
     np.put_along_axis(counts, shown, np.take_along_axis(counts, shown, axis=1) + 1, axis=1)
     return marginal, prefix, counts / m1
+
+
+def largest_values(x: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` largest values along the last axis, best first (``k <= x.shape[-1]``): a
+    partition and a sort of ``k``, no indices — what the score-based estimators compare a
+    candidate's own value against (:func:`draw_estimates`, ``plackett_luce.top_keys``)."""
+    c = x.shape[-1]
+    return np.sort(np.partition(x, c - k, axis=-1)[..., c - k :], axis=-1)[..., ::-1]
 
 
 def top_k_indices(keys: np.ndarray, k: int, *, continuous: bool = False) -> np.ndarray:
