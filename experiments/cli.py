@@ -110,12 +110,12 @@ def _job_overrides(argv: list[str]) -> tuple[list[list[str]], bool] | None:
     """The override lists of every job ``argv`` describes and whether it is a multirun; ``None``
     when hydra should handle the command itself (``--help``, ``--cfg``, shell completion …)."""
     found = _expand(argv)
-    _COMPOSED.clear()  # no precheck follows to take a single run's composition
     return None if found is None else found[:2]
 
 
 def _expand(argv: list[str]) -> tuple[list[list[str]], bool, DictConfig] | None:
-    """:func:`_job_overrides`, plus the composed ``hydra`` config (launcher, sweep dir …).
+    """:func:`_job_overrides`, plus the composition of the command line's fixed overrides with
+    its ``hydra`` node (launcher, sweep dir …). For a single run that is its job's config too.
 
     A config may make itself a sweep (``hydra.mode: MULTIRUN`` with ``hydra.sweeper.params``, as
     the study configs do); its params are expanded like hydra's basic sweeper does, with the
@@ -140,15 +140,14 @@ def _expand(argv: list[str]) -> tuple[list[list[str]], bool, DictConfig] | None:
             raise ConfigError(
                 f"{sweeps[0].input_line}: a sweep needs -m/--multirun (recloop -m {sweeps[0].input_line})"
             )
-        _COMPOSED[_key(fixed)] = full
-        return [fixed], False, hydra_cfg
+        return [fixed], False, full
     given = {o.get_key_element().lstrip("+~") for o in ours}
     params = hydra_cfg.sweeper.get("params") or {}
     from_config = _parse([f"{k}={v}" for k, v in params.items() if k not in given])
     if is_optuna(hydra_cfg):
-        return optuna_corner_jobs([*from_config, *ours]), True, hydra_cfg
+        return optuna_corner_jobs([*from_config, *ours]), True, full
     batches = BasicSweeper.split_arguments([*from_config, *ours], max_batch_size=None)
-    return [job for batch in batches for job in batch], True, hydra_cfg
+    return [job for batch in batches for job in batch], True, full
 
 
 def _check_output_folders(parsed: list[Any]) -> None:
@@ -193,21 +192,9 @@ def optuna_corner_jobs(overrides: list[Any]) -> list[list[str]]:
     return [[f"{key}={v[min(i, len(v) - 1)]}" for key, v in values] for i in range(n)]
 
 
-# The single run's composition with its ``hydra`` node, kept by :func:`_expand` so that
-# :func:`precheck` does not compose the same overrides a second time (~0.3 s of a tiny run).
-_COMPOSED: dict[tuple[tuple[str, ...], tuple[str, ...]], DictConfig] = {}
-
-
-def _key(overrides: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    return tuple(overrides), tuple(_SEARCH_DIRS)
-
-
-def _job_config(overrides: list[str]) -> DictConfig:
-    """A job's composed config (no ``hydra`` node): the one :func:`_expand` composed for a
-    single run (hydra's settings change only its ``hydra`` node), else composed here."""
-    full = _COMPOSED.pop(_key(overrides), None)
-    if full is None:
-        return _compose(overrides)
+def _without_hydra(full: DictConfig) -> DictConfig:
+    """A copy of a composition without its ``hydra`` node: what ``hydra.compose`` returns for
+    the same overrides (hydra's settings change only that node)."""
     cfg = copy.deepcopy(full)
     with open_dict(cfg):
         del cfg["hydra"]
@@ -297,10 +284,12 @@ def precheck(argv: list[str]) -> Plan | None:
     found = _expand(argv)
     if found is None:
         return None
-    jobs, multirun, hydra_cfg = found
+    jobs, multirun, full = found
+    hydra_cfg = full.hydra
     composed = []
     for overrides in jobs:
-        cfg = _job_config(overrides)
+        # a single run's job is the composition _expand made (~0.3 s of a tiny run saved)
+        cfg = _compose(overrides) if multirun else _without_hydra(full)
         composed.append(cfg)
         parse_config(cfg)
         _check_candidates(cfg)

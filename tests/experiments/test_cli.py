@@ -164,19 +164,21 @@ def test_precheck_accepts_good_input_and_sweeps():
         ["policy=thompson", "hydra/launcher=joblib", "sim.days=2"],
     ],
 )
-def test_a_single_run_is_composed_once_and_equals_a_fresh_composition(args):
-    """The precheck reuses :func:`_expand`'s composition for a single run: the job config it
-    hands on must be what composing the job's own overrides gives (hydra's settings on the
-    command line change only the ``hydra`` node), and nothing stays cached afterwards."""
+def test_a_single_run_is_composed_once_and_equals_a_fresh_composition(args, monkeypatch):
+    """The precheck reuses :func:`_expand`'s composition for a single run: it composes once,
+    and the job config it hands on is what composing the job's own overrides gives (hydra's
+    settings on the command line change only the ``hydra`` node)."""
     from omegaconf import OmegaConf
 
     from experiments import cli
 
+    compose, calls = cli._compose, []
+    monkeypatch.setattr(cli, "_compose", lambda *a, **kw: calls.append(a) or compose(*a, **kw))
     plan = precheck(args)
-    fresh = cli._compose([a for a in args if not a.lstrip("+~").startswith("hydra")])
+    assert len(calls) == 1
+    fresh = compose([a for a in args if not a.lstrip("+~").startswith("hydra")])
     assert not plan.multirun and "hydra" not in plan.jobs[0]
     assert OmegaConf.to_yaml(plan.jobs[0]) == OmegaConf.to_yaml(fresh)
-    assert cli._COMPOSED == {}
 
 
 @pytest.mark.parametrize(
