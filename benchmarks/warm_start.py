@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import tempfile
@@ -29,9 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def arm_overrides(arm: str) -> list[str]:
-    kind, iterations = arm.rstrip("0123456789"), arm[len(arm.rstrip("0123456789")) :]
-    if kind not in ("fresh", "warm") or not iterations:
+    match = re.fullmatch(r"(fresh|warm)(\d+)", arm)
+    if match is None:
         raise SystemExit(f"arm {arm!r}: expected freshN or warmN (N iterations)")
+    kind, iterations = match.groups()
     return [
         f"policy.scorer.warm_start={'true' if kind == 'warm' else 'false'}",
         f"policy.scorer.iterations={iterations}",

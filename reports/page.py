@@ -71,7 +71,7 @@ def figure_dict(data: list[dict[str, Any]], layout: dict[str, Any]) -> dict[str,
     """A figure as a plain dict, ready for :func:`figure_html` without plotly's validation
     (which costs tens of milliseconds a figure): numpy arrays become plotly's typed-array specs
     as ``go.Figure.to_dict`` makes them. The caller builds what a validated figure would hold
-    (``tests/reports/test_run_report.py`` checks that plotly's validator leaves it unchanged)."""
+    (``tests/reports/test_figure_dicts.py`` checks that plotly's validator leaves it unchanged)."""
     fig = {"data": data, "layout": layout}
     convert_to_base64(data)
     return fig

@@ -488,6 +488,7 @@ def _time_figure(panel: _Panel, metrics: pl.DataFrame, deploy_days: np.ndarray) 
     # Runs written by older versions may lack newer metric columns: plot what is there.
     left = tuple(c for c in panel.left if c in m.columns)
     right = tuple(c for c in panel.right if c in m.columns)
+    series = {c: _series(m, c) for c in (*left, *right)}
     traces = []
     for i, (col, secondary) in enumerate([(c, False) for c in left] + [(c, True) for c in right]):
         info = metric_info(col)
@@ -502,7 +503,7 @@ def _time_figure(panel: _Panel, metrics: pl.DataFrame, deploy_days: np.ndarray) 
                 "name": info.label,
                 **({"stackgroup": "left"} if panel.stacked and not secondary else {}),
                 "x": day,
-                "y": _series(m, col),
+                "y": series[col],
                 "type": "scatter",
                 "xaxis": "x",
                 "yaxis": "y2" if secondary else "y",
@@ -529,7 +530,7 @@ def _time_figure(panel: _Panel, metrics: pl.DataFrame, deploy_days: np.ndarray) 
             else {"anchor": "x", "domain": [0.0, 1.0]}
         )
         if columns:
-            values = [_series(m, c) for c in columns]
+            values = [series[c] for c in columns]
             if panel.stacked and not secondary:  # the axis must hold the stack's top
                 values = [np.nansum(np.vstack(values), axis=0)]
             axis |= {"title": {"text": title}, **y_axis(columns, values, scale)}
